@@ -1,0 +1,123 @@
+/**
+ * Every setting, read from the environment once, at the edge (`bin/*.ts`), into one typed object that
+ * is passed down. The README's configuration table is checked against `SETTINGS` by a test.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
+const positiveInt = z.coerce.number().int('must be a whole number').positive('must be greater than 0');
+const topic = z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'must be a Kafka topic name (letters, digits, . _ -)');
+
+const brokerList = z
+  .string()
+  .transform((s) => s.split(',').map((b) => b.trim()).filter(Boolean))
+  .refine((list) => list.length > 0 && list.every((b) => /^[^\s:]+:\d{1,5}$/.test(b)), {
+    message: 'must be a comma-separated list of host:port',
+  });
+
+const tokenMap = z.string().transform((s, ctx) => {
+  const tokens = new Map<string, string>();
+  for (const pair of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    const token = pair.slice(0, eq);
+    const tenant = pair.slice(eq + 1);
+    if (eq <= 0 || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(tenant)) {
+      ctx.addIssue({ code: 'custom', message: 'must be token=tenant pairs separated by commas, e.g. tok1=acme,tok2=globex' });
+      return z.NEVER;
+    }
+    tokens.set(token, tenant);
+  }
+  return tokens;
+});
+
+/** Name → [schema with default, meaning]. The README documents exactly these. */
+export const SETTINGS = {
+  HOST: [z.string().min(1).default('127.0.0.1'), 'Address the API/UI and the receiver listen on.'],
+  PORT: [port.default(4000), 'Port of the GraphQL API (`/graphql`) and the dashboard.'],
+  RECEIVER_PORT: [port.default(4318), 'Port of the receiver: `POST /v1/audit`, `POST /v1/traces` (OTLP/HTTP).'],
+  DATA_DIR: [z.string().min(1).default('./data'), 'Where the embedded ClickHouse engine keeps its data (unused with `CLICKHOUSE_URL`).'],
+  CLICKHOUSE_URL: [z.url('must be a URL such as http://user:password@host:8123').optional(), 'ClickHouse server URL. Unset: the embedded engine (chDB) under `DATA_DIR`.'],
+  CLICKHOUSE_DATABASE: [z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'must be a plain identifier').default('mcp_analytics'), 'Database holding all tables.'],
+  CLICKHOUSE_CLUSTER: [z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be a cluster name from remote_servers').optional(), 'Cluster name: migrations then run `ON CLUSTER` and create replicated tables.'],
+  RETENTION_DAYS: [positiveInt.max(36500).default(90), 'Days raw audit events and spans are kept (table TTL). Rollups are kept 4× as long.'],
+  KAFKA_BROKERS: [brokerList.optional(), 'Comma-separated Kafka brokers. Unset: an in-process queue replaces Kafka (single process).'],
+  KAFKA_CLIENT_ID: [z.string().min(1).default('mcp-analytics'), 'Kafka client id.'],
+  KAFKA_AUDIT_TOPIC: [topic.default('mcp-audit'), 'Topic of audit records (JSON).'],
+  KAFKA_SPANS_TOPIC: [topic.default('otlp_spans'), 'Topic of spans (OTLP protobuf, as the OpenTelemetry Collector writes them).'],
+  KAFKA_DEAD_LETTER_TOPIC: [topic.default('mcp-dead-letters'), 'Topic of messages the ingest could not decode or validate.'],
+  KAFKA_GROUP_ID: [z.string().min(1).default('mcp-ingest'), 'Consumer group of the ingest workers.'],
+  INGEST_TOKENS: [tokenMap.optional(), 'Receiver bearer tokens, `token=tenant,...`. Unset: the single tenant `default`, localhost only.'],
+  RECEIVER_MAX_BODY_BYTES: [positiveInt.default(8 * 1024 * 1024), 'Largest request body the receiver accepts (after decompression).'],
+  RECEIVER_MAX_RECORDS: [positiveInt.default(10_000), 'Most records (or spans) in one receiver request.'],
+  BATCH_MAX_ROWS: [positiveInt.default(10_000), 'Rows per ClickHouse insert, at most.'],
+  BATCH_MAX_WAIT_MS: [positiveInt.default(1000), 'Longest a row waits before its batch is inserted.'],
+  SHUTDOWN_TIMEOUT_MS: [positiveInt.default(15_000), 'How long graceful shutdown may take before the process exits anyway.'],
+  LOG_LEVEL: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level (JSON logs on stdout).'],
+} as const;
+
+type Settings = typeof SETTINGS;
+type Raw = { [K in keyof Settings]: z.output<Settings[K][0]> };
+
+export interface Config {
+  host: string;
+  port: number;
+  receiverPort: number;
+  dataDir: string;
+  clickhouse: { url?: string; database: string; cluster?: string };
+  retentionDays: number;
+  kafka?: {
+    brokers: string[];
+    clientId: string;
+    groupId: string;
+  };
+  topics: { audit: string; spans: string; deadLetter: string };
+  ingestTokens?: Map<string, string>;
+  receiver: { maxBodyBytes: number; maxRecords: number };
+  batch: { maxRows: number; maxWaitMs: number };
+  shutdownTimeoutMs: number;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads every setting; throws one ConfigError naming each bad variable, its value and the reason. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = [];
+  const raw: Record<string, unknown> = {};
+  for (const [name, [schema]] of Object.entries(SETTINGS)) {
+    const value = env[name] === '' ? undefined : env[name];
+    const parsed = (schema as z.ZodType).safeParse(value);
+    if (parsed.success) raw[name] = parsed.data;
+    else problems.push(`${name}=${JSON.stringify(value)}: ${parsed.error.issues.map((i) => i.message).join(', ')}`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const r = raw as Raw;
+  if (r.PORT === r.RECEIVER_PORT) throw new ConfigError([`PORT and RECEIVER_PORT must differ (both ${r.PORT})`]);
+
+  const topics = { audit: r.KAFKA_AUDIT_TOPIC, spans: r.KAFKA_SPANS_TOPIC, deadLetter: r.KAFKA_DEAD_LETTER_TOPIC };
+  return {
+    host: r.HOST,
+    port: r.PORT,
+    receiverPort: r.RECEIVER_PORT,
+    dataDir: path.resolve(r.DATA_DIR),
+    clickhouse: { url: r.CLICKHOUSE_URL, database: r.CLICKHOUSE_DATABASE, cluster: r.CLICKHOUSE_CLUSTER },
+    retentionDays: r.RETENTION_DAYS,
+    kafka: r.KAFKA_BROKERS && {
+      brokers: r.KAFKA_BROKERS,
+      clientId: r.KAFKA_CLIENT_ID,
+      groupId: r.KAFKA_GROUP_ID,
+    },
+    topics,
+    ingestTokens: r.INGEST_TOKENS,
+    receiver: { maxBodyBytes: r.RECEIVER_MAX_BODY_BYTES, maxRecords: r.RECEIVER_MAX_RECORDS },
+    batch: { maxRows: r.BATCH_MAX_ROWS, maxWaitMs: r.BATCH_MAX_WAIT_MS },
+    shutdownTimeoutMs: r.SHUTDOWN_TIMEOUT_MS,
+    logLevel: r.LOG_LEVEL,
+  };
+}

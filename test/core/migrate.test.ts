@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
+import { migrate, readMigrations, renderMigration, splitStatements } from '../../core/migrate.ts';
+
+async function schema(client: ClickHouseClient) {
+  const rs = await client.query({
+    query: `SELECT name, engine, create_table_query FROM system.tables
+            WHERE database = currentDatabase() ORDER BY name`,
+    format: 'JSONEachRow',
+  });
+  return rs.json<{ name: string; engine: string; create_table_query: string }>();
+}
+
+describe('migrations on the embedded engine', () => {
+  let client: ClickHouseClient;
+  before(async () => {
+    client = await openClickHouse({ database: 'migrate_test', dataDir: mkdtempSync(path.join(os.tmpdir(), 'mig-')) });
+  });
+  after(() => client.close());
+
+  it('applies every migration once; running them again changes nothing', async () => {
+    const all = (await readMigrations()).map((m) => `${String(m.version).padStart(4, '0')}-${m.name}`);
+    const first = await migrate(client, { retentionDays: 30 });
+    assert.deepEqual(first, { applied: all, skipped: [] });
+    const before = await schema(client);
+    assert.deepEqual(
+      before.map((t) => t.name),
+      ['audit_events_v1', 'dead_letters_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1'],
+    );
+
+    const second = await migrate(client, { retentionDays: 30 });
+    assert.deepEqual(second, { applied: [], skipped: all });
+    assert.deepEqual(await schema(client), before);
+    const count = await (await client.query({ query: 'SELECT count() AS n FROM schema_migrations', format: 'JSONEachRow' })).json<{ n: number }>();
+    assert.equal(Number(count[0]!.n), all.length);
+  });
+
+  it('brings table TTLs to a changed retention setting', async () => {
+    await migrate(client, { retentionDays: 7 });
+    const tables = await schema(client);
+    const audit = tables.find((t) => t.name === 'audit_events_v1')!;
+    assert.match(audit.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(7\)/);
+    const rollup = tables.find((t) => t.name === 'tool_calls_1m_v1')!;
+    assert.match(rollup.create_table_query, /TTL minute \+ toIntervalDay\(28\)/);
+  });
+
+  it('refuses a migration edited after it was applied', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sql-'));
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(path.join(dir, '0001-probe.sql'), 'CREATE TABLE IF NOT EXISTS probe_v1 (a UInt8) ENGINE = MergeTree ORDER BY a;\n');
+    const probeClient = client;
+    await probeClient.command({ query: 'CREATE DATABASE IF NOT EXISTS migrate_probe' });
+    await probeClient.command({ query: 'USE migrate_probe' });
+    try {
+      await migrate(probeClient, { retentionDays: 30, dir });
+      writeFileSync(path.join(dir, '0001-probe.sql'), 'CREATE TABLE IF NOT EXISTS probe_v1 (a UInt16) ENGINE = MergeTree ORDER BY a;\n');
+      await assert.rejects(migrate(probeClient, { retentionDays: 30, dir }), /0001-probe was changed after it was applied/);
+    } finally {
+      await probeClient.command({ query: 'USE migrate_test' });
+    }
+  });
+});
+
+describe('migration rendering', () => {
+  it('makes replicated tables on a cluster and plain ones without', () => {
+    const sql = 'CREATE TABLE t {{on_cluster}} (a UInt8) ENGINE = {{replicated}}ReplacingMergeTree ORDER BY a TTL d + INTERVAL {{retention_days}} DAY';
+    assert.equal(
+      renderMigration(sql, { retentionDays: 9 }),
+      'CREATE TABLE t  (a UInt8) ENGINE = ReplacingMergeTree ORDER BY a TTL d + INTERVAL 9 DAY',
+    );
+    assert.equal(
+      renderMigration(sql, { retentionDays: 9, cluster: 'prod' }),
+      'CREATE TABLE t ON CLUSTER `prod` (a UInt8) ENGINE = ReplicatedReplacingMergeTree ORDER BY a TTL d + INTERVAL 9 DAY',
+    );
+    assert.throws(() => renderMigration('{{nope}}', { retentionDays: 1 }), /unknown migration placeholder \{\{nope\}\}/);
+  });
+
+  it('every real migration renders for a cluster with only replicated engines', async () => {
+    for (const m of await readMigrations()) {
+      for (const statement of splitStatements(renderMigration(m.sql, { retentionDays: 30, cluster: 'c1' }))) {
+        assert.match(statement, /ON CLUSTER `c1`/, `${m.name}: ${statement.slice(0, 60)}`);
+        const engine = /ENGINE = (\w+)/.exec(statement)?.[1];
+        if (engine) assert.match(engine, /^Replicated/, `${m.name} uses ${engine}`);
+      }
+    }
+  });
+
+  it('splits statements and drops comment lines', () => {
+    assert.deepEqual(splitStatements('-- c;\nSELECT 1;\n\nSELECT 2;\n'), ['SELECT 1', 'SELECT 2']);
+  });
+});
