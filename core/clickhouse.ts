@@ -9,6 +9,8 @@ import { createChdbConnection } from 'chdb/connection';
 
 export type { ClickHouseClient };
 
+type ClientConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
+
 export interface ClickHouseOptions {
   /** Server URL; undefined for the embedded engine. */
   url?: string;
@@ -34,7 +36,10 @@ export async function openClickHouse(options: ClickHouseOptions): Promise<ClickH
 
   const dir = path.join(options.dataDir, 'clickhouse');
   mkdirSync(dir, { recursive: true });
-  const client = createClient({ connection: createChdbConnection({ path: dir }) });
+  // chdb types its Connection against @clickhouse/client-common, the client bundles its own copy of
+  // the same interface; the shapes are identical, the declarations are not.
+  const connection = createChdbConnection({ path: dir }) as unknown as ClientConnection;
+  const client = createClient({ connection });
   await client.command({ query: createDatabase });
   // The embedded engine is one session: USE sets the database for every later statement.
   await client.command({ query: `USE ${quoteIdentifier(options.database)}` });

@@ -31,8 +31,20 @@ const tokenMap = z.string().transform((s, ctx) => {
   return tokens;
 });
 
+export const ROLES = ['receiver', 'ingest', 'api'] as const;
+export type Role = (typeof ROLES)[number];
+
+const roleList = z
+  .string()
+  .transform((s) => s.split(',').map((r) => r.trim()).filter(Boolean))
+  .refine((list) => list.length > 0 && list.every((r) => (ROLES as readonly string[]).includes(r)), {
+    message: `must be a comma-separated subset of ${ROLES.join(',')}`,
+  })
+  .transform((list) => new Set(list as Role[]));
+
 /** Name → [schema with default, meaning]. The README documents exactly these. */
 export const SETTINGS = {
+  ROLES: [roleList.prefault(ROLES.join(',')), 'What this process runs: `receiver`, `ingest`, `api`, comma-separated. Split them only with Kafka.'],
   HOST: [z.string().min(1).default('127.0.0.1'), 'Address the API/UI and the receiver listen on.'],
   PORT: [port.default(4000), 'Port of the GraphQL API (`/graphql`) and the dashboard.'],
   RECEIVER_PORT: [port.default(4318), 'Port of the receiver: `POST /v1/audit`, `POST /v1/traces` (OTLP/HTTP).'],
@@ -60,6 +72,7 @@ type Settings = typeof SETTINGS;
 type Raw = { [K in keyof Settings]: z.output<Settings[K][0]> };
 
 export interface Config {
+  roles: Set<Role>;
   host: string;
   port: number;
   receiverPort: number;
@@ -99,9 +112,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (problems.length > 0) throw new ConfigError(problems);
   const r = raw as Raw;
   if (r.PORT === r.RECEIVER_PORT) throw new ConfigError([`PORT and RECEIVER_PORT must differ (both ${r.PORT})`]);
+  if (!r.KAFKA_BROKERS && r.ROLES.size < ROLES.length) {
+    throw new ConfigError([`ROLES=${[...r.ROLES].join(',')}: without KAFKA_BROKERS one process must run all of ${ROLES.join(',')}`]);
+  }
 
   const topics = { audit: r.KAFKA_AUDIT_TOPIC, spans: r.KAFKA_SPANS_TOPIC, deadLetter: r.KAFKA_DEAD_LETTER_TOPIC };
   return {
+    roles: r.ROLES,
     host: r.HOST,
     port: r.PORT,
     receiverPort: r.RECEIVER_PORT,

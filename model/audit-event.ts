@@ -71,15 +71,15 @@ export const auditRecordSchema = z.object({
   gateway: optionalText(LIMITS.nameLength),
   transport: optionalText(64),
   service: optionalText(LIMITS.nameLength),
-  otel_trace_id: z.string().regex(/^[0-9a-f]{32}$/i, 'must be 32 hex digits').optional(),
-  otel_span_id: z.string().regex(/^[0-9a-f]{16}$/i, 'must be 16 hex digits').optional(),
+  otel_trace_id: z.string().regex(/^([0-9a-f]{32})?$/i, 'must be 32 hex digits').optional(),
+  otel_span_id: z.string().regex(/^([0-9a-f]{16})?$/i, 'must be 16 hex digits').optional(),
   request_bytes: byteCount.optional(),
   response_bytes: byteCount.optional(),
   cost_usd: z
     .number('must be a number of US dollars')
     .nonnegative('must not be negative')
     .max(LIMITS.maxCostUsd, `must be at most ${LIMITS.maxCostUsd}`)
-    .optional(),
+    .nullish(),
   attributes: z
     .record(
       text(LIMITS.attributeKeyLength).min(1, 'attribute names must not be empty'),

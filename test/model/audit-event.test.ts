@@ -53,6 +53,13 @@ describe('audit event model', () => {
     assert.equal(given.value.event_id, '0193a2b4-c5d6-7e8f-9a0b-1c2d3e4f5a6b');
   });
 
+  it('accepts its own normalized output unchanged (what travels on the topic)', () => {
+    const r = normalizeAuditRecord(goMicroDenied);
+    assert.ok(r.ok);
+    const again = normalizeAuditRecord(JSON.parse(JSON.stringify(r.value)));
+    assert.deepEqual(again, r);
+  });
+
   it('accepts the extended fields', () => {
     const r = normalizeAuditRecord({
       ...goMicroAllowed,

@@ -1,0 +1,163 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { ClickHouseError } from '@clickhouse/client';
+import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
+import { createLogger } from '../../core/logger.ts';
+import { migrate } from '../../core/migrate.ts';
+import { auditMessageKey } from '../../core/publisher.ts';
+import { normalizeAuditRecord, type AuditEvent } from '../../model/audit-event.ts';
+import { createClickHouseWriter, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
+import { createDeadLetterTable } from '../../ingest/dead-letter-table.ts';
+import { createMemoryQueue } from '../../ingest/memory-queue.ts';
+import type { InboundMessage } from '../../ingest/messages.ts';
+import { createPipeline } from '../../ingest/pipeline.ts';
+import { createQueueWorker } from '../../ingest/queue-worker.ts';
+
+const topics = { audit: 'mcp-audit', spans: 'otlp_spans' };
+const logger = createLogger('silent');
+let clickhouse: ClickHouseClient;
+let offset = 0;
+
+function event(i: number, extra: Record<string, unknown> = {}): AuditEvent {
+  const r = normalizeAuditRecord({
+    trace_id: `trace-${i}`,
+    timestamp: new Date(Date.UTC(2026, 10, 24, 10, 0, i % 60)).toISOString(),
+    tool: i % 3 === 0 ? 'users.Users.Get' : 'billing.Billing.Charge',
+    allowed: i % 10 !== 0,
+    ...(i % 10 === 0 ? { denied_reason: 'missing scope' } : { duration: 1_000_000 + i }),
+    ...(i % 7 === 0 ? { error: 'boom' } : {}),
+    agent: `agent-${i % 4}`,
+    cost_usd: 0.001,
+    ...extra,
+  });
+  assert.ok(r.ok);
+  return r.value;
+}
+
+function message(value: unknown, topic = topics.audit): InboundMessage {
+  return {
+    topic,
+    partition: 0,
+    offset: String(offset++),
+    key: null,
+    value: Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)),
+    headers: {},
+  };
+}
+
+async function scalar(query: string): Promise<number> {
+  const rows = await (await clickhouse.query({ query: `SELECT (${query}) AS n`, format: 'JSONEachRow' })).json<{ n: string | number }>();
+  return Number(rows[0]!.n);
+}
+
+const rawCount = () => scalar('SELECT count() FROM audit_events_v1');
+const rollupCalls = () => scalar('SELECT sum(calls) FROM tool_calls_1m_v1');
+const rollupDenials = () => scalar('SELECT sum(denials) FROM tool_calls_1m_v1');
+
+function pipelineWith(writer: ClickHouseWriter = createClickHouseWriter(clickhouse)) {
+  return createPipeline({ writer, deadLetters: createDeadLetterTable(clickhouse), topics, logger });
+}
+
+describe('ingest pipeline on the embedded engine', () => {
+  before(async () => {
+    clickhouse = await openClickHouse({ database: 'ingest_test', dataDir: mkdtempSync(path.join(os.tmpdir(), 'ingest-')) });
+    await migrate(clickhouse, { retentionDays: 3650 });
+  });
+  after(() => clickhouse.close());
+  beforeEach(async () => {
+    for (const table of ['audit_events_v1', 'tool_calls_1m_v1', 'spans_v1', 'dead_letters_v1']) {
+      await clickhouse.command({ query: `TRUNCATE TABLE ${table}` });
+    }
+  });
+
+  it('stores each event once in the raw table and the rollups, even when the batch is delivered again', async () => {
+    const batch = Array.from({ length: 500 }, (_, i) => message(event(i)));
+    const pipeline = pipelineWith();
+    const first = await pipeline.process(batch);
+    assert.deepEqual(first, { messages: 500, auditRows: 500, spanRows: 0, duplicates: 0, deadLetters: 0 });
+    const again = await pipeline.process([...batch.slice(100, 300), ...batch.slice(0, 50)]);
+    assert.deepEqual(again, { messages: 250, auditRows: 0, spanRows: 0, duplicates: 250, deadLetters: 0 });
+    assert.equal(await rawCount(), 500);
+    assert.equal(await rollupCalls(), 500);
+    assert.equal(await rollupDenials(), 50);
+    assert.equal(await scalar('SELECT sum(errors) FROM tool_calls_1m_v1'), 72); // i % 7 === 0 for i < 500
+    assert.equal(await scalar('SELECT sum(cost_usd_sum) FROM tool_calls_1m_v1'), 0.5);
+  });
+
+  it('ingests go-micro records as another producer wrote them, and dead-letters poison with its reason', async () => {
+    const goMicro = { trace_id: 'gm-1', timestamp: '2026-11-24T10:00:00Z', tool: 'users.Users.Get', allowed: true, duration: 42 };
+    const batch = [
+      message(event(1)),
+      message('{not json'),
+      message({ ...goMicro, duration: 'slow' }),
+      message(goMicro),
+      message('garbage', topics.spans),
+      message(event(2)),
+    ];
+    const outcome = await createPipeline({ writer: createClickHouseWriter(clickhouse), deadLetters: createDeadLetterTable(clickhouse), topics, logger }).process(batch);
+    assert.deepEqual(outcome, { messages: 6, auditRows: 3, spanRows: 0, duplicates: 0, deadLetters: 3 });
+    assert.equal(await rawCount(), 3);
+    const letters = await (
+      await clickhouse.query({ query: 'SELECT topic, offset, value, reason FROM dead_letters_v1 ORDER BY toUInt64(offset)', format: 'JSONEachRow' })
+    ).json<{ topic: string; offset: string; value: string; reason: string }>();
+    assert.equal(letters.length, 3);
+    assert.equal(letters[0]!.value, '{not json');
+    assert.match(letters[0]!.reason, /^not JSON/);
+    assert.match(letters[1]!.reason, /duration: must be a duration in integer nanoseconds/);
+    assert.equal(letters[2]!.topic, topics.spans);
+    assert.match(letters[2]!.reason, /not an OTLP ExportTraceServiceRequest/);
+    assert.deepEqual(letters.map((l) => Number(l.offset)), [1, 2, 4].map((k) => Number(batch[k]!.offset)));
+  });
+
+  it('retries a batch while ClickHouse fails, then stores it exactly once', async () => {
+    const real = createClickHouseWriter(clickhouse);
+    let failures = 3;
+    const flaky: ClickHouseWriter = {
+      async writeAudit(rows) {
+        if (failures-- > 0) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+        return real.writeAudit(rows);
+      },
+      writeSpans: (rows) => real.writeSpans(rows),
+    };
+    const outcome = await pipelineWith(flaky).process(Array.from({ length: 40 }, (_, i) => message(event(i))));
+    assert.equal(outcome.auditRows, 40);
+    assert.equal(failures, -1);
+    assert.equal(await rawCount(), 40);
+    assert.equal(await rollupCalls(), 40);
+  });
+
+  it('sets aside only the rows ClickHouse refuses for their content', async () => {
+    const real = createClickHouseWriter(clickhouse);
+    const picky: ClickHouseWriter = {
+      async writeAudit(rows) {
+        if (rows.some((r) => r.tool === 'bad.Tool'))
+          throw new ClickHouseError({ message: 'Cannot parse input', code: '27', type: 'CANNOT_PARSE_INPUT_ASSERTION_FAILED' });
+        return real.writeAudit(rows);
+      },
+      writeSpans: (rows) => real.writeSpans(rows),
+    };
+    const batch = Array.from({ length: 20 }, (_, i) => message(event(i, i === 5 || i === 13 ? { tool: 'bad.Tool' } : {})));
+    const outcome = await pipelineWith(picky).process(batch);
+    assert.deepEqual(outcome, { messages: 20, auditRows: 18, spanRows: 0, duplicates: 0, deadLetters: 2 });
+    assert.equal(await rawCount(), 18);
+    assert.equal(await scalar('SELECT count() FROM dead_letters_v1'), 2);
+  });
+
+  it('drains everything published to the in-process queue on shutdown', async () => {
+    const queue = createMemoryQueue({ maxMessages: 10_000 });
+    const worker = createQueueWorker({ queue, pipeline: pipelineWith(), batch: { maxRows: 300, maxWaitMs: 50 }, logger });
+    worker.start();
+    for (let i = 0; i < 10; i++) {
+      const events = Array.from({ length: 100 }, (_, k) => event(i * 100 + k));
+      await queue.publish(topics.audit, events.map((e) => ({ key: auditMessageKey(e), value: Buffer.from(JSON.stringify(e)) })));
+    }
+    await worker.drain();
+    assert.equal(queue.size, 0);
+    assert.equal(await rawCount(), 1000);
+    assert.equal(await rollupCalls(), 1000);
+    await assert.rejects(queue.publish(topics.audit, []), /shutting down/);
+  });
+});
