@@ -1,0 +1,84 @@
+/**
+ * docker-compose.yml can't run here (no Docker engine), so this keeps it honest against the code:
+ * the same variable names, ports, commands and roles.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { parse } from 'yaml';
+import { loadConfig, SETTINGS } from '../core/config.ts';
+
+const root = new URL('../', import.meta.url);
+const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8'), { merge: true });
+const scripts: Record<string, string> = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')).scripts;
+const appServices = { receiver: 'receiver', ingest: 'ingest', api: 'api' } as const;
+
+describe('docker-compose.yml', () => {
+  it('runs Kafka (KRaft) and ClickHouse with health checks and volumes', () => {
+    const { kafka, clickhouse } = compose.services;
+    assert.match(kafka.image, /^apache\/kafka:/);
+    assert.equal(kafka.environment.KAFKA_PROCESS_ROLES, 'broker,controller');
+    assert.match(clickhouse.image, /^clickhouse\/clickhouse-server:/);
+    for (const s of [kafka, clickhouse]) {
+      assert.ok(s.healthcheck?.test, 'health check');
+      assert.equal(s.volumes.length, 1);
+    }
+  });
+
+  for (const [service, role] of Object.entries(appServices)) {
+    it(`${service}: only our settings, a valid configuration, a real command, the right role`, () => {
+      const s = compose.services[service];
+      for (const name of Object.keys(s.environment)) assert.ok(name in SETTINGS, `${service} sets unknown variable ${name}`);
+      const env = Object.fromEntries(Object.entries(s.environment).map(([k, v]) => [k, String(v).replace(/\$\{\w+:-([^}]*)\}/, '$1')]));
+      const config = loadConfig(env);
+      assert.deepEqual([...config.roles], [role]);
+      assert.deepEqual(config.kafka?.brokers, ['kafka:9092']);
+      assert.match(config.clickhouse.url!, /^http:\/\/.*@clickhouse:8123$/);
+
+      const [npm, ...args] = s.command as string[];
+      assert.equal(npm, 'npm');
+      const script = args[0] === 'run' ? args[1]! : args[0]!;
+      assert.ok(script in scripts, `npm script ${script} exists`);
+      assert.match(scripts[script]!, /bin\/start\.ts/);
+
+      const healthPort = role === 'receiver' ? config.receiverPort : config.port;
+      assert.match(s.healthcheck.test.join(' '), new RegExp(`127\\.0\\.0\\.1:${healthPort}/readyz`));
+      for (const published of s.ports ?? []) {
+        const [host, container] = String(published).split(':').map(Number);
+        assert.equal(container, healthPort);
+        assert.equal(host, container);
+      }
+      assert.deepEqual(Object.keys(s.depends_on).sort(), ['clickhouse', 'kafka']);
+    });
+  }
+
+  it('scales the ingest workers out to two in one consumer group', () => {
+    assert.equal(compose.services.ingest.deploy.replicas, 2);
+    assert.equal(compose.services.ingest.environment.KAFKA_GROUP_ID, 'mcp-ingest');
+  });
+
+  it('builds the image the services run', () => {
+    const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8');
+    assert.match(dockerfile, /^FROM node:20/m);
+    assert.match(dockerfile, /npm ci/);
+    assert.match(dockerfile, /CMD \["npm", "start"\]/);
+  });
+});
+
+describe('README', () => {
+  const readme = readFileSync(new URL('README.md', root), 'utf8');
+  it('documents every setting with its default', () => {
+    for (const [name, [schema]] of Object.entries(SETTINGS)) {
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`${name}\``));
+      assert.ok(row, `README documents ${name}`);
+      const parsed = (schema as { safeParse(v: undefined): { success: boolean; data?: unknown } }).safeParse(undefined);
+      const fallback = parsed.success ? parsed.data : undefined;
+      if (fallback !== undefined && !(fallback instanceof Set)) assert.ok(row.includes(`\`${String(fallback)}\``), `README gives the default of ${name}`);
+    }
+  });
+
+  it('shows the two commands', () => {
+    assert.match(readme, /npm install && npm start/);
+    assert.match(readme, /npm test/);
+  });
+});
