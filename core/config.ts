@@ -5,8 +5,8 @@
 import path from 'node:path';
 import { z } from 'zod';
 
-const port = z.coerce.number().int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
-const positiveInt = z.coerce.number().int('must be a whole number').positive('must be greater than 0');
+const port = z.coerce.number('must be a number').int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
+const positiveInt = z.coerce.number('must be a number').int('must be a whole number').positive('must be greater than 0');
 const topic = z.string().regex(/^[A-Za-z0-9._-]{1,249}$/, 'must be a Kafka topic name (letters, digits, . _ -)');
 
 const brokerList = z
