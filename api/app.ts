@@ -1,0 +1,207 @@
+/**
+ * The API service as one node:http request listener: GraphQL at `/graphql` (GraphiQL when a browser GETs
+ * it), yoga's readiness check at `/health`, and the built dashboard (`ui/dist`) everywhere else.
+ * `createApi` builds it from its dependencies; `bin/*` wires it to a server and listens.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { GraphQLError } from 'graphql';
+import { createYoga } from 'graphql-yoga';
+import type { Logger } from '../core/logger.ts';
+import { createApiSchema } from './schema.ts';
+
+export interface ApiDependencies {
+  clickhouse: ClickHouseClient;
+  logger: Logger;
+  /** Directory of the built dashboard (`ui/dist`). Without it only the API is served. */
+  uiDir?: string;
+}
+
+export interface Api {
+  handle(req: IncomingMessage, res: ServerResponse): void;
+}
+
+const GRAPHQL_PATH = '/graphql';
+const HEALTH_PATH = '/health';
+/** Paths that belong to an API: never answered with the dashboard's index.html. */
+const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/'];
+
+export function createApi({ clickhouse, logger, uiDir }: ApiDependencies): Api {
+  const yoga = createYoga({
+    schema: createApiSchema({ clickhouse }),
+    graphqlEndpoint: GRAPHQL_PATH,
+    healthCheckEndpoint: HEALTH_PATH,
+    landingPage: false,
+    graphiql: { title: 'MCP audit analytics' },
+    // The dashboard is served from this origin; other origins get no CORS grant.
+    cors: false,
+    // Yoga logs every error it masks through this logger: log the cause, with its stack.
+    logging: {
+      debug: (...args: unknown[]) => logger.debug({ args }, 'graphql-yoga'),
+      info: (...args: unknown[]) => logger.info({ args }, 'graphql-yoga'),
+      warn: (...args: unknown[]) => logger.warn({ args }, 'graphql-yoga'),
+      error: (...args: unknown[]) => logger.error(describeError(args[0]), 'graphql request failed'),
+    },
+    // Errors we create (GraphQLError with extensions.code, e.g. BAD_USER_INPUT) reach the client as
+    // they are; anything else becomes "Unexpected error." Never revealed, whatever NODE_ENV says.
+    maskedErrors: { isDev: false },
+  });
+  const serveUi = createStaticHandler(uiDir, logger);
+
+  return {
+    handle(req, res) {
+      const pathname = (req.url ?? '/').split('?', 1)[0]!;
+      if (pathname === GRAPHQL_PATH || pathname === HEALTH_PATH) {
+        void yoga(req, res);
+        return;
+      }
+      if (API_PREFIXES.some((p) => pathname.startsWith(p))) {
+        sendText(res, 404, `Not found: ${req.method} ${pathname}. The GraphQL API is at ${GRAPHQL_PATH}.\n`);
+        return;
+      }
+      serveUi(req, res, pathname).catch((err: unknown) => {
+        logger.error({ err, url: req.url }, 'serving the dashboard failed');
+        if (!res.headersSent) sendText(res, 500, 'Internal server error\n');
+        else res.destroy();
+      });
+    },
+  };
+}
+
+function describeError(error: unknown): Record<string, unknown> {
+  if (error instanceof GraphQLError) return { err: error.originalError ?? error, path: error.path };
+  return { err: error };
+}
+
+// ---- the dashboard's static files -------------------------------------------------------------------
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.map': 'application/json; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.webp': 'image/webp',
+  '.ico': 'image/x-icon',
+  '.woff': 'font/woff',
+  '.woff2': 'font/woff2',
+  '.txt': 'text/plain; charset=utf-8',
+  '.webmanifest': 'application/manifest+json',
+};
+
+/** Vite puts content-hashed files here: their name changes whenever their content does. */
+const HASHED_ASSETS = '/assets/';
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+const REVALIDATE = 'no-cache';
+
+type StaticHandler = (req: IncomingMessage, res: ServerResponse, pathname: string) => Promise<void>;
+
+function createStaticHandler(uiDir: string | undefined, logger: Logger): StaticHandler {
+  const root = uiDir === undefined ? undefined : path.resolve(uiDir);
+  let warned = false;
+
+  return async (req, res, pathname) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      sendText(res, 405, `Method ${req.method} not allowed here. The GraphQL API is at ${GRAPHQL_PATH}.\n`);
+      return;
+    }
+    if (root !== undefined) {
+      const file = resolveInside(root, pathname);
+      if (file === null) return sendText(res, 400, 'Bad path\n');
+      const hashed = pathname.startsWith(HASHED_ASSETS);
+      if (await sendFile(req, res, file, hashed)) return;
+      // A missing hashed asset is a real 404: a browser must not get HTML for a script.
+      if (hashed) return sendText(res, 404, 'Not found\n');
+      // Any other path is a dashboard route: index.html, which routes on the client.
+      if (await sendFile(req, res, path.join(root, 'index.html'), false)) return;
+    }
+    if (!warned) {
+      warned = true;
+      logger.warn({ uiDir: root ?? null }, 'dashboard not built: run `npm run build:ui`');
+    }
+    sendHtml(res, 404, NOT_BUILT_PAGE);
+  };
+}
+
+/**
+ * The file a URL path names inside root; null when the path is malformed or escapes root
+ * (`..`, encoded separators, NUL bytes).
+ */
+function resolveInside(root: string, pathname: string): string | null {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(pathname);
+  } catch {
+    return null;
+  }
+  if (decoded.includes('\0') || decoded.includes('\\')) return null;
+  const file = path.resolve(root, `.${path.posix.normalize(`/${decoded}`)}`);
+  return file === root || file.startsWith(root + path.sep) ? file : null;
+}
+
+/** Sends the file when it exists and is a regular file; false otherwise (nothing sent). */
+async function sendFile(req: IncomingMessage, res: ServerResponse, file: string, immutable: boolean): Promise<boolean> {
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) return false;
+
+  const etag = `W/"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`;
+  res.setHeader('Content-Type', CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream');
+  res.setHeader('Cache-Control', immutable ? IMMUTABLE : REVALIDATE);
+  res.setHeader('ETag', etag);
+  res.setHeader('Last-Modified', info.mtime.toUTCString());
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  if (req.headers['if-none-match'] === etag) {
+    res.statusCode = 304;
+    res.end();
+    return true;
+  }
+  res.statusCode = 200;
+  res.setHeader('Content-Length', info.size);
+  if (req.method === 'HEAD') {
+    res.end();
+    return true;
+  }
+  await new Promise<void>((resolve, reject) => {
+    const stream = createReadStream(file);
+    stream.on('error', reject);
+    res.on('close', resolve);
+    stream.pipe(res);
+  });
+  return true;
+}
+
+function sendText(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'X-Content-Type-Options': 'nosniff',
+  });
+  res.end(body);
+}
+
+function sendHtml(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, {
+    'Content-Type': 'text/html; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': REVALIDATE,
+    'X-Content-Type-Options': 'nosniff',
+  });
+  res.end(body);
+}
+
+const NOT_BUILT_PAGE = `<!doctype html>
+<meta charset="utf-8">
+<title>MCP audit analytics</title>
+<p>The dashboard is not built. Run <code>npm run build:ui</code> (or <code>npm install</code>), then reload.</p>
+<p>The GraphQL API is at <a href="${GRAPHQL_PATH}">${GRAPHQL_PATH}</a>.</p>
+`;

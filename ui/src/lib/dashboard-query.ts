@@ -1,0 +1,93 @@
+/**
+ * The dashboard's one GraphQL request (every panel in one round trip) and the types of its answer,
+ * mirroring api/schema.ts.
+ */
+
+export interface Overview {
+  calls: number;
+  errors: number;
+  denials: number;
+  agents: number;
+  p99Ms: number | null;
+  costUsd: number;
+}
+
+export interface AgentStats {
+  agent: string;
+  calls: number;
+  errors: number;
+  denials: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  costUsd: number;
+}
+
+export interface ToolLatency {
+  service: string;
+  tool: string;
+  calls: number;
+  p50Ms: number | null;
+  p95Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number;
+}
+
+export interface AuditEvent {
+  eventId: string;
+  timestamp: string;
+  traceId: string;
+  agent: string;
+  accountId: string | null;
+  tool: string;
+  allowed: boolean;
+  deniedReason: string | null;
+  durationMs: number;
+  error: string | null;
+  costUsd: number | null;
+}
+
+export interface Dashboard {
+  overview: Overview;
+  agents: AgentStats[];
+  slowestTools: ToolLatency[];
+  auditLog: AuditEvent[];
+}
+
+export interface DashboardVariables {
+  tenant: string;
+  from: string;
+  to: string;
+}
+
+const QUERY = /* GraphQL */ `
+  query Dashboard($tenant: String!, $from: String!, $to: String!) {
+    overview(tenant: $tenant, from: $from, to: $to) { calls errors denials agents p99Ms costUsd }
+    agents(tenant: $tenant, from: $from, to: $to) { agent calls errors denials p50Ms p99Ms costUsd }
+    slowestTools(tenant: $tenant, from: $from, to: $to, limit: 10) { service tool calls p50Ms p95Ms p99Ms maxMs }
+    auditLog(tenant: $tenant, from: $from, to: $to, limit: 50) {
+      eventId timestamp traceId agent accountId tool allowed deniedReason durationMs error costUsd
+    }
+  }
+`;
+
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+}
+
+export async function fetchDashboard(variables: DashboardVariables, signal: AbortSignal): Promise<Dashboard> {
+  const response = await fetch('/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+    body: JSON.stringify({ query: QUERY, variables, operationName: 'Dashboard' }),
+    signal,
+  });
+  let body: { data?: Dashboard | null; errors?: Array<{ message: string }> };
+  try {
+    body = await response.json();
+  } catch {
+    throw new ApiError(`The API answered ${response.status} ${response.statusText} without a GraphQL response.`);
+  }
+  if (body.errors?.length) throw new ApiError(body.errors.map((e) => e.message).join('; '));
+  if (!body.data) throw new ApiError(`The API answered ${response.status} without data.`);
+  return body.data;
+}
