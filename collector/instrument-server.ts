@@ -1,0 +1,336 @@
+/**
+ * `instrumentServer`: every `tools/call` of an MCP SDK server (`McpServer` or the low-level `Server`)
+ * is audited and traced, with no other change to the gateway.
+ *
+ * How: the SDK keeps one request handler per method in `Server._requestHandlers` (a Map) and every
+ * registration goes through `Server.setRequestHandler`. The `tools/call` entry is wrapped now, and again
+ * after any later `setRequestHandler` call (McpServer registers it lazily, with its first tool).
+ * The wrapper runs the handler inside a `mcp.tool.call` SERVER span (go-micro's name and attribute
+ * names), then reports one audit record. Only sizes of arguments and results are measured; their
+ * content is never kept.
+ *
+ * Denials: a gateway denies a call by throwing `ToolDeniedError` (an McpError with code
+ * `TOOL_DENIED_CODE`, -32003), or any McpError with that code (`data.reason` names the reason). The audit
+ * record then has `allowed: false` and `denied_reason`, as go-micro writes it; `{ rateLimited: true }`
+ * also sets `mcp.rate_limited`. McpServer turns errors thrown by a tool into `isError` results, so for
+ * it the thrown error is also caught one level down (`McpServer.executeToolHandler`).
+ */
+import { randomUUID } from 'node:crypto';
+import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Span, type Tracer } from '@opentelemetry/api';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { Logger } from '../core/logger.ts';
+import { LIMITS, type AuditRecordInput } from '../model/audit-event.ts';
+import { MCP_ATTR, TOOL_CALL_SPAN } from '../model/span.ts';
+import { parentContextFrom } from './tracing.ts';
+
+/** JSON-RPC error code of a denied tool call (in the implementation-defined server error range). */
+export const TOOL_DENIED_CODE = -32003;
+
+export interface ToolDeniedOptions {
+  /** Scopes the tool needs (`mcp.auth.scopes_required`). */
+  scopesRequired?: string[];
+  /** The call was refused by a rate limit (`mcp.rate_limited`). */
+  rateLimited?: boolean;
+}
+
+/** Throw from a tool handler (or a gateway's policy check) to deny a call; it is audited as a denial. */
+export class ToolDeniedError extends McpError {
+  readonly reason: string;
+  readonly scopesRequired: string[];
+  readonly rateLimited: boolean;
+
+  constructor(reason: string, options: ToolDeniedOptions = {}) {
+    const scopesRequired = options.scopesRequired ?? [];
+    const rateLimited = options.rateLimited ?? false;
+    super(TOOL_DENIED_CODE, `Forbidden: ${reason}`, { reason, scopesRequired, rateLimited });
+    this.name = 'ToolDeniedError';
+    this.reason = reason;
+    this.scopesRequired = scopesRequired;
+    this.rateLimited = rateLimited;
+  }
+}
+
+export interface InstrumentOptions {
+  /** `mcp.transport` / `transport`; by default from the connected transport's class (stdio, http, ...). */
+  transport?: string;
+  /** The account of a call; by default the OAuth client id the transport authenticated. */
+  accountId?: (extra: RequestExtra) => string | undefined;
+}
+
+export interface InstrumentDeps {
+  audit(record: AuditRecordInput): void;
+  tracer: Tracer;
+  logger: Logger;
+}
+
+/** The parts of the SDK's `RequestHandlerExtra` we read. */
+export interface RequestExtra {
+  sessionId?: string;
+  authInfo?: { clientId?: string };
+  [key: string]: unknown;
+}
+
+interface ToolCallRequest {
+  method: string;
+  params?: { name?: unknown; arguments?: unknown; _meta?: unknown };
+}
+
+type Handler = (this: unknown, request: ToolCallRequest, extra: RequestExtra) => Promise<unknown>;
+
+interface LowLevelServer {
+  setRequestHandler(...args: unknown[]): unknown;
+  getClientVersion?(): { name?: string; version?: string } | undefined;
+  readonly transport?: object;
+  _requestHandlers?: unknown;
+}
+
+const WRAPPED = Symbol('mcp-analytics.wrapped');
+const instrumented = new WeakSet<object>();
+
+export function instrumentServer(server: McpServer | Server, deps: InstrumentDeps, options: InstrumentOptions = {}): void {
+  const { logger } = deps;
+  const mcp = server as unknown as { server?: unknown; executeToolHandler?: unknown };
+  const low = (isLowLevelServer(mcp.server) ? mcp.server : server) as unknown as LowLevelServer;
+  const handlers = low._requestHandlers;
+  if (!isLowLevelServer(low) || !(handlers instanceof Map)) {
+    logger.warn('instrumentServer: not an MCP SDK server (no request handler map); tool calls are not audited');
+    return;
+  }
+  if (instrumented.has(low)) return;
+  instrumented.add(low);
+
+  /** Errors McpServer turned into `isError` results, by the call's `extra` object. */
+  const thrown = new WeakMap<object, unknown>();
+  if (low !== (server as unknown)) hookToolErrors(mcp, thrown, logger);
+
+  const wrap = () => {
+    const current = handlers.get('tools/call') as Handler | undefined;
+    if (typeof current === 'function' && !(WRAPPED in current)) {
+      handlers.set('tools/call', wrapHandler(current, low, thrown, deps, options));
+    }
+  };
+  const setRequestHandler = low.setRequestHandler;
+  low.setRequestHandler = function (this: unknown, ...args: unknown[]) {
+    const result = setRequestHandler.apply(this, args);
+    wrap();
+    return result;
+  };
+  wrap();
+}
+
+function isLowLevelServer(value: unknown): value is LowLevelServer {
+  return typeof value === 'object' && value !== null && typeof (value as LowLevelServer).setRequestHandler === 'function' && '_requestHandlers' in value;
+}
+
+function hookToolErrors(mcp: { executeToolHandler?: unknown }, thrown: WeakMap<object, unknown>, logger: Logger): void {
+  const original = mcp.executeToolHandler;
+  if (typeof original !== 'function') {
+    logger.warn('instrumentServer: this McpServer version has no executeToolHandler; errors thrown by tools are audited from their isError results only');
+    return;
+  }
+  mcp.executeToolHandler = async function (this: unknown, tool: unknown, args: unknown, extra: unknown) {
+    try {
+      return await original.call(this, tool, args, extra);
+    } catch (error) {
+      if (typeof extra === 'object' && extra !== null) thrown.set(extra, error);
+      throw error;
+    }
+  };
+}
+
+interface Call {
+  start: bigint;
+  startMs: number;
+  tool: string;
+  traceId: string;
+  span: Span;
+  requestBytes: number;
+  accountId: string | undefined;
+  transport: string;
+}
+
+function wrapHandler(inner: Handler, low: LowLevelServer, thrown: WeakMap<object, unknown>, deps: InstrumentDeps, options: InstrumentOptions): Handler {
+  const wrapped: Handler = async function (this: unknown, request, extra) {
+    const call = begin(request, extra, low, deps, options);
+    if (!call) return inner.call(this, request, extra);
+    let result: unknown;
+    try {
+      result = await context.with(trace.setSpan(context.active(), call.span), inner, this, request, extra);
+    } catch (error) {
+      end(call, extra, low, thrown, deps, undefined, error, true);
+      throw error;
+    }
+    end(call, extra, low, thrown, deps, result, undefined, false);
+    return result;
+  };
+  Object.defineProperty(wrapped, WRAPPED, { value: true });
+  return wrapped;
+}
+
+function begin(request: ToolCallRequest, extra: RequestExtra, low: LowLevelServer, deps: InstrumentDeps, options: InstrumentOptions): Call | undefined {
+  try {
+    const start = process.hrtime.bigint();
+    const startMs = performance.timeOrigin + performance.now();
+    const params = request?.params;
+    const tool = clip(typeof params?.name === 'string' && params.name !== '' ? params.name : '(unnamed)', LIMITS.toolLength);
+    const traceId = randomUUID();
+    const accountId = options.accountId ? options.accountId(extra) : extra?.authInfo?.clientId;
+    const transport = options.transport ?? transportName(low.transport);
+    const span = deps.tracer.startSpan(
+      TOOL_CALL_SPAN,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          [MCP_ATTR.toolName]: tool,
+          [MCP_ATTR.transport]: transport,
+          [MCP_ATTR.traceId]: traceId,
+          ...(accountId && { [MCP_ATTR.accountId]: accountId }),
+        },
+      },
+      parentContextFrom(params?._meta),
+    );
+    return { start, startMs, tool, traceId, span, requestBytes: jsonBytes(params?.arguments), accountId, transport };
+  } catch (error) {
+    deps.logger.debug({ err: error }, 'instrumentServer: could not start auditing a tool call');
+    return undefined;
+  }
+}
+
+function end(
+  call: Call,
+  extra: RequestExtra,
+  low: LowLevelServer,
+  thrown: WeakMap<object, unknown>,
+  deps: InstrumentDeps,
+  result: unknown,
+  error: unknown,
+  failed: boolean,
+): void {
+  try {
+    const duration = Number(process.hrtime.bigint() - call.start);
+    const cause = failed ? error : typeof extra === 'object' && extra !== null ? thrown.get(extra) : undefined;
+    const denial = denialOf(cause);
+    const isErrorResult = !failed && typeof result === 'object' && result !== null && (result as { isError?: unknown }).isError === true;
+    const { span } = call;
+
+    let errorText = '';
+    if (denial) {
+      span.setAttribute(MCP_ATTR.authAllowed, false);
+      span.setAttribute(MCP_ATTR.authDeniedReason, denial.reason);
+      if (denial.scopesRequired.length > 0) span.setAttribute(MCP_ATTR.scopesRequired, denial.scopesRequired);
+      if (denial.rateLimited) span.setAttribute(MCP_ATTR.rateLimited, true);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: denial.reason });
+    } else {
+      span.setAttribute(MCP_ATTR.authAllowed, true);
+      if (cause !== undefined || failed) {
+        errorText = clip(messageOf(cause), LIMITS.textLength);
+        span.recordException(cause instanceof Error ? cause : errorText);
+        span.setStatus({ code: SpanStatusCode.ERROR, message: errorText });
+      } else if (isErrorResult) {
+        errorText = 'the tool returned an error result (isError: true)';
+        span.setStatus({ code: SpanStatusCode.ERROR, message: errorText });
+      } else {
+        span.setStatus({ code: SpanStatusCode.OK });
+      }
+    }
+    span.end();
+
+    const client = low.getClientVersion?.();
+    const spanContext = span.spanContext();
+    const traced = isSpanContextValid(spanContext);
+    const record: AuditRecordInput = {
+      trace_id: call.traceId,
+      timestamp: rfc3339Micros(call.startMs),
+      tool: call.tool,
+      allowed: !denial,
+      duration,
+      agent: clip(client?.name ?? '', LIMITS.nameLength),
+      agent_version: clip(client?.version ?? '', LIMITS.nameLength),
+      transport: call.transport,
+      request_bytes: call.requestBytes,
+      response_bytes: failed ? 0 : jsonBytes(result),
+    };
+    if (call.accountId) record.account_id = clip(call.accountId, LIMITS.nameLength);
+    if (denial) {
+      record.denied_reason = clip(denial.reason, LIMITS.textLength);
+      if (denial.scopesRequired.length > 0) record.scopes_required = denial.scopesRequired.slice(0, LIMITS.scopes);
+    }
+    if (errorText) record.error = errorText;
+    if (typeof extra?.sessionId === 'string') record.session_id = clip(extra.sessionId, LIMITS.idLength);
+    if (traced) {
+      record.otel_trace_id = spanContext.traceId;
+      record.otel_span_id = spanContext.spanId;
+    }
+    deps.audit(record);
+  } catch (failure) {
+    deps.logger.debug({ err: failure }, 'instrumentServer: could not audit a tool call');
+  }
+}
+
+interface Denial {
+  reason: string;
+  scopesRequired: string[];
+  rateLimited: boolean;
+}
+
+/** A `ToolDeniedError`, or any error carrying code TOOL_DENIED_CODE (an McpError from another SDK copy). */
+function denialOf(error: unknown): Denial | undefined {
+  if (error instanceof ToolDeniedError) {
+    return { reason: error.reason, scopesRequired: error.scopesRequired, rateLimited: error.rateLimited };
+  }
+  if (typeof error !== 'object' || error === null || (error as { code?: unknown }).code !== TOOL_DENIED_CODE) return undefined;
+  const data = (error as { data?: unknown }).data as Partial<Record<keyof Denial, unknown>> | undefined;
+  const scopes = Array.isArray(data?.scopesRequired) ? data.scopesRequired.filter((s): s is string => typeof s === 'string') : [];
+  return {
+    reason: typeof data?.reason === 'string' ? data.reason : messageOf(error),
+    scopesRequired: scopes,
+    rateLimited: data?.rateLimited === true,
+  };
+}
+
+const transportNames = new WeakMap<object, string>();
+
+/** go-micro's values where they apply: stdio, http (streamable HTTP and SSE); else the class name. */
+function transportName(transport: object | undefined): string {
+  if (!transport) return '';
+  let name = transportNames.get(transport);
+  if (name === undefined) {
+    const className = transport.constructor?.name ?? '';
+    if (/stdio/i.test(className)) name = 'stdio';
+    else if (/http|sse/i.test(className)) name = 'http';
+    else if (/websocket/i.test(className)) name = 'websocket';
+    else if (/memory/i.test(className)) name = 'memory';
+    else name = className.replace(/(Server)?Transport$/, '').toLowerCase() || 'unknown';
+    transportNames.set(transport, name);
+  }
+  return name;
+}
+
+function jsonBytes(value: unknown): number {
+  if (value === undefined) return 0;
+  try {
+    const json = JSON.stringify(value);
+    return json === undefined ? 0 : Buffer.byteLength(json, 'utf8');
+  } catch {
+    return 0;
+  }
+}
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  return typeof error === 'string' ? error : 'unknown error';
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? text.slice(0, max) : text;
+}
+
+/** RFC 3339 UTC with microseconds, from epoch milliseconds with a fraction. */
+function rfc3339Micros(epochMs: number): string {
+  const whole = Math.floor(epochMs);
+  const micros = Math.floor((epochMs - whole) * 1000);
+  const iso = new Date(whole).toISOString();
+  return `${iso.slice(0, -1)}${String(micros).padStart(3, '0')}Z`;
+}

@@ -1,0 +1,221 @@
+// instrumentServer with a real MCP SDK client and server over InMemoryTransport: every tools/call becomes
+// one audit record (agent from clientInfo, tool, duration, error, denial, sizes) and one `mcp.tool.call`
+// span with go-micro's attributes; the gateway's spans reach the spans topic through spanProcessor.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { z } from 'zod';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { CallToolRequestSchema, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { createCollector, ToolDeniedError, TOOL_DENIED_CODE, type Collector } from '../../collector/index.ts';
+import type { OutboundMessage, Publisher } from '../../core/publisher.ts';
+import { normalizeAuditRecord, type AuditEvent } from '../../model/audit-event.ts';
+import { decodeTraceRequest } from '../../model/otlp.ts';
+import { MCP_ATTR, TOOL_CALL_SPAN } from '../../model/span.ts';
+import { captureLogger, tempDir } from './helpers.ts';
+
+const CLIENT_INFO = { name: 'claude-code', version: '2.1.0' };
+const PARENT_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const PARENT_SPAN = '00f067aa0ba902b7';
+
+interface Harness {
+  collector: Collector;
+  memory: InMemorySpanExporter;
+  provider: BasicTracerProvider;
+  published: Map<string, OutboundMessage[]>;
+  client: Client;
+}
+
+async function harness(server: McpServer | Server, register: () => void, sessionId?: string): Promise<Harness> {
+  const published = new Map<string, OutboundMessage[]>();
+  const publisher: Publisher = {
+    publish: async (topic, messages) => void published.set(topic, [...(published.get(topic) ?? []), ...messages]),
+  };
+  const memory = new InMemorySpanExporter();
+  const { logger } = captureLogger();
+  // The provider needs the collector's processor, and the collector a provider: one is looked up late.
+  let provider: BasicTracerProvider | undefined;
+  const lateProvider = { getTracer: (name: string, version?: string) => provider!.getTracer(name, version) };
+  const collector = createCollector({ publisher, tracerProvider: lateProvider, spoolDir: await tempDir('instrument'), tenant: 'acme', batchMaxWaitMs: 5, logger });
+  provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(memory), collector.spanProcessor] });
+
+  collector.instrumentServer(server);
+  register(); // tools registered after instrumentServer are audited too
+  const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
+  if (sessionId) serverTransport.sessionId = sessionId;
+  await server.connect(serverTransport);
+  const client = new Client(CLIENT_INFO);
+  await client.connect(clientTransport);
+  return { collector, memory, provider, published, client };
+}
+
+async function auditEvents(h: Harness): Promise<AuditEvent[]> {
+  await h.collector.flush();
+  return (h.published.get('mcp-audit') ?? []).map((m) => {
+    const parsed = normalizeAuditRecord(JSON.parse(m.value.toString()));
+    assert.ok(parsed.ok);
+    return parsed.value;
+  });
+}
+
+const spanFor = (h: Harness, event: AuditEvent): ReadableSpan => {
+  const span = h.memory.getFinishedSpans().find((s) => s.spanContext().spanId === event.otel_span_id);
+  assert.ok(span, `span of ${event.tool}`);
+  return span;
+};
+
+const bytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+
+test('instrumentServer (McpServer): audit records and mcp.tool.call spans for ok, error, isError and denied calls', async () => {
+  const server = new McpServer({ name: 'gateway', version: '1.0.0' });
+  const h = await harness(
+    server,
+    () => {
+      server.registerTool('blog.Blog.Read', { inputSchema: { id: z.string() } }, async ({ id }) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return { content: [{ type: 'text', text: `post ${id}: ${'lorem '.repeat(20)}` }] };
+      });
+      server.registerTool('blog.Blog.Fail', {}, async () => {
+        throw new Error('database is down');
+      });
+      server.registerTool('blog.Blog.Soft', {}, async () => ({ content: [{ type: 'text', text: 'secret result text' }], isError: true }));
+      server.registerTool('blog.Blog.Create', {}, async () => {
+        throw new ToolDeniedError('insufficient scopes', { scopesRequired: ['blog:write'] });
+      });
+      server.registerTool('blog.Blog.Spam', {}, async () => {
+        throw new McpError(TOOL_DENIED_CODE, 'slow down', { reason: 'rate limited', rateLimited: true });
+      });
+    },
+    'session-42',
+  );
+
+  const args = { id: 'p-1' };
+  const okResult = await h.client.callTool({
+    name: 'blog.Blog.Read',
+    arguments: args,
+    _meta: { traceparent: `00-${PARENT_TRACE}-${PARENT_SPAN}-01` },
+  });
+  const failResult = await h.client.callTool({ name: 'blog.Blog.Fail', arguments: {} });
+  assert.equal(failResult.isError, true, 'McpServer turns the thrown error into an isError result');
+  await h.client.callTool({ name: 'blog.Blog.Soft', arguments: {} });
+  await h.client.callTool({ name: 'blog.Blog.Create', arguments: {} });
+  await h.client.callTool({ name: 'blog.Blog.Spam', arguments: {} });
+
+  const events = await auditEvents(h);
+  assert.deepEqual(events.map((e) => e.tool), ['blog.Blog.Read', 'blog.Blog.Fail', 'blog.Blog.Soft', 'blog.Blog.Create', 'blog.Blog.Spam']);
+  const [ok, fail, soft, denied, limited] = events as [AuditEvent, AuditEvent, AuditEvent, AuditEvent, AuditEvent];
+
+  for (const e of events) {
+    assert.equal(e.agent, 'claude-code');
+    assert.equal(e.agent_version, '2.1.0');
+    assert.equal(e.session_id, 'session-42');
+    assert.equal(e.transport, 'memory');
+    assert.equal(e.tenant, 'acme');
+    assert.match(e.trace_id, /^[0-9a-f-]{36}$/, 'a fresh UUID per call');
+    assert.match(e.otel_trace_id, /^[0-9a-f]{32}$/);
+    assert.ok(e.duration > 0);
+    assert.ok(Math.abs(Date.parse(`${e.timestamp.slice(0, 23)}Z`) - Date.now()) < 60_000, 'timestamp of the call');
+  }
+  assert.equal(new Set(events.map((e) => e.trace_id)).size, events.length);
+
+  assert.equal(ok.allowed, true);
+  assert.equal(ok.error, '');
+  assert.ok(ok.duration >= 5_000_000, `duration ${ok.duration} ns covers the 5 ms tool`);
+  assert.equal(ok.request_bytes, bytes(args));
+  assert.equal(ok.response_bytes, bytes(okResult));
+  assert.equal(ok.otel_trace_id, PARENT_TRACE, 'trace context from _meta.traceparent');
+
+  assert.equal(fail.allowed, true);
+  assert.equal(fail.error, 'database is down', 'the thrown message, not the result text');
+  assert.equal(soft.error, 'the tool returned an error result (isError: true)');
+  assert.ok(!JSON.stringify(events).includes('secret result text'), 'results are never stored');
+  assert.ok(!JSON.stringify(events).includes('p-1'), 'arguments are never stored');
+
+  assert.equal(denied.allowed, false);
+  assert.equal(denied.denied_reason, 'insufficient scopes');
+  assert.deepEqual(denied.scopes_required, ['blog:write']);
+  assert.equal(denied.error, '');
+  assert.equal(limited.allowed, false);
+  assert.equal(limited.denied_reason, 'rate limited');
+
+  // Spans, as go-micro names them.
+  const okSpan = spanFor(h, ok);
+  assert.equal(okSpan.name, TOOL_CALL_SPAN);
+  assert.equal(okSpan.kind, SpanKind.SERVER);
+  assert.equal(okSpan.spanContext().traceId, PARENT_TRACE);
+  assert.equal(okSpan.parentSpanContext?.spanId, PARENT_SPAN);
+  assert.deepEqual(okSpan.attributes, {
+    [MCP_ATTR.toolName]: 'blog.Blog.Read',
+    [MCP_ATTR.transport]: 'memory',
+    [MCP_ATTR.traceId]: ok.trace_id,
+    [MCP_ATTR.authAllowed]: true,
+  });
+  assert.equal(okSpan.status.code, SpanStatusCode.OK);
+
+  const failSpan = spanFor(h, fail);
+  assert.equal(failSpan.status.code, SpanStatusCode.ERROR);
+  assert.equal(failSpan.status.message, 'database is down');
+  assert.equal(failSpan.events[0]?.name, 'exception');
+
+  const deniedSpan = spanFor(h, denied);
+  assert.equal(deniedSpan.attributes[MCP_ATTR.authAllowed], false);
+  assert.equal(deniedSpan.attributes[MCP_ATTR.authDeniedReason], 'insufficient scopes');
+  assert.deepEqual(deniedSpan.attributes[MCP_ATTR.scopesRequired], ['blog:write']);
+  assert.equal(deniedSpan.status.code, SpanStatusCode.ERROR);
+  assert.equal(spanFor(h, limited).attributes[MCP_ATTR.rateLimited], true);
+
+  // The same spans reach the spans topic through collector.spanProcessor, tenant in a header.
+  await h.provider.forceFlush();
+  await h.collector.flush();
+  const spanMessages = h.published.get('otlp_spans') ?? [];
+  assert.ok(spanMessages.length >= 1);
+  assert.equal(spanMessages[0]!.headers?.['tenant'], 'acme');
+  const rows = spanMessages.flatMap((m) => decodeTraceRequest(m.value, 'protobuf', 'acme').spans);
+  assert.equal(rows.filter((r) => r.name === TOOL_CALL_SPAN).length, 5);
+  assert.equal(rows.find((r) => r.span_id === ok.otel_span_id)?.attributes[MCP_ATTR.toolName], 'blog.Blog.Read');
+
+  await h.client.close();
+  await h.collector.shutdown();
+  await h.provider.shutdown();
+});
+
+test('instrumentServer (low-level Server): handlers set after instrumenting are wrapped; thrown denials and errors', async () => {
+  const server = new Server({ name: 'gateway', version: '1.0.0' }, { capabilities: { tools: {} } });
+  const h = await harness(server, () => {
+    server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [] }));
+    server.setRequestHandler(CallToolRequestSchema, async (request) => {
+      if (request.params.name === 'deny') throw new ToolDeniedError('policy', { scopesRequired: ['admin'] });
+      if (request.params.name === 'boom') throw new Error('kaput');
+      return { content: [{ type: 'text', text: 'fine' }] };
+    });
+  });
+
+  await h.client.callTool({ name: 'echo', arguments: { text: 'hello' } });
+  await assert.rejects(h.client.callTool({ name: 'deny', arguments: {} }), (error: McpError) => error.code === TOOL_DENIED_CODE);
+  await assert.rejects(h.client.callTool({ name: 'boom', arguments: {} }), /kaput/);
+
+  const [echo, deny, boom] = (await auditEvents(h)) as [AuditEvent, AuditEvent, AuditEvent];
+  assert.equal(echo.tool, 'echo');
+  assert.equal(echo.agent, 'claude-code');
+  assert.equal(echo.request_bytes, bytes({ text: 'hello' }));
+  assert.equal(echo.session_id, '');
+  assert.equal(deny.allowed, false);
+  assert.equal(deny.denied_reason, 'policy');
+  assert.deepEqual(deny.scopes_required, ['admin']);
+  assert.equal(boom.error, 'kaput');
+  assert.equal(boom.response_bytes, 0);
+  assert.equal(spanFor(h, boom).status.message, 'kaput');
+
+  // Instrumenting twice does not audit twice.
+  h.collector.instrumentServer(server);
+  await h.client.callTool({ name: 'echo', arguments: {} });
+  assert.equal((await auditEvents(h)).length, 4);
+
+  await h.client.close();
+  await h.collector.shutdown();
+  await h.provider.shutdown();
+});
