@@ -22,7 +22,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Logger } from '../core/logger.ts';
 import { LIMITS, type AuditRecordInput } from '../model/audit-event.ts';
-import { MCP_ATTR, TOOL_CALL_SPAN } from '../model/span.ts';
+import { MCP_ATTR, MCP_EXT_ATTR, TOOL_CALL_SPAN } from '../model/span.ts';
 import { parentContextFrom } from './tracing.ts';
 
 /** JSON-RPC error code of a denied tool call (in the implementation-defined server error range). */
@@ -235,9 +235,12 @@ function end(
         span.setStatus({ code: SpanStatusCode.OK });
       }
     }
+    const client = low.getClientVersion?.();
+    if (client?.name) span.setAttribute(MCP_EXT_ATTR.clientName, client.name);
+    if (client?.version) span.setAttribute(MCP_EXT_ATTR.clientVersion, client.version);
+    if (typeof extra?.sessionId === 'string') span.setAttribute(MCP_EXT_ATTR.sessionId, extra.sessionId);
     span.end();
 
-    const client = low.getClientVersion?.();
     const spanContext = span.spanContext();
     const traced = isSpanContextValid(spanContext);
     const record: AuditRecordInput = {

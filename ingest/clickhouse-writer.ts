@@ -26,32 +26,57 @@ export interface ClickHouseWriter {
 }
 
 export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouseWriter {
-  async function storedEventIds(rows: readonly AuditRow[]): Promise<Set<string>> {
-    const tenants = [...new Set(rows.map((r) => r.tenant))];
-    const result = await clickhouse.query({
-      query: `SELECT toString(event_id) AS id FROM audit_events_v1
-              WHERE tenant IN {tenants:Array(String)} AND event_id IN {ids:Array(UUID)}`,
-      query_params: { tenants, ids: rows.map((r) => r.event_id) },
-      format: 'JSONEachRow',
-    });
-    return new Set((await result.json<{ id: string }>()).map((r) => r.id));
+  async function select<T>(query: string, query_params: Record<string, unknown>): Promise<T[]> {
+    return (await clickhouse.query({ query, query_params, format: 'JSONEachRow' })).json<T>();
+  }
+
+  /** Reports already stored, under their own event_id or folded into another call's (report_id). */
+  async function storedReports(rows: readonly AuditRow[]): Promise<Set<string>> {
+    const ids = rows.map((r) => r.event_id);
+    const found = await select<{ id: string; report: string }>(
+      `SELECT toString(event_id) AS id, toString(report_id) AS report FROM audit_events_v1
+       WHERE tenant IN {tenants:Array(String)} AND (event_id IN {ids:Array(UUID)} OR report_id IN {ids:Array(UUID)})`,
+      { tenants: distinct(rows.map((r) => r.tenant)), ids },
+    );
+    return new Set(found.flatMap((r) => [r.id, r.report]));
+  }
+
+  /** Calls already stored, by tenant + trace_id + tool, with how they were reported. */
+  async function storedCalls(rows: readonly AuditRow[]): Promise<Map<string, StoredCall>> {
+    const keyed = rows.filter((r) => r.trace_id !== '');
+    if (keyed.length === 0) return new Map();
+    const times = keyed.map((r) => r.timestamp).sort();
+    const found = await select<{ tenant: string; trace_id: string; tool: string; sources: string[]; span_id: string }>(
+      `SELECT tenant, trace_id, tool, groupUniqArray(source) AS sources,
+              toString(anyIf(event_id, source = 'span' AND counted)) AS span_id
+       FROM audit_events_v1
+       WHERE tenant IN {tenants:Array(String)} AND trace_id IN {traces:Array(String)}
+         AND timestamp BETWEEN toDateTime64({from:String}, 9, 'UTC') - INTERVAL 1 DAY
+                           AND toDateTime64({to:String}, 9, 'UTC') + INTERVAL 1 DAY
+       GROUP BY tenant, trace_id, tool`,
+      { tenants: distinct(keyed.map((r) => r.tenant)), traces: distinct(keyed.map((r) => r.trace_id)), from: times[0], to: times.at(-1) },
+    );
+    return new Map(
+      found.map((c) => [callKey(c), { hasAudit: c.sources.includes('audit'), spanEventId: c.sources.includes('span') ? c.span_id : undefined }]),
+    );
   }
 
   return {
     async writeAudit(rows) {
       const unique = uniqueBy(rows, (r) => r.event_id);
       if (unique.length === 0) return { inserted: 0, duplicates: rows.length };
-      const stored = await storedEventIds(unique);
+      const stored = await storedReports(unique);
       const fresh = unique.filter((r) => !stored.has(r.event_id));
-      if (fresh.length > 0) {
+      const toInsert = countEachCallOnce(fresh, await storedCalls(fresh));
+      if (toInsert.length > 0) {
         await clickhouse.insert({
           table: 'audit_events_v1',
-          values: fresh,
+          values: toInsert,
           format: 'JSONEachRow',
-          clickhouse_settings: { insert_deduplication_token: token('audit', fresh.map((r) => r.event_id)) },
+          clickhouse_settings: { insert_deduplication_token: token('audit', toInsert.map((r) => `${r.event_id}/${r.report_id ?? ''}`)) },
         });
       }
-      return { inserted: fresh.length, duplicates: rows.length - fresh.length };
+      return { inserted: toInsert.length, duplicates: rows.length - toInsert.length };
     },
 
     async writeSpans(rows) {
@@ -69,6 +94,50 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
       return { inserted: unique.length, duplicates: rows.length - unique.length };
     },
   };
+}
+
+interface StoredCall {
+  hasAudit: boolean;
+  /** event_id of the counted span fact of this call, if a span reported it. */
+  spanEventId: string | undefined;
+}
+
+function callKey(r: { tenant: string; trace_id: string; tool: string }): string {
+  return `${r.tenant}\u0000${r.trace_id}\u0000${r.tool}`;
+}
+
+/**
+ * An audit record and an `mcp.tool.call` span of the same call (same tenant, trace_id and tool) count
+ * once. A span fact of a call already known (stored, or audited in this batch) is not stored; an
+ * audit record of a call a span already reported is stored under that span's event_id, not counted
+ * again, so it replaces the span fact in the raw table while the rollups keep one call.
+ */
+function countEachCallOnce(rows: readonly AuditRow[], stored: Map<string, StoredCall>): AuditRow[] {
+  const auditedInBatch = new Set(rows.filter((r) => r.source === 'audit' && r.trace_id !== '').map(callKey));
+  const spanInBatch = new Set<string>();
+  const out: AuditRow[] = [];
+  for (const row of rows) {
+    if (row.trace_id === '') {
+      out.push(row);
+      continue;
+    }
+    const key = callKey(row);
+    const known = stored.get(key);
+    if (row.source === 'span') {
+      if (known || auditedInBatch.has(key) || spanInBatch.has(key)) continue;
+      spanInBatch.add(key);
+      out.push(row);
+    } else if (known?.spanEventId && !known.hasAudit) {
+      out.push({ ...row, event_id: known.spanEventId, report_id: row.event_id, counted: 0 });
+    } else {
+      out.push(row);
+    }
+  }
+  return out;
+}
+
+function distinct(values: readonly string[]): string[] {
+  return [...new Set(values)];
 }
 
 function uniqueBy<T>(rows: readonly T[], key: (row: T) => string): T[] {

@@ -8,6 +8,7 @@ import { normalizeAuditRecord, toAuditRow, type AuditRow, DEFAULT_TENANT } from 
 import { formatIssues } from '../model/issues.ts';
 import { decodeTraceRequest } from '../model/otlp.ts';
 import type { SpanRow } from '../model/span.ts';
+import { toolCallFromSpan } from '../model/tool-call-span.ts';
 import { TENANT_HEADER } from '../core/publisher.ts';
 import type { DeadLetter, InboundMessage } from './messages.ts';
 
@@ -56,7 +57,11 @@ function decodeSpans(message: InboundMessage, out: DecodedBatch): void {
   const encoding = message.headers['content-type'] === 'application/json' ? 'json' : 'protobuf';
   try {
     const { spans, rejected } = decodeTraceRequest(message.value, encoding, tenant);
-    for (const row of spans) out.spans.push({ row, message });
+    for (const row of spans) {
+      out.spans.push({ row, message });
+      const call = toolCallFromSpan(row);
+      if (call) out.audit.push({ row: call, message });
+    }
     if (rejected.length > 0) {
       const detail = rejected.slice(0, 5).map((r) => `span ${r.index}: ${formatIssues(r.issues)}`).join('; ');
       out.deadLetters.push({ message, reason: `${rejected.length} invalid span(s), the others were kept: ${detail}` });

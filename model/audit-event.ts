@@ -215,6 +215,10 @@ export interface AuditRow {
   cost_usd: number | null;
   attributes: Record<string, string>;
   source: EventSource;
+  /** 0 for a second report of a call already counted (see sql/0005); the rollups skip it. */
+  counted?: 0 | 1;
+  /** The report's own event_id when it is stored under another report's (sql/0005). */
+  report_id?: string;
 }
 
 export function toAuditRow(event: AuditEvent, source: EventSource = 'audit'): AuditRow {

@@ -80,3 +80,10 @@ export const MCP_ATTR = {
   scopesRequired: 'mcp.auth.scopes_required',
   rateLimited: 'mcp.rate_limited',
 } as const;
+
+/** Our additions to go-micro's attributes, so a span alone says which agent made the call. */
+export const MCP_EXT_ATTR = {
+  clientName: 'mcp.client.name',
+  clientVersion: 'mcp.client.version',
+  sessionId: 'mcp.session.id',
+} as const;

@@ -37,6 +37,65 @@ function event(i: number, extra: Record<string, unknown> = {}): AuditEvent {
   return r.value;
 }
 
+interface Call {
+  record: Record<string, unknown> & { trace_id: string };
+  span: { start: bigint; durationNs: bigint; tool: string; denied?: string; error?: string };
+}
+
+/** One call as go-micro reports it both ways: its AuditRecord and its mcp.tool.call span. */
+function goMicroCall(traceId: string, tool: string, options: { denied?: string; error?: string } = {}): Call {
+  const start = 1_795_600_000_000_000_000n + BigInt(traceId.charCodeAt(0)) * 1_000_000_000n;
+  const durationNs = options.denied ? 200_000n : 1_500_000n;
+  return {
+    record: {
+      trace_id: traceId,
+      timestamp: new Date(Number((start + durationNs) / 1_000_000n)).toISOString(),
+      tool,
+      account_id: 'acct-1',
+      scopes_required: ['users:read'],
+      allowed: !options.denied,
+      ...(options.denied ? { denied_reason: options.denied } : { duration: Number(durationNs) }),
+      ...(options.error ? { error: options.error } : {}),
+    },
+    span: { start, durationNs, tool, ...options },
+  };
+}
+
+function spanMessage(call: Call, n: number): InboundMessage {
+  const { span } = call;
+  const str = (key: string, value: string) => ({ key, value: { stringValue: value } });
+  const attributes = [
+    str('mcp.tool.name', span.tool),
+    str('mcp.transport', 'http'),
+    str('mcp.trace_id', call.record.trace_id),
+    str('mcp.account.id', 'acct-1'),
+    { key: 'mcp.auth.allowed', value: { boolValue: !span.denied } },
+    { key: 'mcp.auth.scopes_required', value: { arrayValue: { values: [{ stringValue: 'users:read' }] } } },
+    str('mcp.client.name', 'claude-desktop'),
+    str('mcp.client.version', '1.2.0'),
+    ...(span.denied ? [str('mcp.auth.denied_reason', span.denied)] : []),
+  ];
+  const body = {
+    resourceSpans: [{
+      resource: { attributes: [str('service.name', 'go-micro-gateway')] },
+      scopeSpans: [{
+        scope: { name: 'go-micro.dev/v6/gateway/mcp' },
+        spans: [{
+          traceId: n.toString(16).padStart(32, '0'),
+          spanId: n.toString(16).padStart(16, '0'),
+          name: 'mcp.tool.call',
+          kind: 2,
+          startTimeUnixNano: String(span.start),
+          endTimeUnixNano: String(span.start + span.durationNs),
+          attributes,
+          status: span.denied || span.error ? { code: 2, message: span.denied ?? span.error } : { code: 1 },
+        }],
+      }],
+    }],
+  };
+  return { ...message(body, topics.spans), headers: { 'content-type': 'application/json' } };
+}
+
 function message(value: unknown, topic = topics.audit): InboundMessage {
   return {
     topic,
@@ -144,6 +203,57 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.deepEqual(outcome, { messages: 20, auditRows: 18, spanRows: 0, duplicates: 0, deadLetters: 2 });
     assert.equal(await rawCount(), 18);
     assert.equal(await scalar('SELECT count() FROM dead_letters_v1'), 2);
+  });
+
+  it('counts a call reported both as an audit record and as an mcp.tool.call span once, in either order', async () => {
+    const pipeline = pipelineWith();
+    const callA = goMicroCall('a0000000-0000-4000-8000-000000000001', 'users.Users.Get');
+    const callB = goMicroCall('b0000000-0000-4000-8000-000000000002', 'billing.Billing.Charge');
+    // A: span first, audit record later. B: audit record first, span later. Each then redelivered.
+    await pipeline.process([spanMessage(callA, 1)]);
+    await pipeline.process([message(callA.record), message(callB.record)]);
+    await pipeline.process([spanMessage(callB, 2)]);
+    await pipeline.process([spanMessage(callA, 1), message(callA.record), spanMessage(callB, 2), message(callB.record)]);
+
+    assert.equal(await rollupCalls(), 2);
+    const rows = await (
+      await clickhouse.query({
+        query: 'SELECT trace_id, source, account_id, duration_ns, agent FROM audit_events_v1 FINAL ORDER BY trace_id',
+        format: 'JSONEachRow',
+      })
+    ).json<{ trace_id: string; source: string; account_id: string; duration_ns: string; agent: string }>();
+    assert.deepEqual(
+      rows.map((r) => [r.trace_id, r.source, r.account_id, Number(r.duration_ns)]),
+      [
+        [callA.record.trace_id, 'audit', 'acct-1', 1_500_000],
+        [callB.record.trace_id, 'audit', 'acct-1', 1_500_000],
+      ],
+    );
+    assert.equal(await scalar('SELECT sum(duration_sum_ns) FROM tool_calls_1m_v1'), 3_000_000);
+  });
+
+  it('derives tool-call facts from mcp.tool.call spans alone: agent, account, denial, error', async () => {
+    const pipeline = pipelineWith();
+    const ok = goMicroCall('c0000000-0000-4000-8000-000000000003', 'users.Users.Get');
+    const denied = goMicroCall('d0000000-0000-4000-8000-000000000004', 'billing.Billing.Charge', { denied: 'missing scope' });
+    const failed = goMicroCall('e0000000-0000-4000-8000-000000000005', 'files.Files.Read', { error: 'disk on fire' });
+    const outcome = await pipeline.process([spanMessage(ok, 3), spanMessage(denied, 4), spanMessage(failed, 5)]);
+    assert.equal(outcome.spanRows, 3);
+    assert.equal(await rollupCalls(), 3);
+    assert.equal(await rollupDenials(), 1);
+    assert.equal(await scalar('SELECT sum(errors) FROM tool_calls_1m_v1'), 1);
+    const rows = await (
+      await clickhouse.query({
+        query: `SELECT tool, service, agent, agent_version, account_id, allowed, denied_reason, error, toUInt32(duration_ns) AS duration_ns, transport, scopes_required
+                FROM audit_events_v1 FINAL ORDER BY tool`,
+        format: 'JSONEachRow',
+      })
+    ).json<Record<string, unknown>>();
+    assert.deepEqual(rows, [
+      { tool: 'billing.Billing.Charge', service: 'billing', agent: 'claude-desktop', agent_version: '1.2.0', account_id: 'acct-1', allowed: false, denied_reason: 'missing scope', error: '', duration_ns: 0, transport: 'http', scopes_required: ['users:read'] },
+      { tool: 'files.Files.Read', service: 'files', agent: 'claude-desktop', agent_version: '1.2.0', account_id: 'acct-1', allowed: true, denied_reason: '', error: 'disk on fire', duration_ns: 1500000, transport: 'http', scopes_required: ['users:read'] },
+      { tool: 'users.Users.Get', service: 'users', agent: 'claude-desktop', agent_version: '1.2.0', account_id: 'acct-1', allowed: true, denied_reason: '', error: '', duration_ns: 1500000, transport: 'http', scopes_required: ['users:read'] },
+    ]);
   });
 
   it('drains everything published to the in-process queue on shutdown', async () => {
