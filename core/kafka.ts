@@ -21,7 +21,7 @@ const {
   logLevel: KafkaLogLevel,
 } = kafkajs;
 
-export type { Kafka };
+export type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 
 export interface KafkaOptions {
   brokers: string[];

@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../core/logger.ts';
 import type { MemoryQueue } from './memory-queue.ts';
+import type { IngestMetrics } from './metrics.ts';
 import type { Pipeline } from './pipeline.ts';
 
 export interface QueueWorkerDeps {
@@ -12,6 +13,7 @@ export interface QueueWorkerDeps {
   pipeline: Pipeline;
   batch: { maxRows: number; maxWaitMs: number };
   logger: Logger;
+  metrics?: IngestMetrics;
 }
 
 export interface QueueWorker {
@@ -20,7 +22,7 @@ export interface QueueWorker {
   drain(): Promise<void>;
 }
 
-export function createQueueWorker({ queue, pipeline, batch, logger }: QueueWorkerDeps): QueueWorker {
+export function createQueueWorker({ queue, pipeline, batch, logger, metrics }: QueueWorkerDeps): QueueWorker {
   let running: Promise<void> | undefined;
 
   async function loop(): Promise<void> {
@@ -29,7 +31,9 @@ export function createQueueWorker({ queue, pipeline, batch, logger }: QueueWorke
       if (messages.length === 0) return; // closed and drained
       for (;;) {
         try {
+          const started = performance.now();
           const outcome = await pipeline.process(messages);
+          metrics?.observeBatch(outcome, (performance.now() - started) / 1000);
           logger.debug(outcome, 'batch stored');
           break;
         } catch (error) {
