@@ -13,7 +13,7 @@
 import type { Consumer, EachBatchPayload, Kafka } from '../core/kafka.ts';
 import type { Logger } from '../core/logger.ts';
 import type { IngestMetrics } from './metrics.ts';
-import type { InboundMessage } from './messages.ts';
+import { textHeaders, type InboundMessage } from './messages.ts';
 import type { Pipeline } from './pipeline.ts';
 
 export interface KafkaWorkerDeps {
@@ -168,7 +168,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
       offset: m.offset,
       key: m.key,
       value: m.value ?? Buffer.alloc(0),
-      headers: headersOf(m.headers),
+      headers: textHeaders(m.headers),
     }));
     if (startedIn !== generation) return;
     if (held.messages.length === 0) held.since = Date.now();
@@ -226,13 +226,4 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
       await consumer.disconnect();
     },
   };
-}
-
-function headersOf(headers: Record<string, unknown> | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(headers ?? {})) {
-    const first = Array.isArray(value) ? value[0] : value;
-    if (first !== undefined && first !== null) out[key] = Buffer.isBuffer(first) ? first.toString('utf8') : String(first);
-  }
-  return out;
 }

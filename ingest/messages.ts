@@ -14,3 +14,13 @@ export interface DeadLetter {
   message: InboundMessage;
   reason: string;
 }
+
+/** Kafka headers (Buffer, string or arrays of them) as text; the first value of a repeated header. */
+export function textHeaders(headers: Record<string, unknown> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(headers ?? {})) {
+    const first = Array.isArray(value) ? value[0] : value;
+    if (first !== undefined && first !== null) out[key] = Buffer.isBuffer(first) ? first.toString('utf8') : String(first);
+  }
+  return out;
+}

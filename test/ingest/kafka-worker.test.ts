@@ -12,6 +12,7 @@ import type { Kafka, KafkaPublisher } from '../../core/kafka.ts';
 import { migrate } from '../../core/migrate.ts';
 import { createClickHouseWriter, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { createDeadLetterTopic, DEAD_LETTER_HEADERS } from '../../ingest/dead-letter-topic.ts';
+import { listTopicDeadLetters, replayTopicDeadLetters } from '../../ingest/dead-letters.ts';
 import { createKafkaWorker, type KafkaWorker } from '../../ingest/kafka-worker.ts';
 import { createPipeline } from '../../ingest/pipeline.ts';
 import {
@@ -91,6 +92,43 @@ describe('Kafka ingest worker', { skip }, () => {
     assert.match(byKey.get('p2')!.headers[DEAD_LETTER_HEADERS.offset]!, /^\d+$/);
     assert.match(byKey.get(tenant)!.headers[DEAD_LETTER_HEADERS.reason]!, /not an OTLP ExportTraceServiceRequest/);
     assert.equal(byKey.get(tenant)!.headers.tenant, tenant);
+  });
+
+  it('lists dead letters and replays each once, after a fix, back through the ingest', async () => {
+    const { topics, groupId, worker } = setup();
+    const tenant = unique('replay');
+    await createTopics(kafka, [topics.audit, topics.spans, topics.deadLetter]);
+    // As an older, stricter version would have left them: valid records on the dead-letter topic.
+    const events = Array.from({ length: 3 }, (_, i) => auditEvent(i, tenant));
+    await publisher.publish(
+      topics.deadLetter,
+      auditMessages(events).map((m, i) => ({
+        ...m,
+        headers: {
+          [DEAD_LETTER_HEADERS.topic]: topics.audit,
+          [DEAD_LETTER_HEADERS.partition]: '0',
+          [DEAD_LETTER_HEADERS.offset]: String(40 + i),
+          [DEAD_LETTER_HEADERS.reason]: i === 2 ? 'other reason' : 'agent: too long',
+          [DEAD_LETTER_HEADERS.at]: '2026-11-24T10:00:00.000Z',
+        },
+      })),
+    );
+    const listed = (await listTopicDeadLetters(kafka, topics.deadLetter, groupId)).sort((x, y) => Number(x.offset) - Number(y.offset));
+    assert.deepEqual(listed.map((e) => [e.topic, e.offset, e.reason, e.encoding]), [
+      [topics.audit, '40', 'agent: too long', 'utf8'],
+      [topics.audit, '41', 'agent: too long', 'utf8'],
+      [topics.audit, '42', 'other reason', 'utf8'],
+    ]);
+    assert.deepEqual(JSON.parse(listed[0]!.value), JSON.parse(JSON.stringify(events[0])));
+
+    const w = worker();
+    await w.start();
+    const onlyTooLong = (e: { reason: string }) => e.reason.includes('too long');
+    assert.deepEqual(await replayTopicDeadLetters(kafka, publisher, topics.deadLetter, groupId, onlyTooLong), { replayed: 2, skipped: 1 });
+    assert.deepEqual(await replayTopicDeadLetters(kafka, publisher, topics.deadLetter, groupId), { replayed: 0, skipped: 0 });
+    await waitForCommitted(kafka, groupId, [topics.audit, topics.spans]);
+    await w.stop();
+    assert.deepEqual(await counts(tenant), { raw: 2, stored: 2, calls: 2, denials: 1 });
   });
 
   it('pauses and commits nothing while ClickHouse fails, then stores everything once', async () => {

@@ -11,6 +11,7 @@ import { auditMessageKey } from '../../core/publisher.ts';
 import { normalizeAuditRecord, type AuditEvent } from '../../model/audit-event.ts';
 import { createClickHouseWriter, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../../ingest/dead-letter-table.ts';
+import { listTableDeadLetters, replayTableDeadLetters } from '../../ingest/dead-letters.ts';
 import { createMemoryQueue } from '../../ingest/memory-queue.ts';
 import type { InboundMessage } from '../../ingest/messages.ts';
 import { createPipeline } from '../../ingest/pipeline.ts';
@@ -254,6 +255,28 @@ describe('ingest pipeline on the embedded engine', () => {
       { tool: 'files.Files.Read', service: 'files', agent: 'claude-desktop', agent_version: '1.2.0', account_id: 'acct-1', allowed: true, denied_reason: '', error: 'disk on fire', duration_ns: 1500000, transport: 'http', scopes_required: ['users:read'] },
       { tool: 'users.Users.Get', service: 'users', agent: 'claude-desktop', agent_version: '1.2.0', account_id: 'acct-1', allowed: true, denied_reason: '', error: '', duration_ns: 1500000, transport: 'http', scopes_required: ['users:read'] },
     ]);
+  });
+
+  it('replays dead letters kept in the table once, through the same pipeline', async () => {
+    const good = event(1);
+    await clickhouse.insert({
+      table: 'dead_letters_v1',
+      values: [
+        { topic: topics.audit, partition: 0, offset: '7', key: '', value: JSON.stringify(good), headers: {}, reason: 'rejected by an older version' },
+        { topic: topics.audit, partition: 0, offset: '8', key: '', value: '{broken', headers: {}, reason: 'not JSON' },
+      ],
+      format: 'JSONEachRow',
+    });
+    assert.equal((await listTableDeadLetters(clickhouse)).length, 2);
+    const result = await replayTableDeadLetters(clickhouse, pipelineWith());
+    assert.equal(result.replayed, 2);
+    assert.deepEqual({ stored: result.outcome!.auditRows, dead: result.outcome!.deadLetters }, { stored: 1, dead: 1 });
+    assert.equal(await rawCount(), 1);
+    // The broken one was dead-lettered again (a new entry); the two replayed ones are marked.
+    const pending = await listTableDeadLetters(clickhouse);
+    assert.deepEqual(pending.map((l) => [l.offset, l.value]), [['8', '{broken']]);
+    assert.equal((await listTableDeadLetters(clickhouse, { includeReplayed: true })).filter((l) => l.replayed).length, 2);
+    assert.equal((await replayTableDeadLetters(clickhouse, pipelineWith(), (l) => l.reason === 'nothing')).replayed, 0);
   });
 
   it('drains everything published to the in-process queue on shutdown', async () => {
