@@ -160,7 +160,6 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
 
   async function eachBatch({ batch: fetched, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || stopping || fetched.messages.length === 0) return;
-    const startedIn = generation;
     const { topic, partition } = fetched;
     const inbound = fetched.messages.map<InboundMessage>((m) => ({
       topic,
@@ -170,7 +169,6 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
       value: m.value ?? Buffer.alloc(0),
       headers: textHeaders(m.headers),
     }));
-    if (startedIn !== generation) return;
     if (held.messages.length === 0) held.since = Date.now();
     held.messages.push(...inbound);
     const partitions = held.offsets.get(topic) ?? new Map<number, string>();

@@ -15,7 +15,7 @@ import { createCollector, ToolDeniedError, TOOL_DENIED_CODE, type Collector } fr
 import type { OutboundMessage, Publisher } from '../../core/publisher.ts';
 import { normalizeAuditRecord, type AuditEvent } from '../../model/audit-event.ts';
 import { decodeTraceRequest } from '../../model/otlp.ts';
-import { MCP_ATTR, TOOL_CALL_SPAN } from '../../model/span.ts';
+import { MCP_ATTR, MCP_EXT_ATTR, TOOL_CALL_SPAN } from '../../model/span.ts';
 import { captureLogger, tempDir } from './helpers.ts';
 
 const CLIENT_INFO = { name: 'claude-code', version: '2.1.0' };
@@ -153,6 +153,10 @@ test('instrumentServer (McpServer): audit records and mcp.tool.call spans for ok
     [MCP_ATTR.transport]: 'memory',
     [MCP_ATTR.traceId]: ok.trace_id,
     [MCP_ATTR.authAllowed]: true,
+    // Ours, so that a span alone names the agent (model/tool-call-span.ts).
+    [MCP_EXT_ATTR.clientName]: 'claude-code',
+    [MCP_EXT_ATTR.clientVersion]: '2.1.0',
+    [MCP_EXT_ATTR.sessionId]: 'session-42',
   });
   assert.equal(okSpan.status.code, SpanStatusCode.OK);
 
