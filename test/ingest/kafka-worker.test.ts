@@ -7,6 +7,10 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import type { Kafka, KafkaPublisher } from '../../core/kafka.ts';
 import { migrate } from '../../core/migrate.ts';
@@ -129,6 +133,61 @@ describe('Kafka ingest worker', { skip }, () => {
     await waitForCommitted(kafka, groupId, [topics.audit, topics.spans]);
     await w.stop();
     assert.deepEqual(await counts(tenant), { raw: 2, stored: 2, calls: 2, denials: 1 });
+  });
+
+  it('ingests spans as the OpenTelemetry Collector\'s Kafka exporter writes them (otlp_proto, no headers)', async () => {
+    const { topics, groupId, worker } = setup();
+    await createTopics(kafka, [topics.audit, topics.spans]);
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': 'otelcol-fed-gateway' }),
+      spanProcessors: [new SimpleSpanProcessor(exporter)],
+    });
+    const tracer = provider.getTracer('go-micro.dev/v6/gateway/mcp');
+    const mcpTraceId = unique('mcp-trace');
+    const call = tracer.startSpan('mcp.tool.call', {
+      kind: SpanKind.SERVER,
+      attributes: {
+        'mcp.tool.name': 'orders.Orders.Ship',
+        'mcp.transport': 'http',
+        'mcp.trace_id': mcpTraceId,
+        'mcp.account.id': 'acct-otelcol',
+        'mcp.auth.allowed': true,
+      },
+    });
+    const child = tracer.startSpan('db.query', {}, trace.setSpan(ROOT_CONTEXT, call));
+    child.end();
+    call.setStatus({ code: SpanStatusCode.OK });
+    call.end();
+    await provider.forceFlush();
+    const body = ProtobufTraceSerializer.serializeRequest(exporter.getFinishedSpans())!;
+    await publisher.publish(topics.spans, [{ key: null, value: Buffer.from(body) }]);
+
+    const w = worker();
+    await w.start();
+    await waitForCommitted(kafka, groupId, [topics.audit, topics.spans]);
+    await w.stop();
+
+    const traceId = call.spanContext().traceId;
+    const spans = await (
+      await clickhouse.query({
+        query: 'SELECT name, kind, service, parent_span_id FROM spans_v1 FINAL WHERE tenant = {tenant:String} AND trace_id = {trace:String} ORDER BY name',
+        query_params: { tenant: 'default', trace: traceId },
+        format: 'JSONEachRow',
+      })
+    ).json();
+    assert.deepEqual(spans, [
+      { name: 'db.query', kind: 'internal', service: 'otelcol-fed-gateway', parent_span_id: call.spanContext().spanId },
+      { name: 'mcp.tool.call', kind: 'server', service: 'otelcol-fed-gateway', parent_span_id: '' },
+    ]);
+    const calls = await (
+      await clickhouse.query({
+        query: 'SELECT tool, account_id, gateway, source FROM audit_events_v1 FINAL WHERE tenant = {tenant:String} AND trace_id = {trace:String}',
+        query_params: { tenant: 'default', trace: mcpTraceId },
+        format: 'JSONEachRow',
+      })
+    ).json();
+    assert.deepEqual(calls, [{ tool: 'orders.Orders.Ship', account_id: 'acct-otelcol', gateway: 'otelcol-fed-gateway', source: 'span' }]);
   });
 
   it('pauses and commits nothing while ClickHouse fails, then stores everything once', async () => {
