@@ -100,7 +100,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
       })
       .finally(() => {
         flushing = undefined;
-        if (held.messages.length < batch.maxRows) resumeAll();
+        resumeAll();
         if (held.messages.length >= batch.maxRows) void flush();
         else if (held.messages.length > 0) schedule();
       });
@@ -161,26 +161,36 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   async function eachBatch({ batch: fetched, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || stopping || fetched.messages.length === 0) return;
     const { topic, partition } = fetched;
-    const inbound = fetched.messages.map<InboundMessage>((m) => ({
-      topic,
-      partition,
-      offset: m.offset,
-      key: m.key,
-      value: m.value ?? Buffer.alloc(0),
-      headers: textHeaders(m.headers),
-    }));
+    // At most one batch is held while another is stored. What does not fit is not resolved: kafkajs
+    // fetches it again once consumption resumes, so memory and batch sizes stay bounded.
+    const room = batch.maxRows - held.messages.length;
+    if (room <= 0) {
+      pauseAll();
+      return;
+    }
+    const taken = fetched.messages.length > room ? fetched.messages.slice(0, room) : fetched.messages;
     if (held.messages.length === 0) held.since = Date.now();
-    held.messages.push(...inbound);
+    for (const m of taken) {
+      held.messages.push({
+        topic,
+        partition,
+        offset: m.offset,
+        key: m.key,
+        value: m.value ?? Buffer.alloc(0),
+        headers: textHeaders(m.headers),
+      });
+    }
+    const last = taken[taken.length - 1]!.offset;
     const partitions = held.offsets.get(topic) ?? new Map<number, string>();
-    partitions.set(partition, (BigInt(fetched.lastOffset()) + 1n).toString());
+    partitions.set(partition, (BigInt(last) + 1n).toString());
     held.offsets.set(topic, partitions);
     // Fetching moves on; committing waits for the flush.
-    resolveOffset(fetched.lastOffset());
+    resolveOffset(last);
     metrics?.observeLag(topic, partition, fetched.offsetLag());
     await heartbeat();
 
     if (held.messages.length >= batch.maxRows) {
-      if (flushing) pauseAll(); // back-pressure: hold no more than one batch while one is being stored
+      if (flushing) pauseAll(); // resumed when the batch being stored is done
       else void flush();
     } else {
       schedule();
