@@ -221,11 +221,18 @@ export interface AuditRow {
   report_id?: string;
 }
 
+function canonicalToClickHouse(canonical: string): string {
+  return canonical.length === 30 && canonical[10] === 'T' && canonical.endsWith('Z')
+    ? `${canonical.slice(0, 10)} ${canonical.slice(11, 29)}`
+    : formatClickHouse(parseRfc3339(canonical)!);
+}
+
 export function toAuditRow(event: AuditEvent, source: EventSource = 'audit'): AuditRow {
   return {
     event_id: event.event_id,
     tenant: event.tenant,
-    timestamp: formatClickHouse(parseRfc3339(event.timestamp)!),
+    // The canonical form (formatRfc3339) is `YYYY-MM-DDTHH:MM:SS.fffffffffZ`: no need to parse it again.
+    timestamp: canonicalToClickHouse(event.timestamp),
     trace_id: event.trace_id,
     tool: event.tool,
     service: event.service,
