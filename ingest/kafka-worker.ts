@@ -35,10 +35,15 @@ export interface KafkaWorker {
 
 interface Held {
   messages: InboundMessage[];
-  /** topic → partition → next offset to commit. */
-  offsets: Map<string, Map<number, string>>;
+  /** When the oldest held message arrived. */
   since: number;
 }
+
+/** topic → partition → next offset to commit. */
+type Offsets = Map<string, Map<number, string>>;
+
+/** Messages held while a batch is stored, at most, in batches: enough to keep ClickHouse busy. */
+const HELD_BATCHES = 3;
 
 export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   const { kafka, pipeline, logger, batch, metrics } = deps;
@@ -47,8 +52,8 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     sessionTimeout: 30_000,
     heartbeatInterval: 3_000,
     rebalanceTimeout: 60_000,
-    maxBytesPerPartition: 8 * 1024 * 1024,
-    maxBytes: 32 * 1024 * 1024,
+    maxBytesPerPartition: 2 * 1024 * 1024,
+    maxBytes: 16 * 1024 * 1024,
     maxWaitTimeInMs: Math.min(batch.maxWaitMs, 500),
     retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 },
   });
@@ -62,7 +67,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   let generation = 0;
 
   function empty(): Held {
-    return { messages: [], offsets: new Map(), since: 0 };
+    return { messages: [], since: 0 };
   }
 
   function pauseAll(): void {
@@ -83,20 +88,21 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     if (timer) clearTimeout(timer);
     timer = undefined;
     if (held.messages.length === 0) return Promise.resolve();
-    const taking = held;
-    held = empty();
+    const taking = held.messages.length <= batch.maxRows ? held.messages : held.messages.slice(0, batch.maxRows);
+    const offsets = nextOffsets(taking);
+    held = { messages: held.messages.slice(taking.length), since: Date.now() };
     const startedIn = generation;
     flushing = (async () => {
       const started = performance.now();
-      const outcome = await pipeline.process(taking.messages);
+      const outcome = await pipeline.process(taking);
       metrics?.observeBatch(outcome, (performance.now() - started) / 1000);
-      if (startedIn === generation) await commit(taking.offsets);
-      else logger.info({ messages: taking.messages.length }, 'stored a batch fetched before a rebalance; its new owner commits it');
+      if (startedIn === generation) await commit(offsets);
+      else logger.info({ messages: taking.length }, 'stored a batch fetched before a rebalance; its new owner commits it');
     })()
       .catch((error) => {
         // Not stored: never committed. The messages come again from the committed offsets.
-        logger.error({ err: error, messages: taking.messages.length }, 'batch not stored; it will be consumed again');
-        if (!stopping) seekBack(taking.offsets);
+        logger.error({ err: error, messages: taking.length }, 'batch not stored; it will be consumed again');
+        if (!stopping) seekBack(offsets);
       })
       .finally(() => {
         flushing = undefined;
@@ -107,7 +113,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     return flushing;
   }
 
-  async function commit(offsets: Held['offsets']): Promise<void> {
+  async function commit(offsets: Offsets): Promise<void> {
     const list = [...offsets].flatMap(([topic, partitions]) =>
       [...partitions].map(([partition, offset]) => ({ topic, partition, offset })),
     );
@@ -121,7 +127,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   }
 
   /** After a failed flush: forget what is held and fetch again from the committed offsets. */
-  function seekBack(offsets: Held['offsets']): void {
+  function seekBack(offsets: Offsets): void {
     generation++;
     held = empty();
     void rewindToCommitted([...offsets.keys()]);
@@ -161,9 +167,9 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   async function eachBatch({ batch: fetched, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
     if (!isRunning() || isStale() || stopping || fetched.messages.length === 0) return;
     const { topic, partition } = fetched;
-    // At most one batch is held while another is stored. What does not fit is not resolved: kafkajs
-    // fetches it again once consumption resumes, so memory and batch sizes stay bounded.
-    const room = batch.maxRows - held.messages.length;
+    // A bounded number of messages is held while a batch is stored. What does not fit is not resolved:
+    // kafkajs fetches it again once consumption resumes, so memory stays bounded.
+    const room = batch.maxRows * HELD_BATCHES - held.messages.length;
     if (room <= 0) {
       pauseAll();
       return;
@@ -180,21 +186,14 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
         headers: textHeaders(m.headers),
       });
     }
-    const last = taken[taken.length - 1]!.offset;
-    const partitions = held.offsets.get(topic) ?? new Map<number, string>();
-    partitions.set(partition, (BigInt(last) + 1n).toString());
-    held.offsets.set(topic, partitions);
     // Fetching moves on; committing waits for the flush.
-    resolveOffset(last);
+    resolveOffset(taken[taken.length - 1]!.offset);
     metrics?.observeLag(topic, partition, fetched.offsetLag());
     await heartbeat();
 
-    if (held.messages.length >= batch.maxRows) {
-      if (flushing) pauseAll(); // resumed when the batch being stored is done
-      else void flush();
-    } else {
-      schedule();
-    }
+    if (taken.length < fetched.messages.length) pauseAll(); // resumed when the batch being stored is done
+    if (held.messages.length >= batch.maxRows) void flush();
+    else schedule();
   }
 
   return {
@@ -234,4 +233,15 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
       await consumer.disconnect();
     },
   };
+}
+
+/** The offsets to commit once `messages` are stored: one past the last of each partition. */
+function nextOffsets(messages: readonly InboundMessage[]): Offsets {
+  const offsets: Offsets = new Map();
+  for (const m of messages) {
+    const partitions = offsets.get(m.topic) ?? new Map<number, string>();
+    offsets.set(m.topic, partitions);
+    partitions.set(m.partition, (BigInt(m.offset) + 1n).toString()); // offsets ascend within a partition
+  }
+  return offsets;
 }
