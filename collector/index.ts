@@ -12,7 +12,9 @@
  * for Kafka there: `auditFunc` checks the record's shape, copies it, pushes the copy on a bounded
  * queue and returns. Full validation, encoding and sending happen in the background sender (sender.ts),
  * with a disk spool (spool.ts) for when Kafka is down or slow; with its own Kafka producer the sender
- * runs in a worker thread (worker-sender.ts, worker-entry.ts), off the gateway's event loop.
+ * runs in worker threads, off the gateway's event loop: one validates and encodes (encoder-entry.ts),
+ * one sends (worker-entry.ts), fed by worker-sender.ts. `instrumentServer` records are made by the
+ * collector itself and are queued without the check and the copy.
  */
 import { trace, type TracerProvider } from '@opentelemetry/api';
 import type { BufferConfig, SpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -24,7 +26,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Publisher } from '../core/publisher.ts';
 import { DEFAULT_TENANT, type AuditRecordInput } from '../model/audit-event.ts';
 import { instrumentServer, type InstrumentOptions } from './instrument-server.ts';
-import { createPrepare, SpanMessage, type QueueItem } from './prepare.ts';
+import { createPrepare, EncodedMessage, type QueueItem } from './prepare.ts';
 import { createSender, type Sender } from './sender.ts';
 import { openSpool, type Spool } from './spool.ts';
 import { createSpanProcessor, untraced } from './tracing.ts';
@@ -66,8 +68,8 @@ export interface CollectorOptions {
   /** BatchSpanProcessor settings of `spanProcessor`. */
   spanProcessorConfig?: BufferConfig;
   /**
-   * Where validation, spooling and kafkajs run when the collector builds its own producer: in a worker
-   * thread (default; the gateway's event loop only queues records), or in the gateway's own thread.
+   * Where validation, spooling and kafkajs run when the collector builds its own producer: in worker
+   * threads (default; the gateway's event loop only queues records), or in the gateway's own thread.
    */
   thread?: 'worker' | 'gateway';
   /** Default: pino, level info, on stderr (stdout may be an MCP stdio transport). */
@@ -223,8 +225,19 @@ export function createCollector(options: CollectorOptions): Collector {
     }
   }
 
+  /** instrumentServer's records: made for the collector and not used again, so neither checked nor copied. */
+  function auditOwned(record: AuditRecordInput): void {
+    try {
+      if (gateway !== undefined && record.gateway === undefined) record.gateway = gateway;
+      enqueue(record);
+    } catch (error) {
+      local.invalid++;
+      warnings.warn('audit-error', { err: error }, 'could not take an audit record');
+    }
+  }
+
   const spanProcessor = createSpanProcessor(
-    { topic: spansTopic, tenant, maxMessageBytes, enqueue: (record) => enqueue(new SpanMessage(record)) },
+    { topic: spansTopic, tenant, maxMessageBytes, enqueue: (record) => enqueue(new EncodedMessage(record)), warnings },
     options.spanProcessorConfig,
   );
 
@@ -246,7 +259,7 @@ export function createCollector(options: CollectorOptions): Collector {
     auditFunc,
     instrumentServer(server, instrumentOptions) {
       try {
-        instrumentServer(server, { audit: auditFunc, tracer: tracer(), logger }, instrumentOptions);
+        instrumentServer(server, { audit: auditOwned, tracer: tracer(), logger }, instrumentOptions);
       } catch (error) {
         logger.error({ err: error }, 'instrumentServer failed; tool calls are not audited');
       }

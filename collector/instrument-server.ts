@@ -15,14 +15,15 @@
  * also sets `mcp.rate_limited`. McpServer turns errors thrown by a tool into `isError` results, so for
  * it the thrown error is also caught one level down (`McpServer.executeToolHandler`).
  */
-import { randomUUID } from 'node:crypto';
-import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Span, type Tracer } from '@opentelemetry/api';
+import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type SpanStatus, type Tracer } from '@opentelemetry/api';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Logger } from '../core/logger.ts';
 import { LIMITS, type AuditRecordInput } from '../model/audit-event.ts';
+import { newTraceId } from '../model/ids.ts';
 import { MCP_ATTR, MCP_EXT_ATTR, TOOL_CALL_SPAN } from '../model/span.ts';
+import { jsonByteLength } from './json-size.ts';
 import { parentContextFrom } from './tracing.ts';
 
 /** JSON-RPC error code of a denied tool call (in the implementation-defined server error range). */
@@ -60,6 +61,7 @@ export interface InstrumentOptions {
 }
 
 export interface InstrumentDeps {
+  /** Takes the record as is (it is not used again here), and never throws. */
   audit(record: AuditRecordInput): void;
   tracer: Tracer;
   logger: Logger;
@@ -141,29 +143,41 @@ function hookToolErrors(mcp: { executeToolHandler?: unknown }, thrown: WeakMap<o
 }
 
 interface Call {
-  start: bigint;
-  startMs: number;
+  /** performance.now() at the start. */
+  start: number;
   tool: string;
   traceId: string;
   span: Span;
   requestBytes: number;
   accountId: string | undefined;
   transport: string;
+  client: { name?: string; version?: string } | undefined;
 }
 
+const STATUS_OK: SpanStatus = Object.freeze({ code: SpanStatusCode.OK });
+
 function wrapHandler(inner: Handler, low: LowLevelServer, thrown: WeakMap<object, unknown>, deps: InstrumentDeps, options: InstrumentOptions): Handler {
-  const wrapped: Handler = async function (this: unknown, request, extra) {
+  // Not an async function: its state and awaits cost more garbage per call than one `then`.
+  const wrapped: Handler = function (this: unknown, request, extra) {
     const call = begin(request, extra, low, deps, options);
     if (!call) return inner.call(this, request, extra);
-    let result: unknown;
+    let pending: Promise<unknown>;
     try {
-      result = await context.with(trace.setSpan(context.active(), call.span), inner, this, request, extra);
+      pending = context.with(trace.setSpan(context.active(), call.span), inner, this, request, extra);
     } catch (error) {
-      end(call, extra, low, thrown, deps, undefined, error, true);
-      throw error;
+      end(call, extra, thrown, deps, undefined, error, true);
+      return Promise.reject(error);
     }
-    end(call, extra, low, thrown, deps, result, undefined, false);
-    return result;
+    return Promise.resolve(pending).then(
+      (result) => {
+        end(call, extra, thrown, deps, result, undefined, false);
+        return result;
+      },
+      (error: unknown) => {
+        end(call, extra, thrown, deps, undefined, error, true);
+        throw error;
+      },
+    );
   };
   Object.defineProperty(wrapped, WRAPPED, { value: true });
   return wrapped;
@@ -171,27 +185,21 @@ function wrapHandler(inner: Handler, low: LowLevelServer, thrown: WeakMap<object
 
 function begin(request: ToolCallRequest, extra: RequestExtra, low: LowLevelServer, deps: InstrumentDeps, options: InstrumentOptions): Call | undefined {
   try {
-    const start = process.hrtime.bigint();
-    const startMs = performance.timeOrigin + performance.now();
+    const start = performance.now();
     const params = request?.params;
     const tool = clip(typeof params?.name === 'string' && params.name !== '' ? params.name : '(unnamed)', LIMITS.toolLength);
-    const traceId = randomUUID();
+    const traceId = newTraceId();
     const accountId = options.accountId ? options.accountId(extra) : extra?.authInfo?.clientId;
     const transport = options.transport ?? transportName(low.transport);
-    const span = deps.tracer.startSpan(
-      TOOL_CALL_SPAN,
-      {
-        kind: SpanKind.SERVER,
-        attributes: {
-          [MCP_ATTR.toolName]: tool,
-          [MCP_ATTR.transport]: transport,
-          [MCP_ATTR.traceId]: traceId,
-          ...(accountId && { [MCP_ATTR.accountId]: accountId }),
-        },
-      },
-      parentContextFrom(params?._meta),
-    );
-    return { start, startMs, tool, traceId, span, requestBytes: jsonBytes(params?.arguments), accountId, transport };
+    // Everything known before the call goes in at the start: one attribute check instead of one per key.
+    const client = low.getClientVersion?.();
+    const attributes: Attributes = { [MCP_ATTR.toolName]: tool, [MCP_ATTR.transport]: transport, [MCP_ATTR.traceId]: traceId };
+    if (accountId) attributes[MCP_ATTR.accountId] = accountId;
+    if (client?.name) attributes[MCP_EXT_ATTR.clientName] = client.name;
+    if (client?.version) attributes[MCP_EXT_ATTR.clientVersion] = client.version;
+    if (typeof extra?.sessionId === 'string') attributes[MCP_EXT_ATTR.sessionId] = extra.sessionId;
+    const span = deps.tracer.startSpan(TOOL_CALL_SPAN, { kind: SpanKind.SERVER, attributes }, parentContextFrom(params?._meta));
+    return { start, tool, traceId, span, requestBytes: jsonBytes(params?.arguments), accountId, transport, client };
   } catch (error) {
     deps.logger.debug({ err: error }, 'instrumentServer: could not start auditing a tool call');
     return undefined;
@@ -201,7 +209,6 @@ function begin(request: ToolCallRequest, extra: RequestExtra, low: LowLevelServe
 function end(
   call: Call,
   extra: RequestExtra,
-  low: LowLevelServer,
   thrown: WeakMap<object, unknown>,
   deps: InstrumentDeps,
   result: unknown,
@@ -209,11 +216,11 @@ function end(
   failed: boolean,
 ): void {
   try {
-    const duration = Number(process.hrtime.bigint() - call.start);
+    const duration = Math.round((performance.now() - call.start) * 1e6);
     const cause = failed ? error : typeof extra === 'object' && extra !== null ? thrown.get(extra) : undefined;
     const denial = denialOf(cause);
     const isErrorResult = !failed && typeof result === 'object' && result !== null && (result as { isError?: unknown }).isError === true;
-    const { span } = call;
+    const { span, client } = call;
 
     let errorText = '';
     if (denial) {
@@ -232,20 +239,15 @@ function end(
         errorText = 'the tool returned an error result (isError: true)';
         span.setStatus({ code: SpanStatusCode.ERROR, message: errorText });
       } else {
-        span.setStatus({ code: SpanStatusCode.OK });
+        span.setStatus(STATUS_OK);
       }
     }
-    const client = low.getClientVersion?.();
-    if (client?.name) span.setAttribute(MCP_EXT_ATTR.clientName, client.name);
-    if (client?.version) span.setAttribute(MCP_EXT_ATTR.clientVersion, client.version);
-    if (typeof extra?.sessionId === 'string') span.setAttribute(MCP_EXT_ATTR.sessionId, extra.sessionId);
     span.end();
 
     const spanContext = span.spanContext();
-    const traced = isSpanContextValid(spanContext);
     const record: AuditRecordInput = {
       trace_id: call.traceId,
-      timestamp: rfc3339Micros(call.startMs),
+      timestamp: rfc3339Micros(performance.timeOrigin + call.start),
       tool: call.tool,
       allowed: !denial,
       duration,
@@ -262,7 +264,7 @@ function end(
     }
     if (errorText) record.error = errorText;
     if (typeof extra?.sessionId === 'string') record.session_id = clip(extra.sessionId, LIMITS.idLength);
-    if (traced) {
+    if (isSpanContextValid(spanContext)) {
       record.otel_trace_id = spanContext.traceId;
       record.otel_span_id = spanContext.spanId;
     }
@@ -311,11 +313,11 @@ function transportName(transport: object | undefined): string {
   return name;
 }
 
+/** Size of the JSON of a call's arguments or result (0 when it has none, or cannot be measured). */
 function jsonBytes(value: unknown): number {
   if (value === undefined) return 0;
   try {
-    const json = JSON.stringify(value);
-    return json === undefined ? 0 : Buffer.byteLength(json, 'utf8');
+    return jsonByteLength(value);
   } catch {
     return 0;
   }
@@ -330,10 +332,15 @@ function clip(text: string, max: number): string {
   return text.length > max ? text.slice(0, max) : text;
 }
 
+/** The RFC 3339 text of the last whole second formatted: calls come many per second. */
+let formattedSecond = { epochSecond: NaN, text: '' };
+
 /** RFC 3339 UTC with microseconds, from epoch milliseconds with a fraction. */
 function rfc3339Micros(epochMs: number): string {
-  const whole = Math.floor(epochMs);
-  const micros = Math.floor((epochMs - whole) * 1000);
-  const iso = new Date(whole).toISOString();
-  return `${iso.slice(0, -1)}${String(micros).padStart(3, '0')}Z`;
+  const micros = Math.floor(epochMs * 1000);
+  const epochSecond = Math.floor(micros / 1_000_000);
+  if (epochSecond !== formattedSecond.epochSecond) {
+    formattedSecond = { epochSecond, text: new Date(epochSecond * 1000).toISOString().slice(0, 19) };
+  }
+  return `${formattedSecond.text}.${String(micros - epochSecond * 1_000_000).padStart(6, '0')}Z`;
 }

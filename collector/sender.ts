@@ -92,7 +92,7 @@ export function createSender<T>(options: SenderOptions<T>): Sender<T> {
   let retryTimer: NodeJS.Timeout | undefined;
   let kickPending = false;
   /** The next batch, taken and encoded while the previous one was being sent. */
-  let prepared: { seq: number; records: SpoolRecord[] } | undefined;
+  let prepared: Batch | undefined;
   const flushWaiters: { target: number; resolve: () => void }[] = [];
   const idleWaiters: (() => void)[] = [];
 
@@ -166,26 +166,49 @@ export function createSender<T>(options: SenderOptions<T>): Sender<T> {
     settleWaiters();
   }
 
-  function takeBatch(): { seq: number; records: SpoolRecord[] } {
+  /** Takes the next batch off the queue (its sequence number fixes its place) and encodes it. */
+  function takeBatch(): Batch {
     const items = queue.take(batchMaxRecords);
     const seq = spool?.nextSeq() ?? 0;
-    let records: SpoolRecord[];
+    return { seq, records: sendable(items.length, encode(items)) };
+  }
+
+  /**
+   * `takeBatch` for the batch after the one in flight: encoded a slice at a time, yielding in between,
+   * so the Kafka client can compress and write the batch in flight, and read its reply, meanwhile.
+   */
+  async function takeBatchSliced(): Promise<Batch> {
+    const items = queue.take(batchMaxRecords);
+    const seq = spool?.nextSeq() ?? 0;
+    const records: SpoolRecord[] = [];
+    for (let i = 0; i < items.length; i += PREPARE_SLICE) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      for (const record of encode(items.slice(i, i + PREPARE_SLICE))) records.push(record);
+    }
+    return { seq, records: sendable(items.length, records) };
+  }
+
+  function encode(items: T[]): SpoolRecord[] {
     try {
-      records = options.prepare(items, counters);
+      return options.prepare(items, counters);
     } catch (error) {
       logger.error({ err: error }, 'could not encode queued records; they are dropped');
-      records = [];
       counters.failed += items.length;
+      return [];
     }
-    settled += items.length - records.length;
-    const sendable = records.filter((r) => r.value.length <= maxMessageBytes);
-    if (sendable.length < records.length) {
-      const tooLarge = records.length - sendable.length;
+  }
+
+  /** Settles what `prepare` refused, and what Kafka would refuse as too large. */
+  function sendable(taken: number, records: SpoolRecord[]): SpoolRecord[] {
+    settled += taken - records.length;
+    const fitting = records.filter((r) => r.value.length <= maxMessageBytes);
+    if (fitting.length < records.length) {
+      const tooLarge = records.length - fitting.length;
       counters.failed += tooLarge;
       settled += tooLarge;
       warnings.warn('too-large', { maxMessageBytes, count: tooLarge }, 'records larger than the Kafka message size limit are dropped');
     }
-    return { seq, records: sendable };
+    return fitting;
   }
 
   async function sendDirect(): Promise<void> {
@@ -195,7 +218,10 @@ export function createSender<T>(options: SenderOptions<T>): Sender<T> {
     try {
       const sending = publishAll(records);
       // Pipelining: the next full batch is validated and encoded while this one is on the wire.
-      if (queue.length >= batchMaxRecords && !closing) prepared = takeBatch();
+      if (queue.length >= batchMaxRecords && !closing) {
+        sending.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+        prepared = await takeBatchSliced();
+      }
       await sending;
       counters.sent += records.length;
       settled += records.length;
@@ -211,7 +237,12 @@ export function createSender<T>(options: SenderOptions<T>): Sender<T> {
         warnings.warn('permanent', { err: cause, count: remaining.length }, 'Kafka refused records permanently; they are dropped');
       } else {
         backOff(cause);
-        await toSpool(seq, remaining);
+        // The prepared batch is newer than this one and older than anything spilled from now on. Both
+        // are appended now, in this order, before anything else can be: a spill between the two would
+        // join this batch's segment and be replayed before the prepared one.
+        const next = prepared;
+        prepared = undefined;
+        await Promise.all([toSpool(seq, remaining), next && toSpool(next.seq, next.records)]);
       }
     } finally {
       // A prepared batch is newer than this one and older than anything spilled meanwhile: when the
@@ -315,6 +346,10 @@ export function createSender<T>(options: SenderOptions<T>): Sender<T> {
     if (retryTimer !== undefined) clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
       retryTimer = undefined;
+      // The backoff is over when its timer fires, even if Date.now() is not quite at retryAt yet: the
+      // timer counts from the event loop's cached time, which can be a few ms behind. Checking the
+      // clock here left the sender waiting for a kick that never came once nothing new was reported.
+      retryAt = 0;
       detached(kick);
     }, delay);
     retryTimer.unref();
@@ -376,6 +411,15 @@ export function createSender<T>(options: SenderOptions<T>): Sender<T> {
     close,
   };
 }
+
+/** Records taken off the queue together, with the spool sequence number they took. */
+interface Batch {
+  seq: number;
+  records: SpoolRecord[];
+}
+
+/** Records encoded between two turns of the event loop while a batch is in flight (~0.3 ms). */
+const PREPARE_SLICE = 100;
 
 /** A send that failed after `remaining` (a suffix of the batch) was not sent. */
 class PartialSend extends Error {

@@ -1,23 +1,30 @@
 /**
- * The collector's worker thread: it owns the Kafka producer, the disk spool and the background sender,
- * so validation, encoding, compression and kafkajs's request building (~15 µs of CPU per record) stay
- * off the gateway's event loop. The gateway thread only queues records and posts them here in batches
- * (worker-sender.ts). Logs go back to the gateway's logger as pino lines.
+ * The collector's Kafka thread: it owns the Kafka producer, the disk spool and the background sender,
+ * so validation, encoding, compression and kafkajs's request building stay off the gateway's event
+ * loop. The gateway thread only queues records and posts them in batches (worker-sender.ts).
  *
- * Protocol (all messages are plain objects):
- *   in:  init-less (workerData: WorkerConfig); { type: 'items', audits, spans }; { type: 'flush', id };
- *        { type: 'close', id, timeoutMs }
- *   out: { type: 'ready' }; { type: 'progress', stats, done }; { type: 'flushed', id }; { type: 'closed', id };
- *        { type: 'log', line }; { type: 'warn', kind, fields, message }
+ * It starts an encoder thread (encoder-entry.ts) and hands the gateway a port to it: the gateway's
+ * records are validated and encoded there, in parallel with this thread's kafkajs work (each costs
+ * about as much CPU per record), and arrive here encoded, followed by the gateway's flush and close
+ * requests in the order it posted them. Without the encoder (it could not start), the gateway posts
+ * here and this thread encodes too; if the encoder dies later, this thread ends, and the gateway carries
+ * on in its own thread as for any failure of the worker.
+ *
+ * Protocol (plain objects; logs go back as pino lines):
+ *   in:  workerData: WorkerConfig; { type: 'items', audits, spans }; { type: 'flush', id };
+ *        { type: 'close', id, timeoutMs } (from the encoder when there is one, else from the gateway)
+ *   out: { type: 'ready', port? }; { type: 'progress', stats, done }; { type: 'flushed', id };
+ *        { type: 'closed', id }; { type: 'log', line }; { type: 'warn', kind, fields, message }
  */
-import { parentPort, workerData } from 'node:worker_threads';
-import { pino } from 'pino';
+import { MessageChannel, parentPort, workerData, type MessagePort, type Worker } from 'node:worker_threads';
 import { createKafka, createKafkaPublisher } from '../core/kafka.ts';
+import { TENANT_HEADER } from '../core/publisher.ts';
 import type { AuditRecordInput } from '../model/audit-event.ts';
-import { createPrepare, SpanMessage, type QueueItem } from './prepare.ts';
+import type { EncodedBatch, EncoderConfig, FromEncoder } from './encoder-entry.ts';
+import { createPrepare, EncodedMessage, type QueueItem } from './prepare.ts';
 import { createSender, type SenderStats } from './sender.ts';
 import { openSpool, type SpoolRecord } from './spool.ts';
-import { createWarnings } from './warnings.ts';
+import { startWorker, threadLogging, type ThreadLogMessage } from './worker-thread.ts';
 
 export interface WorkerConfig {
   brokers: string[];
@@ -32,6 +39,8 @@ export interface WorkerConfig {
   maxMessageBytes: number;
   retryMaxMs?: number;
   logLevel: string;
+  /** Validate and encode in a thread of their own (default true). */
+  encoderThread?: boolean;
 }
 
 export type ToWorker =
@@ -40,20 +49,17 @@ export type ToWorker =
   | { type: 'close'; id: number; timeoutMs: number };
 
 export type FromWorker =
-  | { type: 'ready' }
+  | { type: 'ready'; port?: MessagePort }
   | { type: 'progress'; stats: SenderStats; done: number }
   | { type: 'flushed'; id: number }
   | { type: 'closed'; id: number }
-  | { type: 'log'; line: string }
-  | { type: 'warn'; kind: string; fields: Record<string, unknown>; message: string };
+  | ThreadLogMessage;
 
 const port = parentPort!;
 const config = workerData as WorkerConfig;
-const post = (message: FromWorker) => port.postMessage(message);
+const post = (message: FromWorker, transfer?: MessagePort[]) => port.postMessage(message, transfer);
 
-const logger = pino({ level: config.logLevel }, { write: (line: string) => post({ type: 'log', line }) });
-// Throttled here, then once more by the gateway's own warnings: one warning per kind across both threads.
-const warnings = createWarnings((kind, fields, message) => post({ type: 'warn', kind, fields: plain(fields), message }));
+const { logger, warnings } = threadLogging(post, config.logLevel);
 const kafka = createKafka({
   brokers: config.brokers,
   clientId: config.clientId,
@@ -67,7 +73,10 @@ const publisher = createKafkaPublisher(kafka, { logger, ackTimeoutMs: 10_000 });
 
 /** Items refused by a full queue here (the gateway side counts them as posted). */
 let refused = 0;
+/** Items the encoder settled: invalid, or not encodable. */
+const encoderCounts = { invalid: 0, failed: 0 };
 let reportPending = false;
+let closing = false;
 
 const sender = createSender<QueueItem>({
   publisher,
@@ -83,9 +92,12 @@ const sender = createSender<QueueItem>({
   onChange: reportSoon,
 });
 
+/** The tenant header of every encoded audit record. */
+const auditHeaders = Object.freeze({ [TENANT_HEADER]: config.tenant });
+
 function stats(): SenderStats {
   const s = sender.stats();
-  return { ...s, dropped: s.dropped + refused };
+  return { ...s, dropped: s.dropped + refused, invalid: s.invalid + encoderCounts.invalid, failed: s.failed + encoderCounts.failed };
 }
 
 function reportSoon(): void {
@@ -97,7 +109,7 @@ function reportSoon(): void {
 function report(): void {
   reportPending = false;
   const s = stats();
-  post({ type: 'progress', stats: s, done: s.settled + refused });
+  post({ type: 'progress', stats: s, done: s.settled + refused + encoderCounts.invalid + encoderCounts.failed });
 }
 
 function enqueue(item: QueueItem): void {
@@ -106,15 +118,29 @@ function enqueue(item: QueueItem): void {
   warnings.warn('queue-full', { queueMaxRecords: config.queueMaxRecords }, 'the collector queue is full (the disk spool cannot keep up); records are dropped');
 }
 
-port.on('message', (message: ToWorker) => {
+/** Structured clone turns a Buffer into a Uint8Array: the same bytes, as a Buffer again. */
+const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+function enqueueSpans(spans: SpoolRecord[]): void {
+  for (const span of spans) enqueue(new EncodedMessage({ ...span, value: asBuffer(span.value) }));
+}
+
+function enqueueEncoded(batch: EncodedBatch): void {
+  const { keys, values } = batch;
+  for (let i = 0; i < keys.length; i++) {
+    enqueue(new EncodedMessage({ topic: config.auditTopic, key: keys[i]!, value: asBuffer(values[i]!), headers: auditHeaders }));
+  }
+  enqueueSpans(batch.spans);
+  encoderCounts.invalid += batch.invalid;
+  encoderCounts.failed += batch.failed;
+  reportSoon();
+}
+
+function handle(message: ToWorker): void {
   switch (message.type) {
     case 'items':
       for (const audit of message.audits) enqueue(audit);
-      for (const span of message.spans) {
-        // Structured clone turns a Buffer into a Uint8Array.
-        const value = Buffer.from(span.value.buffer, span.value.byteOffset, span.value.byteLength);
-        enqueue(new SpanMessage({ ...span, value }));
-      }
+      enqueueSpans(message.spans);
       reportSoon();
       return;
     case 'flush':
@@ -124,6 +150,7 @@ port.on('message', (message: ToWorker) => {
       });
       return;
     case 'close':
+      closing = true;
       void (async () => {
         await sender.close(message.timeoutMs);
         await publisher.disconnect().catch((error) => logger.warn({ err: error }, 'Kafka disconnect failed'));
@@ -132,15 +159,57 @@ port.on('message', (message: ToWorker) => {
       })();
       return;
   }
-});
-
-/** Fields that survive postMessage: errors as { type, message, stack }. */
-function plain(fields: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(fields)) {
-    out[key] = value instanceof Error ? { type: value.name, message: value.message, stack: value.stack } : value;
-  }
-  return out;
 }
 
-post({ type: 'ready' });
+port.on('message', handle);
+
+/** Starts the encoder; resolves with the gateway's end of its port, or undefined when it cannot run. */
+function startEncoder(): Promise<MessagePort | undefined> {
+  const channel = new MessageChannel();
+  const encoderConfig: EncoderConfig = { tenant: config.tenant, auditTopic: config.auditTopic, logLevel: config.logLevel, port: channel.port1 };
+  let encoder: Worker;
+  try {
+    encoder = startWorker(new URL('./encoder-entry.ts', import.meta.url), {
+      workerData: encoderConfig,
+      transferList: [channel.port1],
+      name: 'mcp-collector-encoder',
+    });
+  } catch (error) {
+    logger.warn({ err: error }, 'the collector encoder thread cannot start; encoding in the Kafka thread');
+    return Promise.resolve(undefined);
+  }
+  return new Promise((resolve) => {
+    let ready = false;
+    encoder.on('message', (message: FromEncoder) => {
+      switch (message.type) {
+        case 'ready':
+          ready = true;
+          resolve(channel.port2);
+          return;
+        case 'encoded':
+          enqueueEncoded(message);
+          return;
+        case 'log':
+        case 'warn':
+          post(message);
+          return;
+        default:
+          handle(message);
+      }
+    });
+    encoder.on('error', (error) => logger.error({ err: error }, 'the collector encoder thread failed'));
+    encoder.on('exit', (code) => {
+      if (!ready) {
+        logger.warn({ exitCode: code }, 'the collector encoder thread did not start; encoding in the Kafka thread');
+        resolve(undefined);
+      } else if (!closing) {
+        // The records inside it are lost; the gateway counts what this thread did not settle.
+        logger.error({ exitCode: code }, 'the collector encoder thread stopped');
+        process.exit(1);
+      }
+    });
+  });
+}
+
+const gatewayPort = config.encoderThread === false ? undefined : await startEncoder();
+post({ type: 'ready', ...(gatewayPort && { port: gatewayPort }) }, gatewayPort && [gatewayPort]);
