@@ -1,14 +1,14 @@
 /**
  * What the collector queues, and how a batch of it becomes Kafka messages: audit records are validated
- * and normalized with the shared model (the full check the call path skipped: audit-fast-path.ts for
+ * and normalized with the shared model (the full check the call path skipped: model/audit-fast-path.ts for
  * the common shapes, `normalizeAuditRecord` for the rest), spans are already encoded. Used by the
  * sender wherever it runs (the gateway's thread, the collector's Kafka thread), and by the encoder thread.
  */
 import { auditMessageKey, TENANT_HEADER } from '../core/publisher.ts';
 import { normalizeAuditRecord, type AuditRecordInput } from '../model/audit-event.ts';
+import { createAuditFastPath } from '../model/audit-fast-path.ts';
 import { newEventId } from '../model/ids.ts';
 import { formatIssues } from '../model/issues.ts';
-import { createAuditFastPath } from './audit-fast-path.ts';
 import type { DeliveryCounters } from './sender.ts';
 import type { SpoolRecord } from './spool.ts';
 import type { Warnings } from './warnings.ts';

@@ -1,25 +1,27 @@
 /**
- * The sender's fast path to a validated audit event (used by prepare.ts): the checks of the model's
- * `auditRecordSchema` written out for the records gateways actually send, producing exactly what
- * `normalizeAuditRecord` produces, at a tenth of the cost (zod and a second timestamp parse were a
- * third of the collector worker's CPU per record).
+ * A fast path to a validated audit event, for the collector's sender (collector/prepare.ts) and the
+ * ingest's decoder (ingest/decode.ts): the checks of the model's `auditRecordSchema` written out for the
+ * records gateways actually send, producing exactly what `normalizeAuditRecord` produces, at a tenth of
+ * the cost (zod and a second timestamp parse were a third of the collector worker's CPU per record, and
+ * most of the ingest's decoding).
  *
  * It can only say "valid, here is the event" or "not sure" (undefined). Whatever it does not accept
- * positively goes to `normalizeAuditRecord`, which decides and explains: a failed check, `attributes`,
- * a string over its limit in UTF-16 units (the schema counts code points), an object that is not plain.
+ * positively goes to `normalizeAuditRecord`, which decides and explains: a failed check, a
+ * `__proto__` attribute, a string over its limit in UTF-16 units (the schema counts code points), an object that is not plain.
  * So it makes the sender faster, never more permissive. Fields with a pattern (ids, tenant) are checked
- * with the schema's own field schemas. test/collector/audit-fast-path.test.ts holds it to the schema:
+ * with the schema's own field schemas. test/model/audit-fast-path.test.ts holds it to the schema:
  * same output, nothing accepted that the schema refuses, and a failure if the schema gains a field
  * this file does not know.
  */
 import {
   AUDIT_EVENT_VERSION,
   auditRecordSchema,
+  DEFAULT_TENANT,
   LIMITS,
   serviceOfTool,
   type AuditEvent,
-} from '../model/audit-event.ts';
-import { formatRfc3339, parseRfc3339 } from '../model/timestamp.ts';
+} from './audit-event.ts';
+import { formatRfc3339, parseRfc3339 } from './timestamp.ts';
 
 /** The input fields this file checks; the test compares them with the schema's. */
 export const FAST_PATH_FIELDS = [
@@ -32,19 +34,23 @@ const field = auditRecordSchema.shape;
 const NO_SCOPES: readonly string[] = Object.freeze([]);
 
 /**
- * The normalized event of a record, for the sender's `tenant`; undefined when `normalizeAuditRecord`
- * must decide. `trustedEventId`: the id the sender itself just stamped (a fresh UUIDv7, not re-checked).
+ * The normalized event of a record; undefined when `normalizeAuditRecord` must decide.
+ * `trustedEventId`: the id the sender itself just stamped (a fresh UUIDv7, not re-checked).
  */
 export type AuditFastPath = (input: unknown, trustedEventId?: string) => AuditEvent | undefined;
 
-export function createAuditFastPath(tenant: string): AuditFastPath {
+/**
+ * `tenant`: the sender's own tenant, as `normalizeAuditRecord(input, { tenant })` (a record may only
+ * name that one); without it, as `normalizeAuditRecord(input)`: the record's tenant, or the default.
+ */
+export function createAuditFastPath(tenant?: string): AuditFastPath {
   const canonicalTimestamp = createTimestampCanonicalizer();
   return (input, trustedEventId) => normalizeFast(input, tenant, trustedEventId, canonicalTimestamp);
 }
 
 function normalizeFast(
   input: unknown,
-  tenant: string,
+  tenant: string | undefined,
   trustedEventId: string | undefined,
   canonicalTimestamp: (text: string) => string | undefined,
 ): AuditEvent | undefined {
@@ -86,11 +92,15 @@ function normalizeFast(
 
   const cost = r['cost_usd'];
   if (cost != null && !(typeof cost === 'number' && cost >= 0 && cost <= LIMITS.maxCostUsd)) return undefined;
-  if (r['attributes'] !== undefined) return undefined;
+  const attributes = attributeMap(r['attributes']);
+  if (attributes === undefined) return undefined;
   if (r['v'] !== undefined && r['v'] !== AUDIT_EVENT_VERSION) return undefined;
 
   const tenantField = r['tenant'];
-  if (tenantField !== undefined && (tenantField !== tenant || !field.tenant.safeParse(tenantField).success)) return undefined;
+  if (tenantField !== undefined) {
+    if ((tenant !== undefined && tenantField !== tenant) || !field.tenant.safeParse(tenantField).success) return undefined;
+  }
+  const eventTenant = tenant ?? (tenantField as string | undefined) ?? DEFAULT_TENANT;
 
   let eventId = r['event_id'];
   if (eventId === undefined || (eventId !== trustedEventId && !field.event_id.safeParse(eventId).success)) return undefined;
@@ -107,7 +117,7 @@ function normalizeFast(
   return {
     v: AUDIT_EVENT_VERSION,
     event_id: eventId as string,
-    tenant,
+    tenant: eventTenant,
     trace_id: traceId,
     timestamp: canonical,
     tool,
@@ -128,7 +138,7 @@ function normalizeFast(
     request_bytes: requestBytes,
     response_bytes: responseBytes,
     cost_usd: (cost as number | null | undefined) ?? null,
-    attributes: {},
+    attributes,
   };
 }
 
@@ -142,6 +152,22 @@ function text(value: unknown, max: number): string | undefined {
 function count(value: unknown, max: number): number | undefined {
   if (value === undefined) return 0;
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= max ? value : undefined;
+}
+
+/** `attributes` as the schema's record of strings makes it (a copy); undefined when not certainly valid. */
+function attributeMap(value: unknown): Record<string, string> | undefined {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) return undefined;
+  const out: Record<string, string> = {};
+  let count = 0;
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) return undefined;
+    const item: unknown = (value as Record<string, unknown>)[key];
+    if (++count > LIMITS.attributes || key === '' || key === '__proto__' || key.length > LIMITS.attributeKeyLength) return undefined;
+    if (typeof item !== 'string' || item.length > LIMITS.attributeValueLength) return undefined;
+    out[key] = item;
+  }
+  return out;
 }
 
 function scopeList(value: unknown): string[] | undefined {
