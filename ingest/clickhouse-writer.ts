@@ -33,12 +33,17 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
   /** Reports already stored, under their own event_id or folded into another call's (report_id). */
   async function storedReports(rows: readonly AuditRow[]): Promise<Set<string>> {
     const ids = rows.map((r) => r.event_id);
-    const found = await select<{ id: string; report: string }>(
-      `SELECT toString(event_id) AS id, toString(report_id) AS report FROM audit_events_v1
-       WHERE tenant IN {tenants:Array(String)} AND (event_id IN {ids:Array(UUID)} OR report_id IN {ids:Array(UUID)})`,
+    // Two look-ups in one: by the sort key, and among the few rows stored under another report's id
+    // (an OR of the two took ~25% longer on the embedded engine).
+    const found = await select<{ id: string }>(
+      `SELECT toString(event_id) AS id FROM audit_events_v1
+       WHERE tenant IN {tenants:Array(String)} AND event_id IN {ids:Array(UUID)}
+       UNION ALL
+       SELECT toString(report_id) AS id FROM audit_events_v1 PREWHERE NOT counted
+       WHERE tenant IN {tenants:Array(String)} AND report_id IN {ids:Array(UUID)}`,
       { tenants: distinct(rows.map((r) => r.tenant)), ids },
     );
-    return new Set(found.flatMap((r) => [r.id, r.report]));
+    return new Set(found.map((r) => r.id));
   }
 
   /** Calls already stored, by tenant + trace_id + tool, with how they were reported. */
@@ -65,17 +70,24 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
     async writeAudit(rows) {
       const unique = uniqueBy(rows, (r) => r.event_id);
       if (unique.length === 0) return { inserted: 0, duplicates: rows.length };
+      // The two look-ups run together: the calls are looked up for every row, stored or not (what is
+      // stored of a call does not depend on which rows ask).
       const stored = new Set<string>();
-      for (const chunk of chunks(unique)) for (const id of await storedReports(chunk)) stored.add(id);
-      const fresh = unique.filter((r) => !stored.has(r.event_id));
       const calls = new Map<string, StoredCall>();
-      for (const chunk of chunks(fresh)) for (const [key, call] of await storedCalls(chunk)) calls.set(key, call);
+      await Promise.all(
+        [...chunks(unique)].flatMap((chunk) => [
+          storedReports(chunk).then((ids) => ids.forEach((id) => stored.add(id))),
+          storedCalls(chunk).then((found) => found.forEach((call, key) => calls.set(key, call))),
+        ]),
+      );
+      const fresh = unique.filter((r) => !stored.has(r.event_id));
       const toInsert = countEachCallOnce(fresh, calls);
       if (toInsert.length > 0) {
         await clickhouse.insert({
           table: 'audit_events_v1',
-          values: toInsert,
-          format: 'JSONEachRow',
+          values: toInsert.map(auditInsertValues),
+          format: 'JSONCompactEachRow',
+          columns: AUDIT_INSERT_COLUMNS,
           clickhouse_settings: { insert_deduplication_token: token('audit', toInsert.map((r) => `${r.event_id}/${r.report_id ?? ''}`)) },
         });
       }
@@ -97,6 +109,27 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
       return { inserted: unique.length, duplicates: rows.length - unique.length };
     },
   };
+}
+
+/**
+ * The columns of an audit insert, in the order of `auditInsertValues`. Rows go as JSONCompactEachRow,
+ * arrays rather than objects: on the embedded engine a 10,000-row insert took ~25% less time than as
+ * JSONEachRow (no key names to write, or to read back).
+ */
+export const AUDIT_INSERT_COLUMNS: [string, ...string[]] = [
+  'event_id', 'tenant', 'timestamp', 'trace_id', 'tool', 'service', 'account_id', 'scopes_required', 'allowed',
+  'denied_reason', 'duration_ns', 'error', 'is_error', 'agent', 'agent_version', 'session_id', 'gateway', 'transport',
+  'otel_trace_id', 'otel_span_id', 'request_bytes', 'response_bytes', 'cost_usd', 'attributes', 'source', 'counted',
+  'report_id',
+];
+
+export function auditInsertValues(r: AuditRow): unknown[] {
+  return [
+    r.event_id, r.tenant, r.timestamp, r.trace_id, r.tool, r.service, r.account_id, r.scopes_required, r.allowed,
+    r.denied_reason, r.duration_ns, r.error, r.is_error, r.agent, r.agent_version, r.session_id, r.gateway, r.transport,
+    r.otel_trace_id, r.otel_span_id, r.request_bytes, r.response_bytes, r.cost_usd, r.attributes, r.source, r.counted ?? 1,
+    r.report_id ?? r.event_id,
+  ];
 }
 
 interface StoredCall {
