@@ -4,17 +4,24 @@
  * the batch's offsets. A batch that is not stored is never committed: after a crash, a rebalance or a
  * failed flush the same messages come again, and the writer's event_id checks make that harmless.
  *
- * - Transient ClickHouse errors are retried inside the pipeline; meanwhile consumption is paused
- *   (the consumer keeps its group membership) and resumed once the batch is stored.
+ * - Backpressure: at most HELD_BATCHES batches are held besides the one being stored. A fetch that
+ *   does not fit waits inside `eachBatch` (heartbeating, so the consumer keeps its group membership)
+ *   until storing makes room, and kafkajs fetches nothing more meanwhile. So while ClickHouse fails and
+ *   the pipeline retries, consumption stops once the worker is full, and goes on when the batch is
+ *   stored. (Pausing partitions instead cost up to the fetch wait after every resume: kafkajs sleeps
+ *   that long when it finds every partition paused.)
  * - On a rebalance, messages fetched but not yet flushed are dropped: Kafka hands them out again from
  *   the committed offsets, to whichever member now owns the partition.
  * - `stop()` stops fetching, stores and commits what it holds, and leaves the group.
+ * - While a batch is being stored (on ClickHouse's threads), the next full batch is taken and decoded
+ *   (on this one), so the two overlap. It is stored, and committed, only after the one before it.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer, EachBatchPayload, Kafka } from '../core/kafka.ts';
 import type { Logger } from '../core/logger.ts';
 import type { IngestMetrics } from './metrics.ts';
 import { textHeaders, type InboundMessage } from './messages.ts';
-import type { Pipeline } from './pipeline.ts';
+import type { DecodedMessages, Pipeline } from './pipeline.ts';
 
 export interface KafkaWorkerDeps {
   kafka: Kafka;
@@ -42,8 +49,16 @@ interface Held {
 /** topic → partition → next offset to commit. */
 type Offsets = Map<string, Map<number, string>>;
 
+/** A batch taken from what is held: decoded, with the offsets to commit once it is stored. */
+interface Taken {
+  batch: DecodedMessages;
+  offsets: Offsets;
+}
+
 /** Messages held while a batch is stored, at most, in batches: enough to keep ClickHouse busy. */
 const HELD_BATCHES = 3;
+/** While a fetch waits for room, the consumer heartbeats this often (below its heartbeat interval). */
+const BACKPRESSURE_HEARTBEAT_MS = 1_000;
 
 export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   const { kafka, pipeline, logger, batch, metrics } = deps;
@@ -59,9 +74,11 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   });
 
   let held: Held = empty();
+  /** The next batch, taken and decoded while the one before it is stored. */
+  let ahead: Taken | undefined;
+  let lookingAhead: NodeJS.Immediate | undefined;
   let flushing: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
-  let paused = false;
   let stopping = false;
   /** Bumped on every rebalance: a flush started before one must not commit after it. */
   let generation = 0;
@@ -70,16 +87,24 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     return { messages: [], since: 0 };
   }
 
-  function pauseAll(): void {
-    if (paused) return;
-    paused = true;
-    consumer.pause(deps.topics.map((topic) => ({ topic })));
+
+  /** Messages that may still be held, besides the batch being stored. */
+  function room(): number {
+    return batch.maxRows * HELD_BATCHES - held.messages.length - (ahead?.batch.messages.length ?? 0);
   }
 
-  function resumeAll(): void {
-    if (!paused || stopping) return;
-    paused = false;
-    consumer.resume(deps.topics.map((topic) => ({ topic })));
+  /** Takes up to a batch off what is held, and decodes it. */
+  function take(): Taken {
+    const taking = held.messages.length <= batch.maxRows ? held.messages : held.messages.slice(0, batch.maxRows);
+    held = { messages: held.messages.slice(taking.length), since: Date.now() };
+    return { batch: pipeline.decode(taking), offsets: nextOffsets(taking) };
+  }
+
+  /** Forgets the batch decoded ahead (a rebalance, a failed flush): its messages come again. */
+  function dropAhead(): void {
+    ahead = undefined;
+    if (lookingAhead) clearImmediate(lookingAhead);
+    lookingAhead = undefined;
   }
 
   /** Stores what is held and commits its offsets. One flush at a time, in order. */
@@ -87,30 +112,37 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     if (flushing) return flushing;
     if (timer) clearTimeout(timer);
     timer = undefined;
-    if (held.messages.length === 0) return Promise.resolve();
-    const taking = held.messages.length <= batch.maxRows ? held.messages : held.messages.slice(0, batch.maxRows);
-    const offsets = nextOffsets(taking);
-    held = { messages: held.messages.slice(taking.length), since: Date.now() };
+    if (!ahead && held.messages.length === 0) return Promise.resolve();
+    const { batch: taking, offsets } = ahead ?? take();
+    ahead = undefined;
     const startedIn = generation;
     flushing = (async () => {
       const started = performance.now();
-      const outcome = await pipeline.process(taking);
+      const outcome = await pipeline.store(taking);
       metrics?.observeBatch(outcome, (performance.now() - started) / 1000);
       if (startedIn === generation) await commit(offsets);
-      else logger.info({ messages: taking.length }, 'stored a batch fetched before a rebalance; its new owner commits it');
+      else logger.info({ messages: taking.messages.length }, 'stored a batch fetched before a rebalance; its new owner commits it');
     })()
       .catch((error) => {
         // Not stored: never committed. The messages come again from the committed offsets.
-        logger.error({ err: error, messages: taking.length }, 'batch not stored; it will be consumed again');
+        logger.error({ err: error, messages: taking.messages.length }, 'batch not stored; it will be consumed again');
         if (!stopping) seekBack(offsets);
       })
       .finally(() => {
         flushing = undefined;
-        resumeAll();
-        if (held.messages.length >= batch.maxRows) void flush();
+        if (ahead || held.messages.length >= batch.maxRows) void flush();
         else if (held.messages.length > 0) schedule();
       });
+    lookAheadSoon();
     return flushing;
+  }
+
+  /** On the next turn (the store has started), decodes the next full batch while this one is stored. */
+  function lookAheadSoon(): void {
+    lookingAhead ??= setImmediate(() => {
+      lookingAhead = undefined;
+      if (flushing && !ahead && held.messages.length >= batch.maxRows) ahead = take();
+    });
   }
 
   async function commit(offsets: Offsets): Promise<void> {
@@ -130,6 +162,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   function seekBack(offsets: Offsets): void {
     generation++;
     held = empty();
+    dropAhead();
     void rewindToCommitted([...offsets.keys()]);
   }
 
@@ -165,45 +198,54 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   }
 
   async function eachBatch({ batch: fetched, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
-    if (!isRunning() || isStale() || stopping || fetched.messages.length === 0) return;
     const { topic, partition } = fetched;
-    // A bounded number of messages is held while a batch is stored. What does not fit is not resolved:
-    // kafkajs fetches it again once consumption resumes, so memory stays bounded.
-    const room = batch.maxRows * HELD_BATCHES - held.messages.length;
-    if (room <= 0) {
-      pauseAll();
-      return;
+    let next = 0;
+    while (next < fetched.messages.length) {
+      // Unresolved messages are fetched again from the last resolved offset (after a rebalance, from
+      // the committed one), so returning early loses nothing.
+      if (!isRunning() || isStale() || stopping) return;
+      const free = room();
+      if (free <= 0) {
+        await Promise.race([flushing ?? flush(), sleep(BACKPRESSURE_HEARTBEAT_MS)]);
+        await heartbeat();
+        continue;
+      }
+      const taken = fetched.messages.slice(next, next + free);
+      next += taken.length;
+      if (held.messages.length === 0) held.since = Date.now();
+      for (const m of taken) {
+        held.messages.push({
+          topic,
+          partition,
+          offset: m.offset,
+          key: m.key,
+          value: m.value ?? Buffer.alloc(0),
+          headers: textHeaders(m.headers),
+        });
+      }
+      // Fetching moves on; committing waits for the flush.
+      resolveOffset(taken[taken.length - 1]!.offset);
+      if (held.messages.length >= batch.maxRows) {
+        void flush();
+        lookAheadSoon();
+      } else {
+        schedule();
+      }
     }
-    const taken = fetched.messages.length > room ? fetched.messages.slice(0, room) : fetched.messages;
-    if (held.messages.length === 0) held.since = Date.now();
-    for (const m of taken) {
-      held.messages.push({
-        topic,
-        partition,
-        offset: m.offset,
-        key: m.key,
-        value: m.value ?? Buffer.alloc(0),
-        headers: textHeaders(m.headers),
-      });
-    }
-    // Fetching moves on; committing waits for the flush.
-    resolveOffset(taken[taken.length - 1]!.offset);
-    metrics?.observeLag(topic, partition, fetched.offsetLag());
+    if (fetched.messages.length > 0) metrics?.observeLag(topic, partition, fetched.offsetLag());
     await heartbeat();
-
-    if (taken.length < fetched.messages.length) pauseAll(); // resumed when the batch being stored is done
-    if (held.messages.length >= batch.maxRows) void flush();
-    else schedule();
   }
 
   return {
     async start() {
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         generation++;
-        if (held.messages.length > 0) {
-          logger.info({ dropped: held.messages.length }, 'rebalanced: unflushed messages will be consumed again from the committed offsets');
+        const unflushed = held.messages.length + (ahead?.batch.messages.length ?? 0);
+        if (unflushed > 0) {
+          logger.info({ dropped: unflushed }, 'rebalanced: unflushed messages will be consumed again from the committed offsets');
         }
         held = empty();
+        dropAhead();
         if (timer) clearTimeout(timer);
         timer = undefined;
         logger.info({ assignment: event.payload.memberAssignment }, 'joined the consumer group');
@@ -220,16 +262,17 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     },
 
     async idle() {
-      while (flushing || held.messages.length > 0) await (flushing ?? flush());
+      while (flushing || ahead || held.messages.length > 0) await (flushing ?? flush());
     },
 
     async stop() {
       stopping = true;
-      pauseAll();
+      consumer.pause(deps.topics.map((topic) => ({ topic })));
       if (timer) clearTimeout(timer);
       timer = undefined;
       // Store and commit what is held; anything fetched after this is abandoned, uncommitted.
-      while (flushing || held.messages.length > 0) await (flushing ?? flush());
+      while (flushing || ahead || held.messages.length > 0) await (flushing ?? flush());
+      dropAhead();
       await consumer.disconnect();
     },
   };

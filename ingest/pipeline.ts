@@ -3,12 +3,15 @@
  * can't be used. Resolves only when every row is stored or dead-lettered, so the caller may then
  * commit the batch's offsets; rejects (after retrying transient errors until aborted) otherwise, and
  * then nothing of the batch may be committed.
+ *
+ * `process` is `store(decode(messages))`. The two halves are apart so a worker can decode the next
+ * batch (work on its own thread) while ClickHouse stores this one (work on the engine's threads).
  */
 import type { Logger } from '../core/logger.ts';
 import type { AuditRow } from '../model/audit-event.ts';
 import type { SpanRow } from '../model/span.ts';
 import type { ClickHouseWriter, WriteResult } from './clickhouse-writer.ts';
-import { decodeBatch, type Sourced, type Topics } from './decode.ts';
+import { decodeBatch, type DecodedBatch, type Sourced, type Topics } from './decode.ts';
 import type { DeadLetter, InboundMessage } from './messages.ts';
 import { isPermanentInsertError, isTransientInsertError, retry } from './retry.ts';
 
@@ -33,8 +36,18 @@ export interface PipelineDeps {
   signal?: AbortSignal;
 }
 
+/** A batch decoded, ready to store. */
+export interface DecodedMessages {
+  messages: readonly InboundMessage[];
+  decoded: DecodedBatch;
+}
+
 export interface Pipeline {
   process(messages: readonly InboundMessage[]): Promise<BatchOutcome>;
+  /** Decodes and validates (synchronous, CPU only). */
+  decode(messages: readonly InboundMessage[]): DecodedMessages;
+  /** Stores a decoded batch: resolves or rejects as `process`. */
+  store(batch: DecodedMessages): Promise<BatchOutcome>;
 }
 
 export function createPipeline(deps: PipelineDeps): Pipeline {
@@ -74,23 +87,30 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
   }
 
+  function decode(messages: readonly InboundMessage[]): DecodedMessages {
+    return { messages, decoded: decodeBatch(messages, deps.topics) };
+  }
+
+  async function storeBatch({ messages, decoded }: DecodedMessages): Promise<BatchOutcome> {
+    const letters = [...decoded.deadLetters];
+    const audit = await store<AuditRow>(decoded.audit, (rows) => writer.writeAudit(rows), letters);
+    const spans = await store<SpanRow>(decoded.spans, (rows) => writer.writeSpans(rows), letters);
+    if (letters.length > 0) {
+      await retry(() => deps.deadLetters.send(letters), { isRetryable: () => true, signal });
+      logger.warn({ count: letters.length, first: letters[0]!.reason }, 'messages dead-lettered');
+    }
+    return {
+      messages: messages.length,
+      auditRows: audit.inserted,
+      spanRows: spans.inserted,
+      duplicates: audit.duplicates + spans.duplicates,
+      deadLetters: letters.length,
+    };
+  }
+
   return {
-    async process(messages) {
-      const decoded = decodeBatch(messages, deps.topics);
-      const letters = [...decoded.deadLetters];
-      const audit = await store<AuditRow>(decoded.audit, (rows) => writer.writeAudit(rows), letters);
-      const spans = await store<SpanRow>(decoded.spans, (rows) => writer.writeSpans(rows), letters);
-      if (letters.length > 0) {
-        await retry(() => deps.deadLetters.send(letters), { isRetryable: () => true, signal });
-        logger.warn({ count: letters.length, first: letters[0]!.reason }, 'messages dead-lettered');
-      }
-      return {
-        messages: messages.length,
-        auditRows: audit.inserted,
-        spanRows: spans.inserted,
-        duplicates: audit.duplicates + spans.duplicates,
-        deadLetters: letters.length,
-      };
-    },
+    decode,
+    store: storeBatch,
+    process: async (messages) => storeBatch(decode(messages)),
   };
 }
