@@ -38,7 +38,7 @@ import { createKafka, createKafkaPublisher, type Kafka } from '../core/kafka.ts'
 import { migrate } from '../core/migrate.ts';
 import { AUDIT_INSERT_COLUMNS, auditInsertValues, createClickHouseWriter, type ClickHouseWriter } from '../ingest/clickhouse-writer.ts';
 import { decodeBatch } from '../ingest/decode.ts';
-import { createKafkaWorker, type KafkaWorker } from '../ingest/kafka-worker.ts';
+import { createKafkaWorker, FETCH_LIMITS, type KafkaWorker } from '../ingest/kafka-worker.ts';
 import type { InboundMessage } from '../ingest/messages.ts';
 import { createPipeline, type Pipeline } from '../ingest/pipeline.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditRow } from '../model/audit-event.ts';
@@ -156,9 +156,13 @@ interface Profile {
   reportsMs: number;
   callsMs: number;
   insertMs: number;
+  /** performance.now() of the first decode, and of the end of the first store (0 before). */
+  firstDecodeAt: number;
+  firstStoredAt: number;
+  firstBatchSize: number;
 }
 
-const newProfile = (): Profile => ({ batches: 0, messages: 0, processMs: 0, processMaxMs: 0, smallestBatch: Infinity, largestBatch: 0, decodeMs: 0, writeAuditMs: 0, reportsMs: 0, callsMs: 0, insertMs: 0 });
+const newProfile = (): Profile => ({ batches: 0, messages: 0, processMs: 0, processMaxMs: 0, smallestBatch: Infinity, largestBatch: 0, decodeMs: 0, writeAuditMs: 0, reportsMs: 0, callsMs: 0, insertMs: 0, firstDecodeAt: 0, firstStoredAt: 0, firstBatchSize: 0 });
 
 /** The writer's client, timing each look-up (query and reading its rows) and each insert. */
 function timedClient(client: ClickHouseClient, profile: Profile): ClickHouseClient {
@@ -213,6 +217,7 @@ function instrumentedPipeline(clickhouse: ClickHouseClient, topics: { audit: str
   const pipeline: Pipeline = {
     decode(messages) {
       const started = performance.now();
+      if (profile.firstDecodeAt === 0) profile.firstDecodeAt = started;
       const decoded = inner.decode(messages);
       const took = performance.now() - started;
       profile.decodeMs += took;
@@ -225,6 +230,7 @@ function instrumentedPipeline(clickhouse: ClickHouseClient, topics: { audit: str
       const outcome = await inner.store(decoded);
       const took = performance.now() - started;
       const { length } = decoded.messages;
+      if (profile.firstStoredAt === 0) (profile.firstStoredAt = started + took), (profile.firstBatchSize = length);
       if (args.verbose) {
         const d = (k: keyof Profile) => (profile[k] - before[k]).toFixed(0);
         progress(`  batch of ${fmtInt(length)}: decoded in ${(decodeTimes.get(decoded) ?? 0).toFixed(0)} ms; stored in ${took.toFixed(0)} ms = look-ups ${d('reportsMs')} + ${d('callsMs')} + insert ${d('insertMs')} + other`);
@@ -336,9 +342,12 @@ async function ingestThroughput(kafka: Kafka, clickhouse: ClickHouseClient, topi
   stoppers.delete(run.worker.stop);
   await run.worker.stop();
   const seconds = (endAt - joinedAt) / 1000;
+  // Steady state: what was committed after the first batch, from the end of its store to the last commit.
+  const steady = (committed - profile.firstBatchSize) / ((endAt - profile.firstStoredAt) / 1000);
+  const startup = { toFirstDecodeMs: profile.firstDecodeAt - joinedAt, toFirstStoredMs: profile.firstStoredAt - joinedAt };
   const stored = await scalar(clickhouse, 'SELECT count() AS n FROM audit_events_v1 WHERE tenant = {tenant:String}', { tenant });
   const calls = await scalar(clickhouse, 'SELECT sum(calls) AS n FROM tool_calls_1m_v1 WHERE tenant = {tenant:String}', { tenant });
-  return { rate: committed / seconds, seconds, timedOut, committed, profile, cpu, stored, calls, deadLetters: deadLettered.count };
+  return { rate: committed / seconds, seconds, steady, startup, timedOut, committed, profile, cpu, stored, calls, deadLetters: deadLettered.count };
 }
 
 // ---------------------------------------------------------------------------
@@ -351,8 +360,7 @@ async function rawConsume(kafka: Kafka, topic: string, count: number) {
     sessionTimeout: 30_000,
     heartbeatInterval: 3_000,
     rebalanceTimeout: 60_000,
-    maxBytesPerPartition: 8 * 1024 * 1024,
-    maxBytes: 32 * 1024 * 1024,
+    ...FETCH_LIMITS,
     maxWaitTimeInMs: Math.min(BATCH.maxWaitMs, 500),
   });
   let joinedAt = 0;
@@ -679,6 +687,12 @@ async function main(): Promise<void> {
     // BATCH_MAX_ROWS is documented as "rows per ClickHouse insert, at most".
     rows.push(['  largest batch given to the pipeline', fmtInt(ingest.profile.largestBatch), `≤ ${fmtInt(BATCH.maxRows)} (maxRows)`, pass(ingest.profile.largestBatch <= BATCH.maxRows)]);
     rows.push(['  stored: raw rows / rollup calls / dead letters', `${fmtInt(ingest.stored)} / ${fmtInt(ingest.calls)} / ${ingest.deadLetters}`, `${fmtInt(N)} / ${fmtInt(N)} / 0`, pass(ingest.stored === N && ingest.calls === N && ingest.deadLetters === 0)]);
+    rows.push([
+      '  steady state: from the end of the first batch\'s store to the last commit',
+      `${fmtRate(ingest.steady)} (group join → first batch taken ${ms(ingest.startup.toFirstDecodeMs)}, → first batch stored ${ms(ingest.startup.toFirstStoredMs)})`,
+      '',
+      '',
+    ]);
     rows.push(['raw (a): kafkajs consume only, same messages and settings', `${fmtRate(consumed.rate)} (${consumed.seconds.toFixed(2)} s)`, '', '']);
     rows.push(['raw (b): ClickHouse, one insert of the same rows (+ MV)', `${fmtRate(inserted.rate)} (${inserted.seconds.toFixed(2)} s)`, '', '']);
     rows.push(['raw limit = slower of (a), (b)', `${fmtRate(limit)} (${limitBy})`, '', '']);
@@ -691,7 +705,7 @@ async function main(): Promise<void> {
     rows.push(['  records visible / produced', `${fmtInt(fresh.seen)} / ${fmtInt(fresh.total)} at ${fmtRate(fresh.total / fresh.producedFor)}`, 'all', pass(fresh.seen === fresh.total)]);
     printTable();
 
-    console.log(`\nsettings: worker batch maxRows ${fmtInt(BATCH.maxRows)} / maxWaitMs ${BATCH.maxWaitMs} (throughput), ${FRESH_MAX_WAIT_MS} (freshness); consumer fetch wait ${Math.min(FRESH_MAX_WAIT_MS, 500)} ms, 8 MiB/partition, 32 MiB/fetch.`);
+    console.log(`\nsettings: worker batch maxRows ${fmtInt(BATCH.maxRows)} / maxWaitMs ${BATCH.maxWaitMs} (throughput), ${FRESH_MAX_WAIT_MS} (freshness); consumer fetch wait ${Math.min(FRESH_MAX_WAIT_MS, 500)} ms, ${FETCH_LIMITS.maxBytesPerPartition / 1024} KiB/partition, ${FETCH_LIMITS.maxBytes / 1024 / 1024} MiB/fetch (worker and raw consumer alike).`);
     console.log(`freshness: collector.auditFunc on a 10 ms timer (its own Kafka producer in its worker thread, batch 1,000 records / 200 ms, gzip, acks -1) → ${PARTITIONS} partitions → worker; poll every ${POLL_MS} ms (${fmtInt(fresh.polls)} polls), a record counts as visible at the end of the first poll that returned it; collector sent ${fmtInt(fresh.stats.sent)}, spilled ${fresh.stats.spilled}, dropped ${fresh.stats.dropped}.`);
     console.log(`pre-produce: ${fmtRate(produceRate)} (publisher, batches of 5,000). throughput from group join to the commit covering every partition.`);
     console.log(`cpu (cores = CPU seconds per second): worker: ${ingest.cpu}; kafkajs only: ${consumed.cpu}; one insert: ${inserted.cpu}; freshness: ${fresh.cpu}.`);

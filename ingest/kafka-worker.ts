@@ -57,6 +57,13 @@ interface Taken {
 
 /** Messages held while a batch is stored, at most, in batches: enough to keep ClickHouse busy. */
 const HELD_BATCHES = 3;
+/**
+ * Bytes per fetch (compressed, as stored). kafkajs decompresses and parses a whole fetch before the
+ * first `eachBatch`: with 2 MiB per partition, a backlog of well-compressed audit records (~40 bytes
+ * each) came as one 300,000-message fetch that took 1.7 s before anything could be stored. A record
+ * batch larger than the limit still comes whole.
+ */
+export const FETCH_LIMITS = { maxBytesPerPartition: 256 * 1024, maxBytes: 4 * 1024 * 1024 } as const;
 /** While a fetch waits for room, the consumer heartbeats this often (below its heartbeat interval). */
 const BACKPRESSURE_HEARTBEAT_MS = 1_000;
 
@@ -67,8 +74,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     sessionTimeout: 30_000,
     heartbeatInterval: 3_000,
     rebalanceTimeout: 60_000,
-    maxBytesPerPartition: 2 * 1024 * 1024,
-    maxBytes: 16 * 1024 * 1024,
+    ...FETCH_LIMITS,
     maxWaitTimeInMs: Math.min(batch.maxWaitMs, 500),
     retry: { retries: Number.MAX_SAFE_INTEGER, initialRetryTime: 300, maxRetryTime: 10_000 },
   });
