@@ -502,6 +502,14 @@ async function concurrency(brokers: string): Promise<void> {
       verdict(pooledAdded <= 1),
     ]);
     rows.push([`  same, end to end (client thread on the same 2 cores)`, `${ms(pooledEndToEnd)} (run by run: ${addedEndToEnd.map((x) => x.toFixed(2)).join(', ')})`, '', '']);
+    // What the same measurement gives when nothing differs: the collector-off runs against each other.
+    const plainP99s = pooled.plain.map((x) => quantile(x, 0.99));
+    rows.push([
+      '  noise floor: collector-off p99, run to run',
+      `${Math.min(...plainP99s).toFixed(2)} – ${Math.max(...plainP99s).toFixed(2)} ms (spread ${(Math.max(...plainP99s) - Math.min(...plainP99s)).toFixed(2)} ms)`,
+      '',
+      '',
+    ]);
   }
   const burst = { toolMs: 5, inFlight: 10_000, mode: 'burst', calls: 10_000 } as const;
   const plainBurst = quantile((await drive(false, brokers, burst)).latencies, 0.99);
