@@ -48,7 +48,10 @@ export interface Spool {
   nextSeq(): number;
   /** Appends records durably; returns how many fit (a prefix), the rest did not fit in maxBytes. */
   append(seq: number, records: SpoolRecord[]): Promise<number>;
-  /** The oldest unacknowledged records, at most `maxRecords`; undefined when there are none. */
+  /**
+   * The oldest unacknowledged records, at most `maxRecords`, and never past the end of the batch they
+   * were appended with (by this process); undefined when there are none.
+   */
   read(maxRecords: number): Promise<SpoolBatch | undefined>;
   ack(batch: SpoolBatch): Promise<void>;
   /** True while records wait on disk or an append is under way. */
@@ -67,6 +70,14 @@ interface Segment {
   ackedRecords: number;
   /** Highest batch sequence appended (for segments written by this process). */
   lastSeq: number;
+  /**
+   * For segments written by this process: the record count at the end of each appended batch. Reads
+   * stop there, so a batch that was on its way to Kafka when it failed is sent again exactly as it
+   * was (the same records, so the same per-partition sequence numbers of the idempotent producer):
+   * if the broker had stored it before failing, it recognises it as a duplicate instead of storing
+   * it twice.
+   */
+  batchEnds?: number[];
   handle?: fs.FileHandle;
 }
 
@@ -141,6 +152,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     }
     segment.size += bytes;
     segment.records += frames.length;
+    segment.batchEnds?.push(segment.records);
     segment.lastSeq = Math.max(segment.lastSeq, seq);
     totalBytes += bytes;
     totalRecords += frames.length;
@@ -149,7 +161,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
 
   /** A new segment named `seq`; it becomes the current one unless an older batch is being put back. */
   async function createSegment(seq: number): Promise<Segment> {
-    const segment: Segment = { seq, file: path.join(dir, segmentName(seq)), size: 0, records: 0, acked: 0, ackedRecords: 0, lastSeq: seq };
+    const segment: Segment = { seq, file: path.join(dir, segmentName(seq)), size: 0, records: 0, acked: 0, ackedRecords: 0, lastSeq: seq, batchEnds: [] };
     segment.handle = await fs.open(segment.file, 'a');
     await syncDir(dir);
     let i = live.length;
@@ -166,9 +178,11 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     return segment;
   }
 
-  async function read(maxRecords: number): Promise<SpoolBatch | undefined> {
+  async function read(wanted: number): Promise<SpoolBatch | undefined> {
     const segment = live.find((s) => s.acked < s.size);
     if (!segment) return undefined;
+    const batchEnd = segment.batchEnds?.find((end) => end > segment.ackedRecords);
+    const maxRecords = batchEnd === undefined ? wanted : Math.min(wanted, batchEnd - segment.ackedRecords);
     const records: SpoolRecord[] = [];
     let frameCount = 0;
     let at = segment.acked;

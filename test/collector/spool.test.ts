@@ -151,3 +151,28 @@ test('spool: after a restart, reading resumes after the acknowledged records and
   assert.deepEqual((await readAll(reopened)).map((v) => `${v}-`), names(4, 12));
   await reopened.close();
 });
+
+test('spool: a read stops at the end of the batch it starts in, so a failed send is replayed exactly as it was', async () => {
+  const dir = await tempDir('spool-batches');
+  const { logger } = captureLogger();
+  const spool = await openSpool({ dir, maxBytes: 10_000_000, logger });
+  await spool.append(spool.nextSeq(), [record(1), record(2), record(3)]);
+  await spool.append(spool.nextSeq(), [record(4), record(5), record(6), record(7), record(8)]);
+  const sizes: number[] = [];
+  for (let batch = await spool.read(4); batch; batch = await spool.read(4)) {
+    sizes.push(batch.records.length);
+    await spool.ack(batch);
+  }
+  assert.deepEqual(sizes, [3, 4, 1], 'at most 4, never across the two batches');
+  await spool.close();
+
+  // Batches an earlier process spilled have no known ends here: a read takes what it is allowed.
+  const dir2 = await tempDir('spool-batches-restart');
+  const first = await openSpool({ dir: dir2, maxBytes: 10_000_000, logger });
+  await first.append(first.nextSeq(), [record(1), record(2)]);
+  await first.append(first.nextSeq(), [record(3), record(4)]);
+  await first.close();
+  const second = await openSpool({ dir: dir2, maxBytes: 10_000_000, logger });
+  assert.equal((await second.read(4))?.records.length, 4);
+  await second.close();
+});
