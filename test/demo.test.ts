@@ -6,36 +6,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import type { AgentStats as ApiAgentStats } from '../api/queries/agents.ts';
+import { freePort, waitFor } from './helpers/product.ts';
 
 const root = new URL('../', import.meta.url).pathname;
 const DEMO_AGENTS = ['claude-desktop', 'chatgpt', 'cursor', 'support-bot', 'nightly-etl'];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function waitForOk(url: string, deadlineMs: number): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${deadlineMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** Resolves with the exit code, or rejects after `ms`. */
 function exited(child: ChildProcess, ms: number, what: string): Promise<number | null> {
@@ -48,12 +26,7 @@ function exited(child: ChildProcess, ms: number, what: string): Promise<number |
   });
 }
 
-interface AgentStats {
-  agent: string;
-  calls: number;
-  errors: number;
-  denials: number;
-}
+type AgentStats = Pick<ApiAgentStats, 'agent' | 'calls' | 'errors' | 'denials'>;
 
 async function agentsFromApi(port: number, from: string, to: string): Promise<AgentStats[]> {
   const res = await fetch(`http://127.0.0.1:${port}/graphql`, {
@@ -88,7 +61,7 @@ describe('npm run demo against npm start', () => {
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     children.push(product);
-    await waitForOk(`http://127.0.0.1:${receiverPort}/readyz`, 60_000);
+    await waitFor(`http://127.0.0.1:${receiverPort}/readyz`, 60_000);
     const from = new Date(Date.now() - 60_000).toISOString();
 
     const demo = spawn(process.execPath, ['--import', 'tsx', 'demo/main.ts'], {

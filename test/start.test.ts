@@ -5,37 +5,13 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { openClickHouse } from '../core/clickhouse.ts';
+import { freePort, waitFor } from './helpers/product.ts';
 
 const root = new URL('../', import.meta.url).pathname;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
-async function waitFor(url: string, deadlineMs: number): Promise<Response> {
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return res;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${deadlineMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
@@ -59,7 +35,7 @@ describe('npm start on the embedded default', () => {
 
     await waitFor(`http://127.0.0.1:${port}/healthz`, 60_000);
     const ready = await waitFor(`http://127.0.0.1:${receiverPort}/readyz`, 30_000);
-    assert.deepEqual(await ready.json(), { status: 'ready', checks: { clickhouse: 'ok' } });
+    assert.deepEqual(JSON.parse(ready), { status: 'ready', checks: { clickhouse: 'ok' } });
 
     let accepted = 0;
     for (let batch = 0; batch < 5; batch++) {

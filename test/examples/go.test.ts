@@ -18,10 +18,12 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
+import type { AuditLogEntry } from '../../api/queries/audit-log.ts';
+import type { Attribute, Span } from '../../api/queries/trace.ts';
+import { freePort } from '../helpers/product.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const go = spawnSync('go', ['version'], { encoding: 'utf8' });
@@ -90,16 +92,6 @@ async function goBuild(example: string): Promise<{ binary: string; build: Finish
   return { binary, build };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
-
 async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = ARRIVAL_TIMEOUT_MS): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -160,45 +152,6 @@ async function startProduct(): Promise<{ product: Product; child: ChildProcess; 
 
 // ---- GraphQL -----------------------------------------------------------------------------------
 
-interface AuditEvent {
-  eventId: string;
-  timestamp: string;
-  traceId: string;
-  agent: string;
-  agentVersion: string;
-  sessionId: string;
-  accountId: string | null;
-  gateway: string;
-  service: string;
-  tool: string;
-  allowed: boolean;
-  deniedReason: string | null;
-  durationMs: number;
-  error: string | null;
-  otelTraceId: string | null;
-  otelSpanId: string | null;
-  costUsd: number | null;
-}
-
-interface Attribute {
-  key: string;
-  value: string;
-}
-
-interface Span {
-  spanId: string;
-  parentSpanId: string | null;
-  name: string;
-  kind: string;
-  service: string;
-  startTime: string;
-  durationMs: number;
-  statusCode: string;
-  statusMessage: string | null;
-  attributes: Attribute[];
-  events: Array<{ time: string; name: string; attributes: Attribute[] }>;
-}
-
 const AUDIT_LOG = /* GraphQL */ `
   query ($tenant: String!, $from: String!, $to: String!) {
     auditLog(tenant: $tenant, from: $from, to: $to) {
@@ -219,14 +172,14 @@ const TRACE = /* GraphQL */ `
   }`;
 
 /** The tenant's audit log once it holds `count` events, oldest first. */
-async function auditLog(product: Product, tenant: string, from: Date, count: number): Promise<AuditEvent[]> {
+async function auditLog(product: Product, tenant: string, from: Date, count: number): Promise<AuditLogEntry[]> {
   const to = new Date(Date.now() + 60_000).toISOString();
   const rows = await until(`${count} audit events of ${tenant}`, async () => {
-    const data = await product.graphql<{ auditLog: AuditEvent[] }>(AUDIT_LOG, { tenant, from: from.toISOString(), to });
+    const data = await product.graphql<{ auditLog: AuditLogEntry[] }>(AUDIT_LOG, { tenant, from: from.toISOString(), to });
     return data.auditLog.length >= count ? data.auditLog : undefined;
   });
   await new Promise((r) => setTimeout(r, 500)); // anything beyond `count` would show now
-  const settled = await product.graphql<{ auditLog: AuditEvent[] }>(AUDIT_LOG, { tenant, from: from.toISOString(), to });
+  const settled = await product.graphql<{ auditLog: AuditLogEntry[] }>(AUDIT_LOG, { tenant, from: from.toISOString(), to });
   assert.equal(settled.auditLog.length, count, `audit events of ${tenant}: ${JSON.stringify(settled.auditLog, null, 1)}`);
   assert.equal(rows.length, count);
   return settled.auditLog.reverse();
