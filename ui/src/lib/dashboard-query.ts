@@ -1,50 +1,20 @@
 /**
  * The dashboard's one GraphQL request (every panel in one round trip) and the types of its answer,
- * mirroring api/schema.ts.
+ * the API's own (type imports only: nothing of the server is bundled).
  */
 
-export interface Overview {
-  calls: number;
-  errors: number;
-  denials: number;
-  agents: number;
-  p99Ms: number | null;
-  costUsd: number;
-}
+import type { AgentStats } from '../../../api/queries/agents.ts';
+import type { AuditLogEntry } from '../../../api/queries/audit-log.ts';
+import type { Overview } from '../../../api/queries/overview.ts';
+import type { ToolLatency } from '../../../api/queries/slowest-tools.ts';
 
-export interface AgentStats {
-  agent: string;
-  calls: number;
-  errors: number;
-  denials: number;
-  p50Ms: number | null;
-  p99Ms: number | null;
-  costUsd: number;
-}
+export type { AgentStats, Overview, ToolLatency };
 
-export interface ToolLatency {
-  service: string;
-  tool: string;
-  calls: number;
-  p50Ms: number | null;
-  p95Ms: number | null;
-  p99Ms: number | null;
-  maxMs: number;
-}
-
-export interface AuditEvent {
-  eventId: string;
-  timestamp: string;
-  traceId: string;
-  agent: string;
-  accountId: string | null;
-  tool: string;
-  allowed: boolean;
-  deniedReason: string | null;
-  durationMs: number;
-  error: string | null;
-  costUsd: number | null;
-}
+/** The audit log fields the dashboard asks for. */
+export type AuditEvent = Pick<
+  AuditLogEntry,
+  'eventId' | 'timestamp' | 'traceId' | 'agent' | 'accountId' | 'tool' | 'allowed' | 'deniedReason' | 'durationMs' | 'error' | 'costUsd'
+>;
 
 export interface Dashboard {
   overview: Overview;
