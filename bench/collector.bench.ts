@@ -44,13 +44,13 @@ import { auditMessageKey, type Publisher } from '../core/publisher.ts';
 import { normalizeAuditRecord } from '../model/audit-event.ts';
 import { newEventId } from '../model/ids.ts';
 import { startWorker } from '../collector/worker-thread.ts';
+import { printTable, type Row } from './table.ts';
 
 // 'error': kafkajs warns on every idempotent producer about the collector's short retry budget (core/kafka.ts).
 const logger = pino({ level: 'error' }, pino.destination(2));
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-type Row = [measure: string, value: string, target: string, result: string];
 const rows: Row[] = [];
 const details: string[] = [];
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
@@ -621,17 +621,6 @@ async function throughput(brokers: string, brokerPid?: number): Promise<void> {
 
 // ---------------------------------------------------------------------------
 
-function printTable(): void {
-  const header: Row = ['measure', 'value', 'target', 'result'];
-  const all = [header, ...rows];
-  const widths = header.map((_, c) => Math.max(...all.map((r) => r[c]!.length)));
-  const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const r of rows) console.log(line(r));
-  if (details.length > 0) console.log(`\n${details.join('\n')}`);
-}
-
 interface KafkaScript {
   startBroker(): Promise<{ brokers: string; pid: number }>;
   stopBroker(handle: { brokers: string }): Promise<void>;
@@ -668,7 +657,8 @@ async function main(): Promise<void> {
     if (handle) await script!.stopBroker(handle);
   }
   console.log(`load average at end ${load()}`);
-  printTable();
+  printTable(rows);
+  if (details.length > 0) console.log(`\n${details.join('\n')}`);
 }
 
 if (isMainThread) await main();

@@ -43,6 +43,7 @@ import type { InboundMessage } from '../ingest/messages.ts';
 import { createPipeline, type Pipeline } from '../ingest/pipeline.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditRow } from '../model/audit-event.ts';
 import { auditEvent, auditMessages, createTopics, unique } from '../test/helpers/kafka.ts';
+import { printTable, type Row } from './table.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -65,7 +66,7 @@ const WORKER_DEADLINE_MS = 200_000;
 const BENCH_DEADLINE_MS = 9 * 60_000;
 
 const logger = pino({ level: 'warn' }, pino.destination(2));
-const rows: [string, string, string, string][] = [];
+const rows: Row[] = [];
 const notes: string[] = [];
 /** Workers and collectors still running: stopped (bounded) before ClickHouse is closed, whatever happened. */
 const stoppers = new Set<() => Promise<void>>();
@@ -568,17 +569,6 @@ function cpuCosts(messages: { key: string; value: Buffer }[], topic: string) {
 
 // ---------------------------------------------------------------------------
 
-function printTable(): void {
-  const header: [string, string, string, string] = ['measure', 'value', 'target', 'result'];
-  const all = [header, ...rows];
-  const widths = header.map((_, c) => Math.max(...all.map((r) => r[c]!.length)));
-  const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const r of rows) console.log(line(r));
-  for (const n of notes) console.log(n);
-}
-
 function profileLine(name: string, p: Profile, wallMs: number): string {
   const per = (x: number) => (p.batches === 0 ? 0 : x / p.batches);
   const rowsPerBatch = per(p.messages);
@@ -703,7 +693,8 @@ async function main(): Promise<void> {
     rows.push(['  freshness p99', ms(q(0.99)), '≤ 2000 ms', pass(q(0.99) <= 2000 && fresh.seen === fresh.total)]);
     rows.push(['  freshness max', ms(fresh.latencies.at(-1) ?? Number.NaN), '', '']);
     rows.push(['  records visible / produced', `${fmtInt(fresh.seen)} / ${fmtInt(fresh.total)} at ${fmtRate(fresh.total / fresh.producedFor)}`, 'all', pass(fresh.seen === fresh.total)]);
-    printTable();
+    printTable(rows);
+    for (const n of notes) console.log(n);
 
     console.log(`\nsettings: worker batch maxRows ${fmtInt(BATCH.maxRows)} / maxWaitMs ${BATCH.maxWaitMs} (throughput), ${FRESH_MAX_WAIT_MS} (freshness); consumer fetch wait ${Math.min(FRESH_MAX_WAIT_MS, 500)} ms, ${FETCH_LIMITS.maxBytesPerPartition / 1024} KiB/partition, ${FETCH_LIMITS.maxBytes / 1024 / 1024} MiB/fetch (worker and raw consumer alike).`);
     console.log(`freshness: collector.auditFunc on a 10 ms timer (its own Kafka producer in its worker thread, batch 1,000 records / 200 ms, gzip, acks -1) → ${PARTITIONS} partitions → worker; poll every ${POLL_MS} ms (${fmtInt(fresh.polls)} polls), a record counts as visible at the end of the first poll that returned it; collector sent ${fmtInt(fresh.stats.sent)}, spilled ${fresh.stats.spilled}, dropped ${fresh.stats.dropped}.`);
