@@ -93,10 +93,14 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     return { messages: [], since: 0 };
   }
 
+  /** Messages fetched and not being stored yet: held, or decoded ahead. */
+  function unflushed(): number {
+    return held.messages.length + (ahead?.batch.messages.length ?? 0);
+  }
 
   /** Messages that may still be held, besides the batch being stored. */
   function room(): number {
-    return batch.maxRows * HELD_BATCHES - held.messages.length - (ahead?.batch.messages.length ?? 0);
+    return batch.maxRows * HELD_BATCHES - unflushed();
   }
 
   /** Takes up to a batch off what is held, and decodes it. */
@@ -106,19 +110,30 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     return { batch: pipeline.decode(taking), offsets: nextOffsets(taking) };
   }
 
-  /** Forgets the batch decoded ahead (a rebalance, a failed flush): its messages come again. */
-  function dropAhead(): void {
+  /** Forgets what is not being stored (a rebalance, a failed flush): those messages come again. */
+  function forgetUnflushed(): void {
+    held = empty();
     ahead = undefined;
     if (lookingAhead) clearImmediate(lookingAhead);
     lookingAhead = undefined;
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  }
+
+  /** Stores and commits everything fetched so far. */
+  async function drain(): Promise<void> {
+    while (flushing || unflushed() > 0) await (flushing ?? flush());
   }
 
   /** Stores what is held and commits its offsets. One flush at a time, in order. */
   function flush(): Promise<void> {
-    if (flushing) return flushing;
+    if (flushing) {
+      lookAheadSoon();
+      return flushing;
+    }
     if (timer) clearTimeout(timer);
     timer = undefined;
-    if (!ahead && held.messages.length === 0) return Promise.resolve();
+    if (unflushed() === 0) return Promise.resolve();
     const { batch: taking, offsets } = ahead ?? take();
     ahead = undefined;
     const startedIn = generation;
@@ -167,8 +182,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   /** After a failed flush: forget what is held and fetch again from the committed offsets. */
   function seekBack(offsets: Offsets): void {
     generation++;
-    held = empty();
-    dropAhead();
+    forgetUnflushed();
     void rewindToCommitted([...offsets.keys()]);
   }
 
@@ -231,12 +245,8 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
       }
       // Fetching moves on; committing waits for the flush.
       resolveOffset(taken[taken.length - 1]!.offset);
-      if (held.messages.length >= batch.maxRows) {
-        void flush();
-        lookAheadSoon();
-      } else {
-        schedule();
-      }
+      if (held.messages.length >= batch.maxRows) void flush();
+      else schedule();
     }
     if (fetched.messages.length > 0) metrics?.observeLag(topic, partition, fetched.offsetLag());
     await heartbeat();
@@ -246,14 +256,10 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     async start() {
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         generation++;
-        const unflushed = held.messages.length + (ahead?.batch.messages.length ?? 0);
-        if (unflushed > 0) {
-          logger.info({ dropped: unflushed }, 'rebalanced: unflushed messages will be consumed again from the committed offsets');
+        if (unflushed() > 0) {
+          logger.info({ dropped: unflushed() }, 'rebalanced: unflushed messages will be consumed again from the committed offsets');
         }
-        held = empty();
-        dropAhead();
-        if (timer) clearTimeout(timer);
-        timer = undefined;
+        forgetUnflushed();
         logger.info({ assignment: event.payload.memberAssignment }, 'joined the consumer group');
       });
       consumer.on(consumer.events.CRASH, (event) => logger.error({ err: event.payload.error, restart: event.payload.restart }, 'consumer crashed'));
@@ -267,9 +273,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
       });
     },
 
-    async idle() {
-      while (flushing || ahead || held.messages.length > 0) await (flushing ?? flush());
-    },
+    idle: drain,
 
     async stop() {
       stopping = true;
@@ -277,8 +281,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
       if (timer) clearTimeout(timer);
       timer = undefined;
       // Store and commit what is held; anything fetched after this is abandoned, uncommitted.
-      while (flushing || ahead || held.messages.length > 0) await (flushing ?? flush());
-      dropAhead();
+      await drain();
       await consumer.disconnect();
     },
   };
