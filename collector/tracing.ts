@@ -13,13 +13,12 @@
  *   ] });
  *   provider.register();
  *
- * Not the SDK's BatchSpanProcessor: that one exports a full batch synchronously inside the `span.end()`
- * that fills it, i.e. inside one tool call in 64, whose latency then carries the encoding of 64 spans.
- * Here `onEnd` only appends; batches are encoded on a later turn of the event loop, one per turn.
+ * Encoding waits for a later turn of the event loop than the `span.end()` that completes a batch
+ * (see `createSpanExporter`).
  */
-import { context, ROOT_CONTEXT, TraceFlags, type Context, type TextMapGetter } from '@opentelemetry/api';
-import { suppressTracing, W3CTraceContextPropagator } from '@opentelemetry/core';
-import type { BufferConfig, ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { context, ROOT_CONTEXT, type Context, type TextMapGetter } from '@opentelemetry/api';
+import { ExportResultCode, suppressTracing, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
+import { BatchSpanProcessor, type BufferConfig, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { TENANT_HEADER } from '../core/publisher.ts';
 import { encodeTraceRequest } from '../model/otlp.ts';
 import type { SpoolRecord } from './spool.ts';
@@ -39,82 +38,51 @@ export interface SpanSinkOptions {
  * Spans per message, spans waiting at most, and how long a span waits for its batch to fill. Batches
  * are small (64 spans, ~0.25 ms to encode) because encoding runs on the gateway's event loop.
  */
-export const SPAN_PROCESSOR_DEFAULTS = { maxExportBatchSize: 64, maxQueueSize: 4096, scheduledDelayMillis: 1000 } as const;
+export const SPAN_PROCESSOR_DEFAULTS: BufferConfig = { maxExportBatchSize: 64, maxQueueSize: 4096, scheduledDelayMillis: 1000 };
 
+/** The SDK's BatchSpanProcessor over the collector's exporter (`createSpanExporter`). */
 export function createSpanProcessor(options: SpanSinkOptions, config: BufferConfig = {}): SpanProcessor {
-  const batchSize = Math.max(1, config.maxExportBatchSize ?? SPAN_PROCESSOR_DEFAULTS.maxExportBatchSize);
-  const maxQueue = Math.max(batchSize, config.maxQueueSize ?? SPAN_PROCESSOR_DEFAULTS.maxQueueSize);
-  const delayMs = config.scheduledDelayMillis ?? SPAN_PROCESSOR_DEFAULTS.scheduledDelayMillis;
+  return new BatchSpanProcessor(createSpanExporter(options), { ...SPAN_PROCESSOR_DEFAULTS, ...config });
+}
+
+/**
+ * Encodes each batch and hands it to the collector's queue, on a later turn of the event loop: the
+ * BatchSpanProcessor exports a full batch synchronously inside the `span.end()` that fills it, i.e.
+ * inside one tool call in 64, whose latency would otherwise carry the encoding of 64 spans.
+ */
+export function createSpanExporter(options: SpanSinkOptions): SpanExporter {
   const headers = { [TENANT_HEADER]: options.tenant, 'content-type': 'application/x-protobuf' };
-  let finished: ReadableSpan[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  let immediate: NodeJS.Immediate | undefined;
   let stopped = false;
 
-  /** Encodes and enqueues up to `batchSize` spans. */
-  function exportBatch(): void {
-    const spans = finished.length <= batchSize ? finished : finished.slice(0, batchSize);
-    finished = finished.length <= batchSize ? [] : finished.slice(batchSize);
+  function exportNow(spans: ReadableSpan[]): ExportResult {
     try {
+      let accepted = true;
       for (const value of encodeSpans(spans, options.maxMessageBytes)) {
-        if (!options.enqueue({ topic: options.topic, key: null, value, headers })) {
-          options.warnings.warn('spans-dropped', {}, 'the collector queue is full; spans are dropped');
-        }
+        accepted = options.enqueue({ topic: options.topic, key: null, value, headers }) && accepted;
       }
+      if (accepted) return { code: ExportResultCode.SUCCESS };
+      options.warnings.warn('spans-dropped', {}, 'the collector queue is full; spans are dropped');
+      return { code: ExportResultCode.FAILED, error: new Error('the collector queue is full') };
     } catch (error) {
       options.warnings.warn('span-encoding', { err: error, count: spans.length }, 'could not encode spans; they are dropped');
+      return { code: ExportResultCode.FAILED, error: error instanceof Error ? error : new Error(String(error)) };
     }
-  }
-
-  /** One full batch per turn of the event loop, so a backlog never blocks it for long. */
-  function onImmediate(): void {
-    immediate = undefined;
-    if (finished.length >= batchSize) exportBatch();
-    schedule();
-  }
-
-  function onTimer(): void {
-    timer = undefined;
-    if (finished.length > 0) exportBatch();
-    schedule();
-  }
-
-  function schedule(): void {
-    if (finished.length >= batchSize) {
-      immediate ??= setImmediate(onImmediate).unref();
-    } else if (finished.length > 0 && timer === undefined) {
-      timer = setTimeout(onTimer, delayMs).unref();
-    }
-  }
-
-  function flushAll(): Promise<void> {
-    while (finished.length > 0) exportBatch();
-    return Promise.resolve();
   }
 
   return {
-    onStart() {},
-    onEnd(span) {
-      if (stopped || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
-      if (finished.length >= maxQueue) {
-        options.warnings.warn('spans-dropped', { maxQueueSize: maxQueue }, 'spans end faster than the collector takes them; spans are dropped');
-        return;
-      }
-      finished.push(span);
-      if (finished.length >= batchSize || timer === undefined) schedule();
+    export(spans, done) {
+      if (stopped) return done({ code: ExportResultCode.FAILED, error: new Error('the collector is shut down') });
+      setImmediate(() => done(exportNow(spans)));
     },
-    forceFlush: flushAll,
     async shutdown() {
-      await flushAll();
       stopped = true;
-      if (timer !== undefined) clearTimeout(timer);
-      if (immediate !== undefined) clearImmediate(immediate);
     },
+    async forceFlush() {},
   };
 }
 
 /** A protobuf request per batch, halving a batch whose request would be larger than `maxMessageBytes`. */
-export function encodeSpans(spans: ReadableSpan[], maxMessageBytes: number, out: Buffer[] = []): Buffer[] {
+function encodeSpans(spans: ReadableSpan[], maxMessageBytes: number, out: Buffer[] = []): Buffer[] {
   const encoded = encodeTraceRequest(spans);
   const body = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
   if (body.length > maxMessageBytes && spans.length > 1) {
