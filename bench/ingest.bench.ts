@@ -36,7 +36,7 @@ import { createCollector, type Collector } from '../collector/index.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { createKafka, createKafkaPublisher, type Kafka } from '../core/kafka.ts';
 import { migrate } from '../core/migrate.ts';
-import { AUDIT_INSERT_COLUMNS, auditInsertValues, createClickHouseWriter, type ClickHouseWriter } from '../ingest/clickhouse-writer.ts';
+import { auditInsertLine, createClickHouseWriter, insertAuditBody, type ClickHouseWriter } from '../ingest/clickhouse-writer.ts';
 import { decodeBatch } from '../ingest/decode.ts';
 import { createKafkaWorker, FETCH_LIMITS, type KafkaWorker } from '../ingest/kafka-worker.ts';
 import type { InboundMessage } from '../ingest/messages.ts';
@@ -179,10 +179,11 @@ function timedClient(client: ClickHouseClient, profile: Profile): ClickHouseClie
           return { json: async () => rowsRead };
         };
       }
-      if (prop === 'insert') {
-        return async (params: Parameters<ClickHouseClient['insert']>[0]) => {
+      if (prop === 'exec') {
+        // The writer's inserts (INSERT … FORMAT with the encoded body).
+        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
           const started = performance.now();
-          const result = await target.insert(params);
+          const result = await target.exec(params);
           profile.insertMs += performance.now() - started;
           return result;
         };
@@ -216,10 +217,10 @@ function instrumentedPipeline(clickhouse: ClickHouseClient, topics: { audit: str
   /** Decode time of each batch, until it is stored (the worker decodes a batch while the one before is stored). */
   const decodeTimes = new WeakMap<object, number>();
   const pipeline: Pipeline = {
-    decode(messages) {
+    async decode(messages) {
       const started = performance.now();
       if (profile.firstDecodeAt === 0) profile.firstDecodeAt = started;
-      const decoded = inner.decode(messages);
+      const decoded = await inner.decode(messages);
       const took = performance.now() - started;
       profile.decodeMs += took;
       decodeTimes.set(decoded, took);
@@ -234,7 +235,7 @@ function instrumentedPipeline(clickhouse: ClickHouseClient, topics: { audit: str
       if (profile.firstStoredAt === 0) (profile.firstStoredAt = started + took), (profile.firstBatchSize = length);
       if (args.verbose) {
         const d = (k: keyof Profile) => (profile[k] - before[k]).toFixed(0);
-        progress(`  batch of ${fmtInt(length)}: decoded in ${(decodeTimes.get(decoded) ?? 0).toFixed(0)} ms; stored in ${took.toFixed(0)} ms = look-ups ${d('reportsMs')} + ${d('callsMs')} + insert ${d('insertMs')} + other`);
+        progress(`  batch of ${fmtInt(length)}: decoded over ${(decodeTimes.get(decoded) ?? 0).toFixed(0)} ms; stored in ${took.toFixed(0)} ms = look-ups ${d('reportsMs')} + ${d('callsMs')} + insert ${d('insertMs')} + other`);
       }
       profile.batches++;
       profile.messages += length;
@@ -245,7 +246,7 @@ function instrumentedPipeline(clickhouse: ClickHouseClient, topics: { audit: str
       return outcome;
     },
     async process(messages) {
-      return this.store(this.decode(messages));
+      return this.store(await this.decode(messages));
     },
   };
   return { pipeline, deadLettered };
@@ -401,19 +402,15 @@ async function copyOfAuditTables(clickhouse: ClickHouseClient, suffix: string): 
   return { events: `audit_events_v1_${suffix}`, rollup: `tool_calls_1m_v1_${suffix}` };
 }
 
-/** One insert of every row, as the writer sends its inserts (JSONCompactEachRow, with a deduplication token). */
+/** One insert of every row, as the writer sends its inserts (JSONCompactEachRow, with a deduplication token); encoding included. */
 async function rawInsert(clickhouse: ClickHouseClient, auditRows: AuditRow[], suffix: string) {
   const { events, rollup } = await copyOfAuditTables(clickhouse, suffix);
   const token = createHash('sha256').update(auditRows.map((r) => r.event_id).join('\n')).digest('hex');
   const usage = meter();
   const started = performance.now();
-  await clickhouse.insert({
-    table: events,
-    values: auditRows.map(auditInsertValues),
-    format: 'JSONCompactEachRow',
-    columns: AUDIT_INSERT_COLUMNS,
-    clickhouse_settings: { insert_deduplication_token: token },
-  });
+  let body = '';
+  for (const row of auditRows) body += `${auditInsertLine(row)}\n`;
+  await insertAuditBody(clickhouse, events, body, token);
   const seconds = (performance.now() - started) / 1000;
   const cpu = usage();
   const stored = await scalar(clickhouse, `SELECT count() AS n FROM ${events}`);
@@ -560,7 +557,7 @@ function cpuCosts(messages: { key: string; value: Buffer }[], topic: string) {
   // What @clickhouse/client does with the writer's JSONCompactEachRow values before the body reaches the engine.
   const serialize = perRecord(() => {
     let body = '';
-    for (const r of decodedRows) body += `${JSON.stringify(auditInsertValues(r))}\n`;
+    for (const r of decodedRows) body += `${auditInsertLine(r)}\n`;
     sink += body.length;
   });
   if (sink < 0) console.log(sink);
@@ -575,7 +572,7 @@ function profileLine(name: string, p: Profile, wallMs: number): string {
   const other = p.writeAuditMs - p.reportsMs - p.callsMs - p.insertMs;
   return (
     `profile, ${name}: ${p.batches} batches of ${fmtInt(rowsPerBatch)} rows on average (${fmtInt(p.smallestBatch)} to ${fmtInt(p.largestBatch)}); per batch: ` +
-    `decode+validate ${per(p.decodeMs).toFixed(1)} ms (${((p.decodeMs * 1000) / Math.max(1, p.messages)).toFixed(1)} µs/rec), ` +
+    `decode+validate+encode over ${per(p.decodeMs).toFixed(1)} ms (in slices, between the store's steps), ` +
     `dedup look-ups ${per(p.reportsMs).toFixed(1)} ms (event_id/report_id) + ${per(p.callsMs).toFixed(1)} ms (trace_id calls), ` +
     `insert ${per(p.insertMs).toFixed(1)} ms, writer other ${per(other).toFixed(1)} ms; ` +
     `pipeline.store total ${per(p.processMs).toFixed(1)} ms (max ${p.processMaxMs.toFixed(0)}), ` +

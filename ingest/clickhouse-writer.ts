@@ -7,8 +7,16 @@
  * - Every insert carries an insert_deduplication_token computed from its content, so an insert that
  *   reached the server but whose answer was lost is not applied twice when retried.
  * - Both tables are ReplacingMergeTree on their identity, so readers using FINAL are exact regardless.
+ *
+ * Speed, measured on the embedded engine (10,000-row batches): the engine runs one statement at a
+ * time, so look-ups and inserts add up. Look-up lists travel as one JSON string literal in the query
+ * text (parsed in ~4 ms; as an `Array(UUID)` query parameter, ~20 ms), which also keeps them out of
+ * the URL on a server. Insert bodies can be encoded ahead (`prepareAudit`), while the batch before is
+ * being stored.
  */
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { AuditRow } from '../model/audit-event.ts';
 import { toSpanInsertRow } from '../model/otlp.ts';
@@ -23,25 +31,35 @@ export interface WriteResult {
 export interface ClickHouseWriter {
   writeAudit(rows: readonly AuditRow[]): Promise<WriteResult>;
   writeSpans(rows: readonly SpanRow[]): Promise<WriteResult>;
+  /**
+   * Encodes rows for a later `writeAudit` of the same (unchanged) row objects, so that work can be
+   * done early, off the store's critical path. Optional: `writeAudit` encodes what was not prepared.
+   */
+  prepareAudit?(rows: readonly AuditRow[]): void;
 }
 
 export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouseWriter {
+  /** Insert lines of prepared rows, by row object (rows are not changed once decoded). */
+  const prepared = new WeakMap<AuditRow, string>();
+
   async function select<T>(query: string, query_params: Record<string, unknown>): Promise<T[]> {
-    return (await clickhouse.query({ query, query_params, format: 'JSONEachRow' })).json<T>();
+    // The query text carries the look-up lists; let the parser take it whole.
+    const max_query_size = Buffer.byteLength(query) + 1024;
+    return (await clickhouse.query({ query, query_params, format: 'JSONEachRow', clickhouse_settings: { max_query_size: String(max_query_size) } })).json<T>();
   }
 
   /** Reports already stored, under their own event_id or folded into another call's (report_id). */
   async function storedReports(rows: readonly AuditRow[]): Promise<Set<string>> {
-    const ids = rows.map((r) => r.event_id);
     // Two look-ups in one: by the sort key, and among the few rows stored under another report's id
     // (an OR of the two took ~25% longer on the embedded engine).
     const found = await select<{ id: string }>(
-      `SELECT toString(event_id) AS id FROM audit_events_v1
-       WHERE tenant IN {tenants:Array(String)} AND event_id IN {ids:Array(UUID)}
+      `WITH (SELECT JSONExtract(${jsonLiteral(rows.map((r) => r.event_id))}, 'Array(UUID)')) AS ids
+       SELECT toString(event_id) AS id FROM audit_events_v1
+       WHERE tenant IN {tenants:Array(String)} AND event_id IN (SELECT arrayJoin(ids))
        UNION ALL
        SELECT toString(report_id) AS id FROM audit_events_v1 PREWHERE NOT counted
-       WHERE tenant IN {tenants:Array(String)} AND report_id IN {ids:Array(UUID)}`,
-      { tenants: distinct(rows.map((r) => r.tenant)), ids },
+       WHERE tenant IN {tenants:Array(String)} AND report_id IN (SELECT arrayJoin(ids))`,
+      { tenants: distinct(rows.map((r) => r.tenant)) },
     );
     return new Set(found.map((r) => r.id));
   }
@@ -55,18 +73,30 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
       `SELECT tenant, trace_id, tool, groupUniqArray(source) AS sources,
               toString(anyIf(event_id, source = 'span' AND counted)) AS span_id
        FROM audit_events_v1
-       WHERE tenant IN {tenants:Array(String)} AND trace_id IN {traces:Array(String)}
+       WHERE tenant IN {tenants:Array(String)}
+         AND trace_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(distinct(keyed.map((r) => r.trace_id)))}, 'Array(String)')))
          AND timestamp BETWEEN toDateTime64({from:String}, 9, 'UTC') - INTERVAL 1 DAY
                            AND toDateTime64({to:String}, 9, 'UTC') + INTERVAL 1 DAY
        GROUP BY tenant, trace_id, tool`,
-      { tenants: distinct(keyed.map((r) => r.tenant)), traces: distinct(keyed.map((r) => r.trace_id)), from: times[0], to: times.at(-1) },
+      { tenants: distinct(keyed.map((r) => r.tenant)), from: times[0], to: times.at(-1) },
     );
     return new Map(
       found.map((c) => [callKey(c), { hasAudit: c.sources.includes('audit'), spanEventId: c.sources.includes('span') ? c.span_id : undefined }]),
     );
   }
 
+  /** One INSERT of rows, the prepared ones as they were encoded. */
+  async function insertAudit(rows: readonly AuditRow[]): Promise<void> {
+    let body = '';
+    for (const row of rows) body += `${prepared.get(row) ?? auditInsertLine(row)}\n`;
+    await insertAuditBody(clickhouse, 'audit_events_v1', body, token('audit', rows.map((r) => `${r.event_id}/${r.report_id ?? ''}`)));
+  }
+
   return {
+    prepareAudit(rows) {
+      for (const row of rows) prepared.set(row, auditInsertLine(row));
+    },
+
     async writeAudit(rows) {
       const unique = uniqueBy(rows, (r) => r.event_id);
       if (unique.length === 0) return { inserted: 0, duplicates: rows.length };
@@ -82,15 +112,7 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
       );
       const fresh = unique.filter((r) => !stored.has(r.event_id));
       const toInsert = countEachCallOnce(fresh, calls);
-      if (toInsert.length > 0) {
-        await clickhouse.insert({
-          table: 'audit_events_v1',
-          values: toInsert.map(auditInsertValues),
-          format: 'JSONCompactEachRow',
-          columns: AUDIT_INSERT_COLUMNS,
-          clickhouse_settings: { insert_deduplication_token: token('audit', toInsert.map((r) => `${r.event_id}/${r.report_id ?? ''}`)) },
-        });
-      }
+      if (toInsert.length > 0) await insertAudit(toInsert);
       return { inserted: toInsert.length, duplicates: rows.length - toInsert.length };
     },
 
@@ -122,6 +144,25 @@ export const AUDIT_INSERT_COLUMNS: [string, ...string[]] = [
   'otel_trace_id', 'otel_span_id', 'request_bytes', 'response_bytes', 'cost_usd', 'attributes', 'source', 'counted',
   'report_id',
 ];
+
+/**
+ * One INSERT of audit rows into `table`: `body` holds one `auditInsertLine` per row, each ended by a
+ * newline. The deduplication token goes in the statement's SETTINGS clause: as a client setting, the
+ * embedded engine gets it as a separate `SET` statement, which cost ~20 ms more per 10,000-row insert.
+ */
+export async function insertAuditBody(clickhouse: ClickHouseClient, table: string, body: string, dedupToken: string): Promise<void> {
+  const result = await clickhouse.exec({
+    query: `INSERT INTO ${table} (${AUDIT_INSERT_COLUMNS.join(', ')})
+            SETTINGS insert_deduplication_token = '${dedupToken}' FORMAT JSONCompactEachRow`,
+    values: Readable.from([body]),
+  });
+  await finished(result.stream.resume());
+}
+
+/** A row's line in a JSONCompactEachRow insert body. */
+export function auditInsertLine(r: AuditRow): string {
+  return JSON.stringify(auditInsertValues(r));
+}
 
 export function auditInsertValues(r: AuditRow): unknown[] {
   return [
@@ -180,6 +221,15 @@ const LOOKUP_SLICE = 10_000;
 
 function* chunks<T>(rows: readonly T[]): Generator<T[]> {
   for (let i = 0; i < rows.length; i += LOOKUP_SLICE) yield rows.slice(i, i + LOOKUP_SLICE);
+}
+
+/**
+ * Values as one ClickHouse string literal holding their JSON array, for `JSONExtract`. In a ClickHouse
+ * string literal a backslash escapes and a quote ends, so both are escaped; JSON has no other way to
+ * end the literal.
+ */
+function jsonLiteral(values: readonly string[]): string {
+  return `'${JSON.stringify(values).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
 function distinct(values: readonly string[]): string[] {

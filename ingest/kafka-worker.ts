@@ -49,9 +49,10 @@ interface Held {
 /** topic → partition → next offset to commit. */
 type Offsets = Map<string, Map<number, string>>;
 
-/** A batch taken from what is held: decoded, with the offsets to commit once it is stored. */
+/** A batch taken from what is held: being decoded, with the offsets to commit once it is stored. */
 interface Taken {
-  batch: DecodedMessages;
+  messages: InboundMessage[];
+  decoding: Promise<DecodedMessages>;
   offsets: Offsets;
 }
 
@@ -95,7 +96,7 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
 
   /** Messages fetched and not being stored yet: held, or decoded ahead. */
   function unflushed(): number {
-    return held.messages.length + (ahead?.batch.messages.length ?? 0);
+    return held.messages.length + (ahead?.messages.length ?? 0);
   }
 
   /** Messages that may still be held, besides the batch being stored. */
@@ -103,11 +104,11 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     return batch.maxRows * HELD_BATCHES - unflushed();
   }
 
-  /** Takes up to a batch off what is held, and decodes it. */
+  /** Takes up to a batch off what is held, and starts decoding it. */
   function take(): Taken {
     const taking = held.messages.length <= batch.maxRows ? held.messages : held.messages.slice(0, batch.maxRows);
     held = { messages: held.messages.slice(taking.length), since: Date.now() };
-    return { batch: pipeline.decode(taking), offsets: nextOffsets(taking) };
+    return { messages: taking, decoding: pipeline.decode(taking), offsets: nextOffsets(taking) };
   }
 
   /** Forgets what is not being stored (a rebalance, a failed flush): those messages come again. */
@@ -134,19 +135,19 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     if (timer) clearTimeout(timer);
     timer = undefined;
     if (unflushed() === 0) return Promise.resolve();
-    const { batch: taking, offsets } = ahead ?? take();
+    const { messages: taking, decoding, offsets } = ahead ?? take();
     ahead = undefined;
     const startedIn = generation;
     flushing = (async () => {
       const started = performance.now();
-      const outcome = await pipeline.store(taking);
+      const outcome = await pipeline.store(await decoding);
       metrics?.observeBatch(outcome, (performance.now() - started) / 1000);
       if (startedIn === generation) await commit(offsets);
-      else logger.info({ messages: taking.messages.length }, 'stored a batch fetched before a rebalance; its new owner commits it');
+      else logger.info({ messages: taking.length }, 'stored a batch fetched before a rebalance; its new owner commits it');
     })()
       .catch((error) => {
         // Not stored: never committed. The messages come again from the committed offsets.
-        logger.error({ err: error, messages: taking.messages.length }, 'batch not stored; it will be consumed again');
+        logger.error({ err: error, messages: taking.length }, 'batch not stored; it will be consumed again');
         if (!stopping) seekBack(offsets);
       })
       .finally(() => {

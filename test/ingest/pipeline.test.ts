@@ -233,6 +233,24 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(await scalar('SELECT sum(duration_sum_ns) FROM tool_calls_1m_v1'), 3_000_000);
   });
 
+  it('looks up trace ids with quotes, backslashes, control characters and non-ASCII exactly', async () => {
+    const pipeline = pipelineWith();
+    const awkward = [`it's`, 'back\\slash', 'quote"d', 'new\nline\ttab', 'nul\u0000byte', 'ünïcødé-🚀', `\\'); DROP TABLE x; --`];
+    const calls = awkward.map((traceId) => goMicroCall(traceId, 'users.Users.Get'));
+    // Spans first, then the audit records (stored under the span facts' ids), then all of it again.
+    await pipeline.process(calls.map((call, i) => spanMessage(call, 100 + i)));
+    await pipeline.process(calls.map((call) => message(call.record)));
+    const again = await pipeline.process([...calls.map((call, i) => spanMessage(call, 100 + i)), ...calls.map((call) => message(call.record))]);
+
+    assert.equal(again.auditRows, 0);
+    assert.equal(await rollupCalls(), awkward.length);
+    const stored = await (
+      await clickhouse.query({ query: 'SELECT trace_id, source FROM audit_events_v1 FINAL', format: 'JSONEachRow' })
+    ).json<{ trace_id: string; source: string }>();
+    assert.deepEqual(stored.map((r) => r.trace_id).sort(), [...awkward].sort());
+    assert.ok(stored.every((r) => r.source === 'audit'));
+  });
+
   it('derives tool-call facts from mcp.tool.call spans alone: agent, account, denial, error', async () => {
     const pipeline = pipelineWith();
     const ok = goMicroCall('c0000000-0000-4000-8000-000000000003', 'users.Users.Get');
