@@ -123,6 +123,8 @@ async function applyRetention(client: ClickHouseClient, options: MigrationOption
     audit_events_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
     spans_v1: `toDateTime(start_time) + toIntervalDay(${options.retentionDays})`,
     tool_calls_1m_v1: `minute + toIntervalDay(${options.retentionDays * 4})`,
+    dead_letters_v1: `toDateTime(received_at) + toIntervalDay(${options.retentionDays})`,
+    call_reports_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
   };
   const tables = await (
     await client.query({

@@ -64,21 +64,18 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
     return new Set(found.map((r) => r.id));
   }
 
-  /** Calls already stored, by tenant + trace_id + tool, with how they were reported. */
+  /** Calls already stored, by tenant + trace_id + tool, with how they were reported (sql/0006). */
   async function storedCalls(rows: readonly AuditRow[]): Promise<Map<string, StoredCall>> {
     const keyed = rows.filter((r) => r.trace_id !== '');
     if (keyed.length === 0) return new Map();
-    const times = keyed.map((r) => r.timestamp).sort();
     const found = await select<{ tenant: string; trace_id: string; tool: string; sources: string[]; span_id: string }>(
       `SELECT tenant, trace_id, tool, groupUniqArray(source) AS sources,
               toString(anyIf(event_id, source = 'span' AND counted)) AS span_id
-       FROM audit_events_v1
+       FROM call_reports_v1
        WHERE tenant IN {tenants:Array(String)}
          AND trace_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(distinct(keyed.map((r) => r.trace_id)))}, 'Array(String)')))
-         AND timestamp BETWEEN toDateTime64({from:String}, 9, 'UTC') - INTERVAL 1 DAY
-                           AND toDateTime64({to:String}, 9, 'UTC') + INTERVAL 1 DAY
        GROUP BY tenant, trace_id, tool`,
-      { tenants: distinct(keyed.map((r) => r.tenant)), from: times[0], to: times.at(-1) },
+      { tenants: distinct(keyed.map((r) => r.tenant)) },
     );
     return new Map(
       found.map((c) => [callKey(c), { hasAudit: c.sources.includes('audit'), spanEventId: c.sources.includes('span') ? c.span_id : undefined }]),

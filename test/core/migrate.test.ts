@@ -29,7 +29,7 @@ describe('migrations on the embedded engine', () => {
     const before = await schema(client);
     assert.deepEqual(
       before.map((t) => t.name),
-      ['audit_events_v1', 'dead_letters_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1'],
+      ['audit_events_v1', 'call_reports_mv_v1', 'call_reports_v1', 'dead_letters_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1'],
     );
 
     const second = await migrate(client, { retentionDays: 30 });
@@ -46,6 +46,35 @@ describe('migrations on the embedded engine', () => {
     assert.match(audit.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(7\)/);
     const rollup = tables.find((t) => t.name === 'tool_calls_1m_v1')!;
     assert.match(rollup.create_table_query, /TTL minute \+ toIntervalDay\(28\)/);
+    for (const [name, column] of [['call_reports_v1', 'timestamp'], ['dead_letters_v1', 'received_at'], ['spans_v1', 'start_time']]) {
+      const table = tables.find((t) => t.name === name)!;
+      assert.match(table.create_table_query, new RegExp(`TTL toDateTime\\(${column}\\) \\+ toIntervalDay\\(7\\)`), name);
+    }
+  });
+
+  it('copies the calls already stored into call_reports_v1 when 0006 is applied', async () => {
+    const { cpSync, readdirSync } = await import('node:fs');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sql-'));
+    const sqlDir = path.join(import.meta.dirname, '../../sql');
+    for (const file of readdirSync(sqlDir).filter((f) => f < '0006')) cpSync(path.join(sqlDir, file), path.join(dir, file));
+    await client.command({ query: 'CREATE DATABASE IF NOT EXISTS migrate_backfill' });
+    await client.command({ query: 'USE migrate_backfill' });
+    try {
+      await migrate(client, { retentionDays: 30, dir });
+      await client.command({
+        query: `INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, tool, source)
+                VALUES ('01a20f64-c9e1-74d3-92cf-2e71ca718516', 'acme', '2026-11-24 10:00:00', 't-1', 'users.Users.Get', 'span'),
+                       ('01a20f64-c9e1-74d3-92cf-2e71ca718517', 'acme', '2026-11-24 10:00:01', '', 'users.Users.Get', 'audit')`,
+      });
+      cpSync(path.join(sqlDir, '0006-call-reports.sql'), path.join(dir, '0006-call-reports.sql'));
+      assert.deepEqual((await migrate(client, { retentionDays: 30, dir })).applied, ['0006-call-reports']);
+      const rows = await (
+        await client.query({ query: 'SELECT tenant, trace_id, tool, source FROM call_reports_v1', format: 'JSONEachRow' })
+      ).json();
+      assert.deepEqual(rows, [{ tenant: 'acme', trace_id: 't-1', tool: 'users.Users.Get', source: 'span' }]);
+    } finally {
+      await client.command({ query: 'USE migrate_test' });
+    }
   });
 
   it('refuses a migration edited after it was applied', async () => {
@@ -82,6 +111,9 @@ describe('migration rendering', () => {
   it('every real migration renders for a cluster with only replicated engines', async () => {
     for (const m of await readMigrations()) {
       for (const statement of splitStatements(renderMigration(m.sql, { retentionDays: 30, cluster: 'c1' }))) {
+        // Schema changes run on every node; a data statement runs once, and replication copies it
+        // (the supported cluster layout is one shard, see the README).
+        if (/^INSERT\b/.test(statement)) continue;
         assert.match(statement, /ON CLUSTER `c1`/, `${m.name}: ${statement.slice(0, 60)}`);
         const engine = /ENGINE = (\w+)/.exec(statement)?.[1];
         if (engine) assert.match(engine, /^Replicated/, `${m.name} uses ${engine}`);
