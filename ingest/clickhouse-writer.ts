@@ -41,6 +41,10 @@ export interface ClickHouseWriter {
 export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouseWriter {
   /** Insert lines of prepared rows, by row object (rows are not changed once decoded). */
   const prepared = new WeakMap<AuditRow, string>();
+  /** Settles when the latest `writeAudit` call has inserted, or failed. */
+  let lastInsert: Promise<void> = Promise.resolve();
+  /** Of each `writeAudit` call in progress: the rows other calls inserted since it began. */
+  const watchers = new Set<AuditRow[][]>();
 
   async function select<T>(query: string, query_params: Record<string, unknown>): Promise<T[]> {
     // The query text carries the look-up lists; let the parser take it whole.
@@ -97,20 +101,38 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
     async writeAudit(rows) {
       const unique = uniqueBy(rows, (r) => r.event_id);
       if (unique.length === 0) return { inserted: 0, duplicates: rows.length };
-      // The two look-ups run together: the calls are looked up for every row, stored or not (what is
-      // stored of a call does not depend on which rows ask).
-      const stored = new Set<string>();
-      const calls = new Map<string, StoredCall>();
-      await Promise.all(
-        [...chunks(unique)].flatMap((chunk) => [
-          storedReports(chunk).then((ids) => ids.forEach((id) => stored.add(id))),
-          storedCalls(chunk).then((found) => found.forEach((call, key) => calls.set(key, call))),
-        ]),
-      );
-      const fresh = unique.filter((r) => !stored.has(r.event_id));
-      const toInsert = countEachCallOnce(fresh, calls);
-      if (toInsert.length > 0) await insertAudit(toInsert);
-      return { inserted: toInsert.length, duplicates: rows.length - toInsert.length };
+      // Calls may overlap: each one's look-ups start at once, its insert waits for the insert of the
+      // call before it, and what inserts complete meanwhile (which its look-ups may have missed) it
+      // learns from `insertedSince`.
+      const insertedSince: AuditRow[][] = [];
+      watchers.add(insertedSince);
+      const before = lastInsert;
+      let inserted!: () => void;
+      lastInsert = new Promise<void>((resolve) => (inserted = resolve));
+      try {
+        // The two look-ups run together: the calls are looked up for every row, stored or not (what is
+        // stored of a call does not depend on which rows ask).
+        const stored = new Set<string>();
+        const calls = new Map<string, StoredCall>();
+        await Promise.all(
+          [...chunks(unique)].flatMap((chunk) => [
+            storedReports(chunk).then((ids) => ids.forEach((id) => stored.add(id))),
+            storedCalls(chunk).then((found) => found.forEach((call, key) => calls.set(key, call))),
+          ]),
+        );
+        await before;
+        for (const batch of insertedSince) remember(batch, stored, calls);
+        const fresh = unique.filter((r) => !stored.has(r.event_id));
+        const toInsert = countEachCallOnce(fresh, calls);
+        if (toInsert.length > 0) {
+          await insertAudit(toInsert);
+          for (const watcher of watchers) if (watcher !== insertedSince) watcher.push(toInsert);
+        }
+        return { inserted: toInsert.length, duplicates: rows.length - toInsert.length };
+      } finally {
+        watchers.delete(insertedSince);
+        inserted();
+      }
     },
 
     async writeSpans(rows) {
@@ -174,6 +196,20 @@ interface StoredCall {
   hasAudit: boolean;
   /** event_id of the counted span fact of this call, if a span reported it. */
   spanEventId: string | undefined;
+}
+
+/** Adds rows just inserted to what a call's look-ups found stored, as if they had found them too. */
+function remember(rows: readonly AuditRow[], stored: Set<string>, calls: Map<string, StoredCall>): void {
+  for (const row of rows) {
+    stored.add(row.event_id);
+    if (row.report_id) stored.add(row.report_id);
+    if (row.trace_id === '') continue;
+    const key = callKey(row);
+    const call = calls.get(key) ?? { hasAudit: false, spanEventId: undefined };
+    if (row.source === 'audit') call.hasAudit = true;
+    else if (row.source === 'span' && (row.counted ?? 1)) call.spanEventId ??= row.event_id;
+    calls.set(key, call);
+  }
 }
 
 function callKey(r: { tenant: string; trace_id: string; tool: string }): string {

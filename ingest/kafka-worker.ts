@@ -56,8 +56,13 @@ interface Taken {
   offsets: Offsets;
 }
 
-/** Messages held while a batch is stored, at most, in batches: enough to keep ClickHouse busy. */
+/** Messages held while batches are stored, at most, in batches: enough to keep ClickHouse busy. */
 const HELD_BATCHES = 3;
+/**
+ * Batches stored at once. With two, the next batch's look-ups are queued while this one inserts, so
+ * ClickHouse is not left idle while this process finishes one batch and starts the next.
+ */
+const STORES_IN_FLIGHT = 2;
 /**
  * Bytes per fetch (compressed, as stored). kafkajs decompresses and parses a whole fetch before the
  * first `eachBatch`: with 2 MiB per partition, a backlog of well-compressed audit records (~40 bytes
@@ -84,7 +89,9 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
   /** The next batch, taken and decoded while the one before it is stored. */
   let ahead: Taken | undefined;
   let lookingAhead: NodeJS.Immediate | undefined;
+  /** The latest flush (it settles after the ones before it), and how many batches are being stored. */
   let flushing: Promise<void> | undefined;
+  let storing = 0;
   let timer: NodeJS.Timeout | undefined;
   let stopping = false;
   /** Bumped on every rebalance: a flush started before one must not commit after it. */
@@ -126,37 +133,46 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     while (flushing || unflushed() > 0) await (flushing ?? flush());
   }
 
-  /** Stores what is held and commits its offsets. One flush at a time, in order. */
+  /**
+   * Stores what is held and commits its offsets. Up to STORES_IN_FLIGHT batches are stored at once
+   * (the writer orders their inserts); they are committed in the order they were taken. Returns the
+   * latest flush, which settles after every flush before it.
+   */
   function flush(): Promise<void> {
-    if (flushing) {
-      lookAheadSoon();
-      return flushing;
+    if (storing >= STORES_IN_FLIGHT || unflushed() === 0) {
+      if (flushing) lookAheadSoon();
+      return flushing ?? Promise.resolve();
     }
     if (timer) clearTimeout(timer);
     timer = undefined;
-    if (unflushed() === 0) return Promise.resolve();
     const { messages: taking, decoding, offsets } = ahead ?? take();
     ahead = undefined;
     const startedIn = generation;
-    flushing = (async () => {
+    const previous = flushing;
+    storing++;
+    const done: Promise<void> = (async () => {
       const started = performance.now();
       const outcome = await pipeline.store(await decoding);
       metrics?.observeBatch(outcome, (performance.now() - started) / 1000);
+      await previous; // settles, never rejects
       if (startedIn === generation) await commit(offsets);
-      else logger.info({ messages: taking.length }, 'stored a batch fetched before a rebalance; its new owner commits it');
+      else logger.info({ messages: taking.length }, 'stored a batch fetched before a rebalance or a failed batch; it is consumed again and deduplicated');
     })()
       .catch((error) => {
         // Not stored: never committed. The messages come again from the committed offsets.
         logger.error({ err: error, messages: taking.length }, 'batch not stored; it will be consumed again');
-        if (!stopping) seekBack(offsets);
+        if (!stopping && startedIn === generation) seekBack(offsets);
       })
       .finally(() => {
-        flushing = undefined;
+        storing--;
+        if (flushing === done) flushing = undefined;
         if (ahead || held.messages.length >= batch.maxRows) void flush();
-        else if (held.messages.length > 0) schedule();
+        else if (held.messages.length > 0 && !flushing) schedule();
       });
-    lookAheadSoon();
-    return flushing;
+    flushing = done;
+    if (held.messages.length >= batch.maxRows) void flush();
+    else lookAheadSoon();
+    return done;
   }
 
   /** On the next turn (the store has started), decodes the next full batch while this one is stored. */

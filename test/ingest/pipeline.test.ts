@@ -8,7 +8,7 @@ import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts'
 import { createLogger } from '../../core/logger.ts';
 import { migrate } from '../../core/migrate.ts';
 import { auditMessageKey } from '../../core/publisher.ts';
-import { normalizeAuditRecord, type AuditEvent } from '../../model/audit-event.ts';
+import { normalizeAuditRecord, toAuditRow, type AuditEvent, type AuditRow } from '../../model/audit-event.ts';
 import { createClickHouseWriter, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../../ingest/dead-letter-table.ts';
 import { listTableDeadLetters, replayTableDeadLetters } from '../../ingest/dead-letters.ts';
@@ -231,6 +231,20 @@ describe('ingest pipeline on the embedded engine', () => {
       ],
     );
     assert.equal(await scalar('SELECT sum(duration_sum_ns) FROM tool_calls_1m_v1'), 3_000_000);
+  });
+
+  it('stores each event and each call once when writes overlap (the look-ups of both before either insert)', async () => {
+    const writer = createClickHouseWriter(clickhouse);
+    const rows = Array.from({ length: 100 }, (_, i) => toAuditRow(event(i)));
+    const audited = toAuditRow(event(200));
+    const spanFact: AuditRow = { ...toAuditRow(event(201)), trace_id: audited.trace_id, tool: audited.tool, source: 'span' };
+    const [a, b] = await Promise.all([
+      writer.writeAudit([...rows.slice(0, 60), audited]),
+      writer.writeAudit([...rows.slice(40), spanFact]),
+    ]);
+    assert.deepEqual([a.inserted + b.inserted, a.duplicates + b.duplicates], [101, 21]);
+    assert.equal(await rawCount(), 101);
+    assert.equal(await rollupCalls(), 101);
   });
 
   it('looks up trace ids with quotes, backslashes, control characters and non-ASCII exactly', async () => {
