@@ -175,7 +175,7 @@ function timedClient(client: ClickHouseClient, profile: Profile): ClickHouseClie
           const started = performance.now();
           const rowsRead = await (await target.query(params)).json();
           const took = performance.now() - started;
-          if (params.query.includes('report_id IN')) profile.reportsMs += took;
+          if (!params.query.includes('FROM call_reports_v1')) profile.reportsMs += took;
           else profile.callsMs += took;
           return { json: async () => rowsRead };
         };
@@ -577,7 +577,7 @@ function profileLine(name: string, p: Profile, wallMs: number): string {
   return (
     `profile, ${name}: ${p.batches} batches of ${fmtInt(rowsPerBatch)} rows on average (${fmtInt(p.smallestBatch)} to ${fmtInt(p.largestBatch)}); per batch: ` +
     `decode+validate+encode over ${per(p.decodeMs).toFixed(1)} ms (in slices, between the store's steps), ` +
-    `dedup look-ups ${per(p.reportsMs).toFixed(1)} ms (event_id/report_id) + ${per(p.callsMs).toFixed(1)} ms (trace_id calls), ` +
+    `dedup look-ups ${per(p.reportsMs).toFixed(1)} ms (event_id) + ${per(p.callsMs).toFixed(1)} ms (calls by trace_id, folded reports), ` +
     `insert ${per(p.insertMs).toFixed(1)} ms, writer other ${per(other).toFixed(1)} ms; ` +
     `pipeline.store total ${per(p.processMs).toFixed(1)} ms (max ${p.processMaxMs.toFixed(0)}), ` +
     `${pct(p.processMs / wallMs)} of the wall time (decoding the next batch overlaps it; the rest: Kafka fetch + decode in kafkajs, batching wait)`
