@@ -1,17 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { normalizeAuditRecord, serviceOfTool, toAuditRow } from '../../model/audit-event.ts';
+import { goMicroAllowed } from '../helpers/go-micro.ts';
 
-/** Exactly what go-micro v6 `gateway/mcp` marshals: omitempty fields absent, duration in ns. */
-const goMicroAllowed = {
-  trace_id: '6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b',
-  timestamp: '2026-11-24T10:00:00.123456789Z',
-  tool: 'users.Users.Get',
-  account_id: 'acct-42',
-  scopes_required: ['users:read'],
-  allowed: true,
-  duration: 1523000,
-};
 const goMicroDenied = {
   trace_id: '7a2d3b9f-4c5e-4f60-9bac-1d2e3f4a5b6c',
   timestamp: '2026-11-24T11:00:00+01:00',

@@ -2,20 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createAuditFastPath, FAST_PATH_FIELDS } from '../../model/audit-fast-path.ts';
 import { auditRecordSchema, normalizeAuditRecord } from '../../model/audit-event.ts';
+import { goMicroAllowed } from '../helpers/go-micro.ts';
 
 const TENANT = 'acme';
 const EVENT_ID = '01a20f64-c9e1-74d3-92cf-2e71ca718516';
 
-const goMicro = {
-  trace_id: '6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b',
-  timestamp: '2026-11-24T10:00:00.123456789Z',
-  tool: 'users.Users.Get',
-  account_id: 'acct-42',
-  scopes_required: ['users:read'],
-  allowed: true,
-  duration: 1523000,
-  event_id: EVENT_ID,
-};
+const goMicro = { ...goMicroAllowed, event_id: EVENT_ID };
 
 /** What instrumentServer reports. */
 const instrumented = {
