@@ -90,8 +90,7 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
 
   /** One INSERT of rows, the prepared ones as they were encoded. */
   async function insertAudit(rows: readonly AuditRow[]): Promise<void> {
-    let body = '';
-    for (const row of rows) body += `${prepared.get(row) ?? auditInsertLine(row)}\n`;
+    const body = auditInsertBody(rows, (row) => prepared.get(row) ?? auditInsertLine(row));
     await insertAuditBody(clickhouse, 'audit_events_v1', body, token('audit', rows.map((r) => `${r.event_id}/${r.report_id ?? ''}`)));
   }
 
@@ -188,6 +187,13 @@ export async function insertAuditBody(clickhouse: ClickHouseClient, table: strin
 /** A row's line in a JSONCompactEachRow insert body. */
 export function auditInsertLine(r: AuditRow): string {
   return JSON.stringify(auditInsertValues(r));
+}
+
+/** The body of an insert of `rows` (for `insertAuditBody`): each row's line, ended by a newline. */
+export function auditInsertBody(rows: readonly AuditRow[], line: (row: AuditRow) => string = auditInsertLine): string {
+  let body = '';
+  for (const row of rows) body += `${line(row)}\n`;
+  return body;
 }
 
 export function auditInsertValues(r: AuditRow): unknown[] {
