@@ -544,7 +544,7 @@ function cpuCosts(messages: { key: string; value: Buffer }[], topic: string) {
       for (const a of decodeBatch(take.slice(i, i + BATCH.maxRows), { audit: topic, spans: '-' }).audit) decodedRows.push(a.row);
     }
   });
-  // The insert body the writer builds from the rows (during decode, ahead of the store) before it reaches the engine.
+  // The insert body the writer builds from the rows before it reaches the engine.
   const serialize = perRecord(() => {
     sink += auditInsertBody(decodedRows).length;
   });
@@ -559,7 +559,7 @@ function profileLine(name: string, p: Profile, wallMs: number): string {
   const rowsPerBatch = per(p.messages);
   return (
     `profile, ${name}: ${p.batches} batches of ${fmtInt(rowsPerBatch)} rows on average (${fmtInt(p.smallestBatch)} to ${fmtInt(p.largestBatch)}); per batch: ` +
-    `decode+validate+encode over ${per(p.decodeMs).toFixed(1)} ms (in slices, between the store's steps), ` +
+    `decode+validate over ${per(p.decodeMs).toFixed(1)} ms (in slices, between the store's steps), ` +
     `dedup look-ups ${per(p.reportsMs).toFixed(1)} ms (event_id) + ${per(p.callsMs).toFixed(1)} ms (calls by trace_id, folded reports), ` +
     `insert ${per(p.insertMs).toFixed(1)} ms (each timed from its call, so the queries of two batches stored at once overlap); ` +
     `pipeline.store total ${per(p.processMs).toFixed(1)} ms (max ${p.processMaxMs.toFixed(0)}), ` +

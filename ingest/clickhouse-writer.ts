@@ -11,8 +11,7 @@
  * Speed, measured on the embedded engine (10,000-row batches): the engine runs one statement at a
  * time, so look-ups and inserts add up. Look-up lists travel as one JSON string literal in the query
  * text (parsed in ~4 ms; as an `Array(UUID)` query parameter, ~20 ms), which also keeps them out of
- * the URL on a server. Insert bodies can be encoded ahead (`prepareAudit`), while the batch before is
- * being stored.
+ * the URL on a server.
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -31,16 +30,9 @@ export interface WriteResult {
 export interface ClickHouseWriter {
   writeAudit(rows: readonly AuditRow[]): Promise<WriteResult>;
   writeSpans(rows: readonly SpanRow[]): Promise<WriteResult>;
-  /**
-   * Encodes rows for a later `writeAudit` of the same (unchanged) row objects, so that work can be
-   * done early, off the store's critical path. Optional: `writeAudit` encodes what was not prepared.
-   */
-  prepareAudit?(rows: readonly AuditRow[]): void;
 }
 
 export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouseWriter {
-  /** Insert lines of prepared rows, by row object (rows are not changed once decoded). */
-  const prepared = new WeakMap<AuditRow, string>();
   /** Settles when the latest `writeAudit` call has inserted, or failed. */
   let lastInsert: Promise<void> = Promise.resolve();
   /** Of each `writeAudit` call in progress: the rows other calls inserted since it began. */
@@ -88,17 +80,11 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
     );
   }
 
-  /** One INSERT of rows, the prepared ones as they were encoded. */
   async function insertAudit(rows: readonly AuditRow[]): Promise<void> {
-    const body = auditInsertBody(rows, (row) => prepared.get(row) ?? auditInsertLine(row));
-    await insertAuditBody(clickhouse, 'audit_events_v1', body, token('audit', rows.map((r) => `${r.event_id}/${r.report_id ?? ''}`)));
+    await insertAuditBody(clickhouse, 'audit_events_v1', auditInsertBody(rows), token('audit', rows.map((r) => `${r.event_id}/${r.report_id ?? ''}`)));
   }
 
   return {
-    prepareAudit(rows) {
-      for (const row of rows) prepared.set(row, auditInsertLine(row));
-    },
-
     async writeAudit(rows) {
       const unique = uniqueBy(rows, (r) => r.event_id);
       if (unique.length === 0) return { inserted: 0, duplicates: rows.length };
@@ -190,9 +176,9 @@ export function auditInsertLine(r: AuditRow): string {
 }
 
 /** The body of an insert of `rows` (for `insertAuditBody`): each row's line, ended by a newline. */
-export function auditInsertBody(rows: readonly AuditRow[], line: (row: AuditRow) => string = auditInsertLine): string {
+export function auditInsertBody(rows: readonly AuditRow[]): string {
   let body = '';
-  for (const row of rows) body += `${line(row)}\n`;
+  for (const row of rows) body += `${auditInsertLine(row)}\n`;
   return body;
 }
 

@@ -48,7 +48,7 @@ export interface DecodedMessages {
 
 export interface Pipeline {
   process(messages: readonly InboundMessage[]): Promise<BatchOutcome>;
-  /** Decodes and validates, and has the writer encode the rows ahead (CPU only, in slices). */
+  /** Decodes and validates (CPU only, in slices). */
   decode(messages: readonly InboundMessage[]): Promise<DecodedMessages>;
   /** Stores a decoded batch: resolves or rejects as `process`. */
   store(batch: DecodedMessages): Promise<BatchOutcome>;
@@ -99,7 +99,6 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     for (let i = 0; i < messages.length; i += DECODE_SLICE) {
       if (i > 0) await nextTurn();
       const slice = decodeBatch(messages.slice(i, i + DECODE_SLICE), deps.topics);
-      writer.prepareAudit?.(slice.audit.map((item) => item.row));
       decoded.audit.push(...slice.audit);
       decoded.spans.push(...slice.spans);
       decoded.deadLetters.push(...slice.deadLetters);
