@@ -30,8 +30,13 @@ export const LIMITS = {
   maxCostUsd: 1_000_000,
 } as const;
 
-const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+/** The schema's patterns, exported for the fast path (model/audit-fast-path.ts), which tests them directly. */
+export const PATTERNS = {
+  tenant: /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+  uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i,
+  otelTraceId: /^([0-9a-f]{32})?$/i,
+  otelSpanId: /^([0-9a-f]{16})?$/i,
+} as const;
 
 const text = (max: number) => z.string().max(max, `must be at most ${max} characters`);
 const optionalText = (max: number) => text(max).optional();
@@ -63,16 +68,16 @@ export const auditRecordSchema = z.object({
 
   // Our extensions, all optional.
   v: z.literal(AUDIT_EVENT_VERSION, `must be ${AUDIT_EVENT_VERSION}`).optional(),
-  event_id: z.string().regex(UUID, 'must be a UUID (UUIDv7 preferred)').optional(),
-  tenant: z.string().regex(TENANT, 'must be 1-64 letters, digits, dots, dashes or underscores').optional(),
+  event_id: z.string().regex(PATTERNS.uuid, 'must be a UUID (UUIDv7 preferred)').optional(),
+  tenant: z.string().regex(PATTERNS.tenant, 'must be 1-64 letters, digits, dots, dashes or underscores').optional(),
   agent: optionalText(LIMITS.nameLength),
   agent_version: optionalText(LIMITS.nameLength),
   session_id: optionalText(LIMITS.idLength),
   gateway: optionalText(LIMITS.nameLength),
   transport: optionalText(64),
   service: optionalText(LIMITS.nameLength),
-  otel_trace_id: z.string().regex(/^([0-9a-f]{32})?$/i, 'must be 32 hex digits').optional(),
-  otel_span_id: z.string().regex(/^([0-9a-f]{16})?$/i, 'must be 16 hex digits').optional(),
+  otel_trace_id: z.string().regex(PATTERNS.otelTraceId, 'must be 32 hex digits').optional(),
+  otel_span_id: z.string().regex(PATTERNS.otelSpanId, 'must be 16 hex digits').optional(),
   request_bytes: byteCount.optional(),
   response_bytes: byteCount.optional(),
   cost_usd: z

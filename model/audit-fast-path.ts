@@ -9,15 +9,15 @@
  * positively goes to `normalizeAuditRecord`, which decides and explains: a failed check, a
  * `__proto__` attribute, a string over its limit in UTF-16 units (the schema counts code points), an object that is not plain.
  * So it makes the sender faster, never more permissive. Fields with a pattern (ids, tenant) are checked
- * with the schema's own field schemas. test/model/audit-fast-path.test.ts holds it to the schema:
+ * with the schema's own patterns (`PATTERNS`). test/model/audit-fast-path.test.ts holds it to the schema:
  * same output, nothing accepted that the schema refuses, and a failure if the schema gains a field
  * this file does not know.
  */
 import {
   AUDIT_EVENT_VERSION,
-  auditRecordSchema,
   DEFAULT_TENANT,
   LIMITS,
+  PATTERNS,
   serviceOfTool,
   type AuditEvent,
 } from './audit-event.ts';
@@ -30,7 +30,6 @@ export const FAST_PATH_FIELDS = [
   'otel_trace_id', 'otel_span_id', 'request_bytes', 'response_bytes', 'cost_usd', 'attributes',
 ] as const;
 
-const field = auditRecordSchema.shape;
 const NO_SCOPES: readonly string[] = Object.freeze([]);
 
 /**
@@ -98,18 +97,18 @@ function normalizeFast(
 
   const tenantField = r['tenant'];
   if (tenantField !== undefined) {
-    if ((tenant !== undefined && tenantField !== tenant) || !field.tenant.safeParse(tenantField).success) return undefined;
+    if ((tenant !== undefined && tenantField !== tenant) || !matches(PATTERNS.tenant, tenantField)) return undefined;
   }
   const eventTenant = tenant ?? (tenantField as string | undefined) ?? DEFAULT_TENANT;
 
   let eventId = r['event_id'];
-  if (eventId === undefined || (eventId !== trustedEventId && !field.event_id.safeParse(eventId).success)) return undefined;
+  if (eventId === undefined || (eventId !== trustedEventId && !matches(PATTERNS.uuid, eventId))) return undefined;
   eventId = (eventId as string).toLowerCase();
 
   const otelTraceId = r['otel_trace_id'];
   const otelSpanId = r['otel_span_id'];
-  if (otelTraceId !== undefined && !field.otel_trace_id.safeParse(otelTraceId).success) return undefined;
-  if (otelSpanId !== undefined && !field.otel_span_id.safeParse(otelSpanId).success) return undefined;
+  if (otelTraceId !== undefined && !matches(PATTERNS.otelTraceId, otelTraceId)) return undefined;
+  if (otelSpanId !== undefined && !matches(PATTERNS.otelSpanId, otelSpanId)) return undefined;
 
   const canonical = canonicalTimestamp(timestamp);
   if (canonical === undefined) return undefined;
@@ -140,6 +139,11 @@ function normalizeFast(
     cost_usd: (cost as number | null | undefined) ?? null,
     attributes,
   };
+}
+
+/** A string the pattern matches, as the schema's `z.string().regex(pattern)`. */
+function matches(pattern: RegExp, value: unknown): value is string {
+  return typeof value === 'string' && pattern.test(value);
 }
 
 /** An optional string field: '' when absent, undefined when not certainly valid. */
@@ -181,30 +185,34 @@ function scopeList(value: unknown): string[] | undefined {
 }
 
 /**
- * `formatRfc3339(parseRfc3339(text))`, remembering the last whole second: a UTC timestamp
- * (`<second>[.<1-9 digits>]Z`) of the same second as the previous one maps to that second's canonical
- * form plus its fraction padded to nine digits. That is what the model computes, because a fraction of
- * a second cannot carry into the next one; whether the date is valid depends only on the second. Other
- * timestamps (offsets, a new second) go through the model's functions.
+ * `formatRfc3339(parseRfc3339(text))`, remembering whole seconds: a UTC timestamp
+ * (`<second>[.<1-9 digits>]Z`) of a second seen before maps to that second's canonical form plus its
+ * fraction padded to nine digits. That is what the model computes, because a fraction of a second
+ * cannot carry into the next one; whether the date is valid depends only on the second. Other
+ * timestamps (offsets, a new second) go through the model's functions. A batch from several Kafka
+ * partitions interleaves a few seconds, so several are remembered (at most SECONDS_REMEMBERED: then
+ * the memory starts again).
  */
 function createTimestampCanonicalizer(): (text: string) => string | undefined {
-  let second = '';
-  let canonicalSecond = '';
+  const canonicalSeconds = new Map<string, string>();
   return (text) => {
     const fraction = utcFraction(text);
-    if (fraction !== undefined && text.startsWith(second) && second !== '') {
-      return `${canonicalSecond}.${fraction.padEnd(9, '0')}Z`;
+    if (fraction !== undefined) {
+      const canonicalSecond = canonicalSeconds.get(text.slice(0, SECOND_LENGTH));
+      if (canonicalSecond !== undefined) return `${canonicalSecond}.${fraction.padEnd(9, '0')}Z`;
     }
     const instant = parseRfc3339(text);
     if (instant === undefined) return undefined;
     const canonical = formatRfc3339(instant);
     if (fraction !== undefined) {
-      second = text.slice(0, SECOND_LENGTH);
-      canonicalSecond = canonical.slice(0, SECOND_LENGTH);
+      if (canonicalSeconds.size >= SECONDS_REMEMBERED) canonicalSeconds.clear();
+      canonicalSeconds.set(text.slice(0, SECOND_LENGTH), canonical.slice(0, SECOND_LENGTH));
     }
     return canonical;
   };
 }
+
+const SECONDS_REMEMBERED = 1024;
 
 /** `2026-11-24T10:00:00`.length */
 const SECOND_LENGTH = 19;

@@ -131,7 +131,7 @@ for (const tenant of [TENANT, undefined]) {
       assert.ok(counts.fast > 500 && counts.fallback > 500, JSON.stringify(counts));
     });
 
-    it('canonicalizes timestamps exactly as the model, also from its memory of the last second', () => {
+    it('canonicalizes timestamps exactly as the model, also from its memory of seconds', () => {
       const seconds = ['2026-11-24T10:00:00', '2026-11-24t10:00:00', '2026-11-24 10:00:00', '2026-12-31T23:59:60', '2028-02-29T12:00:00', '0050-06-01T00:00:00', '1969-12-31T23:59:59', '2026-02-29T00:00:00', '2026-11-24T24:00:00'];
       const fractions = ['', '.', '.1', '.05', '.123456', '.000000001', '.999999999', '.1234567890', '.12a', '.+1'];
       const zones = ['Z', 'z', '+01:00', '-00:30', ''];
@@ -147,6 +147,22 @@ for (const tenant of [TENANT, undefined]) {
         }
       }
       assert.ok(fast > 300, `the fast path took only ${fast} cases`);
+    });
+
+    it('canonicalizes interleaved seconds exactly as the model, past the number of seconds it remembers', () => {
+      // As a batch from several partitions: seconds interleave, more of them than the memory holds.
+      const base = Date.UTC(2026, 1, 28, 23, 50, 0); // 25 minutes, over a day's and a month's end
+      const timestamps: string[] = [];
+      for (let round = 0; round < 2; round++) {
+        for (let i = 0; i < 1_500; i++) {
+          const second = new Date(base + ((i * 7919) % 1_500) * 1000).toISOString().slice(0, 19);
+          timestamps.push(`${second}.${String(i).padStart(3, '0')}Z`, `${second}Z`, `${second}.${i % 10}z`);
+        }
+      }
+      timestamps.push('2026-02-29T00:00:00.1Z', '2026-02-28T23:59:60.5Z', '2026-02-28T23:59:60.5Z');
+      let fast = 0;
+      for (const timestamp of timestamps) if (check({ ...goMicro, timestamp }) === 'fast') fast++;
+      assert.equal(fast, timestamps.length - 1, 'every valid timestamp takes the fast path');
     });
 
     it('leaves anything but a plain object to the schema', () => {
