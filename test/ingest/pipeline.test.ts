@@ -128,7 +128,7 @@ describe('ingest pipeline on the embedded engine', () => {
   });
   after(() => clickhouse.close());
   beforeEach(async () => {
-    for (const table of ['audit_events_v1', 'tool_calls_1m_v1', 'spans_v1', 'dead_letters_v1']) {
+    for (const table of ['audit_events_v1', 'call_reports_v1', 'tool_calls_1m_v1', 'spans_v1', 'dead_letters_v1']) {
       await clickhouse.command({ query: `TRUNCATE TABLE ${table}` });
     }
   });
