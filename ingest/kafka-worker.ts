@@ -310,7 +310,10 @@ function nextOffsets(messages: readonly InboundMessage[]): Offsets {
   for (const m of messages) {
     const partitions = offsets.get(m.topic) ?? new Map<number, string>();
     offsets.set(m.topic, partitions);
-    partitions.set(m.partition, (BigInt(m.offset) + 1n).toString()); // offsets ascend within a partition
+    partitions.set(m.partition, m.offset); // offsets ascend within a partition: the last one stays
+  }
+  for (const partitions of offsets.values()) {
+    for (const [partition, last] of partitions) partitions.set(partition, (BigInt(last) + 1n).toString());
   }
   return offsets;
 }
