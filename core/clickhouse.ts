@@ -20,6 +20,13 @@ export interface ClickHouseOptions {
   dataDir: string;
 }
 
+/**
+ * Largest query text the server parses (its default is 256 KiB). The ingest's look-ups carry up to
+ * 10,000 ids in the query text (ingest/clickhouse-writer.ts): ~400 KB of UUIDs, ~9 MB at worst for
+ * 128-character trace ids of escaped characters.
+ */
+export const MAX_QUERY_SIZE = 16 * 1024 * 1024;
+
 export async function openClickHouse(options: ClickHouseOptions): Promise<ClickHouseClient> {
   const onCluster = options.cluster ? ` ON CLUSTER ${quoteIdentifier(options.cluster)}` : '';
   const createDatabase = `CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(options.database)}${onCluster}`;
@@ -31,7 +38,7 @@ export async function openClickHouse(options: ClickHouseOptions): Promise<ClickH
     } finally {
       await bootstrap.close();
     }
-    return createClient({ url: options.url, database: options.database });
+    return createClient({ url: options.url, database: options.database, clickhouse_settings: { max_query_size: String(MAX_QUERY_SIZE) } });
   }
 
   const dir = path.join(options.dataDir, 'clickhouse');
@@ -41,8 +48,10 @@ export async function openClickHouse(options: ClickHouseOptions): Promise<ClickH
   const connection = createChdbConnection({ path: dir }) as unknown as ClientConnection;
   const client = createClient({ connection });
   await client.command({ query: createDatabase });
-  // The embedded engine is one session: USE sets the database for every later statement.
+  // The embedded engine is one session: USE and SET hold for every later statement. (A setting passed
+  // with each query would be a SET statement before each one: ~4 ms per look-up.)
   await client.command({ query: `USE ${quoteIdentifier(options.database)}` });
+  await client.command({ query: `SET max_query_size = ${MAX_QUERY_SIZE}` });
   return client;
 }
 
