@@ -18,7 +18,7 @@
  *    and an eachBatch that only resolves offsets; (b) one ClickHouse insert of the same rows (AuditRow
  *    objects via toAuditRow, encoded as the writer encodes them, inserted by the writer's statement with
  *    a deduplication token) into a fresh copy of audit_events_v1 with copies of its materialized views
- *    and their tables attached. Raw limit = the slower.
+ *    and their tables attached. Each is run 3 times and its median run kept; raw limit = the slower.
  * 3. Freshness: the collector (createCollector with its own Kafka producer, default worker thread)
  *    gets `auditFunc` calls at a steady rate for a while, with a worker running; a poller queries the
  *    table every 50 ms and each record's latency is from its auditFunc call to the end of the first poll
@@ -395,6 +395,19 @@ async function copyOfAuditTables(clickhouse: ClickHouseClient, suffix: string): 
   return { events: `audit_events_v1_${suffix}`, rollup: `tool_calls_1m_v1_${suffix}` };
 }
 
+interface Measured {
+  rate: number;
+  seconds: number;
+  cpu: string;
+}
+
+/** Runs of each raw limit; the limit is the median run's rate. */
+const RAW_RUNS = 3;
+
+function medianRun(runs: Measured[]): Measured {
+  return [...runs].sort((a, b) => a.rate - b.rate)[Math.floor(runs.length / 2)]!;
+}
+
 /** One insert of every row, as the writer sends its inserts (JSONCompactEachRow, with a deduplication token); encoding included. */
 async function rawInsert(clickhouse: ClickHouseClient, auditRows: AuditRow[], suffix: string) {
   const { events, rollup } = await copyOfAuditTables(clickhouse, suffix);
@@ -637,14 +650,24 @@ async function main(): Promise<void> {
     await ingestThroughput(kafka, clickhouse, warmTopic, WARMUP, warmTenant);
     await settle(clickhouse);
 
-    progress('raw limit (a): kafkajs consume only...');
-    const consumed = await rawConsume(kafka, topic, N);
-    progress(`  ${fmtRate(consumed.rate)}`);
-    progress('raw limit (b): one ClickHouse insert...');
+    // Each raw limit is measured RAW_RUNS times and its median run taken: one sample of the insert
+    // spread from 68k to 118k rec/s over a day's runs, more than the ingest's own spread.
+    progress(`raw limit (a): kafkajs consume only, ${RAW_RUNS} runs...`);
+    const consumeRuns: Measured[] = [];
+    for (let run = 0; run < RAW_RUNS; run++) {
+      consumeRuns.push(await rawConsume(kafka, topic, N));
+      progress(`  ${fmtRate(consumeRuns.at(-1)!.rate)}`);
+    }
+    progress(`raw limit (b): one ClickHouse insert, ${RAW_RUNS} runs...`);
     const auditRows = messages.map(toRow);
-    const inserted = await rawInsert(clickhouse, auditRows, 'raw');
-    progress(`  ${fmtRate(inserted.rate)}`);
-    await settle(clickhouse);
+    const insertRuns: Measured[] = [];
+    for (let run = 0; run < RAW_RUNS; run++) {
+      insertRuns.push(await rawInsert(clickhouse, auditRows, `raw${run}`));
+      progress(`  ${fmtRate(insertRuns.at(-1)!.rate)}`);
+      await settle(clickhouse);
+    }
+    const consumed = medianRun(consumeRuns);
+    const inserted = medianRun(insertRuns);
 
     progress('ingest worker...');
     const ingest = await ingestThroughput(kafka, clickhouse, topic, N, tenant);
@@ -674,8 +697,9 @@ async function main(): Promise<void> {
       '',
       '',
     ]);
-    rows.push(['raw (a): kafkajs consume only, same messages and settings', `${fmtRate(consumed.rate)} (${consumed.seconds.toFixed(2)} s)`, '', '']);
-    rows.push(['raw (b): ClickHouse, one insert of the same rows (+ both views)', `${fmtRate(inserted.rate)} (${inserted.seconds.toFixed(2)} s)`, '', '']);
+    const runs = (all: Measured[]) => all.map((r) => fmtInt(r.rate)).join(', ');
+    rows.push([`raw (a): kafkajs consume only, same messages and settings (median of ${RAW_RUNS})`, `${fmtRate(consumed.rate)} (${consumed.seconds.toFixed(2)} s; runs: ${runs(consumeRuns)})`, '', '']);
+    rows.push([`raw (b): ClickHouse, one insert of the same rows (+ both views) (median of ${RAW_RUNS})`, `${fmtRate(inserted.rate)} (${inserted.seconds.toFixed(2)} s; runs: ${runs(insertRuns)})`, '', '']);
     rows.push(['raw limit = slower of (a), (b)', `${fmtRate(limit)} (${limitBy})`, '', '']);
     rows.push(['ingest / raw limit', pct(ratio), '≥ 50 %', pass(ratio >= 0.5)]);
     const q = (x: number) => (fresh.latencies.length ? quantile(fresh.latencies, x) : Number.NaN);
