@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { AuditRow } from '../model/audit-event.ts';
+import { LIMITS, type AuditRow } from '../model/audit-event.ts';
 import { toSpanInsertRow } from '../model/otlp.ts';
 import type { SpanRow } from '../model/span.ts';
 
@@ -43,12 +43,17 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
     return (await clickhouse.query({ query, format: 'JSONEachRow' })).json<T>();
   }
 
-  /** Events already stored under their own event_id (reports folded into another call's: `storedCalls`). */
+  /**
+   * Events already stored under their own event_id (reports folded into another call's: `storedCalls`).
+   * An event's timestamp is part of its content, so only the days of the batch's own timestamps are
+   * read (audit_events_v1 is partitioned by day), not every day kept.
+   */
   async function storedEvents(rows: readonly AuditRow[]): Promise<string[]> {
     const found = await select<{ id: string }>(
       `SELECT toString(event_id) AS id FROM audit_events_v1
        WHERE tenant IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(distinct(rows.map((r) => r.tenant)))}, 'Array(String)')))
-         AND event_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(rows.map((r) => r.event_id))}, 'Array(UUID)')))`,
+         AND event_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(rows.map((r) => r.event_id))}, 'Array(UUID)')))
+         ${timeBounds(rows, 0)}`,
     );
     return found.map((r) => r.id);
   }
@@ -56,6 +61,9 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
   /**
    * Calls already stored, by tenant + trace_id + tool, with how they were reported, and the reports
    * stored under another report's event_id (sql/0005), which only happens to calls with a trace id.
+   * Reports of one call are stamped at most its duration apart (the audit record at its end, the span
+   * at its start), and no call lasts longer than LIMITS.maxDurationNs, so only REPORTS_APART_MAX_DAYS
+   * around the batch's timestamps are read (call_reports_v1 is partitioned by month), not every month kept.
    */
   async function storedCalls(rows: readonly AuditRow[]): Promise<Map<string, StoredCall & { folded: string[] }>> {
     const keyed = rows.filter((r) => r.trace_id !== '');
@@ -67,6 +75,7 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
        FROM call_reports_v1
        WHERE tenant IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(distinct(keyed.map((r) => r.tenant)))}, 'Array(String)')))
          AND trace_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(distinct(keyed.map((r) => r.trace_id)))}, 'Array(String)')))
+         ${timeBounds(keyed, REPORTS_APART_MAX_DAYS)}
        GROUP BY tenant, trace_id, tool`,
     );
     return new Map(
@@ -259,6 +268,34 @@ function* chunks<T>(rows: readonly T[]): Generator<T[]> {
  */
 function jsonLiteral(values: readonly string[]): string {
   return `'${JSON.stringify(values).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/**
+ * How far apart two reports of one call can be stamped: the longest call (LIMITS.maxDurationNs, a
+ * week), plus a day for the clocks of whatever stamped them.
+ */
+export const REPORTS_APART_MAX_DAYS = Math.ceil(LIMITS.maxDurationNs / 86_400e9) + 1;
+
+/** `YYYY-MM-DD HH:MM:SS.fffffffff`, as toAuditRow writes a timestamp. */
+const CLICKHOUSE_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{9}$/;
+
+/**
+ * `AND timestamp BETWEEN ...`: from the earliest of `rows`' timestamps to the latest, widened by
+ * `days` on each side. Empty (no bound) if a timestamp is not in the canonical form, which sorts as
+ * text in time order.
+ */
+function timeBounds(rows: readonly AuditRow[], days: number): string {
+  let min = rows[0]!.timestamp;
+  let max = min;
+  for (const { timestamp } of rows) {
+    if (!CLICKHOUSE_TIME.test(timestamp)) return '';
+    if (timestamp < min) min = timestamp;
+    else if (timestamp > max) max = timestamp;
+  }
+  const at = (t: string) => `toDateTime64('${t}', 9, 'UTC')`;
+  return days === 0
+    ? `AND timestamp BETWEEN ${at(min)} AND ${at(max)}`
+    : `AND timestamp BETWEEN ${at(min)} - INTERVAL ${days} DAY AND ${at(max)} + INTERVAL ${days} DAY`;
 }
 
 function distinct(values: readonly string[]): string[] {

@@ -247,6 +247,39 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(await rollupCalls(), 101);
   });
 
+  it('finds stored events on any day of a batch, and reports of one call a week apart, over a month end', async () => {
+    const writer = createClickHouseWriter(clickhouse);
+    // An event's look-up reads only its batch's days, a call's only REPORTS_APART_MAX_DAYS around them.
+    const at = (day: number) => new Date(Date.UTC(2026, 10, 1) + day * 86_400_000).toISOString().replace('T', ' ').replace('Z', '000000');
+    const onDay = (i: number, day: number): AuditRow => ({ ...toAuditRow(event(i)), timestamp: at(day) });
+    const spread = Array.from({ length: 40 }, (_, i) => onDay(i, i));
+    assert.deepEqual(await writer.writeAudit(spread), { inserted: 40, duplicates: 0 });
+    // Redelivered: the first and last day in one batch, then the whole spread with new events.
+    assert.deepEqual(await writer.writeAudit([spread[0]!, onDay(100, 39)]), { inserted: 1, duplicates: 1 });
+    assert.deepEqual(await writer.writeAudit([...spread].reverse().concat([onDay(101, 20)])), { inserted: 1, duplicates: 40 });
+
+    // A call that lasted a week minus a minute: its span is stamped at its start (Nov 25), its audit
+    // record at its end (Dec 2). Either may come first, each in a batch of its own.
+    const week = 7 * 86_400_000 - 60_000;
+    const start = Date.UTC(2026, 10, 25, 12);
+    const stamp = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace('Z', '000000');
+    const pair = (i: number) => {
+      const audit = { ...toAuditRow(event(i)), timestamp: stamp(start + week) };
+      const span: AuditRow = { ...toAuditRow(event(i + 1)), trace_id: audit.trace_id, tool: audit.tool, source: 'span', timestamp: stamp(start) };
+      return { audit, span };
+    };
+    const spanFirst = pair(300);
+    const auditFirst = pair(400);
+    await writer.writeAudit([spanFirst.span]);
+    await writer.writeAudit([auditFirst.audit]);
+    assert.deepEqual(await writer.writeAudit([spanFirst.audit]), { inserted: 1, duplicates: 0 }); // stored under the span's event_id
+    assert.deepEqual(await writer.writeAudit([auditFirst.span]), { inserted: 0, duplicates: 1 });
+    assert.deepEqual(await writer.writeAudit([spanFirst.audit, spanFirst.span]), { inserted: 0, duplicates: 2 });
+    assert.equal(await rawCount(), 42 + 3);
+    assert.equal(await scalar('SELECT count() FROM audit_events_v1 FINAL'), 42 + 2);
+    assert.equal(await rollupCalls(), 42 + 2);
+  });
+
   it('looks up trace ids with quotes, backslashes, control characters and non-ASCII exactly', async () => {
     const pipeline = pipelineWith();
     const awkward = [`it's`, 'back\\slash', 'quote"d', 'new\nline\ttab', 'nul\u0000byte', 'ünïcødé-🚀', `\\'); DROP TABLE x; --`];
