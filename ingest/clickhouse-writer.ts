@@ -136,14 +136,9 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
     async writeSpans(rows) {
       const unique = uniqueBy(rows, (r) => `${r.tenant}/${r.trace_id}/${r.span_id}`);
       if (unique.length > 0) {
-        await clickhouse.insert({
-          table: 'spans_v1',
-          values: unique.map(toSpanInsertRow),
-          format: 'JSONEachRow',
-          clickhouse_settings: {
-            insert_deduplication_token: token('spans', unique.map((r) => `${r.tenant}/${r.trace_id}/${r.span_id}`)),
-          },
-        });
+        let body = '';
+        for (const row of unique) body += `${JSON.stringify(toSpanInsertRow(row))}\n`;
+        await insertBody(clickhouse, 'INSERT INTO spans_v1', 'JSONEachRow', body, token('spans', unique.map((r) => `${r.tenant}/${r.trace_id}/${r.span_id}`)));
       }
       return { inserted: unique.length, duplicates: rows.length - unique.length };
     },
@@ -164,13 +159,25 @@ export const AUDIT_INSERT_COLUMNS: [string, ...string[]] = [
 
 /**
  * One INSERT of audit rows into `table`: `body` holds one `auditInsertLine` per row, each ended by a
- * newline. The deduplication token goes in the statement's SETTINGS clause: as a client setting, the
- * embedded engine gets it as a separate `SET` statement, which cost ~20 ms more per 10,000-row insert.
+ * newline.
  */
 export async function insertAuditBody(clickhouse: ClickHouseClient, table: string, body: string, dedupToken: string): Promise<void> {
+  await insertBody(clickhouse, `INSERT INTO ${table} (${AUDIT_INSERT_COLUMNS.join(', ')})`, 'JSONCompactEachRow', body, dedupToken);
+}
+
+/**
+ * `insert` (`INSERT INTO table (columns)`) of `body` in `format`, with its settings in the statement's
+ * SETTINGS clause: as client settings, the embedded engine gets them as separate `SET` statements,
+ * which cost ~20 ms more per 10,000-row insert.
+ * - insert_deduplication_token: `dedupToken` (a hex digest).
+ * - max_partitions_per_insert_block = 0: the tables are partitioned by day (or month), and a batch
+ *   whose rows span more than the server's default of 100 days (a backlog, a replay, a gateway with
+ *   a wrong clock) would otherwise be refused on every retry, and block its partitions. The rows make
+ *   the same parts however they are split into inserts.
+ */
+async function insertBody(clickhouse: ClickHouseClient, insert: string, format: string, body: string, dedupToken: string): Promise<void> {
   const result = await clickhouse.exec({
-    query: `INSERT INTO ${table} (${AUDIT_INSERT_COLUMNS.join(', ')})
-            SETTINGS insert_deduplication_token = '${dedupToken}' FORMAT JSONCompactEachRow`,
+    query: `${insert} SETTINGS insert_deduplication_token = '${dedupToken}', max_partitions_per_insert_block = 0 FORMAT ${format}`,
     values: Readable.from([body]),
   });
   await finished(result.stream.resume());

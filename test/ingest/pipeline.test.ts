@@ -280,6 +280,29 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(await rollupCalls(), 42 + 2);
   });
 
+  // Bounded: refused, such a batch would be retried forever (the error is ClickHouse's TOO_MANY_PARTS, transient).
+  it('stores a batch whose records and spans span more days than one insert may (ClickHouse: 100 partitions)', { timeout: 60_000 }, async () => {
+    const day = 86_400_000_000_000n;
+    const calls = Array.from({ length: 150 }, (_, i) => {
+      const call = goMicroCall(`d${String(i).padStart(3, '0')}00000-0000-4000-8000-000000000000`, 'users.Users.Get');
+      const start = 1_767_225_600_000_000_000n + BigInt(i) * day; // 2026-01-01, then one day after another
+      call.span.start = start;
+      call.record['timestamp'] = new Date(Number((start + call.span.durationNs) / 1_000_000n)).toISOString();
+      return call;
+    });
+    // Audit records of 150 days in one batch; then the spans of those calls, of 150 other trace ids.
+    const outcome = await pipelineWith().process(calls.map((c) => message(c.record)));
+    assert.deepEqual(outcome, { messages: 150, auditRows: 150, spanRows: 0, duplicates: 0, deadLetters: 0 });
+    const spans = calls.map((c, i) => spanMessage({ ...c, record: { ...c.record, trace_id: `other-${i}` } }, i + 1));
+    const spanOutcome = await pipelineWith().process(spans);
+    assert.equal(spanOutcome.spanRows, 150);
+    assert.equal(spanOutcome.deadLetters, 0);
+    assert.equal(await scalar('SELECT count() FROM spans_v1'), 150);
+    assert.equal(await scalar('SELECT uniqExact(toDate(start_time)) FROM spans_v1'), 150);
+    assert.equal(await rawCount(), 300);
+    assert.equal(await rollupCalls(), 300);
+  });
+
   it('looks up trace ids with quotes, backslashes, control characters and non-ASCII exactly', async () => {
     const pipeline = pipelineWith();
     const awkward = [`it's`, 'back\\slash', 'quote"d', 'new\nline\ttab', 'nul\u0000byte', 'ünïcødé-🚀', `\\'); DROP TABLE x; --`];
