@@ -12,7 +12,7 @@
  * 1. Sustained throughput: N go-micro-shaped audit events (test/helpers/kafka.ts auditEvent, normalized
  *    as the collector puts them on the topic) are produced beforehand to a fresh 6-partition topic
  *    (idempotent, gzip, acks -1: the collector's settings); then `createKafkaWorker` with the real
- *    pipeline and writer (maxRows 10,000 or BENCH_MAX_ROWS, maxWaitMs 1000) is timed from joining its
+ *    pipeline and writer (maxRows: BATCH_MAX_ROWS or its default, maxWaitMs 1000) is timed from joining its
  *    group to the commit that covers every partition's last offset.
  * 2. Raw limits, on the same messages: (a) kafkajs consuming them with the worker's consumer settings
  *    and an eachBatch that only resolves offsets; (b) one ClickHouse insert of the same rows (AuditRow
@@ -36,6 +36,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { createCollector, type Collector } from '../collector/index.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
+import { loadConfig } from '../core/config.ts';
 import { createKafka, createKafkaPublisher, type Kafka } from '../core/kafka.ts';
 import { migrate } from '../core/migrate.ts';
 import { auditInsertBody, createClickHouseWriter, insertAuditBody } from '../ingest/clickhouse-writer.ts';
@@ -62,7 +63,8 @@ const RATE = Number(args.rate);
 const SECONDS = Number(args.seconds);
 const FRESH_MAX_WAIT_MS = Number(args['fresh-max-wait-ms']);
 const PARTITIONS = 6;
-const BATCH = { maxRows: Number(process.env.BENCH_MAX_ROWS ?? 10_000), maxWaitMs: 1000 };
+/** The product's batch size (BATCH_MAX_ROWS, or its default), and a one-second wait. */
+const BATCH = { maxRows: loadConfig({ BATCH_MAX_ROWS: process.env.BATCH_MAX_ROWS }).batch.maxRows, maxWaitMs: 1000 };
 const POLL_MS = 50;
 const WORKER_DEADLINE_MS = 200_000;
 const BENCH_DEADLINE_MS = 9 * 60_000;

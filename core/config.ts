@@ -62,7 +62,7 @@ export const SETTINGS = {
   INGEST_TOKENS: [tokenMap.optional(), 'Receiver bearer tokens, `token=tenant,...`. Unset: the single tenant `default`, localhost only.'],
   RECEIVER_MAX_BODY_BYTES: [positiveInt.default(8 * 1024 * 1024), 'Largest request body the receiver accepts (after decompression).'],
   RECEIVER_MAX_RECORDS: [positiveInt.default(10_000), 'Most records (or spans) in one receiver request.'],
-  BATCH_MAX_ROWS: [positiveInt.default(10_000), 'Rows per ClickHouse insert, at most.'],
+  BATCH_MAX_ROWS: [positiveInt.default(20_000), 'Rows per ClickHouse insert, at most.'],
   BATCH_MAX_WAIT_MS: [positiveInt.default(1000), 'Longest a row waits before its batch is inserted.'],
   SHUTDOWN_TIMEOUT_MS: [positiveInt.default(15_000), 'How long graceful shutdown may take before the process exits anyway.'],
   LOG_LEVEL: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level (JSON logs on stdout).'],
