@@ -70,6 +70,8 @@ const WORKER_DEADLINE_MS = 200_000;
 const BENCH_DEADLINE_MS = 9 * 60_000;
 
 const logger = pino({ level: 'warn' }, pino.destination(2));
+/** The worker's insert journal, under the bench's temporary directory (set in main). */
+let journalDir = '';
 const rows: Row[] = [];
 const notes: string[] = [];
 /** Workers and collectors still running: stopped (bounded) before ClickHouse is closed, whatever happened. */
@@ -198,7 +200,8 @@ function timedClient(client: ClickHouseClient, profile: Profile): ClickHouseClie
 }
 
 function instrumentedPipeline(clickhouse: ClickHouseClient, topics: { audit: string; spans: string }, profile: Profile) {
-  const writer = createClickHouseWriter(timedClient(clickhouse, profile));
+  // With its insert journal, as `npm run ingest` runs it (bin/start.ts).
+  const writer = createClickHouseWriter(timedClient(clickhouse, profile), { journalDir });
   const deadLettered = { count: 0 };
   const inner = createPipeline({
     writer,
@@ -594,6 +597,7 @@ async function main(): Promise<void> {
       : 'node flags: none; `npm run ingest` runs the worker with --max-semi-space-size=64 (npm run bench passes it here too)',
   );
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ingest-bench-'));
+  journalDir = path.join(dir, 'insert-journal');
   let brokers = process.env.KAFKA_BROKERS?.split(',');
   let stopBroker: (() => Promise<void>) | undefined;
   let clickhouse: ClickHouseClient | undefined;

@@ -17,7 +17,7 @@ import { createLogger } from '../core/logger.ts';
 import { migrate } from '../core/migrate.ts';
 import type { Publisher } from '../core/publisher.ts';
 import { exitOnSignal } from '../core/shutdown.ts';
-import { createClickHouseWriter } from '../ingest/clickhouse-writer.ts';
+import { createClickHouseWriter, replayInsertJournal } from '../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../ingest/dead-letter-table.ts';
 import { createDeadLetterTopic } from '../ingest/dead-letter-topic.ts';
 import { createKafkaWorker } from '../ingest/kafka-worker.ts';
@@ -75,8 +75,12 @@ if (roles.has('receiver')) {
 }
 
 if (roles.has('ingest')) {
+  // Audit inserts a killed process did not see return are sent again before anything is consumed.
+  const journalDir = path.join(config.dataDir, 'insert-journal');
+  const replayed = await replayInsertJournal(clickhouse!, journalDir);
+  if (replayed > 0) logger.info({ inserts: replayed }, 'sent again the audit inserts a previous run did not see return');
   const pipeline = createPipeline({
-    writer: createClickHouseWriter(clickhouse!),
+    writer: createClickHouseWriter(clickhouse!, { journalDir }),
     deadLetters: kafkaPublisher ? createDeadLetterTopic(kafkaPublisher, config.topics.deadLetter) : createDeadLetterTable(clickhouse!),
     topics: config.topics,
     logger: logger.child({ component: 'ingest' }),

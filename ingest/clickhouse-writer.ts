@@ -14,6 +14,8 @@
  * the URL on a server; openClickHouse raises max_query_size for them (core/clickhouse.ts).
  */
 import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -32,7 +34,15 @@ export interface ClickHouseWriter {
   writeSpans(rows: readonly SpanRow[]): Promise<WriteResult>;
 }
 
-export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouseWriter {
+export interface WriterOptions {
+  /**
+   * Where each audit insert is kept until it has returned (see `replayInsertJournal`): without it, a
+   * process killed in the middle of an insert can leave the rollups without that block.
+   */
+  journalDir?: string;
+}
+
+export function createClickHouseWriter(clickhouse: ClickHouseClient, options: WriterOptions = {}): ClickHouseWriter {
   /** Settles when the latest `writeAudit` call has inserted, or failed. */
   let lastInsert: Promise<void> = Promise.resolve();
   /** Of each `writeAudit` call in progress: the rows other calls inserted since it began. */
@@ -87,7 +97,13 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient): ClickHouse
   }
 
   async function insertAudit(rows: readonly AuditRow[]): Promise<void> {
-    await insertAuditBody(clickhouse, 'audit_events_v1', auditInsertBody(rows), token('audit', rows.map((r) => `${r.event_id}/${r.report_id ?? ''}`)));
+    const body = auditInsertBody(rows);
+    const dedupToken = token('audit', rows.map((r) => `${r.event_id}/${r.report_id ?? ''}`));
+    if (!options.journalDir) return insertAuditBody(clickhouse, 'audit_events_v1', body, dedupToken);
+    const file = await journalInsert(options.journalDir, dedupToken, body);
+    await insertAuditBody(clickhouse, 'audit_events_v1', body, dedupToken);
+    // Returned: every table has the block. A failed insert stays in the journal for the next start.
+    await rm(file, { force: true });
   }
 
   return {
@@ -170,6 +186,9 @@ export async function insertAuditBody(clickhouse: ClickHouseClient, table: strin
  * SETTINGS clause: as client settings, the embedded engine gets them as separate `SET` statements,
  * which cost ~20 ms more per 10,000-row insert.
  * - insert_deduplication_token: `dedupToken` (a hex digest).
+ * - deduplicate_blocks_in_dependent_materialized_views = 1: a block sent again with its token (after a
+ *   crash, from the journal) goes on to the views, and each view's target takes it only if it missed it.
+ *   (The default since ClickHouse 24.x, including the embedded engine's 26.7; older servers default to 0.)
  * - max_partitions_per_insert_block = 0: the tables are partitioned by day (or month), and a batch
  *   whose rows span more than the server's default of 100 days (a backlog, a replay, a gateway with
  *   a wrong clock) would otherwise be refused on every retry, and block its partitions. The rows make
@@ -177,10 +196,49 @@ export async function insertAuditBody(clickhouse: ClickHouseClient, table: strin
  */
 async function insertBody(clickhouse: ClickHouseClient, insert: string, format: string, body: string, dedupToken: string): Promise<void> {
   const result = await clickhouse.exec({
-    query: `${insert} SETTINGS insert_deduplication_token = '${dedupToken}', max_partitions_per_insert_block = 0 FORMAT ${format}`,
+    query: `${insert} SETTINGS insert_deduplication_token = '${dedupToken}', deduplicate_blocks_in_dependent_materialized_views = 1, max_partitions_per_insert_block = 0 FORMAT ${format}`,
     values: Readable.from([body]),
   });
   await finished(result.stream.resume());
+}
+
+const JOURNAL_SUFFIX = '.audit-insert';
+
+/** Writes the insert to `dir` (whole, or not at all: written aside, then renamed); returns its file. */
+async function journalInsert(dir: string, dedupToken: string, body: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${dedupToken}${JOURNAL_SUFFIX}`);
+  await writeFile(`${file}.partial`, body);
+  await rename(`${file}.partial`, file);
+  return file;
+}
+
+/**
+ * Sends again, oldest first, each audit insert the journal still holds: inserts a process did not see
+ * return (killed, or failed). Same body, same deduplication token: every table that already has the
+ * block skips it (sql/0007), a view's target that missed it takes it. Run before consuming. Returns
+ * how many were sent; throws (and keeps the rest) if ClickHouse refuses one.
+ */
+export async function replayInsertJournal(clickhouse: ClickHouseClient, dir: string): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw error;
+  }
+  // Written aside and never renamed: its insert never started.
+  await Promise.all(names.filter((n) => n.endsWith(`${JOURNAL_SUFFIX}.partial`)).map((n) => rm(path.join(dir, n), { force: true })));
+  const entries = await Promise.all(
+    names.filter((n) => n.endsWith(JOURNAL_SUFFIX)).map(async (n) => ({ n, at: (await stat(path.join(dir, n))).mtimeMs })),
+  );
+  entries.sort((a, b) => a.at - b.at);
+  for (const { n } of entries) {
+    const file = path.join(dir, n);
+    await insertAuditBody(clickhouse, 'audit_events_v1', await readFile(file, 'utf8'), n.slice(0, -JOURNAL_SUFFIX.length));
+    await rm(file, { force: true });
+  }
+  return entries.length;
 }
 
 /** A row's line in a JSONCompactEachRow insert body. */

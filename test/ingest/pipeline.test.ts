@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -9,7 +9,7 @@ import { createLogger } from '../../core/logger.ts';
 import { migrate } from '../../core/migrate.ts';
 import { auditMessageKey } from '../../core/publisher.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditEvent, type AuditRow } from '../../model/audit-event.ts';
-import { createClickHouseWriter, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
+import { createClickHouseWriter, replayInsertJournal, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../../ingest/dead-letter-table.ts';
 import { listTableDeadLetters, replayTableDeadLetters } from '../../ingest/dead-letters.ts';
 import { createMemoryQueue } from '../../ingest/memory-queue.ts';
@@ -301,6 +301,43 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(await scalar('SELECT uniqExact(toDate(start_time)) FROM spans_v1'), 150);
     assert.equal(await rawCount(), 300);
     assert.equal(await rollupCalls(), 300);
+  });
+
+  it('sends again, after a crash, an insert whose views were cut off, and each table takes it once', async () => {
+    const journalDir = mkdtempSync(path.join(os.tmpdir(), 'journal-'));
+    // An insert that reaches the raw table but not the views, and whose caller never sees it return:
+    // the views are detached while it runs, and the answer is lost.
+    const cutOff = new Proxy(clickhouse, {
+      get(target, prop) {
+        if (prop !== 'exec') return Reflect.get(target, prop, target);
+        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
+          await target.exec(params);
+          throw new Error('killed');
+        };
+      },
+    });
+    const rows = Array.from({ length: 50 }, (_, i) => toAuditRow(event(i)));
+    for (const view of ['tool_calls_1m_mv_v1', 'call_reports_mv_v1']) await clickhouse.command({ query: `DETACH TABLE ${view}` });
+    try {
+      await assert.rejects(createClickHouseWriter(cutOff, { journalDir }).writeAudit(rows), /killed/);
+    } finally {
+      for (const view of ['tool_calls_1m_mv_v1', 'call_reports_mv_v1']) await clickhouse.command({ query: `ATTACH TABLE ${view}` });
+    }
+    assert.deepEqual([await rawCount(), await rollupCalls()], [50, 0]);
+    assert.equal(readdirSync(journalDir).length, 1);
+
+    // The next start: the journal first, then the redelivered batch.
+    assert.equal(await replayInsertJournal(clickhouse, journalDir), 1);
+    assert.deepEqual(readdirSync(journalDir), []);
+    assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [50, 50, 50]);
+    assert.deepEqual(await createClickHouseWriter(clickhouse, { journalDir }).writeAudit(rows), { inserted: 0, duplicates: 50 });
+
+    // An insert that did complete, replayed all the same (killed before it could forget it): no table takes it twice.
+    const more = Array.from({ length: 20 }, (_, i) => toAuditRow(event(100 + i)));
+    await assert.rejects(createClickHouseWriter(cutOff, { journalDir }).writeAudit(more), /killed/);
+    assert.equal(await replayInsertJournal(clickhouse, journalDir), 1);
+    assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [70, 70, 70]);
+    assert.equal(await replayInsertJournal(clickhouse, journalDir), 0);
   });
 
   it('looks up trace ids with quotes, backslashes, control characters and non-ASCII exactly', async () => {
