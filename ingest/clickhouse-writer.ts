@@ -1,11 +1,13 @@
 /**
  * Rows → ClickHouse, exactly once in effect.
  *
- * - Audit events: an event_id already stored is never inserted again (one indexed look-up on the
- *   table's own sort key per batch), so the materialized-view rollups never count a call twice, even
- *   when Kafka redelivers a batch after a crash or the same call is reported again.
+ * - Audit events: an event_id already stored is never inserted again (a look-up by event_id, and one
+ *   of the calls' earlier reports in call_reports_v1, per batch), so the materialized-view rollups
+ *   never count a call twice, even when Kafka redelivers a batch after a crash or the same call is
+ *   reported again.
  * - Every insert carries an insert_deduplication_token computed from its content, so an insert that
- *   reached the server but whose answer was lost is not applied twice when retried.
+ *   reached the server but whose answer was lost is not applied twice when retried; an audit insert
+ *   stays in a journal until it returns, so one cut off by a crash is sent again (`replayInsertJournal`).
  * - Both tables are ReplacingMergeTree on their identity, so readers using FINAL are exact regardless.
  *
  * Speed, measured on the embedded engine (10,000-row batches): the engine runs one statement at a
@@ -150,11 +152,12 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
     },
 
     async writeSpans(rows) {
-      const unique = uniqueBy(rows, (r) => `${r.tenant}/${r.trace_id}/${r.span_id}`);
+      const spanKey = (r: SpanRow) => `${r.tenant}/${r.trace_id}/${r.span_id}`;
+      const unique = uniqueBy(rows, spanKey);
       if (unique.length > 0) {
         let body = '';
         for (const row of unique) body += `${JSON.stringify(toSpanInsertRow(row))}\n`;
-        await insertBody(clickhouse, 'INSERT INTO spans_v1', 'JSONEachRow', body, token('spans', unique.map((r) => `${r.tenant}/${r.trace_id}/${r.span_id}`)));
+        await insertBody(clickhouse, 'INSERT INTO spans_v1', 'JSONEachRow', body, token('spans', unique.map(spanKey)));
       }
       return { inserted: unique.length, duplicates: rows.length - unique.length };
     },
@@ -317,8 +320,9 @@ function countEachCallOnce(rows: readonly AuditRow[], stored: Map<string, Stored
 }
 
 /**
- * Look-ups go in slices: the embedded engine's new analyzer turns `IN {ids:Array(UUID)}` from linear to
- * seconds past ~65k elements (measured: 30k ids 62 ms, 70k ids 8 s), and a batch may be larger.
+ * Look-ups go in slices of at most this many ids, which bounds their query text (MAX_QUERY_SIZE in
+ * core/clickhouse.ts). Slicing began when the lists were `Array(UUID)` parameters, which the embedded
+ * engine's analyzer turned from linear to seconds past ~65k elements (30k ids 62 ms, 70k ids 8 s).
  */
 const LOOKUP_SLICE = 10_000;
 
@@ -357,10 +361,7 @@ function timeBounds(rows: readonly AuditRow[], days: number): string {
     if (timestamp < min) min = timestamp;
     else if (timestamp > max) max = timestamp;
   }
-  const at = (t: string) => `toDateTime64('${t}', 9, 'UTC')`;
-  return days === 0
-    ? `AND timestamp BETWEEN ${at(min)} AND ${at(max)}`
-    : `AND timestamp BETWEEN ${at(min)} - INTERVAL ${days} DAY AND ${at(max)} + INTERVAL ${days} DAY`;
+  return `AND timestamp BETWEEN toDateTime64('${min}', 9, 'UTC') - INTERVAL ${days} DAY AND toDateTime64('${max}', 9, 'UTC') + INTERVAL ${days} DAY`;
 }
 
 function distinct(values: readonly string[]): string[] {
