@@ -9,6 +9,7 @@ import { createLogger } from '../../core/logger.ts';
 import { migrate } from '../../core/migrate.ts';
 import { auditMessageKey } from '../../core/publisher.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditEvent, type AuditRow } from '../../model/audit-event.ts';
+import { formatClickHouse } from '../../model/timestamp.ts';
 import { createClickHouseWriter, replayInsertJournal, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../../ingest/dead-letter-table.ts';
 import { listTableDeadLetters, replayTableDeadLetters } from '../../ingest/dead-letters.ts';
@@ -250,8 +251,8 @@ describe('ingest pipeline on the embedded engine', () => {
   it('finds stored events on any day of a batch, and reports of one call a week apart, over a month end', async () => {
     const writer = createClickHouseWriter(clickhouse);
     // An event's look-up reads only its batch's days, a call's only REPORTS_APART_MAX_DAYS around them.
-    const at = (day: number) => new Date(Date.UTC(2026, 10, 1) + day * 86_400_000).toISOString().replace('T', ' ').replace('Z', '000000');
-    const onDay = (i: number, day: number): AuditRow => ({ ...toAuditRow(event(i)), timestamp: at(day) });
+    const stamp = (epochMs: number) => formatClickHouse({ epochMs, subMsNanos: 0 });
+    const onDay = (i: number, day: number): AuditRow => ({ ...toAuditRow(event(i)), timestamp: stamp(Date.UTC(2026, 10, 1) + day * 86_400_000) });
     const spread = Array.from({ length: 40 }, (_, i) => onDay(i, i));
     assert.deepEqual(await writer.writeAudit(spread), { inserted: 40, duplicates: 0 });
     // Redelivered: the first and last day in one batch, then the whole spread with new events.
@@ -262,7 +263,6 @@ describe('ingest pipeline on the embedded engine', () => {
     // record at its end (Dec 2). Either may come first, each in a batch of its own.
     const week = 7 * 86_400_000 - 60_000;
     const start = Date.UTC(2026, 10, 25, 12);
-    const stamp = (ms: number) => new Date(ms).toISOString().replace('T', ' ').replace('Z', '000000');
     const pair = (i: number) => {
       const audit = { ...toAuditRow(event(i)), timestamp: stamp(start + week) };
       const span: AuditRow = { ...toAuditRow(event(i + 1)), trace_id: audit.trace_id, tool: audit.tool, source: 'span', timestamp: stamp(start) };
