@@ -392,7 +392,7 @@ async function rawConsume(kafka: Kafka, topic: string, count: number) {
  */
 async function copyOfAuditTables(clickhouse: ClickHouseClient, suffix: string): Promise<{ events: string; rollup: string }> {
   const names = ['audit_events_v1', 'tool_calls_1m_v1', 'tool_calls_1m_mv_v1', 'call_reports_v1', 'call_reports_mv_v1'];
-  const rename = (sql: string) => sql.replace(/\b(audit_events_v1|tool_calls_1m_v1|tool_calls_1m_mv_v1|call_reports_v1|call_reports_mv_v1)\b/g, `$1_${suffix}`);
+  const rename = (sql: string) => sql.replace(new RegExp(`\\b(${names.join('|')})\\b`, 'g'), `$1_${suffix}`);
   for (const name of names) {
     const [row] = await (await clickhouse.query({ query: `SHOW CREATE TABLE ${name}`, format: 'JSONEachRow' })).json<{ statement: string }>();
     await clickhouse.command({ query: rename(row!.statement) });

@@ -14,7 +14,7 @@ const benches = readdirSync(new URL('../bench/', import.meta.url))
 /**
  * Node flags of a bench whose subject runs in the bench's own process: the flags that subject runs with
  * in production. The ingest worker runs as `npm run ingest` / `npm start` do (package.json): a young
- * generation of 64 MiB per semi-space, so its per-batch garbage (~10,000 messages, their JSON and
+ * generation of 64 MiB per semi-space, so its per-batch garbage (a batch's messages, their JSON and
  * rows) dies young instead of being copied and promoted: in the ingest bench GC was ~18% of the main
  * thread with the default size.
  */
