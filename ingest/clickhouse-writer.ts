@@ -13,7 +13,9 @@
  * Speed, measured on the embedded engine (10,000-row batches): the engine runs one statement at a
  * time, so look-ups and inserts add up. Look-up lists travel as one JSON string literal in the query
  * text (parsed in ~4 ms; as an `Array(UUID)` query parameter, ~20 ms), which also keeps them out of
- * the URL on a server; openClickHouse raises max_query_size for them (core/clickhouse.ts).
+ * the URL on a server; openClickHouse raises max_query_size for them (core/clickhouse.ts). A list with
+ * several ids per granule of its table is scanned for rather than checked against the primary key
+ * first (`indexSetting`).
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -50,9 +52,25 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
   /** Of each `writeAudit` call in progress: the rows other calls inserted since it began. */
   const watchers = new Set<AuditRow[][]>();
 
+  const granules = granuleCounter(clickhouse);
+
   /** A look-up: its lists are in the query text, which the client opened by openClickHouse takes up to MAX_QUERY_SIZE. */
   async function select<T>(query: string): Promise<T[]> {
     return (await clickhouse.query({ query, format: 'JSONEachRow' })).json<T>();
+  }
+
+  /**
+   * `SETTINGS use_index_for_in_with_subqueries = 0` when `keys` (random ids: event ids, trace ids) are
+   * at least KEYS_PER_GRANULE_TO_SCAN per granule of `table`. Checking a list against the primary key
+   * first sorts it and checks it granule by granule; with that many random keys it would skip at most
+   * e^-3 (5%) of the granules, so the check costs more than it saves (20,000 ids at 400k stored rows,
+   * embedded engine: events 37 → 24 ms, calls 65 → 38 ms). The whole table's granules are counted, not
+   * just those of the days read, so the index is given up only when it could not have helped.
+   */
+  async function indexSetting(table: string, keys: number): Promise<string> {
+    const counted = await granules();
+    if (counted === undefined) return '';
+    return keys >= KEYS_PER_GRANULE_TO_SCAN * (counted.get(table) ?? 0) ? 'SETTINGS use_index_for_in_with_subqueries = 0' : '';
   }
 
   /**
@@ -63,9 +81,10 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
   async function storedEvents(rows: readonly AuditRow[]): Promise<string[]> {
     const found = await select<{ id: string }>(
       `SELECT toString(event_id) AS id FROM audit_events_v1
-       WHERE tenant IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(distinct(rows.map((r) => r.tenant)))}, 'Array(String)')))
+       WHERE tenant IN ${stringList(distinct(rows.map((r) => r.tenant)))}
          AND event_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(rows.map((r) => r.event_id))}, 'Array(UUID)')))
-         ${timeBounds(rows, 0)}`,
+         ${timeBounds(rows, 0)}
+       ${await indexSetting('audit_events_v1', rows.length)}`,
     );
     return found.map((r) => r.id);
   }
@@ -80,15 +99,17 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
   async function storedCalls(rows: readonly AuditRow[]): Promise<Map<string, StoredCall & { folded: string[] }>> {
     const keyed = rows.filter((r) => r.trace_id !== '');
     if (keyed.length === 0) return new Map();
+    const traceIds = distinct(keyed.map((r) => r.trace_id));
     const found = await select<{ tenant: string; trace_id: string; tool: string; sources: string[]; span_id: string; folded: string[] }>(
       `SELECT tenant, trace_id, tool, groupUniqArray(source) AS sources,
               toString(anyIf(event_id, source = 'span' AND counted)) AS span_id,
               arrayMap(id -> toString(id), groupArrayIf(report_id, NOT counted)) AS folded
        FROM call_reports_v1
-       WHERE tenant IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(distinct(keyed.map((r) => r.tenant)))}, 'Array(String)')))
-         AND trace_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(distinct(keyed.map((r) => r.trace_id)))}, 'Array(String)')))
+       WHERE tenant IN ${stringList(distinct(keyed.map((r) => r.tenant)))}
+         AND trace_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(traceIds)}, 'Array(String)')))
          ${timeBounds(keyed, REPORTS_APART_MAX_DAYS)}
-       GROUP BY tenant, trace_id, tool`,
+       GROUP BY tenant, trace_id, tool
+       ${await indexSetting('call_reports_v1', traceIds.length)}`,
     );
     return new Map(
       found.map((c) => [
@@ -336,7 +357,52 @@ function* chunks<T>(rows: readonly T[]): Generator<T[]> {
  * end the literal.
  */
 function jsonLiteral(values: readonly string[]): string {
-  return `'${JSON.stringify(values).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  return stringLiteral(JSON.stringify(values));
+}
+
+/** A ClickHouse string literal: a backslash escapes and a quote ends, so both are escaped. */
+function stringLiteral(text: string): string {
+  return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/**
+ * `('a', 'b')`: a short list (the batch's tenants) as literals, which the primary key is checked
+ * against whatever `indexSetting` says about the lists of ids.
+ */
+function stringList(values: readonly string[]): string {
+  return `(${values.map(stringLiteral).join(', ')})`;
+}
+
+/** See `indexSetting`: with 3 random keys per granule, e^-3 of the granules hold none of them. */
+const KEYS_PER_GRANULE_TO_SCAN = 3;
+
+/** How long a count of the tables' granules is used before it is counted again. */
+const GRANULES_COUNTED_FOR_MS = 10_000;
+
+/**
+ * The granules (marks) of each table in the current database's active parts (a table with none has no
+ * entry), counted again when the count is older than GRANULES_COUNTED_FOR_MS. Undefined if
+ * `system.parts` can't be read: then every look-up checks the primary key, as ClickHouse does by default.
+ */
+function granuleCounter(clickhouse: ClickHouseClient): () => Promise<Map<string, number> | undefined> {
+  let counting: Promise<Map<string, number> | undefined> | undefined;
+  let countedAt = -Infinity;
+  return () => {
+    if (counting === undefined || performance.now() - countedAt > GRANULES_COUNTED_FOR_MS) {
+      countedAt = performance.now();
+      counting = clickhouse
+        .query({
+          query: `SELECT table, sum(marks) AS marks FROM system.parts
+                  WHERE active AND database = currentDatabase() AND table IN ('audit_events_v1', 'call_reports_v1')
+                  GROUP BY table`,
+          format: 'JSONEachRow',
+        })
+        .then((r) => r.json<{ table: string; marks: string | number }>())
+        .then((rows) => new Map(rows.map((r) => [r.table, Number(r.marks)])))
+        .catch(() => undefined);
+    }
+    return counting;
+  };
 }
 
 /**

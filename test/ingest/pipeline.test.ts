@@ -340,6 +340,42 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(await replayInsertJournal(clickhouse, journalDir), 0);
   });
 
+  it('finds the same stored events and calls whether a look-up checks the primary key or scans', async () => {
+    // Five one-row inserts: five parts of two marks each (the one granule, and the final mark) in both
+    // audit_events_v1 and call_reports_v1, so 10 marks each; a list scans from 3 keys per mark, 30 keys.
+    const rows = Array.from({ length: 64 }, (_, i) => toAuditRow(event(i)));
+    for (const row of rows.slice(0, 5)) await createClickHouseWriter(clickhouse).writeAudit([row]);
+    const spanOf = (row: AuditRow, i: number): AuditRow => ({ ...toAuditRow(event(i)), trace_id: row.trace_id, tool: row.tool, source: 'span' });
+    const lookUps = async (batch: AuditRow[]) => {
+      const settings: string[] = [];
+      const spied = new Proxy(clickhouse, {
+        get(target, key, receiver) {
+          if (key !== 'query') return Reflect.get(target, key, receiver);
+          return (params: { query: string }) => {
+            const table = /FROM (audit_events_v1|call_reports_v1)/.exec(params.query)?.[1];
+            if (table) settings.push(`${table}: ${/SETTINGS (.*)/.exec(params.query)?.[1] ?? 'primary key'}`);
+            return target.query(params as never);
+          };
+        },
+      });
+      const result = await createClickHouseWriter(spied).writeAudit(batch);
+      return { result, settings: settings.sort() };
+    };
+
+    // Two stored events and a span of a stored call, among 26 new: 29 keys, one short of scanning.
+    assert.deepEqual(await lookUps([rows[0]!, rows[1]!, spanOf(rows[2]!, 100), ...rows.slice(5, 31)]), {
+      result: { inserted: 26, duplicates: 3 },
+      settings: ['audit_events_v1: primary key', 'call_reports_v1: primary key'],
+    });
+    // That insert made one more part in each table: 12 marks, so 36 keys scan.
+    assert.deepEqual(await lookUps([rows[3]!, rows[4]!, spanOf(rows[0]!, 101), ...rows.slice(31)]), {
+      result: { inserted: 33, duplicates: 3 },
+      settings: ['audit_events_v1: use_index_for_in_with_subqueries = 0', 'call_reports_v1: use_index_for_in_with_subqueries = 0'],
+    });
+    assert.equal(await rawCount(), 64);
+    assert.equal(await rollupCalls(), 64);
+  });
+
   it('looks up trace ids with quotes, backslashes, control characters and non-ASCII exactly', async () => {
     const pipeline = pipelineWith();
     const awkward = [`it's`, 'back\\slash', 'quote"d', 'new\nline\ttab', 'nul\u0000byte', 'ünïcødé-🚀', `\\'); DROP TABLE x; --`];
