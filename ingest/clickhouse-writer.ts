@@ -15,12 +15,17 @@
  * text (parsed in ~4 ms; as an `Array(UUID)` query parameter, ~20 ms), which also keeps them out of
  * the URL on a server; openClickHouse raises max_query_size for them (core/clickhouse.ts). A list with
  * several ids per granule of its table is scanned for rather than checked against the primary key
- * first (`indexSetting`).
+ * first (`indexSetting`). A batch's own work in JavaScript (its insert lines, what its insert stores
+ * for the batches overlapping it) is done while the engine runs its statements (`whileRunning`):
+ * with two 20,000-row batches at once, the engine went from ~74% to ~92% busy, the writer from ~62k
+ * to ~67–70k rows/s.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { finished } from 'node:stream/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { LIMITS, type AuditRow } from '../model/audit-event.ts';
@@ -49,8 +54,8 @@ export interface WriterOptions {
 export function createClickHouseWriter(clickhouse: ClickHouseClient, options: WriterOptions = {}): ClickHouseWriter {
   /** Settles when the latest `writeAudit` call has inserted, or failed. */
   let lastInsert: Promise<void> = Promise.resolve();
-  /** Of each `writeAudit` call in progress: the rows other calls inserted since it began. */
-  const watchers = new Set<AuditRow[][]>();
+  /** Of each `writeAudit` call in progress: what other calls inserted since it began. */
+  const watchers = new Set<Stored[]>();
 
   const granules = granuleCounter(clickhouse);
 
@@ -119,14 +124,16 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
     );
   }
 
-  async function insertAudit(rows: readonly AuditRow[]): Promise<void> {
-    const body = auditInsertBody(rows);
+  /** `lines`: rows' insert lines already made (see writeAudit), by row. */
+  async function insertAudit(rows: readonly AuditRow[], lines: Map<AuditRow, string>): Promise<void> {
+    let body = '';
+    for (const row of rows) body += `${lines.get(row) ?? auditInsertLine(row)}\n`;
     const dedupToken = token('audit', rows.map((r) => `${r.event_id}/${r.report_id ?? ''}`));
     if (!options.journalDir) return insertAuditBody(clickhouse, 'audit_events_v1', body, dedupToken);
-    const file = await journalInsert(options.journalDir, dedupToken, body);
+    const file = journalInsert(options.journalDir, dedupToken, body);
     await insertAuditBody(clickhouse, 'audit_events_v1', body, dedupToken);
     // Returned: every table has the block. A failed insert stays in the journal for the next start.
-    await rm(file, { force: true });
+    rmSync(file, { force: true });
   }
 
   return {
@@ -136,7 +143,7 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
       // Calls may overlap: each one's look-ups start at once, its insert waits for the insert of the
       // call before it, and what inserts complete meanwhile (which its look-ups may have missed) it
       // learns from `insertedSince`.
-      const insertedSince: AuditRow[][] = [];
+      const insertedSince: Stored[] = [];
       watchers.add(insertedSince);
       const before = lastInsert;
       let inserted!: () => void;
@@ -144,26 +151,31 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
       try {
         // The two look-ups run together: the calls are looked up for every row, stored or not (what is
         // stored of a call does not depend on which rows ask).
-        const stored = new Set<string>();
-        const calls = new Map<string, StoredCall>();
-        await Promise.all(
+        const found: Stored = { ids: new Set(), calls: new Map() };
+        const lookedUp = Promise.all(
           [...chunks(unique)].flatMap((chunk) => [
-            storedEvents(chunk).then((ids) => ids.forEach((id) => stored.add(id))),
-            storedCalls(chunk).then((found) =>
-              found.forEach(({ folded, ...call }, key) => {
-                calls.set(key, call);
-                folded.forEach((id) => stored.add(id));
+            storedEvents(chunk).then((ids) => ids.forEach((id) => found.ids.add(id))),
+            storedCalls(chunk).then((calls) =>
+              calls.forEach(({ folded, ...call }, key) => {
+                found.calls.set(key, call);
+                folded.forEach((id) => found.ids.add(id));
               }),
             ),
           ]),
         );
+        // While the engine looks up, the rows' insert lines are made (most rows are new): the insert
+        // then waits only for the look-ups, not for this too.
+        const lines = new Map<AuditRow, string>();
+        await whileRunning(lookedUp, unique, (row) => lines.set(row, auditInsertLine(row)));
         await before;
-        for (const batch of insertedSince) remember(batch, stored, calls);
-        const fresh = unique.filter((r) => !stored.has(r.event_id));
-        const toInsert = countEachCallOnce(fresh, calls);
+        const known = [found, ...insertedSince];
+        const fresh = unique.filter((r) => !known.some((k) => k.ids.has(r.event_id)));
+        const toInsert = countEachCallOnce(fresh, (key) => knownCall(known, key));
         if (toInsert.length > 0) {
-          await insertAudit(toInsert);
-          for (const watcher of watchers) if (watcher !== insertedSince) watcher.push(toInsert);
+          // What the calls overlapping this one must learn, made while the engine inserts.
+          const stored: Stored = { ids: new Set(), calls: new Map() };
+          await whileRunning(insertAudit(toInsert, lines), toInsert, (row) => learn(stored, row));
+          for (const watcher of watchers) if (watcher !== insertedSince) watcher.push(stored);
         }
         return { inserted: toInsert.length, duplicates: rows.length - toInsert.length };
       } finally {
@@ -228,12 +240,18 @@ async function insertBody(clickhouse: ClickHouseClient, insert: string, format: 
 
 const JOURNAL_SUFFIX = '.audit-insert';
 
-/** Writes the insert to `dir` (whole, or not at all: written aside, then renamed); returns its file. */
-async function journalInsert(dir: string, dedupToken: string, body: string): Promise<string> {
-  await mkdir(dir, { recursive: true });
+/**
+ * Writes the insert to `dir` (whole, or not at all: written aside, then renamed); returns its file.
+ * Synchronous on purpose: it stands between a batch's look-ups and its insert, and each turn of the
+ * event loop there lets other batches' work in first. Measured with two 20,000-row batches stored at
+ * once (5.5 MB each): 100–250 ms from the call to the return with fs/promises, 70–90 ms with only the
+ * write synchronous, ~2–7 ms all synchronous; the engine sat idle meanwhile.
+ */
+function journalInsert(dir: string, dedupToken: string, body: string): string {
+  mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${dedupToken}${JOURNAL_SUFFIX}`);
-  await writeFile(`${file}.partial`, body);
-  await rename(`${file}.partial`, file);
+  writeFileSync(`${file}.partial`, body);
+  renameSync(`${file}.partial`, file);
   return file;
 }
 
@@ -292,18 +310,52 @@ interface StoredCall {
   spanEventId: string | undefined;
 }
 
-/** Adds rows just inserted to what a call's look-ups found stored, as if they had found them too. */
-function remember(rows: readonly AuditRow[], stored: Set<string>, calls: Map<string, StoredCall>): void {
-  for (const row of rows) {
-    stored.add(row.event_id);
-    if (row.report_id) stored.add(row.report_id);
-    if (row.trace_id === '') continue;
-    const key = callKey(row);
-    const call = calls.get(key) ?? { hasAudit: false, spanEventId: undefined };
-    if (row.source === 'audit') call.hasAudit = true;
-    else if (row.source === 'span' && (row.counted ?? 1)) call.spanEventId ??= row.event_id;
-    calls.set(key, call);
+/** What is stored, as a call's look-ups found it or as an insert made it: event ids (and report ids) and calls by `callKey`. */
+interface Stored {
+  ids: Set<string>;
+  calls: Map<string, StoredCall>;
+}
+
+/** Adds what inserting `row` stores. */
+function learn(stored: Stored, row: AuditRow): void {
+  stored.ids.add(row.event_id);
+  if (row.report_id) stored.ids.add(row.report_id);
+  if (row.trace_id === '') return;
+  const key = callKey(row);
+  const call = stored.calls.get(key) ?? { hasAudit: false, spanEventId: undefined };
+  if (row.source === 'audit') call.hasAudit = true;
+  else if (row.source === 'span' && (row.counted ?? 1)) call.spanEventId ??= row.event_id;
+  stored.calls.set(key, call);
+}
+
+/**
+ * `work` on each of `items` while the engine runs `running`, SLICE items between turns of the event
+ * loop; once `running` has returned, the rest at once. Then returns what `running` did, or throws what
+ * it threw (leaving the rest undone). So from a batch's look-ups to its insert, and from its insert to
+ * the next batch's, no turn of the event loop lets other work in first (see journalInsert).
+ */
+async function whileRunning<T, R>(running: Promise<R>, items: readonly T[], work: (item: T) => void): Promise<R> {
+  const state = { returned: false, failed: false };
+  running.then(() => (state.returned = true), () => (state.failed = true));
+  for (let i = 0; i < items.length && !state.failed; i += SLICE) {
+    if (!state.returned) await nextTurn();
+    if (state.failed) break;
+    for (const item of items.slice(i, i + SLICE)) work(item);
   }
+  return running;
+}
+
+/** A call as all of `known` tell it, the first of them first (a span fact's event_id: the first one known). */
+function knownCall(known: readonly Stored[], key: string): StoredCall | undefined {
+  let merged: StoredCall | undefined;
+  for (const { calls } of known) {
+    const call = calls.get(key);
+    if (call === undefined) continue;
+    merged ??= { hasAudit: false, spanEventId: undefined };
+    merged.hasAudit ||= call.hasAudit;
+    merged.spanEventId ??= call.spanEventId;
+  }
+  return merged;
 }
 
 function callKey(r: { tenant: string; trace_id: string; tool: string }): string {
@@ -316,8 +368,8 @@ function callKey(r: { tenant: string; trace_id: string; tool: string }): string 
  * audit record of a call a span already reported is stored under that span's event_id, not counted
  * again, so it replaces the span fact in the raw table while the rollups keep one call.
  */
-function countEachCallOnce(rows: readonly AuditRow[], stored: Map<string, StoredCall>): AuditRow[] {
-  const auditedInBatch = new Set(rows.filter((r) => r.source === 'audit' && r.trace_id !== '').map(callKey));
+function countEachCallOnce(rows: readonly AuditRow[], stored: (key: string) => StoredCall | undefined): AuditRow[] {
+  let auditedInBatch: Set<string> | undefined; // made for the first span fact, if any
   const spanInBatch = new Set<string>();
   const out: AuditRow[] = [];
   for (const row of rows) {
@@ -326,8 +378,9 @@ function countEachCallOnce(rows: readonly AuditRow[], stored: Map<string, Stored
       continue;
     }
     const key = callKey(row);
-    const known = stored.get(key);
+    const known = stored(key);
     if (row.source === 'span') {
+      auditedInBatch ??= new Set(rows.filter((r) => r.source === 'audit' && r.trace_id !== '').map(callKey));
       if (known || auditedInBatch.has(key) || spanInBatch.has(key)) continue;
       spanInBatch.add(key);
       out.push(row);
@@ -347,6 +400,9 @@ function countEachCallOnce(rows: readonly AuditRow[], stored: Map<string, Stored
  */
 const LOOKUP_SLICE = 10_000;
 
+/** Insert lines, and what an insert stored, are made this many rows at a time between turns of the event loop (`whileRunning`), as the pipeline decodes. */
+const SLICE = 1_000;
+
 function* chunks<T>(rows: readonly T[]): Generator<T[]> {
   for (let i = 0; i < rows.length; i += LOOKUP_SLICE) yield rows.slice(i, i + LOOKUP_SLICE);
 }
@@ -362,6 +418,8 @@ function jsonLiteral(values: readonly string[]): string {
 
 /** A ClickHouse string literal: a backslash escapes and a quote ends, so both are escaped. */
 function stringLiteral(text: string): string {
+  // Most lists are of UUIDs and hex ids: nothing to escape, and no copy of a large string to make.
+  if (!text.includes('\\') && !text.includes("'")) return `'${text}'`;
   return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 

@@ -248,6 +248,30 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(await rollupCalls(), 101);
   });
 
+  it('does not take rows as stored when the overlapping write that was inserting them failed', async () => {
+    // The first insert fails after a while; the second call's look-ups ran before it, so only what
+    // the first call's insert stored could tell it what the look-ups missed: nothing, as it failed.
+    let inserts = 0;
+    const firstFails = new Proxy(clickhouse, {
+      get(target, prop) {
+        if (prop !== 'exec') return Reflect.get(target, prop, target);
+        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
+          if (inserts++ > 0) return target.exec(params);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          throw new Error('refused');
+        };
+      },
+    });
+    const writer = createClickHouseWriter(firstFails);
+    const rows = Array.from({ length: 3_000 }, (_, i) => toAuditRow(event(i)));
+    const [first, second] = await Promise.allSettled([writer.writeAudit(rows.slice(0, 2_000)), writer.writeAudit(rows.slice(1_000))]);
+    assert.equal(first.status, 'rejected');
+    assert.deepEqual(second, { status: 'fulfilled', value: { inserted: 2_000, duplicates: 0 } });
+    assert.equal(await rawCount(), 2_000);
+    assert.deepEqual(await writer.writeAudit(rows.slice(0, 2_000)), { inserted: 1_000, duplicates: 1_000 });
+    assert.equal(await rollupCalls(), 3_000);
+  });
+
   it('finds stored events on any day of a batch, and reports of one call a week apart, over a month end', async () => {
     const writer = createClickHouseWriter(clickhouse);
     // An event's look-up reads only its batch's days, a call's only REPORTS_APART_MAX_DAYS around them.
