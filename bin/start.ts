@@ -78,7 +78,10 @@ if (roles.has('ingest')) {
   // Audit inserts a killed process did not see return are sent again before anything is consumed.
   const journalDir = path.join(config.dataDir, 'insert-journal');
   const replayed = await replayInsertJournal(clickhouse!, journalDir);
-  if (replayed > 0) logger.info({ inserts: replayed }, 'sent again the audit inserts a previous run did not see return');
+  if (replayed.sent > 0) logger.info({ inserts: replayed.sent }, 'sent again the audit inserts a previous run did not see return');
+  if (replayed.refused > 0) {
+    logger.warn({ inserts: replayed.refused }, 'ClickHouse refused audit inserts a previous run left for their content; their rows are set aside when their messages come again');
+  }
   const pipeline = createPipeline({
     writer: createClickHouseWriter(clickhouse!, { journalDir }),
     deadLetters: kafkaPublisher ? createDeadLetterTopic(kafkaPublisher, config.topics.deadLetter) : createDeadLetterTable(clickhouse!),

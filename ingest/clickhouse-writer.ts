@@ -7,7 +7,8 @@
  *   reported again.
  * - Every insert carries an insert_deduplication_token computed from its content, so an insert that
  *   reached the server but whose answer was lost is not applied twice when retried; an audit insert
- *   stays in a journal until it returns, so one cut off by a crash is sent again (`replayInsertJournal`).
+ *   stays in a journal until it returns, so one cut off by a crash is sent again (`replayInsertJournal`),
+ *   and one that failed is sent again before any other insert (`settle`).
  * - Both tables are ReplacingMergeTree on their identity, so readers using FINAL are exact regardless.
  *
  * Speed, measured on the embedded engine (10,000-row batches): the engine runs one statement at a
@@ -31,6 +32,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { LIMITS, type AuditRow } from '../model/audit-event.ts';
 import { toSpanInsertRow } from '../model/otlp.ts';
 import type { SpanRow } from '../model/span.ts';
+import { isPermanentInsertError } from './retry.ts';
 
 export interface WriteResult {
   inserted: number;
@@ -124,20 +126,70 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
     );
   }
 
+  /**
+   * Audit inserts that failed other than for their content, oldest first. Each may have reached some
+   * tables and not others (the raw table, and not a view's target), and a retry's look-ups would then
+   * find its rows stored and skip them: so each is sent again as it was (`settle`) before any other
+   * insert. Its journal file, if any, stays until then.
+   */
+  const unsettled: { rows: readonly AuditRow[]; body: string; dedupToken: string; file: string | undefined }[] = [];
+
   /** `lines`: rows' insert lines already made (see writeAudit), by row. */
   async function insertAudit(rows: readonly AuditRow[], lines: Map<AuditRow, string>): Promise<void> {
     let body = '';
     for (const row of rows) body += `${lines.get(row) ?? auditInsertLine(row)}\n`;
     const dedupToken = token('audit', rows.map((r) => `${r.event_id}/${r.report_id ?? ''}`));
-    if (!options.journalDir) return insertAuditBody(clickhouse, 'audit_events_v1', body, dedupToken);
-    const file = journalInsert(options.journalDir, dedupToken, body);
-    await insertAuditBody(clickhouse, 'audit_events_v1', body, dedupToken);
-    // Returned: every table has the block. A failed insert stays in the journal for the next start.
-    rmSync(file, { force: true });
+    const file = options.journalDir ? journalInsert(options.journalDir, dedupToken, body) : undefined;
+    try {
+      await insertAuditBody(clickhouse, 'audit_events_v1', body, dedupToken);
+    } catch (error) {
+      // Refused for its content: a block is refused while it is parsed, before it is written anywhere
+      // (blocks before it, if the batch made several, went into every table, and a retry's look-ups
+      // find them). Nothing to send again; the caller sets the rows aside.
+      if (isPermanentInsertError(error)) {
+        if (file) rmSync(file, { force: true });
+      } else {
+        unsettled.push({ rows, body, dedupToken, file });
+      }
+      throw error;
+    }
+    // Returned: every table has the block.
+    if (file) rmSync(file, { force: true });
+  }
+
+  /**
+   * Sends each unsettled insert again, oldest first, in turn with the other inserts; the calls in
+   * progress learn what each stored. Throws, keeping it and the rest, if one fails other than for its
+   * content; one refused for its content is dropped (its rows are set aside as any refused rows are).
+   */
+  async function settle(): Promise<void> {
+    const before = lastInsert;
+    let settled!: () => void;
+    lastInsert = new Promise<void>((resolve) => (settled = resolve));
+    try {
+      await before;
+      while (unsettled.length > 0) {
+        const { rows, body, dedupToken, file } = unsettled[0]!;
+        let stored: Stored | undefined = { ids: new Set(), calls: new Map() };
+        try {
+          await insertAuditBody(clickhouse, 'audit_events_v1', body, dedupToken);
+          for (const row of rows) learn(stored, row);
+        } catch (error) {
+          if (!isPermanentInsertError(error)) throw error;
+          stored = undefined;
+        }
+        unsettled.shift();
+        if (file) rmSync(file, { force: true });
+        if (stored) for (const watcher of watchers) watcher.push(stored);
+      }
+    } finally {
+      settled();
+    }
   }
 
   return {
     async writeAudit(rows) {
+      if (unsettled.length > 0) await settle();
       const unique = uniqueBy(rows, (r) => r.event_id);
       if (unique.length === 0) return { inserted: 0, duplicates: rows.length };
       // Calls may overlap: each one's look-ups start at once, its insert waits for the insert of the
@@ -168,6 +220,9 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
         const lines = new Map<AuditRow, string>();
         await whileRunning(lookedUp, unique, (row) => lines.set(row, auditInsertLine(row)));
         await before;
+        // An insert before this one failed: this one's look-ups may have missed part of it, so nothing
+        // goes in after it until it is sent again (by the next call, at its start: a retry of this one).
+        if (unsettled.length > 0) throw new Error('an earlier audit insert failed and must be sent again first; retry');
         const known = [found, ...insertedSince];
         const fresh = unique.filter((r) => !known.some((k) => k.ids.has(r.event_id)));
         const toInsert = countEachCallOnce(fresh, (key) => knownCall(known, key));
@@ -259,14 +314,16 @@ function journalInsert(dir: string, dedupToken: string, body: string): string {
  * Sends again, oldest first, each audit insert the journal still holds: inserts a process did not see
  * return (killed, or failed). Same body, same deduplication token: every table that already has the
  * block skips it (sql/0007), a view's target that missed it takes it. Run before consuming. Returns
- * how many were sent; throws (and keeps the rest) if ClickHouse refuses one.
+ * how many were sent, and how many ClickHouse refused for their content (dropped: their messages,
+ * never committed, come again and their rows are set aside as refused rows are). Throws, keeping
+ * the rest, on any other failure.
  */
-export async function replayInsertJournal(clickhouse: ClickHouseClient, dir: string): Promise<number> {
+export async function replayInsertJournal(clickhouse: ClickHouseClient, dir: string): Promise<{ sent: number; refused: number }> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { sent: 0, refused: 0 };
     throw error;
   }
   // Written aside and never renamed: its insert never started.
@@ -275,12 +332,18 @@ export async function replayInsertJournal(clickhouse: ClickHouseClient, dir: str
     names.filter((n) => n.endsWith(JOURNAL_SUFFIX)).map(async (n) => ({ n, at: (await stat(path.join(dir, n))).mtimeMs })),
   );
   entries.sort((a, b) => a.at - b.at);
+  let refused = 0;
   for (const { n } of entries) {
     const file = path.join(dir, n);
-    await insertAuditBody(clickhouse, 'audit_events_v1', await readFile(file, 'utf8'), n.slice(0, -JOURNAL_SUFFIX.length));
+    try {
+      await insertAuditBody(clickhouse, 'audit_events_v1', await readFile(file, 'utf8'), n.slice(0, -JOURNAL_SUFFIX.length));
+    } catch (error) {
+      if (!isPermanentInsertError(error)) throw error;
+      refused++;
+    }
     await rm(file, { force: true });
   }
-  return entries.length;
+  return { sent: entries.length - refused, refused };
 }
 
 /** A row's line in a JSONCompactEachRow insert body. */

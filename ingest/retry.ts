@@ -66,7 +66,16 @@ const PERMANENT_CLICKHOUSE_CODES = new Set([
 ]);
 
 export function isPermanentInsertError(error: unknown): boolean {
-  return error instanceof ClickHouseError && PERMANENT_CLICKHOUSE_CODES.has(Number(error.code));
+  return isClickHouseError(error) && PERMANENT_CLICKHOUSE_CODES.has(Number(error.code));
+}
+
+/**
+ * An error ClickHouse answered with. From a server it is `@clickhouse/client`'s ClickHouseError; the
+ * embedded engine's connection (chdb/connection) throws `@clickhouse/client-common`'s, a class of the
+ * same name and shape that `instanceof` does not recognise (the client ships its own copy).
+ */
+function isClickHouseError(error: unknown): error is ClickHouseError {
+  return error instanceof ClickHouseError || (error instanceof Error && error.constructor.name === 'ClickHouseError' && 'code' in error);
 }
 
 export function isTransientInsertError(error: unknown): boolean {

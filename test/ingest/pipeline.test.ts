@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -10,7 +10,8 @@ import { migrate } from '../../core/migrate.ts';
 import { auditMessageKey } from '../../core/publisher.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditEvent, type AuditRow } from '../../model/audit-event.ts';
 import { formatClickHouse } from '../../model/timestamp.ts';
-import { createClickHouseWriter, replayInsertJournal, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
+import { auditInsertBody, createClickHouseWriter, insertAuditBody, replayInsertJournal, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
+import { isPermanentInsertError } from '../../ingest/retry.ts';
 import { createDeadLetterTable } from '../../ingest/dead-letter-table.ts';
 import { listTableDeadLetters, replayTableDeadLetters } from '../../ingest/dead-letters.ts';
 import { createMemoryQueue } from '../../ingest/memory-queue.ts';
@@ -248,21 +249,21 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(await rollupCalls(), 101);
   });
 
-  it('does not take rows as stored when the overlapping write that was inserting them failed', async () => {
-    // The first insert fails after a while; the second call's look-ups ran before it, so only what
-    // the first call's insert stored could tell it what the look-ups missed: nothing, as it failed.
+  it('does not take rows as stored when the overlapping write that was inserting them was refused', async () => {
+    // The first insert is refused for its content after a while; the second call's look-ups ran
+    // before, so only what the first call's insert stored could tell it what they missed: nothing.
     let inserts = 0;
-    const firstFails = new Proxy(clickhouse, {
+    const firstRefused = new Proxy(clickhouse, {
       get(target, prop) {
         if (prop !== 'exec') return Reflect.get(target, prop, target);
         return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
           if (inserts++ > 0) return target.exec(params);
           await new Promise((resolve) => setTimeout(resolve, 50));
-          throw new Error('refused');
+          throw new ClickHouseError({ message: 'Cannot parse input', code: '27', type: 'CANNOT_PARSE_INPUT_ASSERTION_FAILED' });
         };
       },
     });
-    const writer = createClickHouseWriter(firstFails);
+    const writer = createClickHouseWriter(firstRefused);
     const rows = Array.from({ length: 3_000 }, (_, i) => toAuditRow(event(i)));
     const [first, second] = await Promise.allSettled([writer.writeAudit(rows.slice(0, 2_000)), writer.writeAudit(rows.slice(1_000))]);
     assert.equal(first.status, 'rejected');
@@ -270,6 +271,16 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(await rawCount(), 2_000);
     assert.deepEqual(await writer.writeAudit(rows.slice(0, 2_000)), { inserted: 1_000, duplicates: 1_000 });
     assert.equal(await rollupCalls(), 3_000);
+  });
+
+  it("takes the embedded engine's refusals for content as permanent, and its other failures as transient", async () => {
+    const refusal = await insertAuditBody(clickhouse, 'audit_events_v1', '["not a row"]\n', 'refused').catch((error: unknown) => error);
+    assert.ok(refusal instanceof Error, 'the engine refused the row');
+    assert.equal(isPermanentInsertError(refusal), true, String(refusal));
+    const missing = await insertAuditBody(clickhouse, 'no_such_table', '[]\n', 'missing').catch((error: unknown) => error);
+    assert.ok(missing instanceof Error);
+    assert.equal(isPermanentInsertError(missing), false, String(missing));
+    assert.equal(isPermanentInsertError(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })), false);
   });
 
   it('finds stored events on any day of a batch, and reports of one call a week apart, over a month end', async () => {
@@ -351,7 +362,7 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(readdirSync(journalDir).length, 1);
 
     // The next start: the journal first, then the redelivered batch.
-    assert.equal(await replayInsertJournal(clickhouse, journalDir), 1);
+    assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 0 });
     assert.deepEqual(readdirSync(journalDir), []);
     assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [50, 50, 50]);
     assert.deepEqual(await createClickHouseWriter(clickhouse, { journalDir }).writeAudit(rows), { inserted: 0, duplicates: 50 });
@@ -359,9 +370,56 @@ describe('ingest pipeline on the embedded engine', () => {
     // An insert that did complete, replayed all the same (killed before it could forget it): no table takes it twice.
     const more = Array.from({ length: 20 }, (_, i) => toAuditRow(event(100 + i)));
     await assert.rejects(createClickHouseWriter(cutOff, { journalDir }).writeAudit(more), /killed/);
-    assert.equal(await replayInsertJournal(clickhouse, journalDir), 1);
+    assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 0 });
     assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [70, 70, 70]);
-    assert.equal(await replayInsertJournal(clickhouse, journalDir), 0);
+    assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 0, refused: 0 });
+  });
+
+  it('sends again, before anything else, an insert that failed after reaching the raw table and not the views', async () => {
+    const journalDir = mkdtempSync(path.join(os.tmpdir(), 'journal-'));
+    // The first insert reaches the raw table with the views detached, then its answer is lost.
+    let inserts = 0;
+    const cutOnce = new Proxy(clickhouse, {
+      get(target, prop) {
+        if (prop !== 'exec') return Reflect.get(target, prop, target);
+        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
+          if (inserts++ > 0) return target.exec(params);
+          const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1'];
+          for (const view of views) await target.command({ query: `DETACH TABLE ${view}` });
+          try {
+            await target.exec(params);
+          } finally {
+            for (const view of views) await target.command({ query: `ATTACH TABLE ${view}` });
+          }
+          throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+        };
+      },
+    });
+    const writer = createClickHouseWriter(cutOnce, { journalDir });
+    const first = Array.from({ length: 50 }, (_, i) => toAuditRow(event(i)));
+    const second = Array.from({ length: 30 }, (_, i) => toAuditRow(event(100 + i)));
+    // The second call's look-ups ran before the first insert failed: it must not insert past it.
+    const [a, b] = await Promise.allSettled([writer.writeAudit(first), writer.writeAudit(second)]);
+    assert.match(String(a.status === 'rejected' && a.reason), /socket hang up/);
+    assert.match(String(b.status === 'rejected' && b.reason), /sent again first/);
+    assert.deepEqual([await rawCount(), await rollupCalls()], [50, 0]);
+    assert.equal(readdirSync(journalDir).length, 1);
+
+    // The retries, in the same process: the failed insert goes first, as it was.
+    assert.deepEqual(await writer.writeAudit(second), { inserted: 30, duplicates: 0 });
+    assert.deepEqual(await writer.writeAudit(first), { inserted: 0, duplicates: 50 });
+    assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [80, 80, 80]);
+    assert.deepEqual(readdirSync(journalDir), []);
+  });
+
+  it('drops, at the next start, a journaled insert ClickHouse refuses for its content, and sends the rest', async () => {
+    const journalDir = mkdtempSync(path.join(os.tmpdir(), 'journal-'));
+    const good = Array.from({ length: 10 }, (_, i) => toAuditRow(event(i)));
+    writeFileSync(path.join(journalDir, 'aaaa.audit-insert'), '["not a row"]\n');
+    writeFileSync(path.join(journalDir, 'bbbb.audit-insert'), auditInsertBody(good));
+    assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 1 });
+    assert.deepEqual(readdirSync(journalDir), []);
+    assert.deepEqual([await rawCount(), await rollupCalls()], [10, 10]);
   });
 
   it('finds the same stored events and calls whether a look-up checks the primary key or scans', async () => {
