@@ -319,31 +319,44 @@ function journalInsert(dir: string, dedupToken: string, body: string): string {
  * the rest, on any other failure.
  */
 export async function replayInsertJournal(clickhouse: ClickHouseClient, dir: string): Promise<{ sent: number; refused: number }> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { sent: 0, refused: 0 };
-    throw error;
-  }
-  // Written aside and never renamed: its insert never started.
+  const names = await unlessGone(readdir(dir));
+  if (names === undefined) return { sent: 0, refused: 0 };
+  // Written aside and never renamed: its insert never started. (In a directory the workers share,
+  // a live worker's then fails before its insert, and its batch is retried.)
   await Promise.all(names.filter((n) => n.endsWith(`${JOURNAL_SUFFIX}.partial`)).map((n) => rm(path.join(dir, n), { force: true })));
-  const entries = await Promise.all(
-    names.filter((n) => n.endsWith(JOURNAL_SUFFIX)).map(async (n) => ({ n, at: (await stat(path.join(dir, n))).mtimeMs })),
-  );
+  // A file gone meanwhile was sent by another worker sharing the directory, or returned.
+  const entries = (
+    await Promise.all(
+      names.filter((n) => n.endsWith(JOURNAL_SUFFIX)).map(async (n) => ({ n, at: (await unlessGone(stat(path.join(dir, n))))?.mtimeMs })),
+    )
+  ).filter((e): e is { n: string; at: number } => e.at !== undefined);
   entries.sort((a, b) => a.at - b.at);
+  let sent = 0;
   let refused = 0;
   for (const { n } of entries) {
     const file = path.join(dir, n);
+    const body = await unlessGone(readFile(file, 'utf8'));
+    if (body === undefined) continue;
     try {
-      await insertAuditBody(clickhouse, 'audit_events_v1', await readFile(file, 'utf8'), n.slice(0, -JOURNAL_SUFFIX.length));
+      await insertAuditBody(clickhouse, 'audit_events_v1', body, n.slice(0, -JOURNAL_SUFFIX.length));
+      sent++;
     } catch (error) {
       if (!isPermanentInsertError(error)) throw error;
       refused++;
     }
     await rm(file, { force: true });
   }
-  return { sent: entries.length - refused, refused };
+  return { sent, refused };
+}
+
+/** What `reading` reads, or undefined if the file is not there. */
+async function unlessGone<T>(reading: Promise<T>): Promise<T | undefined> {
+  try {
+    return await reading;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
 /** A row's line in a JSONCompactEachRow insert body. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
@@ -420,6 +420,33 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 1 });
     assert.deepEqual(readdirSync(journalDir), []);
     assert.deepEqual([await rawCount(), await rollupCalls()], [10, 10]);
+  });
+
+  it('replays a journal shared with another worker that sends some of it meanwhile', async () => {
+    const journalDir = mkdtempSync(path.join(os.tmpdir(), 'journal-'));
+    const older = Array.from({ length: 10 }, (_, i) => toAuditRow(event(i)));
+    const newer = Array.from({ length: 10 }, (_, i) => toAuditRow(event(100 + i)));
+    const olderFile = path.join(journalDir, 'aaaa.audit-insert');
+    const newerFile = path.join(journalDir, 'bbbb.audit-insert');
+    writeFileSync(olderFile, auditInsertBody(older));
+    writeFileSync(newerFile, auditInsertBody(newer));
+    utimesSync(olderFile, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    // While this replay sends the older insert, the other worker sends the newer one and removes it.
+    const racing = new Proxy(clickhouse, {
+      get(target, prop) {
+        if (prop !== 'exec') return Reflect.get(target, prop, target);
+        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
+          if (existsSync(newerFile)) {
+            await insertAuditBody(target, 'audit_events_v1', readFileSync(newerFile, 'utf8'), 'bbbb');
+            rmSync(newerFile);
+          }
+          return target.exec(params);
+        };
+      },
+    });
+    assert.deepEqual(await replayInsertJournal(racing, journalDir), { sent: 1, refused: 0 });
+    assert.deepEqual(readdirSync(journalDir), []);
+    assert.deepEqual([await rawCount(), await rollupCalls()], [20, 20]);
   });
 
   it('finds the same stored events and calls whether a look-up checks the primary key or scans', async () => {
