@@ -48,7 +48,7 @@ export const SETTINGS = {
   HOST: [z.string().min(1).default('127.0.0.1'), 'Address the API/UI and the receiver listen on.'],
   PORT: [port.default(4000), 'Port of the GraphQL API (`/graphql`) and the dashboard.'],
   RECEIVER_PORT: [port.default(4318), 'Port of the receiver: `POST /v1/audit`, `POST /v1/traces` (OTLP/HTTP).'],
-  DATA_DIR: [z.string().min(1).default('./data'), 'Where the embedded ClickHouse engine keeps its data (unused with `CLICKHOUSE_URL`).'],
+  DATA_DIR: [z.string().min(1).default('./data'), 'Where the ingest worker keeps its insert journal, and the embedded ClickHouse engine its data (without `CLICKHOUSE_URL`).'],
   CLICKHOUSE_URL: [z.url('must be a URL such as http://user:password@host:8123').optional(), 'ClickHouse server URL. Unset: the embedded engine (chDB) under `DATA_DIR`.'],
   CLICKHOUSE_DATABASE: [z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'must be a plain identifier').default('mcp_analytics'), 'Database holding all tables.'],
   CLICKHOUSE_CLUSTER: [z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be a cluster name from remote_servers').optional(), 'Cluster name: migrations then run `ON CLUSTER` and create replicated tables.'],

@@ -57,6 +57,18 @@ describe('docker-compose.yml', () => {
     assert.equal(compose.services.ingest.environment.KAFKA_GROUP_ID, 'mcp-ingest');
   });
 
+  it('gives the ingest workers one volume at DATA_DIR for their insert journal, writable by the user they run as', () => {
+    const dataDir = loadConfig({}).dataDir.replace(process.cwd(), '/app'); // ./data, from WORKDIR /app
+    assert.ok(compose.services.ingest.environment.DATA_DIR === undefined, 'the default DATA_DIR');
+    const [volume, mountedAt] = String(compose.services.ingest.volumes?.[0]).split(':');
+    assert.equal(mountedAt, dataDir);
+    assert.ok(volume! in compose.volumes, `${volume} is a named volume, shared by the replicas`);
+    const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8');
+    const chown = dockerfile.search(new RegExp(`chown node:node ${dataDir}\\b`));
+    assert.ok(chown > 0 && chown < dockerfile.search(/^USER node$/m), 'DATA_DIR is made and given to node before USER node');
+    assert.match(dockerfile, /^WORKDIR \/app$/m);
+  });
+
   it('builds the image the services run', () => {
     const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8');
     assert.match(dockerfile, /^FROM node:20/m);
