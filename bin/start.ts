@@ -17,7 +17,7 @@ import { createLogger } from '../core/logger.ts';
 import { migrate } from '../core/migrate.ts';
 import type { Publisher } from '../core/publisher.ts';
 import { exitOnSignal } from '../core/shutdown.ts';
-import { createClickHouseWriter, replayInsertJournal } from '../ingest/clickhouse-writer.ts';
+import { checkInsertJournal, createClickHouseWriter, replayInsertJournal } from '../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../ingest/dead-letter-table.ts';
 import { createDeadLetterTopic } from '../ingest/dead-letter-topic.ts';
 import { createKafkaWorker } from '../ingest/kafka-worker.ts';
@@ -77,6 +77,7 @@ if (roles.has('receiver')) {
 if (roles.has('ingest')) {
   // Audit inserts a killed process did not see return are sent again before anything is consumed.
   const journalDir = path.join(config.dataDir, 'insert-journal');
+  await checkInsertJournal(journalDir);
   const replayed = await replayInsertJournal(clickhouse!, journalDir);
   if (replayed.sent > 0) logger.info({ inserts: replayed.sent }, 'sent again the audit inserts a previous run did not see return');
   if (replayed.refused > 0) {

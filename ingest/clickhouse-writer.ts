@@ -311,6 +311,21 @@ function journalInsert(dir: string, dedupToken: string, body: string): string {
 }
 
 /**
+ * Makes the journal directory and writes a file in it, or throws saying so: the ingest checks this
+ * before it consumes, as an audit insert can't be sent without its journal entry.
+ */
+export async function checkInsertJournal(dir: string): Promise<void> {
+  try {
+    mkdirSync(dir, { recursive: true });
+    const probe = path.join(dir, `.probe-${process.pid}`);
+    writeFileSync(probe, '');
+    rmSync(probe);
+  } catch (error) {
+    throw new Error(`the insert journal ${dir} can't be written (${(error as NodeJS.ErrnoException).code ?? error}): set DATA_DIR to a directory this user can write`, { cause: error });
+  }
+}
+
+/**
  * Sends again, oldest first, each audit insert the journal still holds: inserts a process did not see
  * return (killed, or failed). Same body, same deduplication token: every table that already has the
  * block skips it (sql/0007), a view's target that missed it takes it. Run before consuming. Returns

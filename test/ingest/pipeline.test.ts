@@ -10,7 +10,7 @@ import { migrate } from '../../core/migrate.ts';
 import { auditMessageKey } from '../../core/publisher.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditEvent, type AuditRow } from '../../model/audit-event.ts';
 import { formatClickHouse } from '../../model/timestamp.ts';
-import { auditInsertBody, createClickHouseWriter, insertAuditBody, replayInsertJournal, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
+import { auditInsertBody, checkInsertJournal, createClickHouseWriter, insertAuditBody, replayInsertJournal, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { isPermanentInsertError } from '../../ingest/retry.ts';
 import { createDeadLetterTable } from '../../ingest/dead-letter-table.ts';
 import { listTableDeadLetters, replayTableDeadLetters } from '../../ingest/dead-letters.ts';
@@ -420,6 +420,14 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 1 });
     assert.deepEqual(readdirSync(journalDir), []);
     assert.deepEqual([await rawCount(), await rollupCalls()], [10, 10]);
+  });
+
+  it('says, before consuming, that the insert journal cannot be written', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'data-'));
+    await checkInsertJournal(path.join(dataDir, 'insert-journal'));
+    assert.deepEqual(readdirSync(path.join(dataDir, 'insert-journal')), []);
+    writeFileSync(path.join(dataDir, 'not-a-directory'), '');
+    await assert.rejects(checkInsertJournal(path.join(dataDir, 'not-a-directory', 'insert-journal')), /insert journal .* can't be written \(ENOTDIR\): set DATA_DIR/);
   });
 
   it('replays a journal shared with another worker that sends some of it meanwhile', async () => {
