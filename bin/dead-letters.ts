@@ -10,7 +10,7 @@ import { ConfigError, loadConfig } from '../core/config.ts';
 import { createKafka, createKafkaPublisher } from '../core/kafka.ts';
 import { createLogger } from '../core/logger.ts';
 import { migrate } from '../core/migrate.ts';
-import { createClickHouseWriter } from '../ingest/clickhouse-writer.ts';
+import { checkInsertJournal, createClickHouseWriter, replayInsertJournal } from '../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../ingest/dead-letter-table.ts';
 import {
   listTableDeadLetters, listTopicDeadLetters, replayTableDeadLetters, replayTopicDeadLetters,
@@ -57,8 +57,11 @@ try {
           if (filter(entry)) console.log(JSON.stringify(entry));
         }
       } else {
+        // The ingest's insert journal: what a killed run of either left is sent again first.
+        await checkInsertJournal(config.insertJournalDir);
+        await replayInsertJournal(clickhouse, config.insertJournalDir);
         const pipeline = createPipeline({
-          writer: createClickHouseWriter(clickhouse),
+          writer: createClickHouseWriter(clickhouse, { journalDir: config.insertJournalDir }),
           deadLetters: createDeadLetterTable(clickhouse),
           topics: config.topics,
           logger,

@@ -76,7 +76,7 @@ if (roles.has('receiver')) {
 
 if (roles.has('ingest')) {
   // Audit inserts a killed process did not see return are sent again before anything is consumed.
-  const journalDir = path.join(config.dataDir, 'insert-journal');
+  const journalDir = config.insertJournalDir;
   await checkInsertJournal(journalDir);
   const replayed = await replayInsertJournal(clickhouse!, journalDir);
   if (replayed.sent > 0) logger.info({ inserts: replayed.sent }, 'sent again the audit inserts a previous run did not see return');

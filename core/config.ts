@@ -77,6 +77,8 @@ export interface Config {
   port: number;
   receiverPort: number;
   dataDir: string;
+  /** DATA_DIR/insert-journal: audit inserts kept until they return (ingest/clickhouse-writer.ts). */
+  insertJournalDir: string;
   clickhouse: { url?: string; database: string; cluster?: string };
   retentionDays: number;
   kafka?: {
@@ -123,6 +125,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: r.PORT,
     receiverPort: r.RECEIVER_PORT,
     dataDir: path.resolve(r.DATA_DIR),
+    insertJournalDir: path.resolve(r.DATA_DIR, 'insert-journal'),
     clickhouse: { url: r.CLICKHOUSE_URL, database: r.CLICKHOUSE_DATABASE, cluster: r.CLICKHOUSE_CLUSTER },
     retentionDays: r.RETENTION_DAYS,
     kafka: r.KAFKA_BROKERS && {
