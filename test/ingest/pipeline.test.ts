@@ -119,6 +119,16 @@ const rawCount = () => scalar('SELECT count() FROM audit_events_v1');
 const rollupCalls = () => scalar('SELECT sum(calls) FROM tool_calls_1m_v1');
 const rollupDenials = () => scalar('SELECT sum(denials) FROM tool_calls_1m_v1');
 
+/** The test's client with its `exec` (the writer's inserts) replaced by `exec`, given the real client. */
+function withInserts(exec: (target: ClickHouseClient, params: Parameters<ClickHouseClient['exec']>[0]) => ReturnType<ClickHouseClient['exec']>): ClickHouseClient {
+  return new Proxy(clickhouse, {
+    get(target, prop) {
+      if (prop !== 'exec') return Reflect.get(target, prop, target);
+      return (params: Parameters<ClickHouseClient['exec']>[0]) => exec(target, params);
+    },
+  });
+}
+
 function pipelineWith(writer: ClickHouseWriter = createClickHouseWriter(clickhouse)) {
   return createPipeline({ writer, deadLetters: createDeadLetterTable(clickhouse), topics, logger });
 }
@@ -253,15 +263,10 @@ describe('ingest pipeline on the embedded engine', () => {
     // The first insert is refused for its content after a while; the second call's look-ups ran
     // before, so only what the first call's insert stored could tell it what they missed: nothing.
     let inserts = 0;
-    const firstRefused = new Proxy(clickhouse, {
-      get(target, prop) {
-        if (prop !== 'exec') return Reflect.get(target, prop, target);
-        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
-          if (inserts++ > 0) return target.exec(params);
-          await new Promise((resolve) => setTimeout(resolve, 50));
-          throw new ClickHouseError({ message: 'Cannot parse input', code: '27', type: 'CANNOT_PARSE_INPUT_ASSERTION_FAILED' });
-        };
-      },
+    const firstRefused = withInserts(async (target, params) => {
+      if (inserts++ > 0) return target.exec(params);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      throw new ClickHouseError({ message: 'Cannot parse input', code: '27', type: 'CANNOT_PARSE_INPUT_ASSERTION_FAILED' });
     });
     const writer = createClickHouseWriter(firstRefused);
     const rows = Array.from({ length: 3_000 }, (_, i) => toAuditRow(event(i)));
@@ -342,14 +347,9 @@ describe('ingest pipeline on the embedded engine', () => {
     const journalDir = mkdtempSync(path.join(os.tmpdir(), 'journal-'));
     // An insert that reaches the raw table but not the views, and whose caller never sees it return:
     // the views are detached while it runs, and the answer is lost.
-    const cutOff = new Proxy(clickhouse, {
-      get(target, prop) {
-        if (prop !== 'exec') return Reflect.get(target, prop, target);
-        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
-          await target.exec(params);
-          throw new Error('killed');
-        };
-      },
+    const cutOff = withInserts(async (target, params) => {
+      await target.exec(params);
+      throw new Error('killed');
     });
     const rows = Array.from({ length: 50 }, (_, i) => toAuditRow(event(i)));
     for (const view of ['tool_calls_1m_mv_v1', 'call_reports_mv_v1']) await clickhouse.command({ query: `DETACH TABLE ${view}` });
@@ -379,21 +379,16 @@ describe('ingest pipeline on the embedded engine', () => {
     const journalDir = mkdtempSync(path.join(os.tmpdir(), 'journal-'));
     // The first insert reaches the raw table with the views detached, then its answer is lost.
     let inserts = 0;
-    const cutOnce = new Proxy(clickhouse, {
-      get(target, prop) {
-        if (prop !== 'exec') return Reflect.get(target, prop, target);
-        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
-          if (inserts++ > 0) return target.exec(params);
-          const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1'];
-          for (const view of views) await target.command({ query: `DETACH TABLE ${view}` });
-          try {
-            await target.exec(params);
-          } finally {
-            for (const view of views) await target.command({ query: `ATTACH TABLE ${view}` });
-          }
-          throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
-        };
-      },
+    const cutOnce = withInserts(async (target, params) => {
+      if (inserts++ > 0) return target.exec(params);
+      const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1'];
+      for (const view of views) await target.command({ query: `DETACH TABLE ${view}` });
+      try {
+        await target.exec(params);
+      } finally {
+        for (const view of views) await target.command({ query: `ATTACH TABLE ${view}` });
+      }
+      throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
     });
     const writer = createClickHouseWriter(cutOnce, { journalDir });
     const first = Array.from({ length: 50 }, (_, i) => toAuditRow(event(i)));
@@ -440,17 +435,12 @@ describe('ingest pipeline on the embedded engine', () => {
     writeFileSync(newerFile, auditInsertBody(newer));
     utimesSync(olderFile, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
     // While this replay sends the older insert, the other worker sends the newer one and removes it.
-    const racing = new Proxy(clickhouse, {
-      get(target, prop) {
-        if (prop !== 'exec') return Reflect.get(target, prop, target);
-        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
-          if (existsSync(newerFile)) {
-            await insertAuditBody(target, 'audit_events_v1', readFileSync(newerFile, 'utf8'), 'bbbb');
-            rmSync(newerFile);
-          }
-          return target.exec(params);
-        };
-      },
+    const racing = withInserts(async (target, params) => {
+      if (existsSync(newerFile)) {
+        await insertAuditBody(target, 'audit_events_v1', readFileSync(newerFile, 'utf8'), 'bbbb');
+        rmSync(newerFile);
+      }
+      return target.exec(params);
     });
     assert.deepEqual(await replayInsertJournal(racing, journalDir), { sent: 1, refused: 0 });
     assert.deepEqual(readdirSync(journalDir), []);
