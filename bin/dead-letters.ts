@@ -10,11 +10,12 @@ import { ConfigError, loadConfig } from '../core/config.ts';
 import { createKafka, createKafkaPublisher } from '../core/kafka.ts';
 import { createLogger } from '../core/logger.ts';
 import { migrate } from '../core/migrate.ts';
-import { checkInsertJournal, createClickHouseWriter, replayInsertJournal } from '../ingest/clickhouse-writer.ts';
+import { createClickHouseWriter } from '../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../ingest/dead-letter-table.ts';
 import {
   listTableDeadLetters, listTopicDeadLetters, replayTableDeadLetters, replayTopicDeadLetters,
 } from '../ingest/dead-letters.ts';
+import { checkInsertJournal, replayInsertJournal } from '../ingest/insert-journal.ts';
 import { createPipeline } from '../ingest/pipeline.ts';
 
 class UsageError extends Error {}

@@ -22,7 +22,7 @@ export interface ClickHouseOptions {
 
 /**
  * Largest query text the server parses (its default is 256 KiB). The ingest's look-ups carry up to
- * 10,000 ids in the query text (ingest/clickhouse-writer.ts): ~400 KB of UUIDs, ~9 MB at worst for
+ * 10,000 ids in the query text (ingest/lookup-sql.ts): ~400 KB of UUIDs, ~9 MB at worst for
  * 128-character trace ids of escaped characters.
  */
 export const MAX_QUERY_SIZE = 16 * 1024 * 1024;

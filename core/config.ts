@@ -77,7 +77,7 @@ export interface Config {
   port: number;
   receiverPort: number;
   dataDir: string;
-  /** DATA_DIR/insert-journal: audit inserts kept until they return (ingest/clickhouse-writer.ts). */
+  /** DATA_DIR/insert-journal: audit inserts kept until they return (ingest/insert-journal.ts). */
   insertJournalDir: string;
   clickhouse: { url?: string; database: string; cluster?: string };
   retentionDays: number;

@@ -7,14 +7,14 @@
  *   reported again.
  * - Every insert carries an insert_deduplication_token computed from its content, so an insert that
  *   reached the server but whose answer was lost is not applied twice when retried; an audit insert
- *   stays in a journal until it returns, so one cut off by a crash is sent again (`replayInsertJournal`),
+ *   stays in a journal until it returns, so one cut off by a crash is sent again (insert-journal.ts),
  *   and one that failed is sent again before any other insert (`settle`).
  * - Both tables are ReplacingMergeTree on their identity, so readers using FINAL are exact regardless.
  *
  * Speed, measured on the embedded engine (10,000-row batches): the engine runs one statement at a
  * time, so look-ups and inserts add up. Look-up lists travel as one JSON string literal in the query
  * text (parsed in ~4 ms; as an `Array(UUID)` query parameter, ~20 ms), which also keeps them out of
- * the URL on a server; openClickHouse raises max_query_size for them (core/clickhouse.ts). A list with
+ * the URL on a server; openClickHouse raises max_query_size for them (core/clickhouse.ts; lookup-sql.ts). A list with
  * several ids per granule of its table is scanned for rather than checked against the primary key
  * first (`indexSetting`). A batch's own work in JavaScript (its insert lines, what its insert stores
  * for the batches overlapping it) is done while the engine runs its statements (`whileRunning`):
@@ -22,16 +22,14 @@
  * to ~67–70k rows/s.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
-import { Readable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { finished } from 'node:stream/promises';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { LIMITS, type AuditRow } from '../model/audit-event.ts';
+import type { AuditRow } from '../model/audit-event.ts';
 import { toSpanInsertRow } from '../model/otlp.ts';
 import type { SpanRow } from '../model/span.ts';
+import { auditInsertLine, insertAuditBody, insertBody } from './audit-insert.ts';
+import { forgetInsert, journalInsert } from './insert-journal.ts';
+import { chunks, granuleCounter, jsonLiteral, KEYS_PER_GRANULE_TO_SCAN, REPORTS_APART_MAX_DAYS, stringList, timeBounds } from './lookup-sql.ts';
 import { isPermanentInsertError } from './retry.ts';
 
 export interface WriteResult {
@@ -147,14 +145,14 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
       // (blocks before it, if the batch made several, went into every table, and a retry's look-ups
       // find them). Nothing to send again; the caller sets the rows aside.
       if (isPermanentInsertError(error)) {
-        if (file) rmSync(file, { force: true });
+        forgetInsert(file);
       } else {
         unsettled.push({ rows, body, dedupToken, file });
       }
       throw error;
     }
     // Returned: every table has the block.
-    if (file) rmSync(file, { force: true });
+    forgetInsert(file);
   }
 
   /**
@@ -179,7 +177,7 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
           stored = undefined;
         }
         unsettled.shift();
-        if (file) rmSync(file, { force: true });
+        forgetInsert(file);
         if (stored) for (const watcher of watchers) watcher.push(stored);
       }
     } finally {
@@ -250,149 +248,6 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
       return { inserted: unique.length, duplicates: rows.length - unique.length };
     },
   };
-}
-
-/**
- * The columns of an audit insert, in the order of `auditInsertValues`. Rows go as JSONCompactEachRow,
- * arrays rather than objects: on the embedded engine a 10,000-row insert took ~25% less time than as
- * JSONEachRow (no key names to write, or to read back).
- */
-export const AUDIT_INSERT_COLUMNS: [string, ...string[]] = [
-  'event_id', 'tenant', 'timestamp', 'trace_id', 'tool', 'service', 'account_id', 'scopes_required', 'allowed',
-  'denied_reason', 'duration_ns', 'error', 'is_error', 'agent', 'agent_version', 'session_id', 'gateway', 'transport',
-  'otel_trace_id', 'otel_span_id', 'request_bytes', 'response_bytes', 'cost_usd', 'attributes', 'source', 'counted',
-  'report_id',
-];
-
-/**
- * One INSERT of audit rows into `table`: `body` holds one `auditInsertLine` per row, each ended by a
- * newline.
- */
-export async function insertAuditBody(clickhouse: ClickHouseClient, table: string, body: string, dedupToken: string): Promise<void> {
-  await insertBody(clickhouse, `INSERT INTO ${table} (${AUDIT_INSERT_COLUMNS.join(', ')})`, 'JSONCompactEachRow', body, dedupToken);
-}
-
-/**
- * `insert` (`INSERT INTO table (columns)`) of `body` in `format`, with its settings in the statement's
- * SETTINGS clause: as client settings, the embedded engine gets them as separate `SET` statements,
- * which cost ~20 ms more per 10,000-row insert.
- * - insert_deduplication_token: `dedupToken` (a hex digest).
- * - deduplicate_blocks_in_dependent_materialized_views = 1: a block sent again with its token (after a
- *   crash, from the journal) goes on to the views, and each view's target takes it only if it missed it.
- *   (The default since ClickHouse 24.x, including the embedded engine's 26.7; older servers default to 0.)
- * - max_partitions_per_insert_block = 0: the tables are partitioned by day (or month), and a batch
- *   whose rows span more than the server's default of 100 days (a backlog, a replay, a gateway with
- *   a wrong clock) would otherwise be refused on every retry, and block its partitions. The rows make
- *   the same parts however they are split into inserts.
- */
-async function insertBody(clickhouse: ClickHouseClient, insert: string, format: string, body: string, dedupToken: string): Promise<void> {
-  const result = await clickhouse.exec({
-    query: `${insert} SETTINGS insert_deduplication_token = '${dedupToken}', deduplicate_blocks_in_dependent_materialized_views = 1, max_partitions_per_insert_block = 0 FORMAT ${format}`,
-    values: Readable.from([body]),
-  });
-  await finished(result.stream.resume());
-}
-
-const JOURNAL_SUFFIX = '.audit-insert';
-
-/**
- * Writes the insert to `dir` (whole, or not at all: written aside, then renamed); returns its file.
- * Synchronous on purpose: it stands between a batch's look-ups and its insert, and each turn of the
- * event loop there lets other batches' work in first. Measured with two 20,000-row batches stored at
- * once (5.5 MB each): 100–250 ms from the call to the return with fs/promises, 70–90 ms with only the
- * write synchronous, ~2–7 ms all synchronous; the engine sat idle meanwhile.
- */
-function journalInsert(dir: string, dedupToken: string, body: string): string {
-  mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `${dedupToken}${JOURNAL_SUFFIX}`);
-  writeFileSync(`${file}.partial`, body);
-  renameSync(`${file}.partial`, file);
-  return file;
-}
-
-/**
- * Makes the journal directory and writes a file in it, or throws saying so: the ingest checks this
- * before it consumes, as an audit insert can't be sent without its journal entry.
- */
-export async function checkInsertJournal(dir: string): Promise<void> {
-  try {
-    mkdirSync(dir, { recursive: true });
-    const probe = path.join(dir, `.probe-${process.pid}`);
-    writeFileSync(probe, '');
-    rmSync(probe);
-  } catch (error) {
-    throw new Error(`the insert journal ${dir} can't be written (${(error as NodeJS.ErrnoException).code ?? error}): set DATA_DIR to a directory this user can write`, { cause: error });
-  }
-}
-
-/**
- * Sends again, oldest first, each audit insert the journal still holds: inserts a process did not see
- * return (killed, or failed). Same body, same deduplication token: every table that already has the
- * block skips it (sql/0007), a view's target that missed it takes it. Run before consuming. Returns
- * how many were sent, and how many ClickHouse refused for their content (dropped: their messages,
- * never committed, come again and their rows are set aside as refused rows are). Throws, keeping
- * the rest, on any other failure.
- */
-export async function replayInsertJournal(clickhouse: ClickHouseClient, dir: string): Promise<{ sent: number; refused: number }> {
-  const names = await unlessGone(readdir(dir));
-  if (names === undefined) return { sent: 0, refused: 0 };
-  // Written aside and never renamed: its insert never started. (In a directory the workers share,
-  // a live worker's then fails before its insert, and its batch is retried.)
-  await Promise.all(names.filter((n) => n.endsWith(`${JOURNAL_SUFFIX}.partial`)).map((n) => rm(path.join(dir, n), { force: true })));
-  // A file gone meanwhile was sent by another worker sharing the directory, or returned.
-  const entries = (
-    await Promise.all(
-      names.filter((n) => n.endsWith(JOURNAL_SUFFIX)).map(async (n) => ({ n, at: (await unlessGone(stat(path.join(dir, n))))?.mtimeMs })),
-    )
-  ).filter((e): e is { n: string; at: number } => e.at !== undefined);
-  entries.sort((a, b) => a.at - b.at);
-  let sent = 0;
-  let refused = 0;
-  for (const { n } of entries) {
-    const file = path.join(dir, n);
-    const body = await unlessGone(readFile(file, 'utf8'));
-    if (body === undefined) continue;
-    try {
-      await insertAuditBody(clickhouse, 'audit_events_v1', body, n.slice(0, -JOURNAL_SUFFIX.length));
-      sent++;
-    } catch (error) {
-      if (!isPermanentInsertError(error)) throw error;
-      refused++;
-    }
-    await rm(file, { force: true });
-  }
-  return { sent, refused };
-}
-
-/** What `reading` reads, or undefined if the file is not there. */
-async function unlessGone<T>(reading: Promise<T>): Promise<T | undefined> {
-  try {
-    return await reading;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
-/** A row's line in a JSONCompactEachRow insert body. */
-export function auditInsertLine(r: AuditRow): string {
-  return JSON.stringify(auditInsertValues(r));
-}
-
-/** The body of an insert of `rows` (for `insertAuditBody`): each row's line, ended by a newline. */
-export function auditInsertBody(rows: readonly AuditRow[]): string {
-  let body = '';
-  for (const row of rows) body += `${auditInsertLine(row)}\n`;
-  return body;
-}
-
-export function auditInsertValues(r: AuditRow): unknown[] {
-  return [
-    r.event_id, r.tenant, r.timestamp, r.trace_id, r.tool, r.service, r.account_id, r.scopes_required, r.allowed,
-    r.denied_reason, r.duration_ns, r.error, r.is_error, r.agent, r.agent_version, r.session_id, r.gateway, r.transport,
-    r.otel_trace_id, r.otel_span_id, r.request_bytes, r.response_bytes, r.cost_usd, r.attributes, r.source, r.counted ?? 1,
-    r.report_id ?? r.event_id,
-  ];
 }
 
 interface StoredCall {
@@ -484,100 +339,8 @@ function countEachCallOnce(rows: readonly AuditRow[], stored: (key: string) => S
   return out;
 }
 
-/**
- * Look-ups go in slices of at most this many ids, which bounds their query text (MAX_QUERY_SIZE in
- * core/clickhouse.ts). Slicing began when the lists were `Array(UUID)` parameters, which the embedded
- * engine's analyzer turned from linear to seconds past ~65k elements (30k ids 62 ms, 70k ids 8 s).
- */
-const LOOKUP_SLICE = 10_000;
-
 /** Insert lines, and what an insert stored, are made this many rows at a time between turns of the event loop (`whileRunning`), as the pipeline decodes. */
 const SLICE = 1_000;
-
-function* chunks<T>(rows: readonly T[]): Generator<T[]> {
-  for (let i = 0; i < rows.length; i += LOOKUP_SLICE) yield rows.slice(i, i + LOOKUP_SLICE);
-}
-
-/**
- * Values as one ClickHouse string literal holding their JSON array, for `JSONExtract`. In a ClickHouse
- * string literal a backslash escapes and a quote ends, so both are escaped; JSON has no other way to
- * end the literal.
- */
-function jsonLiteral(values: readonly string[]): string {
-  return stringLiteral(JSON.stringify(values));
-}
-
-/** A ClickHouse string literal: a backslash escapes and a quote ends, so both are escaped. */
-function stringLiteral(text: string): string {
-  // Most lists are of UUIDs and hex ids: nothing to escape, and no copy of a large string to make.
-  if (!text.includes('\\') && !text.includes("'")) return `'${text}'`;
-  return `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-}
-
-/**
- * `('a', 'b')`: a short list (the batch's tenants) as literals, which the primary key is checked
- * against whatever `indexSetting` says about the lists of ids.
- */
-function stringList(values: readonly string[]): string {
-  return `(${values.map(stringLiteral).join(', ')})`;
-}
-
-/** See `indexSetting`: with 3 random keys per granule, e^-3 of the granules hold none of them. */
-const KEYS_PER_GRANULE_TO_SCAN = 3;
-
-/** How long a count of the tables' granules is used before it is counted again. */
-const GRANULES_COUNTED_FOR_MS = 10_000;
-
-/**
- * The granules (marks) of each table in the current database's active parts (a table with none has no
- * entry), counted again when the count is older than GRANULES_COUNTED_FOR_MS. Undefined if
- * `system.parts` can't be read: then every look-up checks the primary key, as ClickHouse does by default.
- */
-function granuleCounter(clickhouse: ClickHouseClient): () => Promise<Map<string, number> | undefined> {
-  let counting: Promise<Map<string, number> | undefined> | undefined;
-  let countedAt = -Infinity;
-  return () => {
-    if (counting === undefined || performance.now() - countedAt > GRANULES_COUNTED_FOR_MS) {
-      countedAt = performance.now();
-      counting = clickhouse
-        .query({
-          query: `SELECT table, sum(marks) AS marks FROM system.parts
-                  WHERE active AND database = currentDatabase() AND table IN ('audit_events_v1', 'call_reports_v1')
-                  GROUP BY table`,
-          format: 'JSONEachRow',
-        })
-        .then((r) => r.json<{ table: string; marks: string | number }>())
-        .then((rows) => new Map(rows.map((r) => [r.table, Number(r.marks)])))
-        .catch(() => undefined);
-    }
-    return counting;
-  };
-}
-
-/**
- * How far apart two reports of one call can be stamped: the longest call (LIMITS.maxDurationNs, a
- * week), plus a day for the clocks of whatever stamped them.
- */
-export const REPORTS_APART_MAX_DAYS = Math.ceil(LIMITS.maxDurationNs / 86_400e9) + 1;
-
-/** `YYYY-MM-DD HH:MM:SS.fffffffff`, as toAuditRow writes a timestamp. */
-const CLICKHOUSE_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{9}$/;
-
-/**
- * `AND timestamp BETWEEN ...`: from the earliest of `rows`' timestamps to the latest, widened by
- * `days` on each side. Empty (no bound) if a timestamp is not in the canonical form, which sorts as
- * text in time order.
- */
-function timeBounds(rows: readonly AuditRow[], days: number): string {
-  let min = rows[0]!.timestamp;
-  let max = min;
-  for (const { timestamp } of rows) {
-    if (!CLICKHOUSE_TIME.test(timestamp)) return '';
-    if (timestamp < min) min = timestamp;
-    else if (timestamp > max) max = timestamp;
-  }
-  return `AND timestamp BETWEEN toDateTime64('${min}', 9, 'UTC') - INTERVAL ${days} DAY AND toDateTime64('${max}', 9, 'UTC') + INTERVAL ${days} DAY`;
-}
 
 function distinct(values: readonly string[]): string[] {
   return [...new Set(values)];

@@ -2,7 +2,7 @@
  * The ingest as a separate service (`ROLES=ingest`) through failures: a worker killed with SIGKILL in
  * the middle of the stream and restarted, and the broker restarted mid-stream. Counts are exact in the
  * raw table and in the rollups afterwards: an insert the killed worker did not see return is sent again
- * from its journal when the next one starts (ingest/clickhouse-writer.ts).
+ * from its journal when the next one starts (ingest/insert-journal.ts).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';

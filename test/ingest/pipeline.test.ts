@@ -10,14 +10,16 @@ import { migrate } from '../../core/migrate.ts';
 import { auditMessageKey } from '../../core/publisher.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditEvent, type AuditRow } from '../../model/audit-event.ts';
 import { formatClickHouse } from '../../model/timestamp.ts';
-import { auditInsertBody, checkInsertJournal, createClickHouseWriter, insertAuditBody, replayInsertJournal, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
-import { isPermanentInsertError } from '../../ingest/retry.ts';
+import { auditInsertBody, insertAuditBody } from '../../ingest/audit-insert.ts';
+import { createClickHouseWriter, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../../ingest/dead-letter-table.ts';
 import { listTableDeadLetters, replayTableDeadLetters } from '../../ingest/dead-letters.ts';
+import { checkInsertJournal, replayInsertJournal } from '../../ingest/insert-journal.ts';
 import { createMemoryQueue } from '../../ingest/memory-queue.ts';
 import type { InboundMessage } from '../../ingest/messages.ts';
 import { createPipeline } from '../../ingest/pipeline.ts';
 import { createQueueWorker } from '../../ingest/queue-worker.ts';
+import { isPermanentInsertError } from '../../ingest/retry.ts';
 
 const topics = { audit: 'mcp-audit', spans: 'otlp_spans' };
 const logger = createLogger('silent');

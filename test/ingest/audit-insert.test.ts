@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AUDIT_INSERT_COLUMNS, auditInsertValues } from '../../ingest/clickhouse-writer.ts';
+import { AUDIT_INSERT_COLUMNS, auditInsertValues } from '../../ingest/audit-insert.ts';
 import { toAuditRow, type AuditRow } from '../../model/audit-event.ts';
 import { auditEvent } from '../helpers/kafka.ts';
 
