@@ -53,10 +53,13 @@ export function auditInsertLine(r: AuditRow): string {
   return JSON.stringify(auditInsertValues(r));
 }
 
-/** The body of an insert of `rows` (for `insertAuditBody`): each row's line, ended by a newline. */
-export function auditInsertBody(rows: readonly AuditRow[]): string {
+/**
+ * The body of an insert of `rows` (for `insertAuditBody`): each row's line, ended by a newline. `line`
+ * makes a row's line (lines already made can be given back).
+ */
+export function auditInsertBody(rows: readonly AuditRow[], line: (row: AuditRow) => string = auditInsertLine): string {
   let body = '';
-  for (const row of rows) body += `${auditInsertLine(row)}\n`;
+  for (const row of rows) body += `${line(row)}\n`;
   return body;
 }
 

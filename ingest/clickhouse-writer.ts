@@ -14,12 +14,12 @@
  * Speed, measured on the embedded engine (10,000-row batches): the engine runs one statement at a
  * time, so look-ups and inserts add up. Look-up lists travel as one JSON string literal in the query
  * text (parsed in ~4 ms; as an `Array(UUID)` query parameter, ~20 ms), which also keeps them out of
- * the URL on a server; openClickHouse raises max_query_size for them (core/clickhouse.ts; lookup-sql.ts). A list with
- * several ids per granule of its table is scanned for rather than checked against the primary key
- * first (`indexSetting`). A batch's own work in JavaScript (its insert lines, what its insert stores
- * for the batches overlapping it) is done while the engine runs its statements (`whileRunning`):
- * with two 20,000-row batches at once, the engine went from ~74% to ~92% busy, the writer from ~62k
- * to ~67–70k rows/s.
+ * the URL on a server; openClickHouse raises max_query_size for them (core/clickhouse.ts;
+ * lookup-sql.ts). A list with several ids per granule of its table is scanned for rather than
+ * checked against the primary key first (`indexSetting`). A batch's own work in JavaScript (its
+ * insert lines, what its insert stores for the batches overlapping it) is done while the engine runs
+ * its statements (`whileRunning`): with two 20,000-row batches at once, the engine went from ~74% to
+ * ~92% busy, the writer from ~62k to ~67–70k rows/s.
  */
 import { createHash } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -27,7 +27,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { AuditRow } from '../model/audit-event.ts';
 import { toSpanInsertRow } from '../model/otlp.ts';
 import type { SpanRow } from '../model/span.ts';
-import { auditInsertLine, insertAuditBody, insertBody } from './audit-insert.ts';
+import { auditInsertBody, auditInsertLine, insertAuditBody, insertBody } from './audit-insert.ts';
 import { forgetInsert, journalInsert } from './insert-journal.ts';
 import { chunks, granuleCounter, jsonLiteral, KEYS_PER_GRANULE_TO_SCAN, REPORTS_APART_MAX_DAYS, stringList, timeBounds } from './lookup-sql.ts';
 import { isPermanentInsertError } from './retry.ts';
@@ -134,8 +134,7 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
 
   /** `lines`: rows' insert lines already made (see writeAudit), by row. */
   async function insertAudit(rows: readonly AuditRow[], lines: Map<AuditRow, string>): Promise<void> {
-    let body = '';
-    for (const row of rows) body += `${lines.get(row) ?? auditInsertLine(row)}\n`;
+    const body = auditInsertBody(rows, (row) => lines.get(row) ?? auditInsertLine(row));
     const dedupToken = token('audit', rows.map((r) => `${r.event_id}/${r.report_id ?? ''}`));
     const file = options.journalDir ? journalInsert(options.journalDir, dedupToken, body) : undefined;
     try {

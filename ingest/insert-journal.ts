@@ -81,7 +81,7 @@ export async function replayInsertJournal(clickhouse: ClickHouseClient, dir: str
       if (!isPermanentInsertError(error)) throw error;
       refused++;
     }
-    await rm(file, { force: true });
+    forgetInsert(file);
   }
   return { sent, refused };
 }
