@@ -131,6 +131,17 @@ function withInserts(exec: (target: ClickHouseClient, params: Parameters<ClickHo
   });
 }
 
+/** Runs `run` with the materialized views detached: an insert then reaches the raw table only. */
+async function withoutViews<T>(run: () => Promise<T>): Promise<T> {
+  const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1'];
+  for (const view of views) await clickhouse.command({ query: `DETACH TABLE ${view}` });
+  try {
+    return await run();
+  } finally {
+    for (const view of views) await clickhouse.command({ query: `ATTACH TABLE ${view}` });
+  }
+}
+
 function pipelineWith(writer: ClickHouseWriter = createClickHouseWriter(clickhouse)) {
   return createPipeline({ writer, deadLetters: createDeadLetterTable(clickhouse), topics, logger });
 }
@@ -354,12 +365,7 @@ describe('ingest pipeline on the embedded engine', () => {
       throw new Error('killed');
     });
     const rows = Array.from({ length: 50 }, (_, i) => toAuditRow(event(i)));
-    for (const view of ['tool_calls_1m_mv_v1', 'call_reports_mv_v1']) await clickhouse.command({ query: `DETACH TABLE ${view}` });
-    try {
-      await assert.rejects(createClickHouseWriter(cutOff, { journalDir }).writeAudit(rows), /killed/);
-    } finally {
-      for (const view of ['tool_calls_1m_mv_v1', 'call_reports_mv_v1']) await clickhouse.command({ query: `ATTACH TABLE ${view}` });
-    }
+    await withoutViews(() => assert.rejects(createClickHouseWriter(cutOff, { journalDir }).writeAudit(rows), /killed/));
     assert.deepEqual([await rawCount(), await rollupCalls()], [50, 0]);
     assert.equal(readdirSync(journalDir).length, 1);
 
@@ -383,13 +389,7 @@ describe('ingest pipeline on the embedded engine', () => {
     let inserts = 0;
     const cutOnce = withInserts(async (target, params) => {
       if (inserts++ > 0) return target.exec(params);
-      const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1'];
-      for (const view of views) await target.command({ query: `DETACH TABLE ${view}` });
-      try {
-        await target.exec(params);
-      } finally {
-        for (const view of views) await target.command({ query: `ATTACH TABLE ${view}` });
-      }
+      await withoutViews(() => target.exec(params));
       throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
     });
     const writer = createClickHouseWriter(cutOnce, { journalDir });
