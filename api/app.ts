@@ -11,6 +11,8 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import type { Logger } from '../core/logger.ts';
+import { useAuth, type KeyStore } from './plugins/use-auth.ts';
+import { useRoles } from './plugins/use-roles.ts';
 import { createApiSchema } from './schema.ts';
 
 export interface ApiDependencies {
@@ -18,6 +20,8 @@ export interface ApiDependencies {
   logger: Logger;
   /** Directory of the built dashboard (`ui/dist`). Without it only the API is served. */
   uiDir?: string;
+  /** API keys; without any, the API serves the tenant `default` to loopback callers only. */
+  keys?: KeyStore;
 }
 
 export interface Api {
@@ -29,9 +33,10 @@ const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
 const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/'];
 
-export function createApi({ clickhouse, logger, uiDir }: ApiDependencies): Api {
+export function createApi({ clickhouse, logger, uiDir, keys }: ApiDependencies): Api {
   const yoga = createYoga({
     schema: createApiSchema({ clickhouse }),
+    plugins: [useAuth(keys), useRoles()],
     graphqlEndpoint: GRAPHQL_PATH,
     healthCheckEndpoint: HEALTH_PATH,
     landingPage: false,

@@ -12,6 +12,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { createApi } from '../../api/app.ts';
+import type { Caller } from '../../api/context.ts';
+import type { KeyStore } from '../../api/plugins/use-auth.ts';
 import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditRecordInput } from '../../model/audit-event.ts';
@@ -140,10 +142,17 @@ interface GraphQLResponse {
   errors?: Array<{ message: string; extensions?: Record<string, unknown> }>;
 }
 
+/** One viewer key per tenant the tests read; a request sends the key of the tenant it names (acme by default). */
+const KEYS: KeyStore = {
+  size: 4,
+  lookup: (secret) => (/^key-(acme|globex|nobody|default)$/.test(secret) ? ({ tenant: secret.slice(4), role: 'viewer', name: secret } satisfies Caller) : undefined),
+};
+
 async function gql(query: string, variables: Record<string, unknown> = {}, url = baseUrl): Promise<GraphQLResponse> {
+  const tenant = typeof variables.tenant === 'string' && /^(acme|globex|nobody|default)$/.test(variables.tenant) ? variables.tenant : 'acme';
   const response = await fetch(`${url}/graphql`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json', authorization: `Bearer key-${tenant}` },
     body: JSON.stringify({ query, variables }),
   });
   return (await response.json()) as GraphQLResponse;
@@ -200,7 +209,7 @@ before(async () => {
   writeFileSync(path.join(uiDir, 'assets', 'app-3f2a1b.css'), 'body { color: black }');
   writeFileSync(path.join(dataDir, 'secret.txt'), 'TOP-SECRET');
 
-  ({ server, url: baseUrl } = await listen(createApi({ clickhouse, logger: pino({ level: 'silent' }), uiDir }).handle));
+  ({ server, url: baseUrl } = await listen(createApi({ clickhouse, logger: pino({ level: 'silent' }), uiDir, keys: KEYS }).handle));
 });
 
 after(async () => {
@@ -240,9 +249,9 @@ describe('overview', () => {
     assert.deepEqual(overview, { calls: 0, errors: 0, denials: 0, agents: 0, p99Ms: null, costUsd: 0 });
   });
 
-  test('tenant defaults to "default" and the range to the last hour', async () => {
+  test("the tenant is the key's and the range defaults to the last hour", async () => {
     const { overview } = await data('{ overview { calls } }');
-    assert.equal(overview.calls, 0);
+    assert.equal(overview.calls, 10);
   });
 });
 
@@ -415,7 +424,7 @@ test('unexpected errors are masked for the client and logged in full', async () 
       throw new Error('connection refused: clickhouse password=hunter2');
     },
   } as unknown as ClickHouseClient;
-  const { server: s, url } = await listen(createApi({ clickhouse: failing, logger }).handle);
+  const { server: s, url } = await listen(createApi({ clickhouse: failing, logger, keys: KEYS }).handle);
   try {
     const result = await gql('{ overview { calls } }', {}, url);
     assert.equal(result.errors?.length, 1);
@@ -440,7 +449,7 @@ describe('http', () => {
   });
 
   test('GET /graphql?query= works too', async () => {
-    const response = await fetch(`${baseUrl}/graphql?query=${encodeURIComponent('{ overview(tenant: "acme") { calls } }')}`);
+    const response = await fetch(`${baseUrl}/graphql?query=${encodeURIComponent('{ overview(tenant: "acme") { calls } }')}`, { headers: { authorization: 'Bearer key-acme' } });
     assert.equal(response.status, 200);
     assert.deepEqual(await response.json(), { data: { overview: { calls: 10 } } });
   });
