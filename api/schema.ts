@@ -9,6 +9,7 @@ import { createSchema } from 'graphql-yoga';
 import type { ApiContext } from './context.ts';
 import * as analytics from './graphql/analytics.ts';
 import * as audit from './graphql/audit.ts';
+import { moneyTypeDefs } from './money.ts';
 
 export const baseTypeDefs = /* GraphQL */ `
   """
@@ -35,7 +36,7 @@ export const baseTypeDefs = /* GraphQL */ `
 
 const MODULES = [analytics, audit];
 
-export const typeDefs = [baseTypeDefs, ...MODULES.map((m) => m.typeDefs)];
+export const typeDefs = [baseTypeDefs, moneyTypeDefs, ...MODULES.map((m) => m.typeDefs)];
 
 export interface SchemaDependencies {
   clickhouse: ClickHouseClient;
