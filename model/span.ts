@@ -81,6 +81,31 @@ export const MCP_ATTR = {
   rateLimited: 'mcp.rate_limited',
 } as const;
 
+/**
+ * OpenTelemetry's MCP semantic conventions, as of semantic-conventions v1.41.0 (docs/gen-ai/mcp.md,
+ * status Development; since moved to open-telemetry/semantic-conventions-genai): the names read from
+ * any instrumented MCP server and written by ours beside go-micro's.
+ */
+export const MCP_SEMCONV = {
+  version: '1.41.0',
+  methodName: 'mcp.method.name',
+  toolsCall: 'tools/call',
+  protocolVersion: 'mcp.protocol.version',
+  sessionId: 'mcp.session.id',
+  toolName: 'gen_ai.tool.name',
+  operationName: 'gen_ai.operation.name',
+  executeTool: 'execute_tool',
+  agentName: 'gen_ai.agent.name',
+  agentId: 'gen_ai.agent.id',
+  requestId: 'jsonrpc.request.id',
+  errorType: 'error.type',
+  /** `error.type` of a CallToolResult with `isError: true`. */
+  toolError: 'tool_error',
+  responseStatusCode: 'rpc.response.status_code',
+  networkTransport: 'network.transport',
+  networkProtocolName: 'network.protocol.name',
+} as const;
+
 /** Our additions to go-micro's attributes, so a span alone says which agent made the call. */
 export const MCP_EXT_ATTR = {
   clientName: 'mcp.client.name',
