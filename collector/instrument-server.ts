@@ -6,8 +6,11 @@
  * registration goes through `Server.setRequestHandler`. The `tools/call` entry is wrapped now, and again
  * after any later `setRequestHandler` call (McpServer registers it lazily, with its first tool).
  * The wrapper runs the handler inside a `mcp.tool.call` SERVER span (go-micro's name and attribute
- * names), then reports one audit record. Only sizes of arguments and results are measured; their
- * content is never kept.
+ * names, and beside them those of OpenTelemetry's MCP semantic conventions: MCP_SEMCONV), then reports
+ * one audit record. The span continues the client's trace from the request's `params._meta`
+ * (`traceparent`, `tracestate`, and `baggage`, which the handler then sees in its context), linked to
+ * the context that was active, as the conventions ask. Only sizes of arguments and results are
+ * measured; their content is never kept.
  *
  * Denials: a gateway denies a call by throwing `ToolDeniedError` (an McpError with code
  * `TOOL_DENIED_CODE`, -32003), or any McpError with that code (`data.reason` names the reason). The audit
@@ -15,14 +18,14 @@
  * also sets `mcp.rate_limited`. McpServer turns errors thrown by a tool into `isError` results, so for
  * it the thrown error is also caught one level down (`McpServer.executeToolHandler`).
  */
-import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type SpanStatus, type Tracer } from '@opentelemetry/api';
+import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type SpanStatus, type Tracer } from '@opentelemetry/api';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Logger } from '../core/logger.ts';
 import { LIMITS, type AuditRecordInput } from '../model/audit-event.ts';
 import { newTraceId } from '../model/ids.ts';
-import { MCP_ATTR, MCP_EXT_ATTR, TOOL_CALL_SPAN } from '../model/span.ts';
+import { MCP_ATTR, MCP_EXT_ATTR, MCP_SEMCONV, TOOL_CALL_SPAN } from '../model/span.ts';
 import { jsonByteLength } from './json-size.ts';
 import { parentContextFrom } from './tracing.ts';
 
@@ -70,6 +73,8 @@ export interface InstrumentDeps {
 /** The parts of the SDK's `RequestHandlerExtra` we read. */
 export interface RequestExtra {
   sessionId?: string;
+  /** The JSON-RPC id of the request (`jsonrpc.request.id`). */
+  requestId?: string | number;
   authInfo?: { clientId?: string };
   [key: string]: unknown;
 }
@@ -148,6 +153,8 @@ interface Call {
   tool: string;
   traceId: string;
   span: Span;
+  /** Where the handler runs: the span's context, with the client's baggage. */
+  context: Context;
   requestBytes: number;
   accountId: string | undefined;
   transport: string;
@@ -163,7 +170,7 @@ function wrapHandler(inner: Handler, low: LowLevelServer, thrown: WeakMap<object
     if (!call) return inner.call(this, request, extra);
     let pending: Promise<unknown>;
     try {
-      pending = context.with(trace.setSpan(context.active(), call.span), inner, this, request, extra);
+      pending = context.with(call.context, inner, this, request, extra);
     } catch (error) {
       end(call, extra, thrown, deps, undefined, error, true);
       return Promise.reject(error);
@@ -193,13 +200,29 @@ function begin(request: ToolCallRequest, extra: RequestExtra, low: LowLevelServe
     const transport = options.transport ?? transportName(low.transport);
     // Everything known before the call goes in at the start: one attribute check instead of one per key.
     const client = low.getClientVersion?.();
-    const attributes: Attributes = { [MCP_ATTR.toolName]: tool, [MCP_ATTR.transport]: transport, [MCP_ATTR.traceId]: traceId };
+    const attributes: Attributes = {
+      [MCP_ATTR.toolName]: tool,
+      [MCP_ATTR.transport]: transport,
+      [MCP_ATTR.traceId]: traceId,
+      [MCP_SEMCONV.methodName]: MCP_SEMCONV.toolsCall,
+      [MCP_SEMCONV.toolName]: tool,
+      [MCP_SEMCONV.operationName]: MCP_SEMCONV.executeTool,
+    };
+    const network = NETWORK[transport];
+    if (network) {
+      attributes[MCP_SEMCONV.networkTransport] = network.transport;
+      if (network.protocol) attributes[MCP_SEMCONV.networkProtocolName] = network.protocol;
+    }
+    const requestId = extra?.requestId;
+    if (typeof requestId === 'string' || typeof requestId === 'number') attributes[MCP_SEMCONV.requestId] = String(requestId);
     if (accountId) attributes[MCP_ATTR.accountId] = accountId;
     if (client?.name) attributes[MCP_EXT_ATTR.clientName] = client.name;
     if (client?.version) attributes[MCP_EXT_ATTR.clientVersion] = client.version;
+    // The same name in go-micro's additions (ours) and in the conventions.
     if (typeof extra?.sessionId === 'string') attributes[MCP_EXT_ATTR.sessionId] = extra.sessionId;
-    const span = deps.tracer.startSpan(TOOL_CALL_SPAN, { kind: SpanKind.SERVER, attributes }, parentContextFrom(params?._meta));
-    return { start, tool, traceId, span, requestBytes: jsonBytes(params?.arguments), accountId, transport, client };
+    const { parent, links } = parentContextFrom(params?._meta);
+    const span = deps.tracer.startSpan(TOOL_CALL_SPAN, { kind: SpanKind.SERVER, attributes, links }, parent);
+    return { start, tool, traceId, span, context: trace.setSpan(parent, span), requestBytes: jsonBytes(params?.arguments), accountId, transport, client };
   } catch (error) {
     deps.logger.debug({ err: error }, 'instrumentServer: could not start auditing a tool call');
     return undefined;
@@ -224,6 +247,8 @@ function end(
 
     let errorText = '';
     if (denial) {
+      span.setAttribute(MCP_SEMCONV.errorType, DENIED_CODE_TEXT);
+      span.setAttribute(MCP_SEMCONV.responseStatusCode, DENIED_CODE_TEXT);
       span.setAttribute(MCP_ATTR.authAllowed, false);
       span.setAttribute(MCP_ATTR.authDeniedReason, denial.reason);
       if (denial.scopesRequired.length > 0) span.setAttribute(MCP_ATTR.scopesRequired, denial.scopesRequired);
@@ -233,10 +258,16 @@ function end(
       span.setAttribute(MCP_ATTR.authAllowed, true);
       if (cause !== undefined || failed) {
         errorText = clip(messageOf(cause), LIMITS.textLength);
+        // McpServer answers a thrown error with an isError result; the low-level Server, with a
+        // JSON-RPC error (an McpError's code, else -32603).
+        const code = failed ? jsonRpcCodeOf(cause) : undefined;
+        span.setAttribute(MCP_SEMCONV.errorType, code ?? MCP_SEMCONV.toolError);
+        if (code) span.setAttribute(MCP_SEMCONV.responseStatusCode, code);
         span.recordException(cause instanceof Error ? cause : errorText);
         span.setStatus({ code: SpanStatusCode.ERROR, message: errorText });
       } else if (isErrorResult) {
         errorText = 'the tool returned an error result (isError: true)';
+        span.setAttribute(MCP_SEMCONV.errorType, MCP_SEMCONV.toolError);
         span.setStatus({ code: SpanStatusCode.ERROR, message: errorText });
       } else {
         span.setStatus(STATUS_OK);
@@ -273,6 +304,21 @@ function end(
     deps.logger.debug({ err: failure }, 'instrumentServer: could not audit a tool call');
   }
 }
+
+const DENIED_CODE_TEXT = String(TOOL_DENIED_CODE);
+
+/** The JSON-RPC error code the SDK answers `error` with, as text. */
+function jsonRpcCodeOf(error: unknown): string {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+  return typeof code === 'number' && Number.isInteger(code) ? String(code) : '-32603';
+}
+
+/** `network.transport` (and `network.protocol.name`) of our transport names, as the conventions ask: pipe for stdio, tcp for HTTP. */
+const NETWORK: Record<string, { transport: string; protocol?: string } | undefined> = {
+  stdio: { transport: 'pipe' },
+  http: { transport: 'tcp', protocol: 'http' },
+  websocket: { transport: 'tcp', protocol: 'websocket' },
+};
 
 interface Denial {
   reason: string;

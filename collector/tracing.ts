@@ -16,8 +16,8 @@
  * Encoding waits for a later turn of the event loop than the `span.end()` that completes a batch
  * (see `createSpanExporter`).
  */
-import { context, ROOT_CONTEXT, type Context, type TextMapGetter } from '@opentelemetry/api';
-import { ExportResultCode, suppressTracing, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
+import { context, isSpanContextValid, ROOT_CONTEXT, trace, type Context, type Link, type TextMapGetter } from '@opentelemetry/api';
+import { CompositePropagator, ExportResultCode, suppressTracing, W3CBaggagePropagator, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core';
 import { BatchSpanProcessor, type BufferConfig, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { TENANT_HEADER } from '../core/publisher.ts';
 import { encodeTraceRequest } from '../model/otlp.ts';
@@ -96,9 +96,9 @@ function encodeSpans(spans: ReadableSpan[], maxMessageBytes: number, out: Buffer
 }
 
 // ---------------------------------------------------------------------------
-// W3C trace context from a request's `_meta`
+// W3C trace context and baggage from a request's `_meta`
 
-const w3c = new W3CTraceContextPropagator();
+const w3c = new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] });
 
 const metaGetter: TextMapGetter<Record<string, unknown>> = {
   get: (carrier, key) => {
@@ -108,11 +108,21 @@ const metaGetter: TextMapGetter<Record<string, unknown>> = {
   keys: (carrier) => Object.keys(carrier),
 };
 
-/** The parent context of a tool call: `_meta.traceparent`/`tracestate` when present, else the active context. */
-export function parentContextFrom(meta: unknown): Context {
+/**
+ * The parent of a tool call's span: the client's trace from `_meta.traceparent`/`tracestate`, with
+ * `_meta.baggage`, when present, else the active context. A span active at the same time (an HTTP
+ * server span of the transport) is then linked, not the parent, as OpenTelemetry's MCP conventions ask.
+ */
+export function parentContextFrom(meta: unknown): { parent: Context; links: Link[] | undefined } {
   const active = context.active();
-  if (meta === null || typeof meta !== 'object' || typeof (meta as Record<string, unknown>)['traceparent'] !== 'string') return active;
-  return w3c.extract(active, meta as Record<string, unknown>, metaGetter);
+  if (meta === null || typeof meta !== 'object') return { parent: active, links: undefined };
+  const carrier = meta as Record<string, unknown>;
+  if (typeof carrier['traceparent'] !== 'string' && typeof carrier['baggage'] !== 'string') return { parent: active, links: undefined };
+  const parent = w3c.extract(active, carrier, metaGetter);
+  const ambient = trace.getSpanContext(active);
+  const remote = trace.getSpanContext(parent);
+  const linked = ambient !== undefined && isSpanContextValid(ambient) && remote !== ambient;
+  return { parent, links: linked ? [{ context: ambient }] : undefined };
 }
 
 /** Runs `fn` where no span is recorded: the collector's own Kafka traffic must not trace itself. */

@@ -11,7 +11,7 @@ import { context, ROOT_CONTEXT, trace, type Context, type ContextManager } from 
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
-class AsyncLocalStorageContextManager implements ContextManager {
+export class AsyncLocalStorageContextManager implements ContextManager {
   private readonly storage = new AsyncLocalStorage<Context>();
 
   active(): Context {

@@ -4,7 +4,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { z } from 'zod';
-import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_GEN_AI_OPERATION_NAME,
+  ATTR_GEN_AI_TOOL_NAME,
+  ATTR_JSONRPC_REQUEST_ID,
+  ATTR_MCP_METHOD_NAME,
+  ATTR_MCP_SESSION_ID,
+  ATTR_RPC_RESPONSE_STATUS_CODE,
+  GEN_AI_OPERATION_NAME_VALUE_EXECUTE_TOOL,
+  MCP_METHOD_NAME_VALUE_TOOLS_CALL,
+} from '@opentelemetry/semantic-conventions/incubating';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -16,6 +27,7 @@ import type { OutboundMessage, Publisher } from '../../core/publisher.ts';
 import { normalizeAuditRecord, type AuditEvent } from '../../model/audit-event.ts';
 import { decodeTraceRequest } from '../../model/otlp.ts';
 import { MCP_ATTR, MCP_EXT_ATTR, TOOL_CALL_SPAN } from '../../model/span.ts';
+import { AsyncLocalStorageContextManager } from '../../demo/tracing.ts';
 import { captureLogger, tempDir } from './helpers.ts';
 
 const CLIENT_INFO = { name: 'claude-code', version: '2.1.0' };
@@ -157,19 +169,30 @@ test('instrumentServer (McpServer): audit records and mcp.tool.call spans for ok
     [MCP_EXT_ATTR.clientName]: 'claude-code',
     [MCP_EXT_ATTR.clientVersion]: '2.1.0',
     [MCP_EXT_ATTR.sessionId]: 'session-42',
+    // OpenTelemetry's MCP conventions, beside go-micro's names (names from @opentelemetry/semantic-conventions).
+    [ATTR_MCP_METHOD_NAME]: MCP_METHOD_NAME_VALUE_TOOLS_CALL,
+    [ATTR_GEN_AI_TOOL_NAME]: 'blog.Blog.Read',
+    [ATTR_GEN_AI_OPERATION_NAME]: GEN_AI_OPERATION_NAME_VALUE_EXECUTE_TOOL,
+    [ATTR_JSONRPC_REQUEST_ID]: '1',
   });
+  assert.equal(ATTR_MCP_SESSION_ID, MCP_EXT_ATTR.sessionId);
   assert.equal(okSpan.status.code, SpanStatusCode.OK);
 
   const failSpan = spanFor(h, fail);
   assert.equal(failSpan.status.code, SpanStatusCode.ERROR);
   assert.equal(failSpan.status.message, 'database is down');
   assert.equal(failSpan.events[0]?.name, 'exception');
+  // McpServer answered the thrown error with an isError result: the conventions' `tool_error`.
+  assert.equal(failSpan.attributes[ATTR_ERROR_TYPE], 'tool_error');
+  assert.equal(spanFor(h, soft).attributes[ATTR_ERROR_TYPE], 'tool_error');
 
   const deniedSpan = spanFor(h, denied);
   assert.equal(deniedSpan.attributes[MCP_ATTR.authAllowed], false);
   assert.equal(deniedSpan.attributes[MCP_ATTR.authDeniedReason], 'insufficient scopes');
   assert.deepEqual(deniedSpan.attributes[MCP_ATTR.scopesRequired], ['blog:write']);
   assert.equal(deniedSpan.status.code, SpanStatusCode.ERROR);
+  assert.equal(deniedSpan.attributes[ATTR_ERROR_TYPE], String(TOOL_DENIED_CODE));
+  assert.equal(deniedSpan.attributes[ATTR_RPC_RESPONSE_STATUS_CODE], String(TOOL_DENIED_CODE));
   assert.equal(spanFor(h, limited).attributes[MCP_ATTR.rateLimited], true);
 
   // The same spans reach the spans topic through collector.spanProcessor, tenant in a header.
@@ -213,11 +236,76 @@ test('instrumentServer (low-level Server): handlers set after instrumenting are 
   assert.equal(boom.error, 'kaput');
   assert.equal(boom.response_bytes, 0);
   assert.equal(spanFor(h, boom).status.message, 'kaput');
+  // The low-level Server answers a thrown Error with JSON-RPC's internal error: its code is the error.type.
+  assert.equal(spanFor(h, boom).attributes[ATTR_ERROR_TYPE], '-32603');
+  assert.equal(spanFor(h, echo).attributes[ATTR_ERROR_TYPE], undefined);
 
   // Instrumenting twice does not audit twice.
   h.collector.instrumentServer(server);
   await h.client.callTool({ name: 'echo', arguments: {} });
   assert.equal((await auditEvents(h)).length, 4);
+
+  await h.client.close();
+  await h.collector.shutdown();
+  await h.provider.shutdown();
+});
+
+test("instrumentServer continues the client's trace from params._meta: traceparent, tracestate and baggage; the active span is linked", async (t) => {
+  // What a gateway's tracing setup installs (demo/tracing.ts), so that context.with reaches the handler.
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager());
+  t.after(() => context.disable());
+  const server = new McpServer({ name: 'gateway', version: '1.0.0' });
+  const seen: { baggage?: string; traceId?: string; spanId?: string }[] = [];
+  const h = await harness(server, () => {
+    server.registerTool('echo', {}, async () => {
+      const active = context.active();
+      seen.push({
+        baggage: propagation.getBaggage(active)?.getEntry('userId')?.value,
+        traceId: trace.getSpanContext(active)?.traceId,
+        spanId: trace.getSpanContext(active)?.spanId,
+      });
+      return { content: [{ type: 'text', text: 'ok' }] };
+    });
+  });
+
+  const meta = {
+    traceparent: `00-${PARENT_TRACE}-${PARENT_SPAN}-01`,
+    tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE',
+    baggage: 'userId=alice,isProduction=false',
+  };
+  await h.client.callTool({ name: 'echo', arguments: {}, _meta: meta });
+  // Baggage alone: the call has no remote parent, but the handler still sees the baggage.
+  await h.client.callTool({ name: 'echo', arguments: {}, _meta: { baggage: 'userId=bob' } });
+  await h.client.callTool({ name: 'echo', arguments: {} });
+
+  const [withParent, baggageOnly, plain] = (await auditEvents(h)) as [AuditEvent, AuditEvent, AuditEvent];
+  const span = spanFor(h, withParent);
+  assert.equal(span.spanContext().traceId, PARENT_TRACE);
+  assert.equal(span.parentSpanContext?.spanId, PARENT_SPAN);
+  assert.equal(span.parentSpanContext?.isRemote, true);
+  assert.equal(span.spanContext().traceState?.serialize(), meta.tracestate);
+  assert.deepEqual(seen[0], { baggage: 'alice', traceId: PARENT_TRACE, spanId: withParent.otel_span_id }, 'the handler runs in the call span, with the baggage');
+  assert.equal(withParent.otel_trace_id, PARENT_TRACE);
+
+  assert.notEqual(baggageOnly.otel_trace_id, PARENT_TRACE);
+  assert.equal(spanFor(h, baggageOnly).parentSpanContext, undefined);
+  assert.deepEqual(seen[1], { baggage: 'bob', traceId: baggageOnly.otel_trace_id, spanId: baggageOnly.otel_span_id });
+  assert.deepEqual(seen[2], { baggage: undefined, traceId: plain.otel_trace_id, spanId: plain.otel_span_id });
+
+  // A span active when the request arrives (say, the transport's HTTP span) becomes a link, not the parent.
+  const tracer = h.provider.getTracer('transport');
+  const ambient = tracer.startSpan('POST /mcp');
+  const low = server.server as unknown as { _requestHandlers: Map<string, (request: unknown, extra: unknown) => Promise<unknown>> };
+  await context.with(trace.setSpan(context.active(), ambient), () =>
+    low._requestHandlers.get('tools/call')!({ method: 'tools/call', params: { name: 'echo', arguments: {}, _meta: meta } }, { requestId: 9, signal: new AbortController().signal, sendNotification: async () => {}, sendRequest: async () => ({}) }),
+  );
+  ambient.end();
+  const linked = (await auditEvents(h))[3]!;
+  const linkedSpan = spanFor(h, linked);
+  assert.equal(linkedSpan.spanContext().traceId, PARENT_TRACE);
+  assert.deepEqual(linkedSpan.links.map((l) => l.context.spanId), [ambient.spanContext().spanId]);
+  assert.equal(linkedSpan.attributes[ATTR_JSONRPC_REQUEST_ID], '9');
+  assert.deepEqual(span.links, []);
 
   await h.client.close();
   await h.collector.shutdown();
