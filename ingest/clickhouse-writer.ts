@@ -4,7 +4,8 @@
  * - Audit events: an event_id already stored is never inserted again (a look-up by event_id, and one
  *   of the calls' earlier reports in call_reports_v1, per batch), so the materialized-view rollups
  *   never count a call twice, even when Kafka redelivers a batch after a crash or the same call is
- *   reported again.
+ *   reported again. A call reported both as an audit record and as a span is one row that keeps what
+ *   both reports know (merge-reports.ts), stored under the first report's event_id.
  * - Every insert carries an insert_deduplication_token computed from its content, so an insert that
  *   reached the server but whose answer was lost is not applied twice when retried; an audit insert
  *   stays in a journal until it returns, so one cut off by a crash is sent again (insert-journal.ts),
@@ -29,6 +30,7 @@ import { toSpanInsertRow } from '../model/otlp.ts';
 import type { SpanRow } from '../model/span.ts';
 import { auditInsertBody, auditInsertLine, insertAuditBody, insertBody } from './audit-insert.ts';
 import { forgetInsert, journalInsert } from './insert-journal.ts';
+import { auditRowFromStored, callKey, mergeReports, sameContent, STORED_ROW_COLUMNS, type StoredRowJson } from './merge-reports.ts';
 import { chunks, granuleCounter, jsonLiteral, KEYS_PER_GRANULE_TO_SCAN, REPORTS_APART_MAX_DAYS, stringList, timeBounds } from './lookup-sql.ts';
 import { isPermanentInsertError } from './retry.ts';
 
@@ -95,33 +97,50 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
   }
 
   /**
-   * Calls already stored, by tenant + trace_id + tool, with how they were reported, and the reports
-   * stored under another report's event_id (sql/0005), which only happens to calls with a trace id.
-   * Reports of one call are stamped at most its duration apart (the audit record at its end, the span
-   * at its start), and no call lasts longer than LIMITS.maxDurationNs, so only REPORTS_APART_MAX_DAYS
-   * around the batch's timestamps are read (call_reports_v1 is partitioned by month), not every month kept.
+   * Calls already stored (by `callKey`), each as its row now stands (merged, if both reports came), and
+   * the ids of the reports stored under another report's event_id (sql/0005), which only happens to
+   * calls with a trace id. call_reports_v1 finds the calls' event ids by primary key; their rows are
+   * then read by event_id, in the same statement. Reports of one call are stamped at most its duration
+   * apart (the audit record at its end, the span at its start), and no call lasts longer than
+   * LIMITS.maxDurationNs, so only REPORTS_APART_MAX_DAYS around the batch's timestamps are read, not
+   * every month kept.
    */
-  async function storedCalls(rows: readonly AuditRow[]): Promise<Map<string, StoredCall & { folded: string[] }>> {
+  async function storedCalls(rows: readonly AuditRow[]): Promise<{ calls: Map<string, AuditRow>; folded: string[] }> {
     const keyed = rows.filter((r) => r.trace_id !== '');
-    if (keyed.length === 0) return new Map();
+    if (keyed.length === 0) return { calls: new Map(), folded: [] };
     const traceIds = distinct(keyed.map((r) => r.trace_id));
-    const found = await select<{ tenant: string; trace_id: string; tool: string; sources: string[]; span_id: string; folded: string[] }>(
-      `SELECT tenant, trace_id, tool, groupUniqArray(source) AS sources,
-              toString(anyIf(event_id, source = 'span' AND counted)) AS span_id,
-              arrayMap(id -> toString(id), groupArrayIf(report_id, NOT counted)) AS folded
-       FROM call_reports_v1
-       WHERE tenant IN ${stringList(distinct(keyed.map((r) => r.tenant)))}
-         AND trace_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(traceIds)}, 'Array(String)')))
-         ${timeBounds(keyed, REPORTS_APART_MAX_DAYS)}
-       GROUP BY tenant, trace_id, tool
+    const tenants = stringList(distinct(keyed.map((r) => r.tenant)));
+    const bounds = timeBounds(keyed, REPORTS_APART_MAX_DAYS);
+    // One statement: its look-up list and its settings are call_reports_v1's (see indexSetting); the
+    // rows are then read by their event ids, which are few.
+    const stored = await select<StoredRowJson>(
+      `WITH reported AS (
+         SELECT DISTINCT event_id FROM call_reports_v1
+         WHERE tenant IN ${tenants}
+           AND trace_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(traceIds)}, 'Array(String)')))
+           ${bounds}
+       )
+       SELECT ${STORED_ROW_COLUMNS} FROM audit_events_v1
+       WHERE tenant IN ${tenants} AND event_id IN (SELECT event_id FROM reported) ${bounds}
        ${await indexSetting('call_reports_v1', traceIds.length)}`,
     );
-    return new Map(
-      found.map((c) => [
-        callKey(c),
-        { hasAudit: c.sources.includes('audit'), spanEventId: c.sources.includes('span') ? c.span_id : undefined, folded: c.folded },
-      ]),
-    );
+    // Of the rows stored under one event_id, the one a second report was merged into stands for the
+    // call (without FINAL, the table may still hold the row it replaced).
+    const byEvent = new Map<string, AuditRow>();
+    for (const json of stored) {
+      const row = auditRowFromStored(json);
+      const other = byEvent.get(row.event_id);
+      if (other === undefined || row.report_id !== row.event_id) byEvent.set(row.event_id, row);
+    }
+    const calls = new Map<string, AuditRow>();
+    const folded: string[] = [];
+    // The earliest event of a key is its call (a second audit record of a call is a row of its own).
+    for (const row of [...byEvent.values()].sort((a, b) => (a.event_id < b.event_id ? -1 : 1))) {
+      if (row.report_id && row.report_id !== row.event_id) folded.push(row.report_id);
+      const key = callKey(row);
+      if (key !== undefined && !calls.has(key)) calls.set(key, row);
+    }
+    return { calls, folded };
   }
 
   /**
@@ -204,12 +223,12 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
         const lookedUp = Promise.all(
           [...chunks(unique)].flatMap((chunk) => [
             storedEvents(chunk).then((ids) => ids.forEach((id) => found.ids.add(id))),
-            storedCalls(chunk).then((calls) =>
-              calls.forEach(({ folded, ...call }, key) => {
-                found.calls.set(key, call);
-                folded.forEach((id) => found.ids.add(id));
-              }),
-            ),
+            storedCalls(chunk).then(({ calls, folded }) => {
+              calls.forEach((call, key) => {
+                if (!found.calls.has(key)) found.calls.set(key, call);
+              });
+              folded.forEach((id) => found.ids.add(id));
+            }),
           ]),
         );
         // While the engine looks up, the rows' insert lines are made (most rows are new): the insert
@@ -249,28 +268,20 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
   };
 }
 
-interface StoredCall {
-  hasAudit: boolean;
-  /** event_id of the counted span fact of this call, if a span reported it. */
-  spanEventId: string | undefined;
-}
-
-/** What is stored, as a call's look-ups found it or as an insert made it: event ids (and report ids) and calls by `callKey`. */
+/** What is stored, as a call's look-ups found it or as an insert made it: event ids (and report ids), and calls by `callKey` as their rows stand. */
 interface Stored {
   ids: Set<string>;
-  calls: Map<string, StoredCall>;
+  calls: Map<string, AuditRow>;
 }
 
-/** Adds what inserting `row` stores. */
+/** Adds what inserting `row` stores: a call keeps its first event_id, and its latest row under it. */
 function learn(stored: Stored, row: AuditRow): void {
   stored.ids.add(row.event_id);
   if (row.report_id) stored.ids.add(row.report_id);
-  if (row.trace_id === '') return;
   const key = callKey(row);
-  const call = stored.calls.get(key) ?? { hasAudit: false, spanEventId: undefined };
-  if (row.source === 'audit') call.hasAudit = true;
-  else if (row.source === 'span' && (row.counted ?? 1)) call.spanEventId ??= row.event_id;
-  stored.calls.set(key, call);
+  if (key === undefined) return;
+  const call = stored.calls.get(key);
+  if (call === undefined || call.event_id === row.event_id) stored.calls.set(key, row);
 }
 
 /**
@@ -290,50 +301,52 @@ async function whileRunning<T, R>(running: Promise<R>, items: readonly T[], work
   return running;
 }
 
-/** A call as all of `known` tell it, the first of them first (a span fact's event_id: the first one known). */
-function knownCall(known: readonly Stored[], key: string): StoredCall | undefined {
-  let merged: StoredCall | undefined;
+/** A call as `known` tell it, oldest first: the first event_id known for it, as its latest row under that id stands. */
+function knownCall(known: readonly Stored[], key: string): AuditRow | undefined {
+  let call: AuditRow | undefined;
   for (const { calls } of known) {
-    const call = calls.get(key);
-    if (call === undefined) continue;
-    merged ??= { hasAudit: false, spanEventId: undefined };
-    merged.hasAudit ||= call.hasAudit;
-    merged.spanEventId ??= call.spanEventId;
+    const row = calls.get(key);
+    if (row !== undefined && (call === undefined || row.event_id === call.event_id)) call = row;
   }
-  return merged;
-}
-
-function callKey(r: { tenant: string; trace_id: string; tool: string }): string {
-  return `${r.tenant}\u0000${r.trace_id}\u0000${r.tool}`;
+  return call;
 }
 
 /**
- * An audit record and an `mcp.tool.call` span of the same call (same tenant, trace_id and tool) count
- * once. A span fact of a call already known (stored, or audited in this batch) is not stored; an
- * audit record of a call a span already reported is stored under that span's event_id, not counted
- * again, so it replaces the span fact in the raw table while the rollups keep one call.
+ * An audit record and a span of the same call (`callKey`) count once, and are stored as one row that
+ * keeps what both say (`mergeReports`):
+ * - the first report of a call is stored as it is, counted;
+ * - the other kind of report, in a later batch, is merged into the stored row and stored under its
+ *   event_id with `counted = false` and its own id in `report_id` (sql/0005): the raw table (FINAL)
+ *   shows the merged row, the rollups keep one call; if it adds nothing, nothing is stored;
+ * - both in one batch: one row, merged, counted, with the second report's id in `report_id`;
+ * - a span of a call whose row already holds a span is not stored; a second audit record of a call is
+ *   stored as a row of its own, as any record with its own event_id.
  */
-function countEachCallOnce(rows: readonly AuditRow[], stored: (key: string) => StoredCall | undefined): AuditRow[] {
-  let auditedInBatch: Set<string> | undefined; // made for the first span fact, if any
-  const spanInBatch = new Set<string>();
+function countEachCallOnce(rows: readonly AuditRow[], stored: (key: string) => AuditRow | undefined): AuditRow[] {
+  /** Of each call this batch stores a row for: its index in `out`. */
+  const inBatch = new Map<string, number>();
   const out: AuditRow[] = [];
   for (const row of rows) {
-    if (row.trace_id === '') {
+    const key = callKey(row);
+    if (key === undefined) {
       out.push(row);
       continue;
     }
-    const key = callKey(row);
-    const known = stored(key);
-    if (row.source === 'span') {
-      auditedInBatch ??= new Set(rows.filter((r) => r.source === 'audit' && r.trace_id !== '').map(callKey));
-      if (known || auditedInBatch.has(key) || spanInBatch.has(key)) continue;
-      spanInBatch.add(key);
-      out.push(row);
-    } else if (known?.spanEventId && !known.hasAudit) {
-      out.push({ ...row, event_id: known.spanEventId, report_id: row.event_id, counted: 0 });
-    } else {
-      out.push(row);
+    const index = inBatch.get(key);
+    const call = index !== undefined ? out[index]! : stored(key);
+    if (call === undefined) {
+      inBatch.set(key, out.push(row) - 1);
+      continue;
     }
+    const merged = mergeReports(call, row);
+    if (merged === undefined) {
+      if (row.source === 'audit') out.push(row);
+      continue;
+    }
+    if (sameContent(merged, call)) continue;
+    const identity = { event_id: call.event_id, report_id: row.event_id, counted: index !== undefined ? (call.counted ?? 1) : 0 } as const;
+    if (index !== undefined) out[index] = { ...merged, ...identity };
+    else inBatch.set(key, out.push({ ...merged, ...identity }) - 1);
   }
   return out;
 }

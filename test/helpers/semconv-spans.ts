@@ -4,7 +4,7 @@
  * (the bytes an OTLP exporter sends). Attribute names come from @opentelemetry/semantic-conventions, not
  * from our model.
  */
-import { SpanKind, SpanStatusCode, type Attributes } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
@@ -36,16 +36,23 @@ export interface SemconvCall {
   /** A span of another method (not a tool call). */
   method?: string;
   extra?: Attributes;
+  /** The span's name, when not the conventions' `{mcp.method.name} {tool}` (go-micro's `mcp.tool.call`). */
+  name?: string;
 }
 
-/** The finished spans of `calls`, in order, from one tracer of a server named `service`. */
-export function recordSemconvSpans(service: string, calls: readonly SemconvCall[]): ReadableSpan[] {
+/**
+ * The finished spans of `calls`, in order, from one tracer of a server named `service`; with
+ * `oneTrace`, all in one trace, children of an agent's span that is not returned.
+ */
+export function recordSemconvSpans(service: string, calls: readonly SemconvCall[], oneTrace = false): ReadableSpan[] {
   const exporter = new InMemorySpanExporter();
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': service }),
     spanProcessors: [new SimpleSpanProcessor(exporter)],
   });
   const tracer = provider.getTracer('some-mcp-instrumentation', '0.3.0');
+  const root = oneTrace ? tracer.startSpan('invoke_agent planner', { startTime: calls[0]?.startMs }) : undefined;
+  const parent = root ? trace.setSpan(ROOT_CONTEXT, root) : ROOT_CONTEXT;
   calls.forEach((call, i) => {
     const method = call.method ?? MCP_METHOD_NAME_VALUE_TOOLS_CALL;
     const attributes: Attributes = {
@@ -62,7 +69,8 @@ export function recordSemconvSpans(service: string, calls: readonly SemconvCall[
     }
     if (call.session) attributes[ATTR_MCP_SESSION_ID] = call.session;
     if (call.agent) attributes[ATTR_GEN_AI_AGENT_NAME] = call.agent;
-    const span = tracer.startSpan(`${method} ${call.tool}`, { kind: call.kind ?? SpanKind.SERVER, attributes, startTime: call.startMs });
+    const name = call.name ?? `${method} ${call.tool}`;
+    const span = tracer.startSpan(name, { kind: call.kind ?? SpanKind.SERVER, attributes, startTime: call.startMs }, parent);
     if (call.error) {
       span.setAttribute(ATTR_ERROR_TYPE, call.error.type);
       span.setStatus({ code: SpanStatusCode.ERROR, message: call.error.message });
