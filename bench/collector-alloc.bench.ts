@@ -1,0 +1,118 @@
+/**
+ * Bytes the gateway's thread allocates per tool call for instrumentServer (a script, not a test):
+ *
+ *   npm run bench -- collector-alloc
+ *
+ * The same McpServer, plain and instrumented (collector in its default worker-thread mode, plus a
+ * tracer provider feeding collector.spanProcessor), its `tools/call` handler called directly, 2,000
+ * calls per window, rounds alternating plain / instrumented. A window's allocation is the growth of
+ * the heap from a full GC to the end of the window (the span processor's exports included), with a
+ * young generation large enough that no GC runs inside a window (a window in which one ran is measured
+ * again). Added per call = instrumented − plain, as median and spread over the rounds.
+ *
+ * Kafka is not needed: the records go to the collector's worker threads either way (the broker given
+ * is unreachable, so they wait in the spool), which is all the gateway's thread does with them.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { PerformanceObserver } from 'node:perf_hooks';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { pino } from 'pino';
+import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { createCollector, type Collector } from '../collector/index.ts';
+
+v8.setFlagsFromString('--expose-gc');
+const gc = vm.runInNewContext('gc') as () => void;
+
+const CALLS = 2_000;
+const ROUNDS = 7;
+
+/** Start times of the GCs observed (delivered after the fact). */
+const gcTimes: number[] = [];
+new PerformanceObserver((list) => list.getEntries().forEach((e) => gcTimes.push(e.startTime))).observe({ entryTypes: ['gc'] });
+
+type Handler = (request: unknown, extra: unknown) => Promise<unknown>;
+
+async function gateway(instrumented: boolean): Promise<{ call: Handler; stop: () => Promise<void> }> {
+  const server = new McpServer({ name: 'bench-gateway', version: '1.0.0' });
+  let provider: BasicTracerProvider | undefined;
+  let collector: Collector | undefined;
+  if (instrumented) {
+    const late = { getTracer: (name: string, version?: string) => provider!.getTracer(name, version) };
+    collector = createCollector({
+      kafka: { brokers: ['127.0.0.1:9'], clientId: 'bench-gateway' },
+      tracerProvider: late,
+      spoolDir: fs.mkdtempSync(path.join(os.tmpdir(), 'collector-alloc-')),
+      queueMaxRecords: 50_000,
+      spanProcessorConfig: { maxQueueSize: 16_384 },
+      logger: pino({ level: 'silent' }),
+    });
+    provider = new BasicTracerProvider({ spanProcessors: [collector.spanProcessor] });
+    collector.instrumentServer(server);
+  }
+  server.registerTool('users.Users.Get', { description: 'get a user' }, async () => ({ content: [{ type: 'text', text: 'user 42: Ada Lovelace' }] }));
+  const handlers = (server.server as unknown as { _requestHandlers: Map<string, Handler> })._requestHandlers;
+  const call = handlers.get('tools/call')!;
+  return {
+    call,
+    stop: async () => {
+      await provider?.shutdown();
+      await collector?.shutdown();
+    },
+  };
+}
+
+/** Bytes allocated per call over one window, or undefined if a GC ran inside it. */
+async function window(call: Handler, first: number): Promise<number | undefined> {
+  const requests = Array.from({ length: CALLS }, (_, i) => ({
+    method: 'tools/call',
+    params: { name: 'users.Users.Get', arguments: {} },
+    extra: { requestId: first + i, sessionId: 'session-1', signal: new AbortController().signal, sendNotification: async () => {}, sendRequest: async () => ({}) },
+  }));
+  gc();
+  await nextTurn();
+  const start = performance.now();
+  const before = process.memoryUsage().heapUsed;
+  for (let i = 0; i < CALLS; i += 100) {
+    await Promise.all(requests.slice(i, i + 100).map((r) => call(r, r.extra)));
+  }
+  for (let i = 0; i < 5; i++) await nextTurn(); // the span processor's exports of this window
+  const after = process.memoryUsage().heapUsed;
+  const end = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, 20)); // GC entries are delivered asynchronously
+  return gcTimes.some((t) => t >= start && t <= end) ? undefined : (after - before) / CALLS;
+}
+
+async function main(): Promise<void> {
+  const plain = await gateway(false);
+  const inst = await gateway(true);
+  // Warm-up: JIT, the SDK's and the collector's lazy state.
+  for (let i = 0; i < 3; i++) {
+    await window(plain.call, i * CALLS);
+    await window(inst.call, i * CALLS);
+  }
+  const added: number[] = [];
+  const plainPerCall: number[] = [];
+  for (let round = 0, tries = 0; round < ROUNDS && tries < ROUNDS * 4; tries++) {
+    const a = await window(plain.call, 10_000 + tries * CALLS);
+    const b = await window(inst.call, 10_000 + tries * CALLS);
+    if (a === undefined || b === undefined) continue;
+    plainPerCall.push(a);
+    added.push(b - a);
+    round++;
+  }
+  await plain.stop();
+  await inst.stop();
+  const sorted = [...added].sort((x, y) => x - y);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  console.log(`rounds: ${added.length} × ${CALLS} calls (plain, instrumented alternating); load average ${os.loadavg()[0]!.toFixed(2)}`);
+  console.log(`plain handler: ${Math.round(plainPerCall.sort((x, y) => x - y)[Math.floor(plainPerCall.length / 2)]!)} B per call`);
+  console.log(`added by instrumentServer: median ${Math.round(median)} B per call (min ${Math.round(sorted[0]!)}, max ${Math.round(sorted.at(-1)!)}); target ≤ 1024 B: ${median <= 1024 ? 'PASS' : 'FAIL'}`);
+  process.exit(0);
+}
+
+await main();
