@@ -190,7 +190,10 @@ export function normalizeAuditRecord(input: unknown, options: NormalizeOptions =
   };
 }
 
-/** Where an event came from: reported by a gateway's audit hook, or derived from an `mcp.tool.call` span. */
+/**
+ * Where an event came from: reported by a gateway's audit hook, or derived from the server span of a
+ * tool call (model/tool-call-span.ts). A row that merges both reports of one call is 'audit'.
+ */
 export type EventSource = 'audit' | 'span';
 
 /** The row written to `audit_events_v1` (column names match the table). */
