@@ -12,6 +12,7 @@ import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import type { Logger } from '../core/logger.ts';
 import { useAuth, type KeyStore } from './plugins/use-auth.ts';
+import { useLimits } from './plugins/use-limits.ts';
 import { useRoles } from './plugins/use-roles.ts';
 import { createApiSchema } from './schema.ts';
 
@@ -36,7 +37,8 @@ const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/'];
 export function createApi({ clickhouse, logger, uiDir, keys }: ApiDependencies): Api {
   const yoga = createYoga({
     schema: createApiSchema({ clickhouse }),
-    plugins: [useAuth(keys), useRoles()],
+    // Limits before anything is executed.
+    plugins: [useLimits(), useAuth(keys), useRoles()],
     graphqlEndpoint: GRAPHQL_PATH,
     healthCheckEndpoint: HEALTH_PATH,
     landingPage: false,
