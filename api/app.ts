@@ -13,7 +13,10 @@ import { createYoga } from 'graphql-yoga';
 import type { Logger } from '../core/logger.ts';
 import { useAuth, type KeyStore } from './plugins/use-auth.ts';
 import { useLimits } from './plugins/use-limits.ts';
+import { useReadScheduling } from './plugins/use-read-scheduling.ts';
 import { useRoles } from './plugins/use-roles.ts';
+import { createReadClient } from './read-client.ts';
+import { createReadScheduler, type ReadScheduler } from './read-scheduler.ts';
 import { createApiSchema } from './schema.ts';
 
 export interface ApiDependencies {
@@ -23,10 +26,25 @@ export interface ApiDependencies {
   uiDir?: string;
   /** API keys; without any, the API serves the tenant `default` to loopback callers only. */
   keys?: KeyStore;
+  /** Limits on the API's ClickHouse reads (API_QUERY_TIMEOUT_MS, API_READ_*); DEFAULT_READ_LIMITS when omitted. */
+  reads?: Partial<ReadLimits>;
 }
+
+export interface ReadLimits {
+  /** Longest one ClickHouse statement may run (`max_execution_time`), in milliseconds. */
+  timeoutMs: number;
+  /** Reads sent to ClickHouse at once, all callers together. */
+  concurrency: number;
+  /** Reads one API key may have waiting before more are refused (TOO_MANY_REQUESTS). */
+  maxQueuedPerCaller: number;
+}
+
+export const DEFAULT_READ_LIMITS: ReadLimits = { timeoutMs: 10_000, concurrency: 2, maxQueuedPerCaller: 64 };
 
 export interface Api {
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /** The fair queue in front of ClickHouse reads. */
+  scheduler: ReadScheduler;
 }
 
 const GRAPHQL_PATH = '/graphql';
@@ -34,11 +52,14 @@ const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
 const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/'];
 
-export function createApi({ clickhouse, logger, uiDir, keys }: ApiDependencies): Api {
+export function createApi({ clickhouse, logger, uiDir, keys, reads }: ApiDependencies): Api {
+  const limits = { ...DEFAULT_READ_LIMITS, ...reads };
+  const scheduler = createReadScheduler(limits);
+  const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs });
   const yoga = createYoga({
-    schema: createApiSchema({ clickhouse }),
+    schema: createApiSchema({ clickhouse: readClient.client }),
     // Limits before anything is executed.
-    plugins: [useLimits(), useAuth(keys), useRoles()],
+    plugins: [useLimits(), useAuth(keys), useRoles(), useReadScheduling(readClient)],
     graphqlEndpoint: GRAPHQL_PATH,
     healthCheckEndpoint: HEALTH_PATH,
     landingPage: false,
@@ -59,6 +80,7 @@ export function createApi({ clickhouse, logger, uiDir, keys }: ApiDependencies):
   const serveUi = createStaticHandler(uiDir, logger);
 
   return {
+    scheduler,
     handle(req, res) {
       const pathname = (req.url ?? '/').split('?', 1)[0]!;
       if (pathname === GRAPHQL_PATH || pathname === HEALTH_PATH) {

@@ -111,7 +111,17 @@ if (roles.has('ingest')) {
 }
 if (kafkaPublisher) stops.push(() => kafkaPublisher.disconnect());
 
-const api = roles.has('api') ? createApi({ clickhouse: clickhouse!, logger: logger.child({ component: 'api' }), uiDir: path.resolve(UI_DIR) }) : undefined;
+// The API reads through a client of its own: on the embedded engine a client is one session, and the
+// API's per-statement settings (max_execution_time) then never apply to the ingest's inserts.
+const apiClickhouse = roles.has('api') ? await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir }) : undefined;
+const api = apiClickhouse
+  ? createApi({
+      clickhouse: apiClickhouse,
+      logger: logger.child({ component: 'api' }),
+      uiDir: path.resolve(UI_DIR),
+      reads: { timeoutMs: config.api.queryTimeoutMs, concurrency: config.api.readConcurrency, maxQueuedPerCaller: config.api.readQueuePerCaller },
+    })
+  : undefined;
 const apiServer = await listen(
   withHealth((req, res) => {
     if (metrics && req.url === '/metrics') {
@@ -143,6 +153,7 @@ exitOnSignal(logger, config.shutdownTimeoutMs, async () => {
   health.setShuttingDown();
   for (const stop of stops) await stop();
   shutdownController.abort();
+  await apiClickhouse?.close();
   await clickhouse?.close();
 });
 

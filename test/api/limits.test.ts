@@ -1,13 +1,18 @@
 /**
  * The API's limits over a real listening server on the real embedded ClickHouse: the shape of an
- * operation (tokens, depth, aliases, directives, cost). Each refusal has its code and HTTP status.
+ * operation (tokens, depth, aliases, directives, cost), ClickHouse's per-statement time limit and the
+ * per-key read queue. Each refusal has its code and, where HTTP applies, its status.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { z } from 'zod';
 import { LIMITS } from '../../api/plugins/use-limits.ts';
+import { count, selectRows } from '../../api/queries/select-rows.ts';
+import { createReadClient } from '../../api/read-client.ts';
+import { createReadScheduler } from '../../api/read-scheduler.ts';
 import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
 import { codes, insertCalls, post, startApi, type ApiServer } from './harness.ts';
@@ -137,4 +142,71 @@ describe('shape of an operation', () => {
     const passed = await post(server.url, op(1));
     assert.equal(passed.status, 200, JSON.stringify(passed.body.errors));
   });
+});
+
+describe('ClickHouse time limit per statement', () => {
+  test('a statement past max_execution_time answers QUERY_TIMEOUT (ClickHouse code 159)', async () => {
+    const scheduler = createReadScheduler({ concurrency: 1, maxQueuedPerCaller: 10 });
+    // Its own client (its own session on the embedded engine), as the API has in production.
+    const own = await openClickHouse({ database: DATABASE, dataDir });
+    try {
+      const reads = createReadClient(own, { scheduler, timeoutMs: 300 });
+      const started = performance.now();
+      // 10^11 hashes: hours of work without the limit.
+      const slow = selectRows(reads.client, 'slow', 'SELECT count() AS n FROM numbers(100000000000) WHERE sipHash64(number) = {x:UInt64}', { x: 1 }, z.object({ n: count }));
+      await assert.rejects(slow, (error: any) => {
+        assert.equal(error.extensions?.code, 'QUERY_TIMEOUT');
+        assert.equal(error.extensions?.limit, 300);
+        return true;
+      });
+      assert.ok(performance.now() - started < 10_000);
+      // The session still answers afterwards.
+      const rows = await selectRows(reads.client, 'fast', 'SELECT count() AS n FROM numbers(10) WHERE number < {x:UInt64}', { x: 4 }, z.object({ n: count }));
+      assert.deepEqual(rows, [{ n: 4 }]);
+    } finally {
+      await own.close();
+    }
+  });
+
+  test('over HTTP: a query past the limit answers QUERY_TIMEOUT, others are unaffected', async () => {
+    // A limit of one microsecond: every real statement exceeds it.
+    const own = await openClickHouse({ database: DATABASE, dataDir });
+    const strict = await startApi({ clickhouse: own, reads: { timeoutMs: 0.001 } });
+    try {
+      const answer = await post(strict.url, `query ($from: String, $to: String) { ${slowestTools()} }`, { variables: RANGE });
+      assert.equal(answer.status, 200);
+      assert.deepEqual(codes(answer), ['QUERY_TIMEOUT']);
+      assert.match(answer.body.errors![0]!.message, /longer than the API allows one statement to run/);
+      // The other API (its own client and session) still answers.
+      const other = await post(server.url, `query ($from: String, $to: String) { ${slowestTools()} }`, { variables: RANGE });
+      assert.equal(other.body.errors, undefined);
+    } finally {
+      await strict.close();
+      await own.close();
+    }
+  });
+});
+
+test('a key with more reads waiting than its queue holds gets TOO_MANY_REQUESTS, HTTP 429', async () => {
+  const tight = await startApi({ clickhouse, reads: { concurrency: 1, maxQueuedPerCaller: 2 } });
+  try {
+    // Five root fields start five reads at once: one runs, two wait, the fourth and fifth are refused.
+    // (Non-null root fields: graphql-js reports the first error that nulls the data, a3's.)
+    const query = `query ($from: String, $to: String) { ${Array.from({ length: 5 }, (_, i) => slowestTools(`a${i}: `)).join(' ')} }`;
+    const response = await fetch(`${tight.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer key-acme' },
+      body: JSON.stringify({ query, variables: RANGE }),
+    });
+    assert.equal(response.status, 429);
+    assert.equal(response.headers.get('retry-after'), '1');
+    const body = (await response.json()) as any;
+    assert.deepEqual(
+      body.errors.map((e: any) => [e.path[0], e.extensions.code]),
+      [['a3', 'TOO_MANY_REQUESTS']],
+    );
+    assert.equal(body.data, null);
+  } finally {
+    await tight.close();
+  }
 });
