@@ -10,9 +10,11 @@ import path from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
+import { Registry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import { useAuth, type KeyStore } from './plugins/use-auth.ts';
 import { useLimits } from './plugins/use-limits.ts';
+import { useMetrics } from './plugins/use-metrics.ts';
 import { useReadScheduling } from './plugins/use-read-scheduling.ts';
 import { useRoles } from './plugins/use-roles.ts';
 import { createReadClient } from './read-client.ts';
@@ -28,6 +30,8 @@ export interface ApiDependencies {
   keys?: KeyStore;
   /** Limits on the API's ClickHouse reads (API_QUERY_TIMEOUT_MS, API_READ_*); DEFAULT_READ_LIMITS when omitted. */
   reads?: Partial<ReadLimits>;
+  /** The process's metrics registry, served at `/metrics` by the caller; a registry of its own when omitted. */
+  registry?: Registry;
 }
 
 export interface ReadLimits {
@@ -45,6 +49,7 @@ export interface Api {
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** The fair queue in front of ClickHouse reads. */
   scheduler: ReadScheduler;
+  registry: Registry;
 }
 
 const GRAPHQL_PATH = '/graphql';
@@ -52,14 +57,14 @@ const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
 const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/'];
 
-export function createApi({ clickhouse, logger, uiDir, keys, reads }: ApiDependencies): Api {
+export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry() }: ApiDependencies): Api {
   const limits = { ...DEFAULT_READ_LIMITS, ...reads };
   const scheduler = createReadScheduler(limits);
   const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs });
   const yoga = createYoga({
     schema: createApiSchema({ clickhouse: readClient.client }),
-    // Limits before anything is executed.
-    plugins: [useLimits(), useAuth(keys), useRoles(), useReadScheduling(readClient)],
+    // Metrics first, so they see every request, refused ones too; limits before anything is executed.
+    plugins: [useMetrics({ registry, scheduler }), useLimits(), useAuth(keys), useRoles(), useReadScheduling(readClient)],
     graphqlEndpoint: GRAPHQL_PATH,
     healthCheckEndpoint: HEALTH_PATH,
     landingPage: false,
@@ -81,6 +86,7 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads }: ApiDepende
 
   return {
     scheduler,
+    registry,
     handle(req, res) {
       const pathname = (req.url ?? '/').split('?', 1)[0]!;
       if (pathname === GRAPHQL_PATH || pathname === HEALTH_PATH) {
