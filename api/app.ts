@@ -8,6 +8,7 @@ import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { Registry } from 'prom-client';
@@ -69,6 +70,8 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = n
     healthCheckEndpoint: HEALTH_PATH,
     landingPage: false,
     graphiql: { title: 'MCP audit analytics' },
+    // GraphiQL from the installed package (scripts and styles inline), so it works with no internet.
+    renderGraphiQL,
     // The dashboard is served from this origin; other origins get no CORS grant.
     cors: false,
     // Yoga logs every error it masks through this logger: log the cause, with its stack.
