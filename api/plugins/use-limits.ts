@@ -4,9 +4,9 @@
  * directives and cost while validating. Each refusal is a GraphQL error with its own code, the limit,
  * and HTTP 400 whatever the caller accepts.
  *
- * The limits sit well above what the dashboard sends (a few hundred tokens, depth 5, a handful of
- * aliases) and GraphiQL's introspection (183 tokens; introspection is exempt from depth and cost),
- * and far below the abuse they stop: 500 aliases of `auditLog(limit: 1000)` in one request.
+ * The limits sit well above what the dashboard sends (its operation: 126 tokens today) and GraphiQL's
+ * introspection (183 tokens; introspection is exempt from depth and cost), and far below the abuse
+ * they stop: 500 aliases of `auditLog(limit: 1000)` in one request.
  */
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { GraphQLError, type ValidationContext } from 'graphql';
