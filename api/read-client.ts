@@ -2,7 +2,8 @@
  * The ClickHouse client the API's resolvers get: the same `ClickHouseClient` interface, so query modules
  * and `selectRows` are unchanged, but every `query` it runs
  *  - waits for its caller's turn in the fair read scheduler (./read-scheduler.ts), the caller being the
- *    one whose GraphQL operation is executing (`runAs`, set by ./plugins/use-read-scheduling.ts);
+ *    one whose GraphQL operation is executing (`runAs`, set by ./plugins/use-read-scheduling.ts), and
+ *    leaves the queue unrun when that request goes away first;
  *  - carries ClickHouse's per-statement time limit, `max_execution_time`;
  *  - when that limit fires (ClickHouse error 159, TIMEOUT_EXCEEDED, decided by code) answers the GraphQL
  *    error QUERY_TIMEOUT instead of a masked "Unexpected error.".
@@ -26,8 +27,11 @@ export interface ReadClientOptions {
 export interface ReadClient {
   /** Pass this wherever a query module expects a ClickHouseClient. */
   client: ClickHouseClient;
-  /** Runs `work`; every read it starts, however deep in its async calls, is scheduled as `caller`'s. */
-  runAs<T>(caller: string, work: () => T): T;
+  /**
+   * Runs `work`; every read it starts, however deep in its async calls, is scheduled as `caller`'s,
+   * and dropped while it waits once `signal` (the request's) aborts.
+   */
+  runAs<T>(caller: string, work: () => T, signal?: AbortSignal): T;
 }
 
 export function queryTimeout(timeoutMs: number) {
@@ -43,7 +47,7 @@ function errorCode(error: unknown): number | undefined {
 }
 
 export function createReadClient(clickhouse: ClickHouseClient, { scheduler, timeoutMs }: ReadClientOptions): ReadClient {
-  const callerOfRead = new AsyncLocalStorage<string>();
+  const readerOf = new AsyncLocalStorage<{ caller: string; signal?: AbortSignal }>();
   const settings = {
     // Seconds, fractions allowed. On the embedded engine each setting is a SET before the statement;
     // it holds for the engine's one session.
@@ -53,15 +57,21 @@ export function createReadClient(clickhouse: ClickHouseClient, { scheduler, time
     wait_end_of_query: 1,
   } as const;
 
-  const query: ClickHouseClient['query'] = (params) =>
-    scheduler.run(callerOfRead.getStore() ?? ANONYMOUS, async () => {
-      try {
-        return await clickhouse.query({ ...params, clickhouse_settings: { ...settings, ...params.clickhouse_settings } });
-      } catch (error) {
-        if (errorCode(error) === TIMEOUT_EXCEEDED) throw queryTimeout(timeoutMs);
-        throw error;
-      }
-    }) as ReturnType<ClickHouseClient['query']>;
+  const query: ClickHouseClient['query'] = (params) => {
+    const reader = readerOf.getStore();
+    return scheduler.run(
+      reader?.caller ?? ANONYMOUS,
+      async () => {
+        try {
+          return await clickhouse.query({ ...params, clickhouse_settings: { ...settings, ...params.clickhouse_settings } });
+        } catch (error) {
+          if (errorCode(error) === TIMEOUT_EXCEEDED) throw queryTimeout(timeoutMs);
+          throw error;
+        }
+      },
+      reader?.signal,
+    ) as ReturnType<ClickHouseClient['query']>;
+  };
 
   const client = new Proxy(clickhouse, {
     get(target, property) {
@@ -71,5 +81,5 @@ export function createReadClient(clickhouse: ClickHouseClient, { scheduler, time
     },
   });
 
-  return { client, runAs: (caller, work) => callerOfRead.run(caller, work) };
+  return { client, runAs: (caller, work, signal) => readerOf.run({ caller, signal }, work) };
 }

@@ -16,16 +16,25 @@ export interface ReadSchedulerOptions {
 }
 
 export interface ReadScheduler {
-  /** Runs `read` when the caller's turn comes; throws TOO_MANY_REQUESTS when the caller's queue is full. */
-  run<T>(caller: string, read: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `read` when the caller's turn comes; throws TOO_MANY_REQUESTS when the caller's queue is full.
+   * A read whose `signal` aborts while it waits (its request went away) leaves the queue unrun.
+   */
+  run<T>(caller: string, read: () => Promise<T>, signal?: AbortSignal): Promise<T>;
   /** Reads running now. */
   readonly running: number;
   /** Reads waiting, all callers together, or one caller's. */
   queued(caller?: string): number;
+  /** Reads dropped unrun since the start because their request went away while they waited. */
+  readonly cancelled: number;
 }
 
 interface Waiting {
   start(): void;
+}
+
+function aborted(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('The read was cancelled', 'AbortError');
 }
 
 interface CallerQueue {
@@ -46,6 +55,7 @@ export function createReadScheduler({ concurrency, maxQueuedPerCaller }: ReadSch
   const callers = new Map<string, CallerQueue>();
   let running = 0;
   let served = 0;
+  let cancelled = 0;
 
   function next(): [string, CallerQueue] | undefined {
     let best: [string, CallerQueue] | undefined;
@@ -68,14 +78,24 @@ export function createReadScheduler({ concurrency, maxQueuedPerCaller }: ReadSch
   }
 
   return {
-    run<T>(caller: string, read: () => Promise<T>): Promise<T> {
+    run<T>(caller: string, read: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+      if (signal?.aborted) return Promise.reject(aborted(signal));
       let q = callers.get(caller);
       if (!q) callers.set(caller, (q = { waiting: [], running: 0, lastServed: 0 }));
       if (q.waiting.length >= maxQueuedPerCaller) return Promise.reject(tooManyRequests(maxQueuedPerCaller));
       const queue = q;
       return new Promise<T>((resolve, reject) => {
-        queue.waiting.push({
+        const onAbort = () => {
+          const at = queue.waiting.indexOf(waiting);
+          if (at < 0) return; // started already: the read itself sees the signal
+          queue.waiting.splice(at, 1);
+          if (queue.running === 0 && queue.waiting.length === 0) callers.delete(caller);
+          cancelled++;
+          reject(aborted(signal!));
+        };
+        const waiting: Waiting = {
           start() {
+            signal?.removeEventListener('abort', onAbort);
             running++;
             queue.running++;
             Promise.resolve()
@@ -88,12 +108,17 @@ export function createReadScheduler({ concurrency, maxQueuedPerCaller }: ReadSch
                 dispatch();
               });
           },
-        });
+        };
+        queue.waiting.push(waiting);
+        signal?.addEventListener('abort', onAbort, { once: true });
         dispatch();
       });
     },
     get running() {
       return running;
+    },
+    get cancelled() {
+      return cancelled;
     },
     queued(caller?: string) {
       if (caller !== undefined) return callers.get(caller)?.waiting.length ?? 0;

@@ -79,6 +79,15 @@ export function useMetrics({ registry, scheduler }: MetricsOptions): Plugin {
         this.set(scheduler.running);
       },
     });
+    new Counter({
+      name: 'api_reads_cancelled_total',
+      help: 'ClickHouse reads dropped unrun because their request went away while they waited',
+      registers,
+      collect(this: Counter) {
+        this.reset();
+        this.inc(scheduler.cancelled);
+      },
+    });
     new Gauge({
       name: 'api_reads_queued',
       help: 'ClickHouse reads waiting for their turn, all callers',

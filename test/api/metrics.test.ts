@@ -85,6 +85,7 @@ test('requests, latency and errors are counted per root field and code, and leak
   assert.equal(m.get('api_graphql_errors_total{code="UNAUTHENTICATED"}'), 1);
   assert.equal(m.get('api_reads_running'), 0);
   assert.equal(m.get('api_reads_queued'), 0);
+  assert.equal(m.get('api_reads_cancelled_total'), 0);
 
   // Every label is a schema field, `none`, or a code; no tenant, alias or operation name anywhere.
   const text = (await registry.metrics()).toLowerCase();

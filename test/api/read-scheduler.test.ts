@@ -117,6 +117,28 @@ describe('fair read scheduler', () => {
     assert.equal(scheduler.running, 0);
   });
 
+  test('a read whose request went away while it waited is dropped unrun; the others keep their turns', async () => {
+    const scheduler = createReadScheduler({ concurrency: 1, maxQueuedPerCaller: 3 });
+    const reads = manualReads();
+    const request = new AbortController();
+    const a1 = scheduler.run('A', reads.read('A1'), request.signal);
+    const a2 = scheduler.run('A', reads.read('A2'), request.signal);
+    const a3 = scheduler.run('A', reads.read('A3'), request.signal);
+    const b1 = scheduler.run('B', reads.read('B1'));
+    await settle();
+    request.abort();
+    await assert.rejects(a2, { name: 'AbortError' });
+    await assert.rejects(a3, { name: 'AbortError' });
+    assert.equal(scheduler.queued('A'), 0);
+    assert.equal(scheduler.cancelled, 2);
+    while (reads.running.length > 0) await reads.finishOldest();
+    assert.equal(await a1, 'A1', 'a read already running finishes');
+    assert.equal(await b1, 'B1');
+    assert.deepEqual(reads.started, ['A1', 'B1']);
+    await assert.rejects(scheduler.run('A', reads.read('A4'), request.signal), { name: 'AbortError' });
+    assert.deepEqual(reads.started, ['A1', 'B1']);
+  });
+
   test('a failed read frees its slot and reaches only its caller', async () => {
     const scheduler = createReadScheduler({ concurrency: 1, maxQueuedPerCaller: 10 });
     const failing = scheduler.run('A', () => Promise.reject(new Error('boom')));
@@ -178,5 +200,28 @@ describe('over HTTP, on the real engine', () => {
       assert.equal(answer.body.errors, undefined);
       for (const tools of Object.values(answer.body.data!)) assert.deepEqual(tools, [{ tool: 'a.B.C', calls: 1 }]);
     }
+  });
+
+  test('a client that goes away leaves its waiting reads unrun', async () => {
+    const heavyQuery = `query ($from: String, $to: String) { ${Array.from({ length: 20 }, (_, i) => `a${i}: slowestTools(from: $from, to: $to) { tool calls }`).join(' ')} }`;
+    const scheduler = server.api.scheduler;
+    const before = scheduler.cancelled;
+    const client = new AbortController();
+    const gone = fetch(`${server.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer key-heavy' },
+      body: JSON.stringify({ query: heavyQuery, variables: RANGE }),
+      signal: client.signal,
+    });
+    const deadline = Date.now() + 30_000;
+    while (scheduler.queued('heavy/key-heavy') < 15 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    const waiting = scheduler.queued('heavy/key-heavy');
+    assert.ok(waiting >= 15, `queued ${waiting}`);
+    client.abort();
+    await assert.rejects(gone, { name: 'AbortError' });
+    while (scheduler.queued('heavy/key-heavy') > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    // A few more may start before the abort reaches the server (a read takes milliseconds); without
+    // the cancellation none would be dropped.
+    assert.ok(scheduler.cancelled - before >= waiting / 2, `cancelled ${scheduler.cancelled - before} of ${waiting} waiting`);
   });
 });
