@@ -93,6 +93,13 @@ describe('shape of an operation', () => {
     assert.ok(codes(deepest).includes('QUERY_TOO_DEEP'), JSON.stringify(codes(deepest)));
   });
 
+  test('a misspelt field is refused without suggesting the schema\'s field names', async () => {
+    const answer = await post(server.url, '{ slowestTool { tool } }');
+    assert.deepEqual(codes(answer), ['GRAPHQL_VALIDATION_FAILED']);
+    assert.match(answer.body.errors![0]!.message, /^Cannot query field "slowestTool" on type "Query"\./);
+    assert.doesNotMatch(answer.body.errors![0]!.message, /slowestTools|Did you mean/);
+  });
+
   test(`more than ${LIMITS.aliases.n} aliases: TOO_MANY_ALIASES, HTTP 400; ${LIMITS.aliases.n} pass`, async () => {
     const op = (n: number) => `query ($from: String, $to: String) { ${Array.from({ length: n }, (_, i) => slowestTools(`a${i}: `)).join(' ')} }`;
     const refused = await post(server.url, op(LIMITS.aliases.n + 1), { variables: RANGE });
