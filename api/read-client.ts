@@ -49,8 +49,8 @@ function errorCode(error: unknown): number | undefined {
 export function createReadClient(clickhouse: ClickHouseClient, { scheduler, timeoutMs }: ReadClientOptions): ReadClient {
   const readerOf = new AsyncLocalStorage<{ caller: string; signal?: AbortSignal }>();
   const settings = {
-    // Seconds, fractions allowed. On the embedded engine each setting is a SET before the statement;
-    // it holds for the engine's one session.
+    // Seconds, fractions allowed. On the embedded engine each setting is a SET before the statement
+    // that holds for the client's session: bin/start.ts gives the API a client of its own.
     max_execution_time: timeoutMs / 1000,
     // From a server, an error while the result streams would arrive inside a 200 body, not as a
     // coded error: the server answers once the statement is done (results here are small).
