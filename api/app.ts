@@ -8,11 +8,18 @@ import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
+import { Registry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 import { useAuth, type KeyStore } from './plugins/use-auth.ts';
+import { useLimits } from './plugins/use-limits.ts';
+import { useMetrics } from './plugins/use-metrics.ts';
+import { useReadScheduling } from './plugins/use-read-scheduling.ts';
 import { useRoles } from './plugins/use-roles.ts';
+import { createReadClient } from './read-client.ts';
+import { createReadScheduler, type ReadScheduler } from './read-scheduler.ts';
 import { createApiSchema } from './schema.ts';
 
 export interface ApiDependencies {
@@ -22,10 +29,28 @@ export interface ApiDependencies {
   uiDir?: string;
   /** API keys; without any, the API serves the tenant `default` to loopback callers only. */
   keys?: KeyStore;
+  /** Limits on the API's ClickHouse reads (API_QUERY_TIMEOUT_MS, API_READ_*); DEFAULT_READ_LIMITS when omitted. */
+  reads?: Partial<ReadLimits>;
+  /** The process's metrics registry, served at `/metrics` by the caller; a registry of its own when omitted. */
+  registry?: Registry;
 }
+
+export interface ReadLimits {
+  /** Longest one ClickHouse statement may run (`max_execution_time`), in milliseconds. */
+  timeoutMs: number;
+  /** Reads sent to ClickHouse at once, all callers together. */
+  concurrency: number;
+  /** Reads one API key may have waiting before more are refused (TOO_MANY_REQUESTS). */
+  maxQueuedPerCaller: number;
+}
+
+export const DEFAULT_READ_LIMITS: ReadLimits = { timeoutMs: 10_000, concurrency: 2, maxQueuedPerCaller: 64 };
 
 export interface Api {
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /** The fair queue in front of ClickHouse reads. */
+  scheduler: ReadScheduler;
+  registry: Registry;
 }
 
 const GRAPHQL_PATH = '/graphql';
@@ -33,14 +58,20 @@ const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
 const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/'];
 
-export function createApi({ clickhouse, logger, uiDir, keys }: ApiDependencies): Api {
+export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry() }: ApiDependencies): Api {
+  const limits = { ...DEFAULT_READ_LIMITS, ...reads };
+  const scheduler = createReadScheduler(limits);
+  const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs });
   const yoga = createYoga({
-    schema: createApiSchema({ clickhouse }),
-    plugins: [useAuth(keys), useRoles()],
+    schema: createApiSchema({ clickhouse: readClient.client }),
+    // Metrics first, so they see every request, refused ones too; limits before anything is executed.
+    plugins: [useMetrics({ registry, scheduler }), useLimits(), useAuth(keys), useRoles(), useReadScheduling(readClient)],
     graphqlEndpoint: GRAPHQL_PATH,
     healthCheckEndpoint: HEALTH_PATH,
     landingPage: false,
     graphiql: { title: 'MCP audit analytics' },
+    // GraphiQL from the installed package (scripts and styles inline), so it works with no internet.
+    renderGraphiQL,
     // The dashboard is served from this origin; other origins get no CORS grant.
     cors: false,
     // Yoga logs every error it masks through this logger: log the cause, with its stack.
@@ -57,6 +88,8 @@ export function createApi({ clickhouse, logger, uiDir, keys }: ApiDependencies):
   const serveUi = createStaticHandler(uiDir, logger);
 
   return {
+    scheduler,
+    registry,
     handle(req, res) {
       const pathname = (req.url ?? '/').split('?', 1)[0]!;
       if (pathname === GRAPHQL_PATH || pathname === HEALTH_PATH) {

@@ -1,11 +1,13 @@
 /**
  * `npm start`: the product, in the roles ROLES names (all by default). The receiver on RECEIVER_PORT;
- * the API and dashboard on PORT, where /healthz, /readyz and the ingest's /metrics also answer. Between
- * receiver and ingest: Kafka when KAFKA_BROKERS is set, else the in-process queue, with the same
- * validation, batching and writer either way. This file only wires and listens.
+ * the API and dashboard on PORT, where /healthz, /readyz and /metrics (the ingest's and the API's
+ * figures, one registry) also answer. Between receiver and ingest: Kafka when KAFKA_BROKERS is set,
+ * else the in-process queue, with the same validation, batching and writer either way. This file only
+ * wires and listens.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Registry } from 'prom-client';
 import { createApi } from '../api/app.ts';
 import { createReceiver } from '../collector/receiver.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
@@ -111,14 +113,34 @@ if (roles.has('ingest')) {
 }
 if (kafkaPublisher) stops.push(() => kafkaPublisher.disconnect());
 
-const api = roles.has('api') ? createApi({ clickhouse: clickhouse!, logger: logger.child({ component: 'api' }), uiDir: path.resolve(UI_DIR) }) : undefined;
+// The API reads through a client of its own: on the embedded engine a client is one session, and the
+// API's per-statement settings (max_execution_time) then never apply to the ingest's inserts.
+const apiClickhouse = roles.has('api') ? await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir }) : undefined;
+const apiRegistry = new Registry();
+const api = apiClickhouse
+  ? createApi({
+      clickhouse: apiClickhouse,
+      logger: logger.child({ component: 'api' }),
+      uiDir: path.resolve(UI_DIR),
+      registry: apiRegistry,
+      reads: { timeoutMs: config.api.queryTimeoutMs, concurrency: config.api.readConcurrency, maxQueuedPerCaller: config.api.readQueuePerCaller },
+    })
+  : undefined;
+// One registry for the process: the ingest's figures and the API's, whichever roles run here.
+const registry = Registry.merge([...(metrics ? [metrics.registry] : []), ...(api ? [apiRegistry] : [])]);
 const apiServer = await listen(
   withHealth((req, res) => {
-    if (metrics && req.url === '/metrics') {
-      metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType });
-        res.end(text);
-      });
+    if ((metrics || api) && req.url === '/metrics') {
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'collecting metrics failed');
+          res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics failed\n');
+        },
+      );
     } else if (api) {
       api.handle(req, res);
     } else {
@@ -143,6 +165,7 @@ exitOnSignal(logger, config.shutdownTimeoutMs, async () => {
   health.setShuttingDown();
   for (const stop of stops) await stop();
   shutdownController.abort();
+  await apiClickhouse?.close();
   await clickhouse?.close();
 });
 

@@ -64,6 +64,9 @@ export const SETTINGS = {
   RECEIVER_MAX_RECORDS: [positiveInt.default(10_000), 'Most records (or spans) in one receiver request.'],
   BATCH_MAX_ROWS: [positiveInt.default(20_000), 'Rows per ClickHouse insert, at most.'],
   BATCH_MAX_WAIT_MS: [positiveInt.default(1000), 'Longest a row waits before its batch is inserted.'],
+  API_QUERY_TIMEOUT_MS: [positiveInt.default(10_000), 'Longest one ClickHouse statement of the API may run (`max_execution_time`); beyond it the query answers `QUERY_TIMEOUT`.'],
+  API_READ_CONCURRENCY: [positiveInt.default(2), 'ClickHouse reads the API runs at once, all API keys together; the rest wait in a fair queue per key.'],
+  API_READ_QUEUE_PER_CALLER: [positiveInt.default(64), 'Reads one API key may have waiting; more are refused with `TOO_MANY_REQUESTS` (HTTP 429).'],
   SHUTDOWN_TIMEOUT_MS: [positiveInt.default(15_000), 'How long graceful shutdown may take before the process exits anyway.'],
   LOG_LEVEL: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level (JSON logs on stdout).'],
 } as const;
@@ -90,6 +93,8 @@ export interface Config {
   ingestTokens?: Map<string, string>;
   receiver: { maxBodyBytes: number; maxRecords: number };
   batch: { maxRows: number; maxWaitMs: number };
+  /** The API's ClickHouse reads: statement time limit and the fair read queue. */
+  api: { queryTimeoutMs: number; readConcurrency: number; readQueuePerCaller: number };
   shutdownTimeoutMs: number;
   logLevel: string;
 }
@@ -137,6 +142,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ingestTokens: r.INGEST_TOKENS,
     receiver: { maxBodyBytes: r.RECEIVER_MAX_BODY_BYTES, maxRecords: r.RECEIVER_MAX_RECORDS },
     batch: { maxRows: r.BATCH_MAX_ROWS, maxWaitMs: r.BATCH_MAX_WAIT_MS },
+    api: { queryTimeoutMs: r.API_QUERY_TIMEOUT_MS, readConcurrency: r.API_READ_CONCURRENCY, readQueuePerCaller: r.API_READ_QUEUE_PER_CALLER },
     shutdownTimeoutMs: r.SHUTDOWN_TIMEOUT_MS,
     logLevel: r.LOG_LEVEL,
   };

@@ -71,3 +71,39 @@ describe('npm start on the embedded default', () => {
     }
   });
 });
+
+describe('npm start with the api role alone', () => {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'start-api-'));
+  let child: ChildProcess | undefined;
+  after(() => child?.kill('SIGKILL'));
+
+  it("serves the API's figures at /metrics, no ingest there", async () => {
+    const port = await freePort();
+    // The api role alone needs KAFKA_BROKERS set; the API never connects to it.
+    child = spawn(process.execPath, ['--import', 'tsx', 'bin/start.ts'], {
+      cwd: root,
+      env: { ...process.env, DATA_DIR: dataDir, PORT: String(port), ROLES: 'api', KAFKA_BROKERS: '127.0.0.1:9', LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exit = exited(child);
+    await waitFor(`http://127.0.0.1:${port}/healthz`, 60_000);
+
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ slowestTools { tool calls } }' }),
+      });
+      assert.deepEqual(await res.json(), { data: { slowestTools: [] } });
+    }
+    const metrics = await fetch(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(metrics.status, 200);
+    const text = await metrics.text();
+    assert.match(text, /^api_graphql_requests_total\{field="slowestTools"\} 2$/m);
+    assert.match(text, /^api_graphql_request_duration_seconds_count\{field="slowestTools"\} 2$/m);
+    assert.doesNotMatch(text, /^ingest_/m);
+
+    child.kill('SIGTERM');
+    assert.equal(await exit, 0);
+  });
+});

@@ -5,13 +5,21 @@
  */
 import { createGraphQLError } from 'graphql-yoga';
 import { auditRecordSchema, DEFAULT_TENANT } from '../../model/audit-event.ts';
-import { formatClickHouse, formatRfc3339, parseRfc3339, type Instant } from '../../model/timestamp.ts';
+import { epochNanos, formatClickHouse, formatRfc3339, instantFromEpochNanos, parseRfc3339, type Instant } from '../../model/timestamp.ts';
 
 export { DEFAULT_TENANT };
 
 /** When `from` is omitted, a range ends `to` and starts this long before it. */
 export const DEFAULT_RANGE_MS = 60 * 60 * 1000;
 export const MAX_LIMIT = 1000;
+
+/**
+ * Times the API accepts: what ClickHouse's DateTime64(9) holds (nanoseconds since the epoch in a signed
+ * 64-bit integer, so up to 2262-04-11T23:47:16.854775807Z), from the epoch on (the rollups' DateTime
+ * starts there). Outside, ClickHouse would overflow or answer zeros.
+ */
+export const EARLIEST_TIME: Instant = { epochMs: 0, subMsNanos: 0 };
+export const LATEST_TIME: Instant = instantFromEpochNanos(2n ** 63n - 1n);
 
 /** A validated half-open time range [from, to), as ClickHouse `DateTime64(9, 'UTC')` parameter text. */
 export interface TimeRange {
@@ -37,7 +45,7 @@ export function parseTenant(tenant: string | null | undefined): string {
 /** `to` defaults to now and `from` to an hour before `to`; `from` must be before `to`. */
 export function parseTimeRange(args: { from?: string | null; to?: string | null }, now = Date.now()): TimeRange {
   const to = args.to == null ? { epochMs: now, subMsNanos: 0 } : parseInstant(args.to, 'to');
-  const from = args.from == null ? { epochMs: to.epochMs - DEFAULT_RANGE_MS, subMsNanos: to.subMsNanos } : parseInstant(args.from, 'from');
+  const from = args.from == null ? hourBefore(to) : parseInstant(args.from, 'from');
   if (from.epochMs > to.epochMs || (from.epochMs === to.epochMs && from.subMsNanos >= to.subMsNanos)) {
     throw badInput(`from (${formatRfc3339(from)}) must be before to (${formatRfc3339(to)})`, 'from');
   }
@@ -88,5 +96,18 @@ function parseInstant(text: string, argument: string): Instant {
       argument,
     );
   }
+  const nanos = epochNanos(instant);
+  if (nanos < epochNanos(EARLIEST_TIME) || nanos > epochNanos(LATEST_TIME)) {
+    throw badInput(
+      `${argument} must be from ${formatRfc3339(EARLIEST_TIME)} to ${formatRfc3339(LATEST_TIME)} (what ClickHouse's DateTime64(9) holds), got ${JSON.stringify(text)}`,
+      argument,
+    );
+  }
   return instant;
+}
+
+/** The default start of a range: an hour before its end, but not before the earliest time. */
+function hourBefore(to: Instant): Instant {
+  const nanos = epochNanos(to) - BigInt(DEFAULT_RANGE_MS) * 1_000_000n;
+  return nanos > 0n ? instantFromEpochNanos(nanos) : EARLIEST_TIME;
 }

@@ -1,0 +1,85 @@
+/**
+ * The ClickHouse client the API's resolvers get: the same `ClickHouseClient` interface, so query modules
+ * and `selectRows` are unchanged, but every `query` it runs
+ *  - waits for its caller's turn in the fair read scheduler (./read-scheduler.ts), the caller being the
+ *    one whose GraphQL operation is executing (`runAs`, set by ./plugins/use-read-scheduling.ts), and
+ *    leaves the queue unrun when that request goes away first;
+ *  - carries ClickHouse's per-statement time limit, `max_execution_time`;
+ *  - when that limit fires (ClickHouse error 159, TIMEOUT_EXCEEDED, decided by code) answers the GraphQL
+ *    error QUERY_TIMEOUT instead of a masked "Unexpected error.".
+ * Reads outside any operation (none today) share one queue, ANONYMOUS.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { createGraphQLError } from 'graphql-yoga';
+import type { ReadScheduler } from './read-scheduler.ts';
+
+export const ANONYMOUS = '';
+/** ClickHouse's TIMEOUT_EXCEEDED: a statement ran longer than its `max_execution_time`. */
+export const TIMEOUT_EXCEEDED = 159;
+
+export interface ReadClientOptions {
+  scheduler: ReadScheduler;
+  /** Longest one statement may run in ClickHouse, in milliseconds. */
+  timeoutMs: number;
+}
+
+export interface ReadClient {
+  /** Pass this wherever a query module expects a ClickHouseClient. */
+  client: ClickHouseClient;
+  /**
+   * Runs `work`; every read it starts, however deep in its async calls, is scheduled as `caller`'s,
+   * and dropped while it waits once `signal` (the request's) aborts.
+   */
+  runAs<T>(caller: string, work: () => T, signal?: AbortSignal): T;
+}
+
+export function queryTimeout(timeoutMs: number) {
+  return createGraphQLError(`The query took longer than the API allows one statement to run (${timeoutMs} ms); ask for a shorter range or fewer rows.`, {
+    extensions: { code: 'QUERY_TIMEOUT', limit: timeoutMs },
+  });
+}
+
+function errorCode(error: unknown): number | undefined {
+  if (!(error instanceof Error) || !('code' in error)) return undefined;
+  const code = Number(error.code);
+  return Number.isInteger(code) ? code : undefined;
+}
+
+export function createReadClient(clickhouse: ClickHouseClient, { scheduler, timeoutMs }: ReadClientOptions): ReadClient {
+  const readerOf = new AsyncLocalStorage<{ caller: string; signal?: AbortSignal }>();
+  const settings = {
+    // Seconds, fractions allowed. On the embedded engine each setting is a SET before the statement
+    // that holds for the client's session: bin/start.ts gives the API a client of its own.
+    max_execution_time: timeoutMs / 1000,
+    // From a server, an error while the result streams would arrive inside a 200 body, not as a
+    // coded error: the server answers once the statement is done (results here are small).
+    wait_end_of_query: 1,
+  } as const;
+
+  const query: ClickHouseClient['query'] = (params) => {
+    const reader = readerOf.getStore();
+    return scheduler.run(
+      reader?.caller ?? ANONYMOUS,
+      async () => {
+        try {
+          return await clickhouse.query({ ...params, clickhouse_settings: { ...settings, ...params.clickhouse_settings } });
+        } catch (error) {
+          if (errorCode(error) === TIMEOUT_EXCEEDED) throw queryTimeout(timeoutMs);
+          throw error;
+        }
+      },
+      reader?.signal,
+    ) as ReturnType<ClickHouseClient['query']>;
+  };
+
+  const client = new Proxy(clickhouse, {
+    get(target, property) {
+      if (property === 'query') return query;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+
+  return { client, runAs: (caller, work, signal) => readerOf.run({ caller, signal }, work) };
+}
