@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApi } from '../api/app.ts';
 import { createReceiver } from '../collector/receiver.ts';
+import { KeysFileError, openKeyStore, type FileKeyStore } from '../core/api-keys.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { ConfigError, loadConfig, type Config } from '../core/config.ts';
 import { createHealth } from '../core/health.ts';
@@ -39,6 +40,21 @@ try {
 
 const { roles } = config;
 const logger = createLogger(config.logLevel);
+
+// One credential model for both borders: API_KEYS_FILE, plus INGEST_TOKENS as ingest keys.
+let keys: FileKeyStore;
+try {
+  keys = openKeyStore({ file: config.apiKeysFile, ingestTokens: config.ingestTokens, logger: logger.child({ component: 'api-keys' }) });
+} catch (error) {
+  console.error(error instanceof KeysFileError ? error.message : error);
+  process.exit(2);
+}
+if (keys.size === 0 && (roles.has('api') || roles.has('receiver'))) {
+  logger.warn(
+    { apiKeysFile: config.apiKeysFile ?? null },
+    'no API keys configured: the API and the receiver answer loopback callers only, for tenant "default" (create keys with `npm run keys -- create` and set API_KEYS_FILE)',
+  );
+}
 const health = createHealth();
 const stops: (() => Promise<void>)[] = []; // run in order on SIGTERM
 const shutdownController = new AbortController();
@@ -67,7 +83,7 @@ if (roles.has('receiver')) {
     publisher,
     logger: logger.child({ component: 'receiver' }),
     topics: config.topics,
-    tokens: config.ingestTokens,
+    keys,
     maxBodyBytes: config.receiver.maxBodyBytes,
     maxRecords: config.receiver.maxRecords,
   });
@@ -111,7 +127,7 @@ if (roles.has('ingest')) {
 }
 if (kafkaPublisher) stops.push(() => kafkaPublisher.disconnect());
 
-const api = roles.has('api') ? createApi({ clickhouse: clickhouse!, logger: logger.child({ component: 'api' }), uiDir: path.resolve(UI_DIR) }) : undefined;
+const api = roles.has('api') ? createApi({ clickhouse: clickhouse!, logger: logger.child({ component: 'api' }), uiDir: path.resolve(UI_DIR), keys }) : undefined;
 const apiServer = await listen(
   withHealth((req, res) => {
     if (metrics && req.url === '/metrics') {
