@@ -16,7 +16,7 @@
  * the receiver's short form, adds one `ingest` key per token.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Document, isMap, isSeq, parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -166,6 +166,7 @@ function writeKeysFile(file: string, doc: Document): KeyEntry[] {
   const text = doc.toString();
   const entries = parseKeysFile(text, file);
   const mode = statSync(file, { throwIfNoEntry: false })?.mode ?? 0o600;
+  mkdirSync(path.dirname(file), { recursive: true });
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const fd = openSync(temp, 'wx', mode & 0o777);
   try {
