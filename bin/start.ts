@@ -42,14 +42,16 @@ const { roles } = config;
 const logger = createLogger(config.logLevel);
 
 // One credential model for both borders: API_KEYS_FILE, plus INGEST_TOKENS as ingest keys.
-let keys: FileKeyStore;
+let keys: FileKeyStore | undefined;
 try {
-  keys = openKeyStore({ file: config.apiKeysFile, ingestTokens: config.ingestTokens, logger: logger.child({ component: 'api-keys' }) });
+  if (roles.has('api') || roles.has('receiver')) {
+    keys = openKeyStore({ file: config.apiKeysFile, ingestTokens: config.ingestTokens, logger: logger.child({ component: 'api-keys' }) });
+  }
 } catch (error) {
   console.error(error instanceof KeysFileError ? error.message : error);
   process.exit(2);
 }
-if (keys.size === 0 && (roles.has('api') || roles.has('receiver'))) {
+if (keys && keys.size === 0) {
   logger.warn(
     { apiKeysFile: config.apiKeysFile ?? null },
     'no API keys configured: the API and the receiver answer loopback callers only, for tenant "default" (create keys with `npm run keys -- create` and set API_KEYS_FILE)',

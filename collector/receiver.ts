@@ -6,9 +6,10 @@
  *                     → `topics.spans`, the original bytes, one message per request
  *   GET  /healthz     liveness
  *
- * Every request is authenticated (bearer API key with role `ingest` → tenant), bounded (body bytes before and after
- * decompression, records per request), validated, published in one call, and answered; back-pressure
- * from the pipeline is a 503 with Retry-After. `handle` is a plain node:http listener and never throws.
+ * Every request is authenticated (a bearer API key with role `ingest` names the tenant), bounded (body
+ * bytes before and after decompression, records per request), validated, published in one call, and
+ * answered; back-pressure from the pipeline is a 503 with Retry-After. `handle` is a plain node:http
+ * listener and never throws.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { KeyStore } from '../api/plugins/use-auth.ts';
@@ -27,7 +28,10 @@ export interface ReceiverDeps {
   topics: { audit: string; spans: string };
   /** API keys: those with role `ingest` or `admin` send, to their tenant (core/api-keys.ts). */
   keys?: KeyStore;
-  /** INGEST_TOKENS' short form, bearer token → tenant, when no `keys` are given. No keys and no tokens: tenant `default`, loopback senders only. */
+  /**
+   * INGEST_TOKENS' short form, bearer token → tenant, when no `keys` are given. No keys and no tokens:
+   * tenant `default`, loopback senders only.
+   */
   tokens?: Map<string, string>;
   /** Largest body accepted, on the wire and after decompression. */
   maxBodyBytes: number;
