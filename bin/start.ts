@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { createApi } from '../api/app.ts';
 import { createReceiver } from '../collector/receiver.ts';
+import { KeysFileError, openKeyStore, type FileKeyStore } from '../core/api-keys.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { ConfigError, loadConfig, type Config } from '../core/config.ts';
 import { createHealth } from '../core/health.ts';
@@ -41,6 +42,23 @@ try {
 
 const { roles } = config;
 const logger = createLogger(config.logLevel);
+
+// One credential model for both borders: API_KEYS_FILE, plus INGEST_TOKENS as ingest keys.
+let keys: FileKeyStore | undefined;
+try {
+  if (roles.has('api') || roles.has('receiver')) {
+    keys = openKeyStore({ file: config.apiKeysFile, ingestTokens: config.ingestTokens, logger: logger.child({ component: 'api-keys' }) });
+  }
+} catch (error) {
+  console.error(error instanceof KeysFileError ? error.message : error);
+  process.exit(2);
+}
+if (keys && keys.size === 0) {
+  logger.warn(
+    { apiKeysFile: config.apiKeysFile ?? null },
+    'no API keys configured: the API and the receiver answer loopback callers only, for tenant "default" (create keys with `npm run keys -- create` and set API_KEYS_FILE)',
+  );
+}
 const health = createHealth();
 const stops: (() => Promise<void>)[] = []; // run in order on SIGTERM
 const shutdownController = new AbortController();
@@ -69,7 +87,7 @@ if (roles.has('receiver')) {
     publisher,
     logger: logger.child({ component: 'receiver' }),
     topics: config.topics,
-    tokens: config.ingestTokens,
+    keys,
     maxBodyBytes: config.receiver.maxBodyBytes,
     maxRecords: config.receiver.maxRecords,
   });
@@ -123,6 +141,7 @@ const api = apiClickhouse
       logger: logger.child({ component: 'api' }),
       uiDir: path.resolve(UI_DIR),
       registry: apiRegistry,
+      keys,
       reads: { timeoutMs: config.api.queryTimeoutMs, concurrency: config.api.readConcurrency, maxQueuedPerCaller: config.api.readQueuePerCaller },
     })
   : undefined;

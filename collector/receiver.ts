@@ -6,16 +6,18 @@
  *                     → `topics.spans`, the original bytes, one message per request
  *   GET  /healthz     liveness
  *
- * Every request is authenticated (bearer token → tenant), bounded (body bytes before and after
- * decompression, records per request), validated, published in one call, and answered; back-pressure
- * from the pipeline is a 503 with Retry-After. `handle` is a plain node:http listener and never throws.
+ * Every request is authenticated (a bearer API key with role `ingest` names the tenant), bounded (body
+ * bytes before and after decompression, records per request), validated, published in one call, and
+ * answered; back-pressure from the pipeline is a 503 with Retry-After. `handle` is a plain node:http
+ * listener and never throws.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { KeyStore } from '../api/plugins/use-auth.ts';
 import type { Logger } from '../core/logger.ts';
 import { auditMessageKey, BackpressureError, TENANT_HEADER, type OutboundMessage, type Publisher } from '../core/publisher.ts';
 import { decodeTraceRequest, OtlpDecodeError, type DecodedTraceRequest } from '../model/otlp.ts';
 import { AUDIT_FORMATS, parseAuditBatch } from './receiver/audit-batch.ts';
-import { authenticate } from './receiver/auth.ts';
+import { authenticate, ingestCredentials } from './receiver/auth.ts';
 import { contentCoding, readBody } from './receiver/body.ts';
 import { exportTraceResponse, OTLP_CONTENT_TYPES, OTLP_ENCODINGS, rpcStatus, type OtlpEncoding } from './receiver/otlp-response.ts';
 import { HttpError, mediaType, send, sendJson } from './receiver/respond.ts';
@@ -24,7 +26,12 @@ export interface ReceiverDeps {
   publisher: Publisher;
   logger: Logger;
   topics: { audit: string; spans: string };
-  /** Bearer token → tenant. Unset or empty: tenant `default`, loopback senders only. */
+  /** API keys: those with role `ingest` or `admin` send, to their tenant (core/api-keys.ts). */
+  keys?: KeyStore;
+  /**
+   * INGEST_TOKENS' short form, bearer token → tenant, when no `keys` are given. No keys and no tokens:
+   * tenant `default`, loopback senders only.
+   */
   tokens?: Map<string, string>;
   /** Largest body accepted, on the wire and after decompression. */
   maxBodyBytes: number;
@@ -47,7 +54,9 @@ const ALLOWED_METHODS: Readonly<Record<string, string>> = {
 };
 
 export function createReceiver(deps: ReceiverDeps): Receiver {
-  const { publisher, logger, topics, tokens, maxBodyBytes, maxRecords } = deps;
+  const { publisher, logger, topics, maxBodyBytes, maxRecords } = deps;
+  if (deps.keys && deps.tokens) throw new Error('createReceiver: give INGEST_TOKENS to the key store (openKeyStore({ ingestTokens })), not beside it');
+  const keys = deps.keys ?? ingestCredentials(deps.tokens);
   let underBackpressure = false;
 
   async function serve(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
@@ -60,7 +69,7 @@ export function createReceiver(deps: ReceiverDeps): Receiver {
     }
     if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
 
-    const tenant = authenticate(req.headers.authorization, req.socket.remoteAddress, tokens);
+    const tenant = authenticate(req.headers.authorization, req.socket.remoteAddress, keys);
     if (path === '/v1/audit') return receiveAudit(req, res, tenant);
     return receiveTraces(req, res, tenant);
   }

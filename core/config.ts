@@ -59,7 +59,8 @@ export const SETTINGS = {
   KAFKA_SPANS_TOPIC: [topic.default('otlp_spans'), 'Topic of spans (OTLP protobuf, as the OpenTelemetry Collector writes them).'],
   KAFKA_DEAD_LETTER_TOPIC: [topic.default('mcp-dead-letters'), 'Topic of messages the ingest could not decode or validate.'],
   KAFKA_GROUP_ID: [z.string().min(1).default('mcp-ingest'), 'Consumer group of the ingest workers.'],
-  INGEST_TOKENS: [tokenMap.optional(), 'Receiver bearer tokens, `token=tenant,...`. Unset: the single tenant `default`, localhost only.'],
+  API_KEYS_FILE: [z.string().min(1).optional(), 'YAML file of API keys (hashes only; `npm run keys`), for the API and the receiver. Re-read when it changes. Unset, and no `INGEST_TOKENS`: the single tenant `default`, localhost only.'],
+  INGEST_TOKENS: [tokenMap.optional(), 'Short form of `ingest` keys for the receiver, `token=tenant,...`. Unset, and no `API_KEYS_FILE`: the single tenant `default`, localhost only.'],
   RECEIVER_MAX_BODY_BYTES: [positiveInt.default(8 * 1024 * 1024), 'Largest request body the receiver accepts (after decompression).'],
   RECEIVER_MAX_RECORDS: [positiveInt.default(10_000), 'Most records (or spans) in one receiver request.'],
   BATCH_MAX_ROWS: [positiveInt.default(20_000), 'Rows per ClickHouse insert, at most.'],
@@ -90,6 +91,8 @@ export interface Config {
     groupId: string;
   };
   topics: { audit: string; spans: string; deadLetter: string };
+  /** API_KEYS_FILE, resolved. */
+  apiKeysFile?: string;
   ingestTokens?: Map<string, string>;
   receiver: { maxBodyBytes: number; maxRecords: number };
   batch: { maxRows: number; maxWaitMs: number };
@@ -139,6 +142,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       groupId: r.KAFKA_GROUP_ID,
     },
     topics,
+    apiKeysFile: r.API_KEYS_FILE && path.resolve(r.API_KEYS_FILE),
     ingestTokens: r.INGEST_TOKENS,
     receiver: { maxBodyBytes: r.RECEIVER_MAX_BODY_BYTES, maxRecords: r.RECEIVER_MAX_RECORDS },
     batch: { maxRows: r.BATCH_MAX_ROWS, maxWaitMs: r.BATCH_MAX_WAIT_MS },

@@ -6,8 +6,8 @@
  * collector's disk spool and is sent when it is back.
  *
  *   RECEIVER_URL      where to send (default http://127.0.0.1:4318)
- *   INGEST_TOKEN      bearer token, when the receiver has INGEST_TOKENS
- *   DEMO_TENANT       tenant of the records: the token's tenant (default `default`)
+ *   INGEST_TOKEN      an ingest key (npm run keys) or INGEST_TOKENS token, when the receiver has keys
+ *   DEMO_TENANT       tenant of the records: the key's tenant (default `default`)
  *   DEMO_DURATION_MS  stop by itself after this long (default: run until stopped)
  *   DEMO_SEED         what the agents choose to do, repeatably (default: a new seed each run)
  *   DEMO_SPOOL_DIR    the collector's spool (default .cache/demo-spool)

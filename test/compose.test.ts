@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { loadConfig, SETTINGS } from '../core/config.ts';
@@ -51,6 +52,16 @@ describe('docker-compose.yml', () => {
       assert.deepEqual(Object.keys(s.depends_on).sort(), ['clickhouse', 'kafka']);
     });
   }
+
+  it('gives the receiver and the API one keys file, in a mounted folder (so a rename-over edit reaches them)', () => {
+    for (const service of ['receiver', 'api']) {
+      const s = compose.services[service];
+      const file = String(s.environment.API_KEYS_FILE);
+      const mounts = (s.volumes as string[]).map((v) => v.split(':'));
+      assert.ok(mounts.some(([host, inside]) => host === './keys' && inside === path.posix.dirname(file)), `${service} mounts the folder of ${file}`);
+    }
+    assert.equal(compose.services.receiver.environment.API_KEYS_FILE, compose.services.api.environment.API_KEYS_FILE);
+  });
 
   it('scales the ingest workers out to two in one consumer group', () => {
     assert.equal(compose.services.ingest.deploy.replicas, 2);

@@ -1,15 +1,17 @@
 /**
  * `npm start` as a user runs it: a fresh data directory, migrations applied at start, /healthz and
- * /readyz answering, records accepted over HTTP, and nothing accepted lost when SIGTERM arrives.
+ * /readyz answering, records accepted over HTTP, and nothing accepted lost when SIGTERM arrives; with
+ * a keys file, one key store for the receiver and the API; without, one start-up line saying so.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { appendKey, CHECK_EVERY_MS, generateKey, keyEntry, revokeKey } from '../core/api-keys.ts';
 import { openClickHouse } from '../core/clickhouse.ts';
-import { freePort, waitFor } from './helpers/product.ts';
+import { freePort, startProduct, waitFor, type Product } from './helpers/product.ts';
 
 const root = new URL('../', import.meta.url).pathname;
 
@@ -105,5 +107,70 @@ describe('npm start with the api role alone', () => {
 
     child.kill('SIGTERM');
     assert.equal(await exit, 0);
+  });
+});
+
+describe('npm start with API_KEYS_FILE', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'start-keys-'));
+  let product: Product | undefined;
+  after(() => {
+    product?.child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('one store for both borders: an ingest key sends, a viewer key reads its tenant, a revoked key stops at once', async () => {
+    const file = path.join(dir, 'keys.yaml');
+    const [viewer, ingest] = [generateKey(), generateKey()];
+    appendKey(file, keyEntry({ name: 'dash', tenant: 'acme', role: 'viewer', secret: viewer }));
+    appendKey(file, keyEntry({ name: 'gw', tenant: 'acme', role: 'ingest', secret: ingest }));
+    const receiverPort = await freePort();
+    product = await startProduct({ DATA_DIR: path.join(dir, 'data'), RECEIVER_PORT: String(receiverPort), API_KEYS_FILE: file, BATCH_MAX_WAIT_MS: '200' });
+    assert.doesNotMatch(product.logs(), /no API keys configured/);
+
+    const send = (key: string) =>
+      fetch(`http://127.0.0.1:${receiverPort}/v1/audit`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ trace_id: 'k-1', timestamp: new Date().toISOString(), tool: 'users.Users.Get', allowed: true }),
+      });
+    assert.equal((await send(viewer)).status, 403);
+    assert.equal((await send(ingest)).status, 202);
+
+    const ask = (key: string | undefined) =>
+      fetch(`http://127.0.0.1:${product!.port}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(key && { authorization: `Bearer ${key}` }) },
+        body: JSON.stringify({ query: '{ me { tenant name } auditLog { traceId } }' }),
+      });
+    assert.equal((await ask(undefined)).status, 401);
+    const deadline = Date.now() + 20_000;
+    let body: { data?: { me: unknown; auditLog: Array<{ traceId: string }> } } = {};
+    while (Date.now() < deadline) {
+      body = await (await ask(viewer)).json();
+      if (body.data?.auditLog.length) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(body.data, { me: { tenant: 'acme', name: 'dash' }, auditLog: [{ traceId: 'k-1' }] });
+
+    assert.equal(revokeKey(file, 'dash'), true);
+    await new Promise((r) => setTimeout(r, CHECK_EVERY_MS + 200));
+    assert.equal((await ask(viewer)).status, 401);
+    assert.equal((await send(ingest)).status, 202, 'the other key still works');
+  });
+});
+
+describe('npm start without keys', () => {
+  it('says in one start-up line that only loopback callers are served, as tenant default', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'start-nokeys-'));
+    const product = await startProduct({ DATA_DIR: dir, RECEIVER_PORT: String(await freePort()) });
+    try {
+      const lines = product.logs().trim().split('\n').filter((l) => l.includes('no API keys configured'));
+      assert.equal(lines.length, 1);
+      assert.match(lines[0]!, /the API and the receiver answer loopback callers only, for tenant \\"default\\"/);
+    } finally {
+      product.child.kill('SIGKILL');
+      await product.exited;
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

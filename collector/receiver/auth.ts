@@ -1,10 +1,16 @@
 /**
- * Who is sending: a bearer token names the tenant. Without configured tokens the receiver serves the
- * single tenant `default`, and only to this machine, so an unconfigured receiver is never open to the
- * network.
+ * Who is sending: an API key (core/api-keys.ts) with role `ingest` (or `admin`) names the tenant; the
+ * same store serves the GraphQL API. `INGEST_TOKENS` is its short form: each token an `ingest` key of its
+ * tenant. Without any key the receiver serves the single tenant `default`, and only to this machine,
+ * so an unconfigured receiver is never open to the network.
  */
+import type { KeyStore } from '../../api/plugins/use-auth.ts';
+import { createKeyStore, ingestKeysFromTokens } from '../../core/api-keys.ts';
 import { DEFAULT_TENANT } from '../../model/audit-event.ts';
 import { HttpError } from './respond.ts';
+
+/** Roles whose keys may send. */
+const SENDING_ROLES: ReadonlySet<string> = new Set(['ingest', 'admin']);
 
 const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
 const LOOPBACK_V4 = /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
@@ -17,16 +23,23 @@ export function isLoopback(address: string | undefined): boolean {
   return LOOPBACK_V4.test(v4);
 }
 
+/** The keys given as INGEST_TOKENS pairs (token → tenant), or as a store. */
+export function ingestCredentials(keys: KeyStore | ReadonlyMap<string, string> | undefined): KeyStore | undefined {
+  return keys instanceof Map ? createKeyStore(ingestKeysFromTokens(keys)) : (keys as KeyStore | undefined);
+}
+
 /**
  * The sender's tenant, or an HttpError: 401 (with `WWW-Authenticate`, RFC 6750) for a missing or
- * unknown token when tokens are configured, 403 for a non-loopback sender when they are not.
+ * unknown key when keys are configured, 403 for a key whose role may not send, and 403 for a
+ * non-loopback sender when no key is configured.
  */
 export function authenticate(
   authorization: string | undefined,
   remoteAddress: string | undefined,
-  tokens: ReadonlyMap<string, string> | undefined,
+  credentials: KeyStore | ReadonlyMap<string, string> | undefined,
 ): string {
-  if (tokens === undefined || tokens.size === 0) {
+  const keys = ingestCredentials(credentials);
+  if (keys === undefined || keys.size === 0) {
     if (isLoopback(remoteAddress)) return DEFAULT_TENANT;
     throw new HttpError(
       403,
@@ -38,9 +51,17 @@ export function authenticate(
   if (token === undefined) {
     throw new HttpError(401, 'missing bearer token: send Authorization: Bearer <token>', {}, { 'WWW-Authenticate': 'Bearer' });
   }
-  const tenant = tokens.get(token);
-  if (tenant === undefined) {
+  const caller = keys.lookup(token);
+  if (caller === undefined) {
     throw new HttpError(401, 'unknown bearer token', {}, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
   }
-  return tenant;
+  if (!SENDING_ROLES.has(caller.role)) {
+    throw new HttpError(
+      403,
+      `the key ${JSON.stringify(caller.name)} has role ${caller.role}, which may not send; use a key with role ingest (npm run keys -- create --role ingest ...)`,
+      {},
+      { 'WWW-Authenticate': 'Bearer error="insufficient_scope"' },
+    );
+  }
+  return caller.tenant;
 }

@@ -23,6 +23,7 @@ import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import type { AuditLogEntry } from '../../api/queries/audit-log.ts';
 import type { Attribute, Span } from '../../api/queries/trace.ts';
+import { appendKey, generateKey, keyEntry } from '../../core/api-keys.ts';
 import { freePort } from '../helpers/product.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -109,8 +110,13 @@ interface Product {
   graphql<T>(query: string, variables: Record<string, unknown>): Promise<T>;
 }
 
+/** A viewer key per tenant, for reading back what each program sent (the API serves a key's own tenant). */
+const VIEWER_KEYS = new Map(Object.values(TOKENS).map((t) => [t.tenant, generateKey()]));
+
 async function startProduct(): Promise<{ product: Product; child: ChildProcess; logs: () => string }> {
   const [port, receiverPort] = [await freePort(), await freePort()];
+  const keysFile = path.join(work, 'keys.yaml');
+  for (const [tenant, secret] of VIEWER_KEYS) appendKey(keysFile, keyEntry({ name: `${tenant}-viewer`, tenant, role: 'viewer', secret }));
   const child = spawn(process.execPath, ['--import', 'tsx', 'bin/start.ts'], {
     cwd: root,
     env: {
@@ -119,6 +125,7 @@ async function startProduct(): Promise<{ product: Product; child: ChildProcess; 
       PORT: String(port),
       RECEIVER_PORT: String(receiverPort),
       INGEST_TOKENS: Object.values(TOKENS).map((t) => `${t.token}=${t.tenant}`).join(','),
+      API_KEYS_FILE: keysFile,
       BATCH_MAX_WAIT_MS: '200',
       LOG_LEVEL: 'warn',
       KAFKA_BROKERS: '',
@@ -138,9 +145,11 @@ async function startProduct(): Promise<{ product: Product; child: ChildProcess; 
   }, 60_000);
 
   async function graphql<T>(query: string, variables: Record<string, unknown>): Promise<T> {
+    const key = VIEWER_KEYS.get(String(variables.tenant));
+    assert.ok(key, `a viewer key for tenant ${String(variables.tenant)}`);
     const res = await fetch(`${api}/graphql`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
       body: JSON.stringify({ query, variables }),
     });
     const body = (await res.json()) as { data?: T; errors?: unknown[] };

@@ -1,7 +1,7 @@
 /**
  * The dashboard end to end: the UI built by Vite, served by createApi over a real ClickHouse fixture,
- * rendered by Chromium. Checks the numbers a person would read, the range picker, the 5 s refresh and the
- * empty state, and leaves a screenshot in /tmp/ui.png.
+ * rendered by Chromium. Checks the numbers a person would read, the range picker, the 5 s refresh, the
+ * API key flow (a second server with keys) and the empty state, and leaves screenshots in /tmp/ui*.png.
  *
  * Needs Debian's Chromium at /usr/bin/chromium (`apt-get install -y chromium`). Without it the test is
  * skipped with a warning, except with CI=true, where that is a failure.
@@ -14,10 +14,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Request } from 'playwright-core';
 import { pino } from 'pino';
 import { build } from 'vite';
 import { createApi } from '../../api/app.ts';
+import { createKeyStore, generateKey, keyEntry } from '../../core/api-keys.ts';
 import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditRecordInput } from '../../model/audit-event.ts';
@@ -73,6 +74,10 @@ const dataDir = mkdtempSync(path.join(tmpdir(), 'ui-test-'));
 let clickhouse: ClickHouseClient;
 let server: Server;
 let baseUrl: string;
+/** The same API with keys configured, for the key flow. */
+let keyedServer: Server;
+let keyedUrl: string;
+const KEY = { viewer: generateKey(), nobody: generateKey(), ingest: generateKey() };
 let browser: Browser;
 let page: Page;
 const pageErrors: string[] = [];
@@ -92,6 +97,15 @@ before(async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
+  const keys = createKeyStore([
+    keyEntry({ name: 'ui-viewer', tenant: 'default', role: 'viewer', secret: KEY.viewer }),
+    keyEntry({ name: 'nobody-viewer', tenant: 'nobody', role: 'viewer', secret: KEY.nobody }),
+    keyEntry({ name: 'gateway', tenant: 'default', role: 'ingest', secret: KEY.ingest }),
+  ]);
+  keyedServer = createServer(createApi({ clickhouse, logger: pino({ level: 'silent' }), uiDir, keys }).handle);
+  await new Promise<void>((resolve) => keyedServer.listen(0, '127.0.0.1', resolve));
+  keyedUrl = `http://127.0.0.1:${(keyedServer.address() as AddressInfo).port}`;
+
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -106,18 +120,19 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.close();
+  keyedServer?.close();
   await clickhouse?.close();
   rmSync(dataDir, { recursive: true, force: true });
 });
 
 /** The text of each overview tile, once the tiles show `calls`. */
-async function tiles(calls: string): Promise<Record<string, string>> {
-  await page.waitForFunction(
+async function tiles(calls: string, on: Page = page): Promise<Record<string, string>> {
+  await on.waitForFunction(
     (expected) => document.querySelector('[data-tile="calls"] .tile-value')?.textContent?.trim() === expected,
     calls,
     { timeout: 10_000 },
   );
-  return page.$$eval('[data-tile]', (nodes) =>
+  return on.$$eval('[data-tile]', (nodes) =>
     Object.fromEntries(nodes.map((n) => [n.getAttribute('data-tile'), n.querySelector('.tile-value')?.textContent?.trim() ?? ''])),
   );
 }
@@ -148,7 +163,11 @@ test('the range picker narrows every panel, and the address bar keeps the choice
   assert.deepEqual([shown.calls, shown.agents, shown.cost], ['5', '2', '$0.012']);
   assert.deepEqual(await firstColumn('agents'), ['planner', 'coder']);
   assert.match(page.url(), /[?&]range=15m(&|$)/);
-  assert.match(page.url(), /[?&]tenant=default(&|$)/);
+  assert.doesNotMatch(page.url(), /tenant=/, 'the tenant is the caller\'s, not the address bar\'s');
+  // Without keys, the loopback caller is tenant default, and the header says so.
+  assert.equal(await page.locator('[data-tenant]').textContent(), 'default');
+  assert.match((await page.locator('[data-who]').textContent())!, /admin \(no API keys configured\)/);
+  assert.equal(await page.locator('#api-key').count(), 0);
 });
 
 test('new calls appear on the next 5 s refresh', { skip }, async () => {
@@ -161,3 +180,95 @@ test('new calls appear on the next 5 s refresh', { skip }, async () => {
   assert.equal(shown.agents, '3');
 });
 
+
+// ---- API keys -------------------------------------------------------------------------------------------
+
+/** Calls of tenant default in the last hour, counted on the raw table. */
+async function defaultCallsLastHour(): Promise<number> {
+  const result = await clickhouse.query({
+    query: "SELECT count() AS n FROM audit_events_v1 WHERE tenant = 'default' AND timestamp >= now64(9) - INTERVAL 1 HOUR",
+    format: 'JSONEachRow',
+  });
+  return Number((await result.json<{ n: string }>())[0]!.n);
+}
+
+let keyPage: Page;
+const keyPageErrors: string[] = [];
+const graphqlRequests: Request[] = [];
+
+test('with keys configured, the dashboard asks for a key, keeps it in session storage only, and shows its tenant', { skip }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+  keyPage = await context.newPage();
+  keyPage.on('pageerror', (error) => keyPageErrors.push(error.message));
+  keyPage.on('console', (message) => {
+    // The browser itself logs each 401/403 answer; those are the API's expected refusals.
+    if (message.type() === 'error' && !/status of 40[13]/.test(message.text())) keyPageErrors.push(message.text());
+  });
+  keyPage.on('request', (request) => {
+    if (request.url().includes('/graphql')) graphqlRequests.push(request);
+  });
+
+  await keyPage.goto(`${keyedUrl}/?range=1h`);
+  await keyPage.locator('#api-key').waitFor({ timeout: 10_000 });
+  assert.equal(await keyPage.locator('#key-title').textContent(), 'This dashboard needs an API key');
+  assert.match((await keyPage.locator('.key-problem').textContent())!, /An API key is required: send it as `Authorization: Bearer <key>`/);
+  assert.equal(await keyPage.locator('[data-tile]').count(), 0);
+  assert.equal(graphqlRequests[0]!.headers().authorization, undefined, 'no key sent before one is given');
+
+  // An unknown key, then an ingest key: refused, each with the API's reason.
+  await keyPage.fill('#api-key', generateKey());
+  await keyPage.click('.key-form button[type=submit]');
+  await keyPage.getByText('The API key is not known (revoked, or mistyped).').waitFor({ timeout: 10_000 });
+  assert.equal(await keyPage.locator('#key-title').textContent(), 'This API key cannot open the dashboard');
+  await keyPage.fill('#api-key', KEY.ingest);
+  await keyPage.click('.key-form button[type=submit]');
+  await keyPage.getByText(/this key's role is ingest/).waitFor({ timeout: 10_000 });
+  await keyPage.screenshot({ path: '/tmp/ui-key-form.png' });
+  assert.equal(await keyPage.evaluate(() => sessionStorage.length), 0, 'a refused key is not kept');
+
+  // A viewer key of tenant default: the fixture, and the header names the tenant and the key.
+  const calls = await defaultCallsLastHour();
+  await keyPage.fill('#api-key', KEY.viewer);
+  await keyPage.click('.key-form button[type=submit]');
+  const shown = await tiles(String(calls), keyPage);
+  assert.equal(shown.calls, String(calls));
+  assert.equal(await keyPage.locator('[data-tenant]').textContent(), 'default');
+  assert.match((await keyPage.locator('[data-who]').textContent())!, /viewer · key ui-viewer/);
+
+  // Sent as a Bearer header, kept in session storage only, never in an address.
+  assert.equal(graphqlRequests.at(-1)!.headers().authorization, `Bearer ${KEY.viewer}`);
+  assert.equal(await keyPage.evaluate(() => sessionStorage.getItem('mcp-analytics.api-key')), KEY.viewer);
+  assert.equal(await keyPage.evaluate(() => localStorage.length), 0);
+  assert.equal(await keyPage.evaluate(() => document.cookie), '');
+  for (const request of graphqlRequests) assert.ok(!request.url().includes(KEY.viewer.slice(5)), request.url());
+  assert.ok(!keyPage.url().includes(KEY.viewer.slice(5)));
+
+  // A reload of the tab keeps the key; another tab starts without it.
+  await keyPage.reload();
+  await tiles(String(calls), keyPage);
+  const otherTab = await context.newPage();
+  await otherTab.goto(`${keyedUrl}/`);
+  await otherTab.locator('#api-key').waitFor({ timeout: 10_000 });
+  await otherTab.close();
+
+  await keyPage.screenshot({ path: '/tmp/ui-key.png', fullPage: true });
+  assert.deepEqual(keyPageErrors, []);
+});
+
+test('a tenant with no data (another key) says how to send some', { skip }, async () => {
+  await keyPage.getByRole('button', { name: 'Forget key' }).click();
+  await keyPage.locator('#api-key').waitFor({ timeout: 10_000 });
+  assert.equal(await keyPage.evaluate(() => sessionStorage.length), 0);
+  await keyPage.fill('#api-key', KEY.nobody);
+  await keyPage.press('#api-key', 'Enter');
+  await tiles('0', keyPage);
+  assert.equal(await keyPage.locator('[data-tenant]').textContent(), 'nobody');
+  const empty = (await keyPage.locator('.empty').textContent())!;
+  assert.match(empty, /Tenant nobody has no tool calls in the last hour/);
+  assert.match(empty, /npm run demo/);
+  assert.match(empty, /POST \/v1\/audit/);
+  assert.match(empty, /npm run keys -- create --tenant nobody --role ingest/);
+  assert.match(empty, /authorization: Bearer <ingest key of nobody>/);
+  await keyPage.screenshot({ path: '/tmp/ui-empty.png', fullPage: true });
+  assert.deepEqual(keyPageErrors, []);
+});

@@ -16,47 +16,71 @@ export type AuditEvent = Pick<
   'eventId' | 'timestamp' | 'traceId' | 'agent' | 'accountId' | 'tool' | 'allowed' | 'deniedReason' | 'durationMs' | 'error' | 'costUsd'
 >;
 
+/** The API key the dashboard reads with (`Query.me`). */
+export interface Me {
+  tenant: string;
+  role: 'VIEWER' | 'OPERATOR' | 'BILLING' | 'ADMIN';
+  name: string;
+}
+
 export interface Dashboard {
+  me: Me;
   overview: Overview;
   agents: AgentStats[];
   slowestTools: ToolLatency[];
   auditLog: AuditEvent[];
 }
 
+/** The tenant is the API key's: the dashboard never names one. */
 export interface DashboardVariables {
-  tenant: string;
   from: string;
   to: string;
 }
 
 const QUERY = /* GraphQL */ `
-  query Dashboard($tenant: String!, $from: String!, $to: String!) {
-    overview(tenant: $tenant, from: $from, to: $to) { calls errors denials agents p99Ms costUsd }
-    agents(tenant: $tenant, from: $from, to: $to) { agent calls errors denials p50Ms p99Ms costUsd }
-    slowestTools(tenant: $tenant, from: $from, to: $to, limit: 10) { service tool calls p50Ms p95Ms p99Ms maxMs }
-    auditLog(tenant: $tenant, from: $from, to: $to, limit: 50) {
+  query Dashboard($from: String!, $to: String!) {
+    me { tenant role name }
+    overview(from: $from, to: $to) { calls errors denials agents p99Ms costUsd }
+    agents(from: $from, to: $to) { agent calls errors denials p50Ms p99Ms costUsd }
+    slowestTools(from: $from, to: $to, limit: 10) { service tool calls p50Ms p95Ms p99Ms maxMs }
+    auditLog(from: $from, to: $to, limit: 50) {
       eventId timestamp traceId agent accountId tool allowed deniedReason durationMs error costUsd
     }
   }
 `;
 
 export class ApiError extends Error {
-  override readonly name = 'ApiError';
+  override readonly name: string = 'ApiError';
 }
 
-export async function fetchDashboard(variables: DashboardVariables, signal: AbortSignal): Promise<Dashboard> {
+/** The API wants a (different) key: none was sent, it is not known, or its role may not read. */
+export class KeyRequiredError extends ApiError {
+  override readonly name = 'KeyRequiredError';
+  constructor(
+    message: string,
+    readonly code: 'UNAUTHENTICATED' | 'FORBIDDEN',
+  ) {
+    super(message);
+  }
+}
+
+export async function fetchDashboard(variables: DashboardVariables, apiKey: string | null, signal: AbortSignal): Promise<Dashboard> {
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' };
+  if (apiKey) headers.authorization = `Bearer ${apiKey}`;
   const response = await fetch('/graphql', {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+    headers,
     body: JSON.stringify({ query: QUERY, variables, operationName: 'Dashboard' }),
     signal,
   });
-  let body: { data?: Dashboard | null; errors?: Array<{ message: string }> };
+  let body: { data?: Dashboard | null; errors?: Array<{ message: string; extensions?: { code?: string } }> };
   try {
     body = await response.json();
   } catch {
     throw new ApiError(`The API answered ${response.status} ${response.statusText} without a GraphQL response.`);
   }
+  const refusal = body.errors?.find((e) => e.extensions?.code === 'UNAUTHENTICATED' || e.extensions?.code === 'FORBIDDEN');
+  if (refusal) throw new KeyRequiredError(refusal.message, refusal.extensions!.code as 'UNAUTHENTICATED' | 'FORBIDDEN');
   if (body.errors?.length) throw new ApiError(body.errors.map((e) => e.message).join('; '));
   if (!body.data) throw new ApiError(`The API answered ${response.status} without data.`);
   return body.data;

@@ -1,4 +1,4 @@
-/** The time ranges the picker offers, and the dashboard's state in the address bar (?tenant=&range=). */
+/** The time ranges the picker offers, and the dashboard's state in the address bar (?range=). */
 
 export const RANGES = [
   { id: '15m', label: 'Last 15 min', ms: 15 * 60_000 },
@@ -10,7 +10,6 @@ export const RANGES = [
 export type RangeId = (typeof RANGES)[number]['id'];
 
 export const DEFAULT_RANGE: RangeId = '1h';
-export const DEFAULT_TENANT = 'default';
 
 export function rangeById(id: RangeId) {
   return RANGES.find((r) => r.id === id) ?? RANGES[1];
@@ -21,18 +20,15 @@ export function resolveRange(id: RangeId, now = Date.now()): { from: string; to:
   return { from: new Date(now - rangeById(id).ms).toISOString(), to: new Date(now).toISOString() };
 }
 
-export function readLocation(search = location.search): { tenant: string; range: RangeId } {
-  const params = new URLSearchParams(search);
-  const range = params.get('range');
-  return {
-    tenant: params.get('tenant')?.trim() || DEFAULT_TENANT,
-    range: RANGES.some((r) => r.id === range) ? (range as RangeId) : DEFAULT_RANGE,
-  };
+export function readLocation(search = location.search): { range: RangeId } {
+  const range = new URLSearchParams(search).get('range');
+  return { range: RANGES.some((r) => r.id === range) ? (range as RangeId) : DEFAULT_RANGE };
 }
 
-export function writeLocation(state: { tenant: string; range: RangeId }): void {
+/** The tenant is the API key's, so an old `?tenant=` is dropped from the address. */
+export function writeLocation(state: { range: RangeId }): void {
   const params = new URLSearchParams(location.search);
-  params.set('tenant', state.tenant);
+  params.delete('tenant');
   params.set('range', state.range);
   const url = `${location.pathname}?${params}`;
   if (url !== `${location.pathname}${location.search}`) history.replaceState(null, '', url);
