@@ -1,0 +1,576 @@
+/**
+ * API benchmark (a script, not a test): the read API over HTTP against issue 11's targets, each query
+ * beside the same answer computed on the raw table (plain SQL over audit_events_v1) in the same run.
+ *
+ *   npm run bench api
+ *   BENCH_EVENTS=1000000 npm run bench api                    # a smaller data set (its own cache)
+ *   BENCH_DATA_FROM=/work/benchdata/10m npm run bench api      # build the cache by copying this directory
+ *   BENCH_DATA_DIR=/tmp/my-copy npm run bench api             # use (and migrate) this directory as it is
+ *   BENCH_REQUESTS=40 BENCH_CLIENTS=4 BENCH_BUDGET_S=480 npm run bench api
+ *
+ * Data: bench/data/generate-events.ts's data set (BENCH_EVENTS, default 10,000,000 events over 30 days),
+ * cached under .cache/bench/ keyed by the generator's version, N and the migrations in sql/; built in a
+ * child process (or copied from BENCH_DATA_FROM) when missing. Ranges end where the data set ends.
+ *
+ * The API: createApi with a key store of one viewer key of the data set's biggest tenant (acme, 80% of
+ * the rows), on a node:http server on loopback, in this process with the embedded engine (chDB allows one
+ * process per data directory, and the raw statements need the same engine). CLIENTS concurrent clients
+ * send REQUESTS requests per operation (each with its own id or page where the operation takes one),
+ * after one warm-up request; an operation stops sending after OP_BUDGET_MS, and operations not started
+ * BENCH_BUDGET_S (480) after the first are reported as skipped. The raw statements run the same way on
+ * the engine directly, capped at RAW_BUDGET_MS. RSS is this process's: the API, the embedded engine and the clients.
+ *
+ * Operations are the table OPERATIONS below. Each is checked against the API's schema (introspection):
+ * a field or argument that does not exist yet prints `n/a (not in this schema)`; the selection is every
+ * field of the answer's type (no arguments needed, 3 levels deep), so it follows the schema as it grows.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import {
+  buildClientSchema,
+  getIntrospectionQuery,
+  getNamedType,
+  isEnumType,
+  isInterfaceType,
+  isLeafType,
+  isNonNullType,
+  isObjectType,
+  isUnionType,
+  parse,
+  validate,
+  type GraphQLField,
+  type GraphQLOutputType,
+  type GraphQLSchema,
+  type IntrospectionQuery,
+} from 'graphql';
+import { pino } from 'pino';
+import { createApi } from '../api/app.ts';
+import type { KeyStore } from '../api/plugins/use-auth.ts';
+import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
+import { loadConfig } from '../core/config.ts';
+import { migrate, readMigrations } from '../core/migrate.ts';
+import { DATASET_FILE, DEFAULT_EVENTS, GENERATOR_VERSION } from './data/generate-events.ts';
+
+const EVENTS = Number(process.env.BENCH_EVENTS ?? DEFAULT_EVENTS);
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 40);
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
+/** Wall-time cap of one operation's timed requests (API), and of its raw statements. */
+const OP_BUDGET_MS = 10_000;
+const RAW_BUDGET_MS = 6_000;
+/** Operations not started within this long of the first are reported as skipped (the bench stays bounded). */
+const TOTAL_BUDGET_MS = Number(process.env.BENCH_BUDGET_S ?? 480) * 1000;
+/** Walking the audit log to its 50th page (to get that page's cursor) gives up after this. */
+const WALK_BUDGET_MS = 30_000;
+const PAGE_SIZE = 50;
+const TENANT = 'acme';
+const DAY_MS = 86_400_000;
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+const progress = (message: string) => console.error(`[${(performance.now() / 1000).toFixed(1)} s] ${message}`);
+
+// ---------------------------------------------------------------------------
+// What is measured
+
+/** An id-bearing call of the data set (one with a 3-span trace in spans_v1). */
+interface Sample {
+  eventId: string;
+  traceId: string;
+  otelTraceId: string;
+  sessionId: string;
+}
+
+export interface Context {
+  /** End of the data set (exclusive), epoch ms. */
+  end: number;
+  samples: Sample[];
+  /** The cursor that asks for page 50 of the 30-day audit log; undefined when it could not be had. */
+  page50After?: string;
+  page50Problem?: string;
+}
+
+/** A GraphQL enum value in an argument list (written bare). */
+class Enum {
+  constructor(readonly value: string) {}
+}
+type Arg = string | number | Enum;
+
+interface Raw {
+  /** Runs the plain-SQL equivalent of request i. */
+  run(clickhouse: ClickHouseClient, ctx: Context, i: number): Promise<unknown>;
+}
+
+interface Operation {
+  name: string;
+  field: string;
+  args(ctx: Context, i: number): Record<string, Arg> | string;
+  /** p99 target, ms; undefined when issue 11 sets none. */
+  targetMs?: number;
+  raw: Raw;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const nanos = (ms: number) => (BigInt(ms) * 1_000_000n).toString();
+const range = (days: number) => (ctx: Context) => ({ from: iso(ctx.end - days * DAY_MS), to: iso(ctx.end) });
+const sample = (ctx: Context, i: number) => ctx.samples[i % ctx.samples.length]!;
+
+const IN_RANGE = `tenant = {tenant:String} AND timestamp >= fromUnixTimestamp64Nano({from_ns:Int64}) AND timestamp < fromUnixTimestamp64Nano({to_ns:Int64})`;
+
+/** A raw statement over a range of days ending at the data set's end. */
+function rawRange(days: number, sql: string, extra: Record<string, unknown> = {}): Raw {
+  return {
+    run: (clickhouse, ctx) =>
+      rows(clickhouse, sql, { tenant: TENANT, from_ns: nanos(ctx.end - days * DAY_MS), to_ns: nanos(ctx.end), ...extra }),
+  };
+}
+
+const RAW_SQL = {
+  overview: `SELECT count() AS calls, countIf(is_error) AS errors, countIf(NOT allowed) AS denials, uniqExact(agent) AS agents,
+    quantileIf(0.99)(duration_ns, allowed) AS p99, sum(ifNull(cost_usd, 0)) AS cost FROM audit_events_v1 WHERE ${IN_RANGE}`,
+  agents: `SELECT agent, count() AS calls, calls / sum(calls) OVER () AS share, countIf(is_error) AS errors, countIf(NOT allowed) AS denials,
+    avgIf(duration_ns, allowed) AS avg, quantilesIf(0.5, 0.95, 0.99)(duration_ns, allowed) AS q, uniqExact(tool) AS tools,
+    uniqExact(account_id) AS accounts, sum(ifNull(cost_usd, 0)) AS cost, min(timestamp) AS first, max(timestamp) AS last
+    FROM audit_events_v1 WHERE ${IN_RANGE} GROUP BY agent ORDER BY calls DESC`,
+  topServices: `SELECT service, count() AS calls, calls / sum(calls) OVER () AS share, countIf(is_error) AS errors, sum(ifNull(cost_usd, 0)) AS cost
+    FROM audit_events_v1 WHERE ${IN_RANGE} GROUP BY service ORDER BY calls DESC LIMIT 10`,
+  slowestTools: (orderBy: string) => `SELECT tool, any(service) AS service, count() AS calls, avgIf(duration_ns, allowed) AS avg,
+    quantilesIf(0.5, 0.95, 0.99)(duration_ns, allowed) AS q, max(duration_ns) AS max, countIf(is_error) / calls AS error_rate
+    FROM audit_events_v1 WHERE ${IN_RANGE} GROUP BY tool ORDER BY ${orderBy} DESC LIMIT 10`,
+  /** Calls per bucket per service, the top 5 services by calls and the rest as `other`. */
+  timeseries: `SELECT toStartOfInterval(timestamp, toIntervalSecond({step:UInt32})) AS bucket,
+    if(service IN (SELECT service FROM audit_events_v1 WHERE ${IN_RANGE} GROUP BY service ORDER BY count() DESC LIMIT 5), service, 'other') AS grp,
+    count() AS calls FROM audit_events_v1 WHERE ${IN_RANGE} GROUP BY bucket, grp ORDER BY bucket, grp`,
+  denials: `SELECT denied_reason, agent, tool, scope, toStartOfHour(timestamp) AS hour, count() AS denials
+    FROM audit_events_v1 LEFT ARRAY JOIN scopes_required AS scope WHERE ${IN_RANGE} AND NOT allowed
+    GROUP BY GROUPING SETS ((denied_reason), (agent), (tool), (scope), (hour))`,
+  page: `SELECT * FROM audit_events_v1 WHERE ${IN_RANGE} ORDER BY timestamp DESC, event_id DESC LIMIT {limit:UInt32} OFFSET {offset:UInt32}`,
+};
+
+/** The trace look-ups on the raw tables: the call(s) by one id, then their spans. */
+function rawTrace(by: 'trace_id' | 'otel_trace_id'): Raw {
+  return {
+    async run(clickhouse, ctx, i) {
+      const s = sample(ctx, i);
+      const id = by === 'trace_id' ? s.traceId : s.otelTraceId;
+      const calls = await rows(clickhouse, `SELECT * FROM audit_events_v1 WHERE tenant = {tenant:String} AND ${by} = {id:String}`, { tenant: TENANT, id });
+      const otel = [...new Set(calls.map((c) => String(c.otel_trace_id)).filter(Boolean))];
+      return rows(clickhouse, 'SELECT * FROM spans_v1 WHERE tenant = {tenant:String} AND trace_id IN {ids:Array(String)} ORDER BY start_time', { tenant: TENANT, ids: otel });
+    },
+  };
+}
+
+/** Aggregates over the last `days` days of the data set: every one has the same target. */
+function aggregates(days: number): Operation[] {
+  const targetMs = days <= 7 ? 100 : 250;
+  const r = range(days);
+  const step = days <= 7 ? 3600 : 7200; // ≤ 500 points, as the API would choose
+  return [
+    { name: `overview ${days} d`, field: 'overview', args: r, targetMs, raw: rawRange(days, RAW_SQL.overview) },
+    { name: `agents ${days} d`, field: 'agents', args: r, targetMs, raw: rawRange(days, RAW_SQL.agents) },
+    { name: `agentActivity ${days} d`, field: 'agentActivity', args: r, targetMs, raw: rawRange(days, RAW_SQL.agents) },
+    { name: `topServices ${days} d`, field: 'topServices', args: (c) => ({ ...r(c), limit: 10 }), targetMs, raw: rawRange(days, RAW_SQL.topServices) },
+    { name: `slowestTools ${days} d`, field: 'slowestTools', args: (c) => ({ ...r(c), limit: 10 }), targetMs, raw: rawRange(days, RAW_SQL.slowestTools('q[3]')) },
+    { name: `slowestTools(orderBy: AVG) ${days} d`, field: 'slowestTools', args: (c) => ({ ...r(c), limit: 10, orderBy: new Enum('AVG') }), targetMs, raw: rawRange(days, RAW_SQL.slowestTools('avg')) },
+    {
+      name: `timeseries(CALLS by SERVICE) ${days} d`,
+      field: 'timeseries',
+      args: (c) => ({ ...r(c), metric: new Enum('CALLS'), groupBy: new Enum('SERVICE'), top: 5 }),
+      targetMs,
+      raw: rawRange(days, RAW_SQL.timeseries, { step }),
+    },
+    { name: `denials ${days} d`, field: 'denials', args: r, targetMs, raw: rawRange(days, RAW_SQL.denials) },
+  ];
+}
+
+/** Everything measured, in the order printed. Issue 11 "What can be asked" names the queries. */
+export const OPERATIONS: Operation[] = [
+  ...aggregates(7),
+  ...aggregates(30),
+  {
+    name: 'auditLog first page (connection)',
+    field: 'auditLog',
+    args: (c) => ({ ...range(30)(c), first: PAGE_SIZE }),
+    targetMs: 50,
+    raw: rawRange(30, RAW_SQL.page, { limit: PAGE_SIZE, offset: 0 }),
+  },
+  {
+    name: 'auditLog 50th page (connection)',
+    field: 'auditLog',
+    args: (c) => {
+      if (c.page50After === undefined) return c.page50Problem ?? 'no cursor for page 50';
+      return { ...range(30)(c), first: PAGE_SIZE, after: c.page50After };
+    },
+    targetMs: 50,
+    raw: rawRange(30, RAW_SQL.page, { limit: PAGE_SIZE, offset: 49 * PAGE_SIZE }),
+  },
+  {
+    name: 'auditLog(limit: 50) first page',
+    field: 'auditLog',
+    args: (c) => ({ ...range(30)(c), limit: PAGE_SIZE }),
+    targetMs: 50,
+    raw: rawRange(30, RAW_SQL.page, { limit: PAGE_SIZE, offset: 0 }),
+  },
+  {
+    name: 'auditEvent(id)',
+    field: 'auditEvent',
+    args: (c, i) => ({ id: sample(c, i).eventId }),
+    raw: { run: (ch, c, i) => rows(ch, 'SELECT * FROM audit_events_v1 WHERE tenant = {tenant:String} AND event_id = {id:UUID}', { tenant: TENANT, id: sample(c, i).eventId }) },
+  },
+  { name: 'trace(id) by gateway trace id', field: 'trace', args: (c, i) => ({ id: sample(c, i).traceId }), targetMs: 50, raw: rawTrace('trace_id') },
+  { name: 'trace(id) by OpenTelemetry id', field: 'trace', args: (c, i) => ({ id: sample(c, i).otelTraceId }), targetMs: 50, raw: rawTrace('otel_trace_id') },
+  { name: 'trace(traceId) by OpenTelemetry id', field: 'trace', args: (c, i) => ({ traceId: sample(c, i).otelTraceId }), targetMs: 50, raw: rawTrace('otel_trace_id') },
+  {
+    name: 'session(id)',
+    field: 'session',
+    args: (c, i) => ({ id: sample(c, i).sessionId }),
+    raw: { run: (ch, c, i) => rows(ch, 'SELECT * FROM audit_events_v1 WHERE tenant = {tenant:String} AND session_id = {id:String} ORDER BY timestamp', { tenant: TENANT, id: sample(c, i).sessionId }) },
+  },
+];
+
+// ---------------------------------------------------------------------------
+// Data set
+
+async function migrationsHash(): Promise<string> {
+  const hash = createHash('sha256');
+  for (const m of await readMigrations()) hash.update(`${m.version}:${m.checksum}\n`);
+  return hash.digest('hex').slice(0, 10);
+}
+
+/** The data directory to use: BENCH_DATA_DIR, or the cache for (generator, N, migrations), built when missing. */
+async function dataDir(): Promise<string> {
+  if (process.env.BENCH_DATA_DIR) return path.resolve(process.env.BENCH_DATA_DIR);
+  const dir = path.join(ROOT, '.cache', 'bench', `events-g${GENERATOR_VERSION}-n${EVENTS}-m${await migrationsHash()}`);
+  if (existsSync(path.join(dir, DATASET_FILE))) return dir;
+
+  const partial = `${dir}.partial-${process.pid}`;
+  rmSync(partial, { recursive: true, force: true });
+  mkdirSync(path.dirname(dir), { recursive: true });
+  const from = process.env.BENCH_DATA_FROM;
+  const started = performance.now();
+  if (from) {
+    const description = readDataset(from);
+    if (description?.events !== EVENTS) throw new Error(`BENCH_DATA_FROM ${from} holds ${description?.events ?? 'an unknown number of'} events, not ${EVENTS} (BENCH_EVENTS)`);
+    progress(`copying ${from} to ${dir}`);
+    execFileSync('cp', ['-a', from, partial]);
+  } else {
+    progress(`building the data set (${EVENTS.toLocaleString('en-US')} events) in ${dir}: a few minutes at 10M`);
+    const { status } = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/data/generate-events.ts'), '--dir', partial, '--events', String(EVENTS)], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    if (status !== 0) throw new Error(`the data set generator failed (exit ${status})`);
+  }
+  renameSync(partial, dir);
+  progress(`data set ready in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  return dir;
+}
+
+interface Dataset {
+  events: number;
+  end: string;
+  perTenant: Record<string, number>;
+}
+
+function readDataset(dir: string): Dataset | undefined {
+  try {
+    return JSON.parse(readFileSync(path.join(dir, DATASET_FILE), 'utf8')) as Dataset;
+  } catch {
+    return undefined;
+  }
+}
+
+async function rows(clickhouse: ClickHouseClient, query: string, query_params: Record<string, unknown>): Promise<Record<string, unknown>[]> {
+  return (await clickhouse.query({ query, query_params, format: 'JSONEachRow' })).json<Record<string, unknown>>();
+}
+
+async function loadSamples(clickhouse: ClickHouseClient): Promise<Sample[]> {
+  const found = await rows(
+    clickhouse,
+    `SELECT toString(event_id) AS eventId, trace_id AS traceId, otel_trace_id AS otelTraceId, session_id AS sessionId
+     FROM audit_events_v1
+     WHERE tenant = {tenant:String} AND otel_trace_id IN (SELECT trace_id FROM spans_v1 WHERE tenant = {tenant:String})
+     ORDER BY sipHash64(event_id) LIMIT 64`,
+    { tenant: TENANT },
+  );
+  if (found.length === 0) throw new Error(`the data set has no call of tenant ${TENANT} with spans: was it built by bench/data/generate-events.ts?`);
+  return found as unknown as Sample[];
+}
+
+// ---------------------------------------------------------------------------
+// GraphQL over HTTP
+
+class GraphQLClient {
+  constructor(
+    readonly url: string,
+    readonly key: string,
+  ) {}
+
+  async request(query: string): Promise<Record<string, unknown>> {
+    const response = await fetch(this.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${this.key}` },
+      body: JSON.stringify({ query }),
+    });
+    const text = await response.text();
+    let body: { data?: Record<string, unknown>; errors?: { message: string; extensions?: { code?: string } }[] };
+    try {
+      body = JSON.parse(text);
+    } catch {
+      throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
+    }
+    if (body.errors?.length) {
+      const e = body.errors[0]!;
+      throw new Error(`${e.extensions?.code ?? `HTTP ${response.status}`}: ${e.message}`);
+    }
+    if (!response.ok || !body.data) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
+    return body.data;
+  }
+}
+
+function argText(args: Record<string, Arg>): string {
+  const parts = Object.entries(args).map(([k, v]) => `${k}: ${v instanceof Enum ? v.value : JSON.stringify(v)}`);
+  return parts.length ? `(${parts.join(', ')})` : '';
+}
+
+/** Every field of `type` that needs no argument, `depth` levels down, skipping types already on the path. */
+function selectAll(type: GraphQLOutputType, depth: number, path: Set<string> = new Set()): string {
+  const named = getNamedType(type);
+  if (isLeafType(named)) return '';
+  if (!isObjectType(named) || depth === 0) return isObjectType(named) || isInterfaceType(named) || isUnionType(named) ? '{ __typename }' : '';
+  const inner = new Set([...path, named.name]);
+  const fields: string[] = [];
+  for (const f of Object.values(named.getFields()) as GraphQLField<unknown, unknown>[]) {
+    if (f.args.some((a) => isNonNullType(a.type) && a.defaultValue === undefined)) continue;
+    const sub = getNamedType(f.type);
+    if (isLeafType(sub)) fields.push(f.name);
+    else if (isObjectType(sub) && !inner.has(sub.name) && depth > 1) fields.push(`${f.name} ${selectAll(f.type, depth - 1, inner)}`);
+  }
+  return `{ ${fields.length ? fields.join(' ') : '__typename'} }`;
+}
+
+/** The request for operation `op`'s call i, or why this schema cannot take it. */
+export function document(schema: GraphQLSchema | undefined, op: Operation, ctx: Context, i: number): { query: string } | { na: string } {
+  const args = op.args(ctx, i);
+  if (typeof args === 'string') return { na: args };
+  if (!schema) return { query: `{ r: ${op.field}${argText(args)} { __typename } }` };
+  const field = schema.getQueryType()?.getFields()[op.field];
+  if (!field) return { na: 'not in this schema' };
+  const missing = Object.keys(args).filter((a) => !field.args.some((x) => x.name === a));
+  if (missing.length) return { na: `not in this schema: no argument ${missing.join(', ')}` };
+  for (const [name, value] of Object.entries(args)) {
+    const t = getNamedType(field.args.find((x) => x.name === name)!.type);
+    if (value instanceof Enum && (!isEnumType(t) || !t.getValue(value.value))) return { na: `not in this schema: ${name} has no value ${value.value}` };
+  }
+  const query = `{ r: ${op.field}${argText(args)} ${selectAll(field.type, 3)} }`;
+  const errors = validate(schema, parse(query));
+  if (errors.length) return { na: `not in this schema: ${errors[0]!.message}` };
+  return { query };
+}
+
+async function introspect(client: GraphQLClient): Promise<GraphQLSchema | undefined> {
+  try {
+    return buildClientSchema((await client.request(getIntrospectionQuery())) as unknown as IntrospectionQuery);
+  } catch (error) {
+    progress(`introspection failed (${(error as Error).message}): every operation is tried as written`);
+    return undefined;
+  }
+}
+
+/** The cursor of page 50 of the 30-day audit log, walking pages 1-49 (bounded). */
+async function walkToPage50(client: GraphQLClient, schema: GraphQLSchema | undefined, ctx: Context): Promise<void> {
+  const field = schema?.getQueryType()?.getFields().auditLog;
+  if (!field?.args.some((a) => a.name === 'after')) {
+    ctx.page50Problem = 'not in this schema: no argument after';
+    return;
+  }
+  const deadline = performance.now() + WALK_BUDGET_MS;
+  let after: string | undefined;
+  for (let page = 1; page < 50; page++) {
+    if (performance.now() > deadline) {
+      ctx.page50Problem = `walking to page 50 took over ${WALK_BUDGET_MS / 1000} s (reached page ${page})`;
+      return;
+    }
+    const args: Record<string, Arg> = { ...range(30)(ctx), first: PAGE_SIZE };
+    if (after !== undefined) args.after = after;
+    try {
+      const data = await client.request(`{ r: auditLog${argText(args)} { pageInfo { hasNextPage endCursor } } }`);
+      const info = (data.r as { pageInfo: { hasNextPage: boolean; endCursor: string | null } }).pageInfo;
+      if (!info.hasNextPage || !info.endCursor) {
+        ctx.page50Problem = `the audit log ended at page ${page}`;
+        return;
+      }
+      after = info.endCursor;
+    } catch (error) {
+      ctx.page50Problem = `walking to page 50 failed: ${(error as Error).message}`;
+      return;
+    }
+  }
+  ctx.page50After = after;
+}
+
+// ---------------------------------------------------------------------------
+// Timing
+
+interface Timing {
+  times: number[];
+  error?: string;
+}
+
+/** Up to `count` calls over CLIENTS concurrent loops, after one warm-up call, stopping at the budget. */
+async function drive(count: number, budgetMs: number, call: (i: number) => Promise<unknown>): Promise<Timing> {
+  const times: number[] = [];
+  try {
+    await call(count); // warm-up, with an index no timed call uses
+  } catch (error) {
+    return { times, error: (error as Error).message };
+  }
+  const deadline = performance.now() + budgetMs;
+  let next = 0;
+  let failure: string | undefined;
+  const loop = async () => {
+    while (next < count && failure === undefined && performance.now() < deadline) {
+      const i = next++;
+      const started = performance.now();
+      try {
+        await call(i);
+      } catch (error) {
+        failure = (error as Error).message;
+        return;
+      }
+      times.push(performance.now() - started);
+    }
+  };
+  await Promise.all(Array.from({ length: CLIENTS }, loop));
+  return { times, error: failure };
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * q) - 1)]!;
+}
+
+function summary(t: Timing): { p50: number; p99: number } | undefined {
+  if (t.times.length === 0) return undefined;
+  const sorted = [...t.times].sort((a, b) => a - b);
+  return { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99) };
+}
+
+/** Busy CPU seconds of the whole machine (Linux /proc/stat; undefined elsewhere). */
+function machineBusy(): number | undefined {
+  try {
+    const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+    const [user, nice, system, , , irq, softirq, steal] = fields.map(Number) as number[];
+    return (user! + nice! + system! + irq! + softirq! + steal!) / 100; // USER_HZ
+  } catch {
+    return undefined;
+  }
+}
+
+const ms = (x: number) => `${x < 10 ? x.toFixed(1) : Math.round(x).toLocaleString('en-US')}`;
+const mib = (bytes: number) => `${Math.round(bytes / 1024 / 1024).toLocaleString('en-US')} MiB`;
+
+function printColumns(header: string[], body: string[][]): void {
+  const all = [header, ...body];
+  const widths = header.map((_, c) => Math.max(...all.map((r) => (r[c] ?? '').length)));
+  const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
+  console.log(line(header));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const r of body) console.log(line(r));
+}
+
+// ---------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const dir = await dataDir();
+  // Bounded whatever happens once the data set is there: operations stop starting after TOTAL_BUDGET_MS.
+  const watchdog = setTimeout(() => {
+    console.error(`api bench: over ${TOTAL_BUDGET_MS / 60_000 + 4} minutes, giving up`);
+    process.exit(1);
+  }, TOTAL_BUDGET_MS + 4 * 60_000);
+  watchdog.unref();
+  const clickhouse = await openClickHouse({ database: 'mcp_analytics', dataDir: dir });
+  let server: Server | undefined;
+  try {
+    const migrated = await migrate(clickhouse, { retentionDays: loadConfig({}).retentionDays });
+    if (migrated.applied.length) progress(`migrated ${dir}: ${migrated.applied.join(', ')}`);
+    const dataset = readDataset(dir);
+    const end = dataset ? Date.parse(dataset.end) : Date.now();
+    const ctx: Context = { end, samples: await loadSamples(clickhouse) };
+    progress(`data set ${dir}: ${dataset?.events.toLocaleString('en-US') ?? '?'} events, ${iso(end - 30 * DAY_MS)} to ${iso(end)}; tenant ${TENANT}: ${dataset?.perTenant[TENANT]?.toLocaleString('en-US') ?? '?'}`);
+
+    const secret = randomBytes(32).toString('base64url');
+    const keys: KeyStore = { size: 1, lookup: (s) => (s === secret ? { tenant: TENANT, role: 'viewer', name: 'bench' } : undefined) };
+    const api = createApi({ clickhouse, logger: pino({ level: 'warn' }, pino.destination(2)), keys });
+    server = createServer((req, res) => api.handle(req, res));
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    const client = new GraphQLClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`, secret);
+    const schema = await introspect(client);
+    await walkToPage50(client, schema, ctx);
+
+    const rssStart = process.memoryUsage.rss();
+    let rssMax = rssStart;
+    const table: string[][] = [];
+    let failed = 0;
+    const opsStarted = performance.now();
+    const cpuStarted = process.cpuUsage();
+    const loadStarted = machineBusy();
+    for (const op of OPERATIONS) {
+      const doc = document(schema, op, ctx, 0);
+      const target = op.targetMs === undefined ? '—' : `p99 ≤ ${op.targetMs} ms`;
+      if ('na' in doc) {
+        table.push([op.name, `n/a (${doc.na})`, '', '', '', target, 'n/a']);
+        continue;
+      }
+      if (performance.now() - opsStarted > TOTAL_BUDGET_MS) {
+        table.push([op.name, `skipped (the bench's ${TOTAL_BUDGET_MS / 1000} s were spent)`, '', '', '', target, 'n/a']);
+        continue;
+      }
+      progress(op.name);
+      const apiTiming = await drive(REQUESTS, OP_BUDGET_MS, (i) => {
+        const d = document(schema, op, ctx, i);
+        return 'query' in d ? client.request(d.query) : Promise.reject(new Error(d.na));
+      });
+      rssMax = Math.max(rssMax, process.memoryUsage.rss());
+      const rawTiming = await drive(REQUESTS, RAW_BUDGET_MS, (i) => op.raw.run(clickhouse, ctx, i));
+      rssMax = Math.max(rssMax, process.memoryUsage.rss());
+      const a = summary(apiTiming);
+      const r = summary(rawTiming);
+      const apiText = a ? `${ms(a.p50)} / ${ms(a.p99)} (n=${apiTiming.times.length})` : '—';
+      const rawText = r ? `${ms(r.p50)} / ${ms(r.p99)} (n=${rawTiming.times.length})` : `— ${rawTiming.error ?? ''}`;
+      const ratio = a && r ? `×${(a.p50 / r.p50).toFixed(2)} / ×${(a.p99 / r.p99).toFixed(2)}` : '';
+      let result = 'info';
+      if (apiTiming.error) result = `FAIL (${apiTiming.error.slice(0, 120)})`;
+      else if (op.targetMs !== undefined && a) result = a.p99 <= op.targetMs ? 'PASS' : 'FAIL';
+      if (apiTiming.error) failed++;
+      table.push([op.name, apiText, rawText, ratio, mib(process.memoryUsage.rss()), target, result]);
+      progress(`  ${table.at(-1)!.join(' | ')}`);
+    }
+    const wall = (performance.now() - opsStarted) / 1000;
+    const cpu = process.cpuUsage(cpuStarted);
+    const ownCores = (cpu.user + cpu.system) / 1e6 / wall;
+    const loadEnded = machineBusy();
+
+    console.log(
+      `\nAPI over HTTP (${CLIENTS} concurrent clients, ${REQUESTS} requests per operation after 1 warm-up, each capped at ${OP_BUDGET_MS / 1000} s) vs the raw table ` +
+        `(plain SQL on audit_events_v1, same clients and count, capped at ${RAW_BUDGET_MS / 1000} s); tenant ${TENANT}, ranges ending ${iso(end)}; times in ms\n`,
+    );
+    printColumns(['operation', 'API p50 / p99', 'raw p50 / p99', 'API/raw p50 / p99', 'RSS', 'target', 'result'], table);
+    console.log(
+      `\nCPU over the operations (${wall.toFixed(0)} s): this process ${ownCores.toFixed(2)} cores` +
+        (loadStarted && loadEnded ? `, the rest of the machine ${Math.max(0, (loadEnded - loadStarted) / wall - ownCores).toFixed(2)} of ${os.cpus().length} cores (other work skews the times)` : ''),
+    );
+    console.log(`RSS of the API process (the API, the embedded ClickHouse engine and the bench's HTTP clients): ${mib(rssStart)} before the operations, ${mib(rssMax)} at most, ${mib(process.memoryUsage.rss())} at the end.`);
+    // A target missed is a FAIL row; an operation that answered an error fails the run.
+    if (failed) process.exitCode = 1;
+  } finally {
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    server?.closeAllConnections();
+    await clickhouse.close();
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();
