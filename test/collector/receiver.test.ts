@@ -245,10 +245,14 @@ test('audit: an NDJSON line that is not JSON is a rejected record at its index; 
   const h = await startReceiver(t);
   const res = await postAudit(h, `${GO_ALLOWED}\n\n{"trace_id": oops}\n${GO_DENIED}\n`, { 'content-type': 'application/x-ndjson' });
   assert.equal(res.status, 400);
-  assert.deepEqual(await res.json(), {
+  const answer = await res.json();
+  // The parser's own wording follows the JavaScript engine; the product promises the index and what is wrong.
+  assert.match(answer.rejected[0].errors[0].message, /^line is not valid JSON: \S/);
+  answer.rejected[0].errors[0].message = 'line is not valid JSON: …';
+  assert.deepEqual(answer, {
     error: '1 of 3 records rejected (see "rejected"); the other 2 were accepted',
     accepted: 2,
-    rejected: [{ index: 1, errors: [{ path: '', message: "line is not valid JSON: Unexpected token 'o', \"{\"trace_id\": oops}\" is not valid JSON" }] }],
+    rejected: [{ index: 1, errors: [{ path: '', message: 'line is not valid JSON: …' }] }],
   });
   assert.equal(h.published.length, 1);
   assert.deepEqual(h.published[0]!.messages.map((m) => JSON.parse(m.value.toString())), [ALLOWED_EVENT, eventOf(GO_DENIED)]);
@@ -303,21 +307,25 @@ test('audit: when every record is bad, 400 with accepted 0 and nothing published
 
 test('audit: a body that is not JSON, not a record, or empty is a 400 with a clear message', async (t) => {
   const h = await startReceiver(t);
-  const cases: Array<[string, string]> = [
-    ['{"trace_id":', 'the body is not valid JSON: Unexpected end of JSON input'],
+  // After "not valid JSON: " comes the parser's own reason, worded by the JavaScript engine (newer V8s
+  // add "(line 2 column 1)"); the product promises the prefix, the reason and the NDJSON hint.
+  const reason = String.raw`\S[^;]*`;
+  const cases: Array<[string, RegExp]> = [
+    ['{"trace_id":', new RegExp(`^the body is not valid JSON: ${reason}$`)],
     [
       `${GO_ALLOWED}\n${GO_DENIED}`,
-      'the body is not valid JSON: Unexpected non-whitespace character after JSON at position 211; ' +
-        'for one record per line, send Content-Type: application/x-ndjson',
+      new RegExp(`^the body is not valid JSON: ${reason}; for one record per line, send Content-Type: application/x-ndjson$`),
     ],
-    ['"hello"', 'the body must be a JSON object (one audit record) or an array of them, not string'],
-    ['null', 'the body must be a JSON object (one audit record) or an array of them, not null'],
-    ['  ', 'the body is empty; send a JSON audit record or an array of them'],
+    ['"hello"', /^the body must be a JSON object \(one audit record\) or an array of them, not string$/],
+    ['null', /^the body must be a JSON object \(one audit record\) or an array of them, not null$/],
+    ['  ', /^the body is empty; send a JSON audit record or an array of them$/],
   ];
   for (const [body, error] of cases) {
     const res = await postAudit(h, body);
     assert.equal(res.status, 400, body);
-    assert.deepEqual(await res.json(), { error });
+    const answer = await res.json();
+    assert.deepEqual(Object.keys(answer), ['error'], body);
+    assert.match(answer.error, error, body);
   }
   assert.equal(h.published.length, 0);
 });
