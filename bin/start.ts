@@ -12,7 +12,8 @@ import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { ConfigError, loadConfig, type Config } from '../core/config.ts';
 import { createHealth } from '../core/health.ts';
 import { listen, type Handler, type RunningServer } from '../core/http-server.ts';
-import { createKafka, createKafkaPublisher } from '../core/kafka.ts';
+import { classifyKafkaError, createKafka, createKafkaPublisher, isKafkaError } from '../core/kafka.ts';
+import { ensureTopics } from '../core/kafka-topics.ts';
 import { createLogger } from '../core/logger.ts';
 import { migrate } from '../core/migrate.ts';
 import type { Publisher } from '../core/publisher.ts';
@@ -26,6 +27,7 @@ import { createMemoryQueue } from '../ingest/memory-queue.ts';
 import { createIngestMetrics } from '../ingest/metrics.ts';
 import { createPipeline } from '../ingest/pipeline.ts';
 import { createQueueWorker } from '../ingest/queue-worker.ts';
+import { retry } from '../ingest/retry.ts';
 
 const UI_DIR = fileURLToPath(new URL('../ui/dist/', import.meta.url));
 
@@ -42,6 +44,8 @@ const logger = createLogger(config.logLevel);
 const health = createHealth();
 const stops: (() => Promise<void>)[] = []; // run in order on SIGTERM
 const shutdownController = new AbortController();
+/** Aborted when shutdown begins: whatever still waits to start (Kafka topics, the consumer) stops waiting. */
+const startup = new AbortController();
 
 let clickhouse: ClickHouseClient | undefined;
 if (roles.has('ingest') || roles.has('api')) {
@@ -60,6 +64,25 @@ const kafkaPublisher = kafka && createKafkaPublisher(kafka, { logger });
 const queue = kafka ? undefined : createMemoryQueue({ maxMessages: config.batch.maxRows * 20 });
 const publisher: Publisher = (kafkaPublisher ?? queue)!;
 const metrics = roles.has('ingest') ? createIngestMetrics() : undefined;
+
+// A new broker has no topics yet: they are created (or awaited) while the process already answers
+// /readyz with the reason it is not ready. Nothing that needs them starts before they are there.
+let kafkaWaiting: string | undefined = kafka && 'checking the Kafka topics';
+const topicsReady =
+  kafka && (roles.has('receiver') || roles.has('ingest'))
+    ? ensureTopics(kafka, {
+        topics: [config.topics.audit, config.topics.spans, config.topics.deadLetter],
+        ...config.kafka!.newTopics,
+        logger,
+        signal: startup.signal,
+        onWaiting: (reason) => (kafkaWaiting = reason),
+      })
+    : Promise.resolve(true);
+if (kafka) {
+  health.addCheck('kafka', async () => {
+    if (kafkaWaiting) throw new Error(kafkaWaiting);
+  });
+}
 
 let receiverServer: RunningServer | undefined;
 if (roles.has('receiver')) {
@@ -101,8 +124,34 @@ if (roles.has('ingest')) {
       logger: logger.child({ component: 'ingest' }),
       metrics,
     });
-    await worker.start();
-    stops.push(() => worker.stop()); // stores and commits what it holds, leaves the group
+    // The consumer joins once the topics are there; a Kafka error on the way is waited out, never fatal.
+    const consuming = topicsReady.then(async (ready) => {
+      if (!ready) return;
+      kafkaWaiting = 'joining the consumer group';
+      await retry(() => worker.start(), {
+        isRetryable: isKafkaError,
+        initialDelayMs: 250,
+        signal: startup.signal,
+        onRetry: (error, attempt) => {
+          kafkaWaiting = `joining the consumer group: ${(error as Error).message}`;
+          const level = classifyKafkaError(error) === 'permanent' ? 'error' : 'warn';
+          logger[level]({ err: error, attempt }, 'the consumer could not join its group; trying again');
+        },
+      });
+    });
+    consuming.then(
+      () => {
+        if (!startup.signal.aborted) kafkaWaiting = undefined;
+      },
+      (error) => {
+        logger.fatal({ err: error }, 'the ingest could not start');
+        process.exit(1);
+      },
+    );
+    stops.push(async () => {
+      await consuming.catch(() => {});
+      await worker.stop(); // stores and commits what it holds, leaves the group
+    });
   } else {
     const worker = createQueueWorker({ queue: queue!, pipeline, batch: config.batch, logger, metrics });
     worker.start();
@@ -110,6 +159,7 @@ if (roles.has('ingest')) {
   }
 }
 if (kafkaPublisher) stops.push(() => kafkaPublisher.disconnect());
+if (!roles.has('ingest')) void topicsReady.then((ready) => ready && (kafkaWaiting = undefined));
 
 const api = roles.has('api') ? createApi({ clickhouse: clickhouse!, logger: logger.child({ component: 'api' }), uiDir: path.resolve(UI_DIR) }) : undefined;
 const apiServer = await listen(
@@ -141,6 +191,7 @@ logger.info(
 
 exitOnSignal(logger, config.shutdownTimeoutMs, async () => {
   health.setShuttingDown();
+  startup.abort();
   for (const stop of stops) await stop();
   shutdownController.abort();
   await clickhouse?.close();

@@ -59,6 +59,8 @@ export const SETTINGS = {
   KAFKA_SPANS_TOPIC: [topic.default('otlp_spans'), 'Topic of spans (OTLP protobuf, as the OpenTelemetry Collector writes them).'],
   KAFKA_DEAD_LETTER_TOPIC: [topic.default('mcp-dead-letters'), 'Topic of messages the ingest could not decode or validate.'],
   KAFKA_GROUP_ID: [z.string().min(1).default('mcp-ingest'), 'Consumer group of the ingest workers.'],
+  KAFKA_TOPIC_PARTITIONS: [positiveInt.max(10_000).default(6), 'Partitions of each topic the product creates at start when it is missing (audit, spans, dead letters); at most this many ingest workers share the load.'],
+  KAFKA_REPLICATION_FACTOR: [positiveInt.max(32767).optional(), "Replicas of each partition of a topic the product creates. Unset: the broker's `default.replication.factor`."],
   INGEST_TOKENS: [tokenMap.optional(), 'Receiver bearer tokens, `token=tenant,...`. Unset: the single tenant `default`, localhost only.'],
   RECEIVER_MAX_BODY_BYTES: [positiveInt.default(8 * 1024 * 1024), 'Largest request body the receiver accepts (after decompression).'],
   RECEIVER_MAX_RECORDS: [positiveInt.default(10_000), 'Most records (or spans) in one receiver request.'],
@@ -85,6 +87,8 @@ export interface Config {
     brokers: string[];
     clientId: string;
     groupId: string;
+    /** How the product creates its topics when they are missing (core/kafka-topics.ts). */
+    newTopics: { partitions: number; replicationFactor?: number };
   };
   topics: { audit: string; spans: string; deadLetter: string };
   ingestTokens?: Map<string, string>;
@@ -132,6 +136,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       brokers: r.KAFKA_BROKERS,
       clientId: r.KAFKA_CLIENT_ID,
       groupId: r.KAFKA_GROUP_ID,
+      newTopics: { partitions: r.KAFKA_TOPIC_PARTITIONS, replicationFactor: r.KAFKA_REPLICATION_FACTOR },
     },
     topics,
     ingestTokens: r.INGEST_TOKENS,
