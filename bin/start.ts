@@ -28,6 +28,7 @@ import { createIngestMetrics } from '../ingest/metrics.ts';
 import { createPipeline } from '../ingest/pipeline.ts';
 import { createQueueWorker } from '../ingest/queue-worker.ts';
 import { retry } from '../ingest/retry.ts';
+import { createTimeWindow } from '../model/time-window.ts';
 
 const UI_DIR = fileURLToPath(new URL('../ui/dist/', import.meta.url));
 
@@ -64,6 +65,8 @@ const kafkaPublisher = kafka && createKafkaPublisher(kafka, { logger });
 const queue = kafka ? undefined : createMemoryQueue({ maxMessages: config.batch.maxRows * 20 });
 const publisher: Publisher = (kafkaPublisher ?? queue)!;
 const metrics = roles.has('ingest') ? createIngestMetrics() : undefined;
+/** The audit timestamps accepted, the same at the receiver and in the ingest. */
+const timeWindow = createTimeWindow({ retentionDays: config.retentionDays, maxClockSkewSeconds: config.maxClockSkewSeconds });
 
 // A new broker has no topics yet: they are created (or awaited) while the process already answers
 // /readyz with the reason it is not ready. Nothing that needs them starts before they are there.
@@ -93,6 +96,7 @@ if (roles.has('receiver')) {
     tokens: config.ingestTokens,
     maxBodyBytes: config.receiver.maxBodyBytes,
     maxRecords: config.receiver.maxRecords,
+    timeWindow,
   });
   receiverServer = await listen(withHealth(receiver.handle), config.receiverPort, config.host);
   stops.push(() => receiverServer!.close()); // every accepted request is published now
@@ -111,6 +115,7 @@ if (roles.has('ingest')) {
     writer: createClickHouseWriter(clickhouse!, { journalDir }),
     deadLetters: kafkaPublisher ? createDeadLetterTopic(kafkaPublisher, config.topics.deadLetter) : createDeadLetterTable(clickhouse!),
     topics: config.topics,
+    timeWindow,
     logger: logger.child({ component: 'ingest' }),
     signal: shutdownController.signal,
   });

@@ -52,7 +52,8 @@ export const SETTINGS = {
   CLICKHOUSE_URL: [z.url('must be a URL such as http://user:password@host:8123').optional(), 'ClickHouse server URL. Unset: the embedded engine (chDB) under `DATA_DIR`.'],
   CLICKHOUSE_DATABASE: [z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'must be a plain identifier').default('mcp_analytics'), 'Database holding all tables.'],
   CLICKHOUSE_CLUSTER: [z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be a cluster name from remote_servers').optional(), 'Cluster name: migrations then run `ON CLUSTER` and create replicated tables.'],
-  RETENTION_DAYS: [positiveInt.max(36500).default(90), 'Days raw audit events and spans are kept (table TTL). Rollups are kept 4× as long.'],
+  RETENTION_DAYS: [positiveInt.max(36500).default(90), 'Days raw audit events and spans are kept (table TTL). Rollups are kept 4× as long. An audit record stamped earlier is refused.'],
+  MAX_CLOCK_SKEW_S: [positiveInt.max(86_400).default(300), "How far ahead of this server's clock an audit record's `timestamp` may be; a later one is refused."],
   KAFKA_BROKERS: [brokerList.optional(), 'Comma-separated Kafka brokers. Unset: an in-process queue replaces Kafka (single process).'],
   KAFKA_CLIENT_ID: [z.string().min(1).default('mcp-analytics'), 'Kafka client id.'],
   KAFKA_AUDIT_TOPIC: [topic.default('mcp-audit'), 'Topic of audit records (JSON).'],
@@ -83,6 +84,8 @@ export interface Config {
   insertJournalDir: string;
   clickhouse: { url?: string; database: string; cluster?: string };
   retentionDays: number;
+  /** MAX_CLOCK_SKEW_S: how far in the future a record's timestamp may be. */
+  maxClockSkewSeconds: number;
   kafka?: {
     brokers: string[];
     clientId: string;
@@ -132,6 +135,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     insertJournalDir: path.resolve(r.DATA_DIR, 'insert-journal'),
     clickhouse: { url: r.CLICKHOUSE_URL, database: r.CLICKHOUSE_DATABASE, cluster: r.CLICKHOUSE_CLUSTER },
     retentionDays: r.RETENTION_DAYS,
+    maxClockSkewSeconds: r.MAX_CLOCK_SKEW_S,
     kafka: r.KAFKA_BROKERS && {
       brokers: r.KAFKA_BROKERS,
       clientId: r.KAFKA_CLIENT_ID,

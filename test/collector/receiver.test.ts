@@ -19,6 +19,7 @@ import { HttpError } from '../../collector/receiver/respond.ts';
 import { BackpressureError, type OutboundMessage, type Publisher } from '../../core/publisher.ts';
 import { normalizeAuditRecord, type AuditEvent } from '../../model/audit-event.ts';
 import { decodeTraceRequest } from '../../model/otlp.ts';
+import { createTimeWindow } from '../../model/time-window.ts';
 
 const AUDIT_TOPIC = 'receiver-test-audit';
 const SPANS_TOPIC = 'receiver-test-spans';
@@ -281,6 +282,28 @@ test('audit: a mixed batch answers 400 naming each bad index, field and reason, 
   });
   assert.equal(h.published.length, 1);
   assert.deepEqual(h.published[0]!.messages.map((m) => JSON.parse(m.value.toString())), [ALLOWED_EVENT, eventOf(GO_DENIED)]);
+});
+
+test('audit: a record stamped before the retention window or beyond the allowed clock skew is refused, naming timestamp and the window', async (t) => {
+  const now = Date.UTC(2026, 10, 24, 10, 30, 0);
+  const h = await startReceiver(t, { timeWindow: createTimeWindow({ retentionDays: 90, maxClockSkewSeconds: 300 }, () => now) });
+  const at = (timestamp: string) => JSON.stringify({ ...JSON.parse(GO_ALLOWED), timestamp });
+  const res = await postAudit(h, `[${at('1970-01-01T00:00:00Z')},${GO_ALLOWED},${at('2099-01-01T00:00:00Z')},${at('2026-11-24T10:35:00Z')},${at('2026-11-24T10:35:00.000000001Z')}]`);
+  assert.equal(res.status, 400);
+  const window = 'accepted from 2026-08-26T10:30:00Z to 2026-11-24T10:35:00Z; send the time of the call, from a synchronized clock';
+  assert.deepEqual(await res.json(), {
+    error: '3 of 5 records rejected (see "rejected"); the other 2 were accepted',
+    accepted: 2,
+    rejected: [
+      { index: 0, errors: [{ path: 'timestamp', message: `1970-01-01T00:00:00.000000000Z is before the retention window (RETENTION_DAYS=90); ${window}` }] },
+      { index: 2, errors: [{ path: 'timestamp', message: `2099-01-01T00:00:00.000000000Z is more than 300 s ahead of the server's clock (MAX_CLOCK_SKEW_S); ${window}` }] },
+      { index: 4, errors: [{ path: 'timestamp', message: `2026-11-24T10:35:00.000000001Z is more than 300 s ahead of the server's clock (MAX_CLOCK_SKEW_S); ${window}` }] },
+    ],
+  });
+  assert.deepEqual(
+    h.published[0]!.messages.map((m) => JSON.parse(m.value.toString()).timestamp),
+    ['2026-11-24T10:00:00.123456789Z', '2026-11-24T10:35:00.000000000Z'],
+  );
 });
 
 test('audit: when every record is bad, 400 with accepted 0 and nothing published', async (t) => {
