@@ -16,7 +16,7 @@ import { classifyKafkaError, createKafka, createKafkaPublisher, isKafkaError } f
 import { ensureTopics } from '../core/kafka-topics.ts';
 import { createLogger } from '../core/logger.ts';
 import { migrate } from '../core/migrate.ts';
-import type { Publisher } from '../core/publisher.ts';
+import { BackpressureError, type Publisher } from '../core/publisher.ts';
 import { exitOnSignal } from '../core/shutdown.ts';
 import { createClickHouseWriter } from '../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../ingest/dead-letter-table.ts';
@@ -87,10 +87,23 @@ if (kafka) {
   });
 }
 
+/**
+ * Until the topics are there the receiver answers 503 with Retry-After: a send before then would have
+ * the broker auto-create a topic with its own defaults (often one partition), not ours.
+ */
+let topicsThere = !kafka;
+void topicsReady.then((ready) => (topicsThere = ready));
+const receiverPublisher: Publisher = {
+  publish(topic, messages) {
+    if (!topicsThere) return Promise.reject(new BackpressureError(5, 'the Kafka topics are not ready yet; retry later'));
+    return publisher.publish(topic, messages);
+  },
+};
+
 let receiverServer: RunningServer | undefined;
 if (roles.has('receiver')) {
   const receiver = createReceiver({
-    publisher,
+    publisher: receiverPublisher,
     logger: logger.child({ component: 'receiver' }),
     topics: config.topics,
     tokens: config.ingestTokens,

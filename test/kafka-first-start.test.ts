@@ -65,6 +65,15 @@ describe('first start against a new Kafka', { skip }, () => {
     assert.equal(child.exitCode, null, logs);
     assert.equal((await fetch(`http://127.0.0.1:${receiverPort}/healthz`)).status, 200);
     assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 503);
+    // A record now would have the broker auto-create a topic with its own defaults: the gateway retries later.
+    const early = await fetch(`http://127.0.0.1:${receiverPort}/v1/audit`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ trace_id: 'too-early', timestamp: new Date().toISOString(), tool: 'users.Users.Get', allowed: true }),
+    });
+    assert.equal(early.status, 503);
+    assert.equal(early.headers.get('retry-after'), '5');
+    assert.deepEqual(await early.json(), { error: 'the Kafka topics are not ready yet; retry later', retryAfterSeconds: 5 });
 
     await startBrokerProcess(broker);
     const ready = JSON.parse(await waitFor(`http://127.0.0.1:${port}/readyz`, 120_000)) as { checks: Record<string, string> };
