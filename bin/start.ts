@@ -162,6 +162,7 @@ if (roles.has('ingest')) {
         if (!startup.signal.aborted) kafkaWaiting = undefined;
       },
       (error) => {
+        if (startup.signal.aborted) return; // shutting down while it still tried: nothing was consumed
         logger.fatal({ err: error }, 'the ingest could not start');
         process.exit(1);
       },
