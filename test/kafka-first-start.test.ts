@@ -3,6 +3,7 @@
  * meets it: a broker with no topics at all (auto-creation on, as brokers come), which is not even
  * listening yet when the product starts. The product must stay up and say it is not ready, then create
  * its topics with the configured partitions, become ready, and store a record sent to the receiver.
+ * Without any broker, it waits as long as it takes, and a SIGTERM meanwhile still stops it at once.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -112,4 +113,37 @@ describe('first start against a new Kafka', { skip }, () => {
       await clickhouse.close();
     }
   });
+});
+
+it('with no broker at all: stays up, not ready, saying why; SIGTERM still stops it at once, exit 0', async () => {
+  const [port, receiverPort, nobody] = [await freePort(), await freePort(), await freePort()];
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bin/start.ts'], {
+    cwd: new URL('../', import.meta.url).pathname,
+    env: {
+      ...process.env,
+      KAFKA_BROKERS: `127.0.0.1:${nobody}`, // nothing listens there
+      DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'no-broker-')),
+      PORT: String(port),
+      RECEIVER_PORT: String(receiverPort),
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  after(() => child.kill('SIGKILL'));
+  let logs = '';
+  child.stdout!.on('data', (chunk) => (logs += chunk));
+  child.stderr!.on('data', (chunk) => (logs += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  const body = await waitFor(`http://127.0.0.1:${port}/readyz`, 90_000, (res, text) => res.status === 503 && text.includes('ECONNREFUSED'));
+  assert.match(JSON.parse(body).checks.kafka, /^waiting for Kafka topics mcp-audit, otlp_spans, mcp-dead-letters: KafkaJS\w+: .*ECONNREFUSED/);
+  await new Promise((r) => setTimeout(r, 2_000));
+  assert.equal(child.exitCode, null, logs);
+
+  const signalled = Date.now();
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, logs);
+  const took = Date.now() - signalled;
+  assert.ok(took < 5_000, `stopped ${took} ms after SIGTERM, not after the attempt under way`);
+  assert.doesNotMatch(logs, /"level":60/);
 });
