@@ -17,6 +17,7 @@ import {
 } from '../ingest/dead-letters.ts';
 import { checkInsertJournal, replayInsertJournal } from '../ingest/insert-journal.ts';
 import { createPipeline } from '../ingest/pipeline.ts';
+import { createTimeWindow } from '../model/time-window.ts';
 
 class UsageError extends Error {}
 
@@ -65,6 +66,8 @@ try {
           writer: createClickHouseWriter(clickhouse, { journalDir: config.insertJournalDir }),
           deadLetters: createDeadLetterTable(clickhouse),
           topics: config.topics,
+          // The same rule as the running ingest: a record still outside the window stays a dead letter.
+          timeWindow: createTimeWindow({ retentionDays: config.retentionDays, maxClockSkewSeconds: config.maxClockSkewSeconds }),
           logger,
         });
         console.log(JSON.stringify(await replayTableDeadLetters(clickhouse, pipeline, filter)));

@@ -15,10 +15,11 @@ import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { ConfigError, loadConfig, type Config } from '../core/config.ts';
 import { createHealth } from '../core/health.ts';
 import { listen, type Handler, type RunningServer } from '../core/http-server.ts';
-import { createKafka, createKafkaPublisher } from '../core/kafka.ts';
+import { classifyKafkaError, createKafka, createKafkaPublisher, isKafkaError } from '../core/kafka.ts';
+import { ensureTopics } from '../core/kafka-topics.ts';
 import { createLogger } from '../core/logger.ts';
 import { migrate } from '../core/migrate.ts';
-import type { Publisher } from '../core/publisher.ts';
+import { BackpressureError, type Publisher } from '../core/publisher.ts';
 import { exitOnSignal } from '../core/shutdown.ts';
 import { createClickHouseWriter } from '../ingest/clickhouse-writer.ts';
 import { createDeadLetterTable } from '../ingest/dead-letter-table.ts';
@@ -29,6 +30,8 @@ import { createMemoryQueue } from '../ingest/memory-queue.ts';
 import { createIngestMetrics } from '../ingest/metrics.ts';
 import { createPipeline } from '../ingest/pipeline.ts';
 import { createQueueWorker } from '../ingest/queue-worker.ts';
+import { retry } from '../ingest/retry.ts';
+import { createTimeWindow } from '../model/time-window.ts';
 
 const UI_DIR = fileURLToPath(new URL('../ui/dist/', import.meta.url));
 
@@ -62,6 +65,8 @@ if (keys && keys.size === 0) {
 const health = createHealth();
 const stops: (() => Promise<void>)[] = []; // run in order on SIGTERM
 const shutdownController = new AbortController();
+/** Aborted when shutdown begins: whatever still waits to start (Kafka topics, the consumer) stops waiting. */
+const startup = new AbortController();
 
 let clickhouse: ClickHouseClient | undefined;
 if (roles.has('ingest') || roles.has('api')) {
@@ -80,16 +85,51 @@ const kafkaPublisher = kafka && createKafkaPublisher(kafka, { logger });
 const queue = kafka ? undefined : createMemoryQueue({ maxMessages: config.batch.maxRows * 20 });
 const publisher: Publisher = (kafkaPublisher ?? queue)!;
 const metrics = roles.has('ingest') ? createIngestMetrics() : undefined;
+/** The audit timestamps accepted, the same at the receiver and in the ingest. */
+const timeWindow = createTimeWindow({ retentionDays: config.retentionDays, maxClockSkewSeconds: config.maxClockSkewSeconds });
+
+// A new broker has no topics yet: they are created (or awaited) while the process already answers
+// /readyz with the reason it is not ready. Nothing that needs them starts before they are there.
+let kafkaWaiting: string | undefined = kafka && 'checking the Kafka topics';
+const topicsReady =
+  kafka && (roles.has('receiver') || roles.has('ingest'))
+    ? ensureTopics(kafka, {
+        topics: [config.topics.audit, config.topics.spans, config.topics.deadLetter],
+        ...config.kafka!.newTopics,
+        logger,
+        signal: startup.signal,
+        onWaiting: (reason) => (kafkaWaiting = reason),
+      })
+    : Promise.resolve(true);
+if (kafka) {
+  health.addCheck('kafka', async () => {
+    if (kafkaWaiting) throw new Error(kafkaWaiting);
+  });
+}
+
+/**
+ * Until the topics are there the receiver answers 503 with Retry-After: a send before then would have
+ * the broker auto-create a topic with its own defaults (often one partition), not ours.
+ */
+let topicsThere = !kafka;
+void topicsReady.then((ready) => (topicsThere = ready));
+const receiverPublisher: Publisher = {
+  publish(topic, messages) {
+    if (!topicsThere) return Promise.reject(new BackpressureError(5, 'the Kafka topics are not ready yet; retry later'));
+    return publisher.publish(topic, messages);
+  },
+};
 
 let receiverServer: RunningServer | undefined;
 if (roles.has('receiver')) {
   const receiver = createReceiver({
-    publisher,
+    publisher: receiverPublisher,
     logger: logger.child({ component: 'receiver' }),
     topics: config.topics,
     keys,
     maxBodyBytes: config.receiver.maxBodyBytes,
     maxRecords: config.receiver.maxRecords,
+    timeWindow,
   });
   receiverServer = await listen(withHealth(receiver.handle), config.receiverPort, config.host);
   stops.push(() => receiverServer!.close()); // every accepted request is published now
@@ -108,6 +148,7 @@ if (roles.has('ingest')) {
     writer: createClickHouseWriter(clickhouse!, { journalDir }),
     deadLetters: kafkaPublisher ? createDeadLetterTopic(kafkaPublisher, config.topics.deadLetter) : createDeadLetterTable(clickhouse!),
     topics: config.topics,
+    timeWindow,
     logger: logger.child({ component: 'ingest' }),
     signal: shutdownController.signal,
   });
@@ -121,8 +162,35 @@ if (roles.has('ingest')) {
       logger: logger.child({ component: 'ingest' }),
       metrics,
     });
-    await worker.start();
-    stops.push(() => worker.stop()); // stores and commits what it holds, leaves the group
+    // The consumer joins once the topics are there; a Kafka error on the way is waited out, never fatal.
+    const consuming = topicsReady.then(async (ready) => {
+      if (!ready) return;
+      kafkaWaiting = 'joining the consumer group';
+      await retry(() => worker.start(), {
+        isRetryable: isKafkaError,
+        initialDelayMs: 250,
+        signal: startup.signal,
+        onRetry: (error, attempt) => {
+          kafkaWaiting = `joining the consumer group: ${(error as Error).message}`;
+          const level = classifyKafkaError(error) === 'permanent' ? 'error' : 'warn';
+          logger[level]({ err: error, attempt }, 'the consumer could not join its group; trying again');
+        },
+      });
+    });
+    consuming.then(
+      () => {
+        if (!startup.signal.aborted) kafkaWaiting = undefined;
+      },
+      (error) => {
+        if (startup.signal.aborted) return; // shutting down while it still tried: nothing was consumed
+        logger.fatal({ err: error }, 'the ingest could not start');
+        process.exit(1);
+      },
+    );
+    stops.push(async () => {
+      await consuming.catch(() => {});
+      await worker.stop(); // stores and commits what it holds, leaves the group
+    });
   } else {
     const worker = createQueueWorker({ queue: queue!, pipeline, batch: config.batch, logger, metrics });
     worker.start();
@@ -130,6 +198,7 @@ if (roles.has('ingest')) {
   }
 }
 if (kafkaPublisher) stops.push(() => kafkaPublisher.disconnect());
+if (!roles.has('ingest')) void topicsReady.then((ready) => ready && (kafkaWaiting = undefined));
 
 // The API reads through a client of its own: on the embedded engine a client is one session, and the
 // API's per-statement settings (max_execution_time) then never apply to the ingest's inserts.
@@ -182,6 +251,7 @@ logger.info(
 
 exitOnSignal(logger, config.shutdownTimeoutMs, async () => {
   health.setShuttingDown();
+  startup.abort();
   for (const stop of stops) await stop();
   shutdownController.abort();
   await apiClickhouse?.close();

@@ -16,6 +16,7 @@ import type { KeyStore } from '../api/plugins/use-auth.ts';
 import type { Logger } from '../core/logger.ts';
 import { auditMessageKey, BackpressureError, TENANT_HEADER, type OutboundMessage, type Publisher } from '../core/publisher.ts';
 import { decodeTraceRequest, OtlpDecodeError, type DecodedTraceRequest } from '../model/otlp.ts';
+import type { TimeWindow } from '../model/time-window.ts';
 import { AUDIT_FORMATS, parseAuditBatch } from './receiver/audit-batch.ts';
 import { authenticate, ingestCredentials } from './receiver/auth.ts';
 import { contentCoding, readBody } from './receiver/body.ts';
@@ -37,6 +38,8 @@ export interface ReceiverDeps {
   maxBodyBytes: number;
   /** Most audit records, or spans, in one request. */
   maxRecords: number;
+  /** The audit timestamps accepted (RETENTION_DAYS back, MAX_CLOCK_SKEW_S ahead); unset: any. */
+  timeWindow?: TimeWindow;
 }
 
 export interface Receiver {
@@ -54,7 +57,7 @@ const ALLOWED_METHODS: Readonly<Record<string, string>> = {
 };
 
 export function createReceiver(deps: ReceiverDeps): Receiver {
-  const { publisher, logger, topics, maxBodyBytes, maxRecords } = deps;
+  const { publisher, logger, topics, maxBodyBytes, maxRecords, timeWindow } = deps;
   if (deps.keys && deps.tokens) throw new Error('createReceiver: give INGEST_TOKENS to the key store (openKeyStore({ ingestTokens })), not beside it');
   const keys = deps.keys ?? ingestCredentials(deps.tokens);
   let underBackpressure = false;
@@ -80,7 +83,7 @@ export function createReceiver(deps: ReceiverDeps): Receiver {
     if (format === undefined) throw unsupportedMediaType(type, Object.keys(AUDIT_FORMATS));
     const body = await readBody(req, maxBodyBytes, contentCoding(req.headers['content-encoding']));
 
-    const { events, rejected } = parseAuditBatch(body, format, { tenant, maxRecords });
+    const { events, rejected } = parseAuditBatch(body, format, { tenant, maxRecords, timeWindow });
     if (events.length > 0) {
       const messages = events.map((event) => ({ key: auditMessageKey(event), value: Buffer.from(JSON.stringify(event)) }));
       await publish(topics.audit, messages);

@@ -52,7 +52,8 @@ export const SETTINGS = {
   CLICKHOUSE_URL: [z.url('must be a URL such as http://user:password@host:8123').optional(), 'ClickHouse server URL. Unset: the embedded engine (chDB) under `DATA_DIR`.'],
   CLICKHOUSE_DATABASE: [z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'must be a plain identifier').default('mcp_analytics'), 'Database holding all tables.'],
   CLICKHOUSE_CLUSTER: [z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'must be a cluster name from remote_servers').optional(), 'Cluster name: migrations then run `ON CLUSTER` and create replicated tables.'],
-  RETENTION_DAYS: [positiveInt.max(36500).default(90), 'Days raw audit events and spans are kept (table TTL). Rollups are kept 4× as long.'],
+  RETENTION_DAYS: [positiveInt.max(36500).default(90), 'Days raw audit events and spans are kept (table TTL). Rollups are kept 4× as long. An audit record stamped earlier is refused.'],
+  MAX_CLOCK_SKEW_S: [positiveInt.max(86_400).default(300), "How far ahead of this server's clock an audit record's `timestamp` may be; a later one is refused."],
   KAFKA_BROKERS: [brokerList.optional(), 'Comma-separated Kafka brokers. Unset: an in-process queue replaces Kafka (single process).'],
   KAFKA_CLIENT_ID: [z.string().min(1).default('mcp-analytics'), 'Kafka client id.'],
   KAFKA_AUDIT_TOPIC: [topic.default('mcp-audit'), 'Topic of audit records (JSON).'],
@@ -61,6 +62,8 @@ export const SETTINGS = {
   KAFKA_GROUP_ID: [z.string().min(1).default('mcp-ingest'), 'Consumer group of the ingest workers.'],
   API_KEYS_FILE: [z.string().min(1).optional(), 'YAML file of API keys (hashes only; `npm run keys`), for the API and the receiver. Re-read when it changes. Unset, and no `INGEST_TOKENS`: the single tenant `default`, localhost only.'],
   INGEST_TOKENS: [tokenMap.optional(), 'Short form of `ingest` keys for the receiver, `token=tenant,...`. Unset, and no `API_KEYS_FILE`: the single tenant `default`, localhost only.'],
+  KAFKA_TOPIC_PARTITIONS: [positiveInt.max(10_000).default(6), 'Partitions of each topic the product creates at start when it is missing (audit, spans, dead letters); at most this many ingest workers share the load.'],
+  KAFKA_REPLICATION_FACTOR: [positiveInt.max(32767).optional(), "Replicas of each partition of a topic the product creates. Unset: the broker's `default.replication.factor`."],
   RECEIVER_MAX_BODY_BYTES: [positiveInt.default(8 * 1024 * 1024), 'Largest request body the receiver accepts (after decompression).'],
   RECEIVER_MAX_RECORDS: [positiveInt.default(10_000), 'Most records (or spans) in one receiver request.'],
   BATCH_MAX_ROWS: [positiveInt.default(20_000), 'Rows per ClickHouse insert, at most.'],
@@ -85,10 +88,14 @@ export interface Config {
   insertJournalDir: string;
   clickhouse: { url?: string; database: string; cluster?: string };
   retentionDays: number;
+  /** MAX_CLOCK_SKEW_S: how far in the future a record's timestamp may be. */
+  maxClockSkewSeconds: number;
   kafka?: {
     brokers: string[];
     clientId: string;
     groupId: string;
+    /** How the product creates its topics when they are missing (core/kafka-topics.ts). */
+    newTopics: { partitions: number; replicationFactor?: number };
   };
   topics: { audit: string; spans: string; deadLetter: string };
   /** API_KEYS_FILE, resolved. */
@@ -136,10 +143,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     insertJournalDir: path.resolve(r.DATA_DIR, 'insert-journal'),
     clickhouse: { url: r.CLICKHOUSE_URL, database: r.CLICKHOUSE_DATABASE, cluster: r.CLICKHOUSE_CLUSTER },
     retentionDays: r.RETENTION_DAYS,
+    maxClockSkewSeconds: r.MAX_CLOCK_SKEW_S,
     kafka: r.KAFKA_BROKERS && {
       brokers: r.KAFKA_BROKERS,
       clientId: r.KAFKA_CLIENT_ID,
       groupId: r.KAFKA_GROUP_ID,
+      newTopics: { partitions: r.KAFKA_TOPIC_PARTITIONS, replicationFactor: r.KAFKA_REPLICATION_FACTOR },
     },
     topics,
     apiKeysFile: r.API_KEYS_FILE && path.resolve(r.API_KEYS_FILE),

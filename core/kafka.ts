@@ -97,6 +97,11 @@ export function classifyKafkaError(error: unknown): KafkaErrorClass {
   return 'permanent';
 }
 
+/** An error kafkajs raised, retriable or not, as opposed to a bug in the code that called it. */
+export function isKafkaError(error: unknown): error is Error {
+  return error instanceof KafkaJSError;
+}
+
 export function isRetryableKafkaError(error: unknown): boolean {
   return classifyKafkaError(error) !== 'permanent';
 }

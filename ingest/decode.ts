@@ -11,6 +11,7 @@ import { createAuditFastPath } from '../model/audit-fast-path.ts';
 import { formatIssues } from '../model/issues.ts';
 import { decodeTraceRequest } from '../model/otlp.ts';
 import type { SpanRow } from '../model/span.ts';
+import type { TimeWindow } from '../model/time-window.ts';
 import { toolCallFromSpan } from '../model/tool-call-span.ts';
 import { TENANT_HEADER } from '../core/publisher.ts';
 import type { DeadLetter, InboundMessage } from './messages.ts';
@@ -32,10 +33,11 @@ export interface Topics {
   spans: string;
 }
 
-export function decodeBatch(messages: readonly InboundMessage[], topics: Topics): DecodedBatch {
+/** `timeWindow`: the audit timestamps accepted, as at the receiver; unset: any. */
+export function decodeBatch(messages: readonly InboundMessage[], topics: Topics, timeWindow?: TimeWindow): DecodedBatch {
   const out: DecodedBatch = { audit: [], spans: [], deadLetters: [] };
   for (const message of messages) {
-    if (message.topic === topics.audit) decodeAudit(message, out);
+    if (message.topic === topics.audit) decodeAudit(message, out, timeWindow);
     else if (message.topic === topics.spans) decodeSpans(message, out);
     else out.deadLetters.push({ message, reason: `unexpected topic ${message.topic}` });
   }
@@ -45,7 +47,7 @@ export function decodeBatch(messages: readonly InboundMessage[], topics: Topics)
 /** Tenant from the record (or the default), as `normalizeAuditRecord(json)`. */
 const normalizeFast = createAuditFastPath();
 
-function decodeAudit(message: InboundMessage, out: DecodedBatch): void {
+function decodeAudit(message: InboundMessage, out: DecodedBatch, timeWindow: TimeWindow | undefined): void {
   let json: unknown;
   try {
     json = JSON.parse(message.value.toString('utf8'));
@@ -53,14 +55,18 @@ function decodeAudit(message: InboundMessage, out: DecodedBatch): void {
     out.deadLetters.push({ message, reason: `not JSON: ${(error as Error).message}` });
     return;
   }
-  const event = normalizeFast(json);
-  if (event !== undefined) {
-    out.audit.push({ row: toAuditRow(event), message });
-    return;
+  let event = normalizeFast(json);
+  if (event === undefined) {
+    const result = normalizeAuditRecord(json);
+    if (!result.ok) {
+      out.deadLetters.push({ message, reason: `invalid audit record: ${formatIssues(result.issues)}` });
+      return;
+    }
+    event = result.value;
   }
-  const result = normalizeAuditRecord(json);
-  if (result.ok) out.audit.push({ row: toAuditRow(result.value), message });
-  else out.deadLetters.push({ message, reason: `invalid audit record: ${formatIssues(result.issues)}` });
+  const outside = timeWindow?.check(event.timestamp);
+  if (outside) out.deadLetters.push({ message, reason: `invalid audit record: ${formatIssues([outside])}` });
+  else out.audit.push({ row: toAuditRow(event), message });
 }
 
 function decodeSpans(message: InboundMessage, out: DecodedBatch): void {

@@ -269,31 +269,44 @@ export function createKafkaWorker(deps: KafkaWorkerDeps): KafkaWorker {
     await heartbeat();
   }
 
+  consumer.on(consumer.events.GROUP_JOIN, (event) => {
+    generation++;
+    if (unflushed() > 0) {
+      logger.info({ dropped: unflushed() }, 'rebalanced: unflushed messages will be consumed again from the committed offsets');
+    }
+    forgetUnflushed();
+    logger.info({ assignment: event.payload.memberAssignment }, 'joined the consumer group');
+  });
+  consumer.on(consumer.events.CRASH, (event) => logger.error({ err: event.payload.error, restart: event.payload.restart }, 'consumer crashed'));
+  let running = false;
+
   return {
+    /** Joins the group and consumes. If it throws, the consumer is disconnected and `start` may be called again. */
     async start() {
-      consumer.on(consumer.events.GROUP_JOIN, (event) => {
-        generation++;
-        if (unflushed() > 0) {
-          logger.info({ dropped: unflushed() }, 'rebalanced: unflushed messages will be consumed again from the committed offsets');
-        }
-        forgetUnflushed();
-        logger.info({ assignment: event.payload.memberAssignment }, 'joined the consumer group');
-      });
-      consumer.on(consumer.events.CRASH, (event) => logger.error({ err: event.payload.error, restart: event.payload.restart }, 'consumer crashed'));
-      await consumer.connect();
-      await consumer.subscribe({ topics: deps.topics, fromBeginning: true });
-      await consumer.run({
-        autoCommit: false,
-        eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: 1,
-        eachBatch,
-      });
+      try {
+        await consumer.connect();
+        await consumer.subscribe({ topics: deps.topics, fromBeginning: true });
+        await consumer.run({
+          autoCommit: false,
+          eachBatchAutoResolve: false,
+          partitionsConsumedConcurrently: 1,
+          eachBatch,
+        });
+        running = true;
+      } catch (error) {
+        await consumer.disconnect().catch(() => {});
+        throw error;
+      }
     },
 
     idle: drain,
 
     async stop() {
       stopping = true;
+      if (!running) {
+        await consumer.disconnect(); // never consumed: nothing held, nothing to commit
+        return;
+      }
       consumer.pause(deps.topics.map((topic) => ({ topic })));
       if (timer) clearTimeout(timer);
       timer = undefined;

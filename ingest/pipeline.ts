@@ -14,6 +14,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Logger } from '../core/logger.ts';
 import type { AuditRow } from '../model/audit-event.ts';
 import type { SpanRow } from '../model/span.ts';
+import type { TimeWindow } from '../model/time-window.ts';
 import type { ClickHouseWriter, WriteResult } from './clickhouse-writer.ts';
 import { decodeBatch, type DecodedBatch, type Sourced, type Topics } from './decode.ts';
 import type { DeadLetter, InboundMessage } from './messages.ts';
@@ -35,6 +36,8 @@ export interface PipelineDeps {
   writer: ClickHouseWriter;
   deadLetters: DeadLetterSink;
   topics: Topics;
+  /** The audit timestamps accepted, as at the receiver; the others are dead-lettered. Unset: any. */
+  timeWindow?: TimeWindow;
   logger: Logger;
   /** Aborting stops retrying: the batch then fails and is not committed. */
   signal?: AbortSignal;
@@ -98,7 +101,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const decoded: DecodedBatch = { audit: [], spans: [], deadLetters: [] };
     for (let i = 0; i < messages.length; i += DECODE_SLICE) {
       if (i > 0) await nextTurn();
-      const slice = decodeBatch(messages.slice(i, i + DECODE_SLICE), deps.topics);
+      const slice = decodeBatch(messages.slice(i, i + DECODE_SLICE), deps.topics, deps.timeWindow);
       decoded.audit.push(...slice.audit);
       decoded.spans.push(...slice.spans);
       decoded.deadLetters.push(...slice.deadLetters);

@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import { deriveEventId } from './ids.ts';
 import { issuesFromZod, type Validated } from './issues.ts';
+import type { TimeWindow } from './time-window.ts';
 import { formatClickHouse, formatRfc3339, parseRfc3339 } from './timestamp.ts';
 
 /** Version of the payload on the `mcp-audit` topic (`v`) and of the `_v1` tables. */
@@ -132,6 +133,8 @@ export interface AuditEvent {
 export interface NormalizeOptions {
   /** The tenant the sender is authenticated as. A record naming another tenant is refused. */
   tenant?: string;
+  /** The timestamps accepted (model/time-window.ts); unset: any. */
+  timeWindow?: TimeWindow;
 }
 
 export const DEFAULT_TENANT = 'default';
@@ -154,6 +157,8 @@ export function normalizeAuditRecord(input: unknown, options: NormalizeOptions =
   }
   const instant = parseRfc3339(r.timestamp)!;
   const timestampText = formatRfc3339(instant);
+  const outside = options.timeWindow?.check(timestampText);
+  if (outside) return { ok: false, issues: [outside] };
   const duration = r.duration ?? 0;
   const accountId = r.account_id ?? '';
 

@@ -43,7 +43,7 @@ describe('npm start on the embedded default', () => {
     for (let batch = 0; batch < 5; batch++) {
       const records = Array.from({ length: 200 }, (_, i) => ({
         trace_id: `t-${batch}-${i}`,
-        timestamp: '2026-11-24T10:00:00Z',
+        timestamp: new Date().toISOString(),
         tool: 'users.Users.Get',
         allowed: true,
         duration: 1000 + i,

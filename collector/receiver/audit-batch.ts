@@ -6,6 +6,7 @@
  */
 import { normalizeAuditRecord, type AuditEvent } from '../../model/audit-event.ts';
 import type { Issue } from '../../model/issues.ts';
+import type { TimeWindow } from '../../model/time-window.ts';
 import { HttpError } from './respond.ts';
 
 export type AuditFormat = 'json' | 'ndjson';
@@ -30,6 +31,8 @@ export interface AuditBatch {
 export interface AuditBatchOptions {
   tenant: string;
   maxRecords: number;
+  /** The timestamps accepted; unset: any. */
+  timeWindow?: TimeWindow;
 }
 
 /** Throws HttpError 400 when a JSON body is not JSON at all, 413 over `maxRecords`. */
@@ -45,7 +48,7 @@ export function parseAuditBatch(body: Buffer, format: AuditFormat, options: Audi
   }
 
   const batch: AuditBatch = { events: [], rejected: [] };
-  const normalizeOptions = { tenant: options.tenant };
+  const normalizeOptions = { tenant: options.tenant, timeWindow: options.timeWindow };
   for (let index = 0; index < records.length; index++) {
     let record = records[index];
     if (format === 'ndjson') {

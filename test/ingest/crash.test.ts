@@ -45,6 +45,7 @@ describe('ingest service through crashes', { skip }, () => {
       DATA_DIR: dataDir,
       BATCH_MAX_ROWS: '1000',
       BATCH_MAX_WAIT_MS: '200',
+      RETENTION_DAYS: '3650', // the records (helpers/kafka.ts) are stamped 2026-11-24: inside the window for ten years
     });
     running.add(product);
     return product;

@@ -9,6 +9,7 @@ import { createLogger } from '../../core/logger.ts';
 import { migrate } from '../../core/migrate.ts';
 import { auditMessageKey } from '../../core/publisher.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditEvent, type AuditRow } from '../../model/audit-event.ts';
+import { createTimeWindow } from '../../model/time-window.ts';
 import { formatClickHouse } from '../../model/timestamp.ts';
 import { auditInsertBody, insertAuditBody } from '../../ingest/audit-insert.ts';
 import { createClickHouseWriter, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
@@ -195,6 +196,35 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.equal(letters[2]!.topic, topics.spans);
     assert.match(letters[2]!.reason, /not an OTLP ExportTraceServiceRequest/);
     assert.deepEqual(letters.map((l) => Number(l.offset)), [1, 2, 4].map((k) => Number(batch[k]!.offset)));
+  });
+
+  it('dead-letters an audit record stamped outside the accepted window, with the reason the receiver gives', async () => {
+    const now = Date.UTC(2026, 10, 24, 12, 0, 0);
+    const timeWindow = createTimeWindow({ retentionDays: 30, maxClockSkewSeconds: 300 }, () => now);
+    const record = (trace_id: string, timestamp: string) => ({ trace_id, timestamp, tool: 'users.Users.Get', allowed: true, duration: 42 });
+    const batch = [
+      message(record('old', '2026-10-25T11:59:59.999999999Z')), // 1 ns before the window
+      message(record('first', '2026-10-25T12:00:00Z')), // its first instant
+      message(event(3, { timestamp: '1970-01-01T00:00:00Z' })), // as a producer of ours would write it (fast path)
+      message(record('last', '2026-11-24T12:05:00Z')), // its last instant
+      message(record('ahead', '2026-11-24T12:05:00.000000001Z')), // 1 ns after it
+    ];
+    const pipeline = createPipeline({ writer: createClickHouseWriter(clickhouse), deadLetters: createDeadLetterTable(clickhouse), topics, timeWindow, logger });
+    assert.deepEqual(await pipeline.process(batch), { messages: 5, auditRows: 2, spanRows: 0, duplicates: 0, deadLetters: 3 });
+    const stored = await (await clickhouse.query({ query: 'SELECT trace_id FROM audit_events_v1 ORDER BY trace_id', format: 'JSONEachRow' })).json<{ trace_id: string }>();
+    assert.deepEqual(stored.map((r) => r.trace_id), ['first', 'last']);
+    const letters = await (
+      await clickhouse.query({ query: 'SELECT offset, reason FROM dead_letters_v1 ORDER BY toUInt64(offset)', format: 'JSONEachRow' })
+    ).json<{ offset: string; reason: string }>();
+    const window = 'accepted from 2026-10-25T12:00:00Z to 2026-11-24T12:05:00Z; send the time of the call, from a synchronized clock';
+    assert.deepEqual(letters, [
+      { offset: batch[0]!.offset, reason: `invalid audit record: timestamp: 2026-10-25T11:59:59.999999999Z is before the retention window (RETENTION_DAYS=30); ${window}` },
+      { offset: batch[2]!.offset, reason: `invalid audit record: timestamp: 1970-01-01T00:00:00.000000000Z is before the retention window (RETENTION_DAYS=30); ${window}` },
+      {
+        offset: batch[4]!.offset,
+        reason: `invalid audit record: timestamp: 2026-11-24T12:05:00.000000001Z is more than 300 s ahead of the server's clock (MAX_CLOCK_SKEW_S); ${window}`,
+      },
+    ]);
   });
 
   it('retries a batch while ClickHouse fails, then stores it exactly once', async () => {
