@@ -1,8 +1,22 @@
-/** The spans of one trace, in start order. Reads `spans_v1 FINAL` so that a span delivered twice is listed once. */
+/**
+ * One trace by either of its ids: the gateway's (go-micro `mcp.trace_id`: the audit record's trace_id,
+ * a UUID or any string) or OpenTelemetry's (32 hex digits). Answers the calls (audit events) that
+ * carry the id, in time order, and the span tree of every OpenTelemetry trace among them.
+ *
+ * The calls' keys come from audit_lookup_v1 by primary key (tenant, kind, id); the spans from spans_v1
+ * by its primary key (tenant, trace_id). A span delivered twice is listed once (LIMIT 1 BY, not FINAL,
+ * which would read every partition of the tenant's spans).
+ */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
+import { otelTraceIdOf } from './audit-params.ts';
+import { eventsAt, keyRow, visibleKeys, type AuditLogEntry } from './audit-rows.ts';
 import { isoFromClickHouse, msFromNs } from './params.ts';
 import { count, selectRows } from './select-rows.ts';
+
+/** Most calls and spans one trace answers; a trace with more says `truncated`. */
+export const MAX_TRACE_CALLS = 1000;
+export const MAX_TRACE_SPANS = 10_000;
 
 export interface Attribute {
   key: string;
@@ -16,9 +30,12 @@ export interface SpanEvent {
 }
 
 export interface Span {
+  traceId: string;
   spanId: string;
   /** Null for a root span. */
   parentSpanId: string | null;
+  /** 0 for a root (or a span whose parent was not received), its parent's depth + 1 otherwise. */
+  depth: number;
   name: string;
   kind: string;
   service: string;
@@ -32,12 +49,27 @@ export interface Span {
 }
 
 export interface Trace {
-  traceId: string;
+  /** The id asked for. */
+  id: string;
+  calls: AuditLogEntry[];
+  /** The OpenTelemetry trace ids whose spans are listed. */
+  otelTraceIds: string[];
+  /** Depth first, each span's children in start order. */
   spans: Span[];
+  truncated: boolean;
 }
 
-const SQL = `
+const KEYS_SQL = `
+SELECT event_id, timestamp, counted
+FROM audit_lookup_v1
+WHERE tenant = {tenant:String}
+  AND ((kind = 'trace' AND key = {id:String}) OR (kind = 'otel_trace' AND key = {otelTraceId:String}))
+ORDER BY timestamp ASC, event_id ASC
+LIMIT {limit:UInt32}`;
+
+const SPANS_SQL = `
 SELECT
+    trace_id,
     span_id,
     parent_span_id,
     name,
@@ -49,14 +81,17 @@ SELECT
     status_message,
     attributes,
     events
-FROM spans_v1 FINAL
+FROM spans_v1
 WHERE tenant = {tenant:String}
-  AND trace_id = {traceId:String}
-ORDER BY start_time ASC, span_id ASC`;
+  AND trace_id IN {traceIds:Array(String)}
+ORDER BY start_time ASC, span_id ASC
+LIMIT 1 BY trace_id, span_id
+LIMIT {limit:UInt32}`;
 
 const attributeMap = z.record(z.string(), z.string());
 
-const row = z.object({
+const spanRow = z.object({
+  trace_id: z.string(),
   span_id: z.string(),
   parent_span_id: z.string(),
   name: z.string(),
@@ -70,26 +105,74 @@ const row = z.object({
   events: z.array(z.object({ time: z.string(), name: z.string(), attributes: attributeMap })),
 });
 
-/** Null when the tenant has no span of that trace. */
-export async function queryTrace(clickhouse: ClickHouseClient, tenant: string, traceId: string): Promise<Trace | null> {
-  const rows = await selectRows(clickhouse, 'trace', SQL, { tenant, traceId }, row);
-  if (rows.length === 0) return null;
+/** Null when the tenant has neither a call nor a span with that id. */
+export async function queryTrace(tenant: string, clickhouse: ClickHouseClient, id: string): Promise<Trace | null> {
+  const otelTraceId = otelTraceIdOf(id);
+  const keys = await selectRows(clickhouse, 'traceKeys', KEYS_SQL, { tenant, id, otelTraceId: otelTraceId ?? '', limit: MAX_TRACE_CALLS + 1 }, keyRow);
+  const shown = await visibleKeys(
+    clickhouse,
+    tenant,
+    keys.slice(0, MAX_TRACE_CALLS).map((r) => ({ timestamp: r.timestamp, eventId: r.event_id, counted: r.counted })),
+  );
+  const calls = (await eventsAt(clickhouse, tenant, shown)).map((c) => c.node);
+
+  const otelTraceIds = [...new Set([...(otelTraceId ? [otelTraceId] : []), ...calls.flatMap((c) => (c.otelTraceId ? [c.otelTraceId] : []))])].sort();
+  const rows =
+    otelTraceIds.length === 0
+      ? []
+      : await selectRows(clickhouse, 'traceSpans', SPANS_SQL, { tenant, traceIds: otelTraceIds, limit: MAX_TRACE_SPANS + 1 }, spanRow);
+  if (calls.length === 0 && rows.length === 0) return null;
   return {
-    traceId,
-    spans: rows.map((r) => ({
-      spanId: r.span_id,
-      parentSpanId: r.parent_span_id || null,
-      name: r.name,
-      kind: r.kind,
-      service: r.service,
-      startTime: isoFromClickHouse(r.start_time),
-      durationMs: msFromNs(r.duration_ns) ?? 0,
-      statusCode: r.status_code,
-      statusMessage: r.status_message || null,
-      attributes: toAttributes(r.attributes),
-      events: r.events.map((e) => ({ time: isoFromClickHouse(e.time), name: e.name, attributes: toAttributes(e.attributes) })),
-    })),
+    id,
+    calls,
+    otelTraceIds: [...new Set(rows.map((r) => r.trace_id))].sort(),
+    spans: spanTree(rows.slice(0, MAX_TRACE_SPANS).map(toSpan)),
+    truncated: keys.length > MAX_TRACE_CALLS || rows.length > MAX_TRACE_SPANS,
   };
+}
+
+function toSpan(r: z.output<typeof spanRow>): Span {
+  return {
+    traceId: r.trace_id,
+    spanId: r.span_id,
+    parentSpanId: r.parent_span_id || null,
+    depth: 0,
+    name: r.name,
+    kind: r.kind,
+    service: r.service,
+    startTime: isoFromClickHouse(r.start_time),
+    durationMs: msFromNs(r.duration_ns) ?? 0,
+    statusCode: r.status_code,
+    statusMessage: r.status_message || null,
+    attributes: toAttributes(r.attributes),
+    events: r.events.map((e) => ({ time: isoFromClickHouse(e.time), name: e.name, attributes: toAttributes(e.attributes) })),
+  };
+}
+
+/**
+ * `spans` (in start order) depth first: roots in start order, each followed by its subtree. Spans in
+ * a parent cycle (no root above them) follow at depth 0, so none is lost.
+ */
+function spanTree(spans: Span[]): Span[] {
+  const id = (traceId: string, spanId: string) => `${traceId}/${spanId}`;
+  const known = new Set(spans.map((s) => id(s.traceId, s.spanId)));
+  const children = new Map<string, Span[]>();
+  const roots: Span[] = [];
+  for (const span of spans) {
+    const parent = span.parentSpanId && id(span.traceId, span.parentSpanId);
+    if (parent && known.has(parent)) children.set(parent, [...(children.get(parent) ?? []), span]);
+    else roots.push(span);
+  }
+  const out: Span[] = [];
+  const stack = roots.reverse().map((span) => ({ span, depth: 0 }));
+  while (stack.length > 0) {
+    const { span, depth } = stack.pop()!;
+    out.push({ ...span, depth });
+    const below = children.get(id(span.traceId, span.spanId)) ?? [];
+    for (let i = below.length - 1; i >= 0; i--) stack.push({ span: below[i]!, depth: depth + 1 });
+  }
+  const placed = new Set(out.map((s) => id(s.traceId, s.spanId)));
+  return [...out, ...spans.filter((s) => !placed.has(id(s.traceId, s.spanId)))];
 }
 
 function toAttributes(map: Record<string, string>): Attribute[] {

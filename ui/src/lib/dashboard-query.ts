@@ -4,6 +4,7 @@
  */
 
 import type { AgentStats } from '../../../api/queries/agents.ts';
+import type { Money } from '../../../api/money.ts';
 import type { AuditLogEntry } from '../../../api/queries/audit-log.ts';
 import type { Overview } from '../../../api/queries/overview.ts';
 import type { ToolLatency } from '../../../api/queries/slowest-tools.ts';
@@ -13,14 +14,15 @@ export type { AgentStats, Overview, ToolLatency };
 /** The audit log fields the dashboard asks for. */
 export type AuditEvent = Pick<
   AuditLogEntry,
-  'eventId' | 'timestamp' | 'traceId' | 'agent' | 'accountId' | 'tool' | 'allowed' | 'deniedReason' | 'durationMs' | 'error' | 'costUsd'
->;
+  'eventId' | 'timestamp' | 'traceId' | 'agent' | 'accountId' | 'tool' | 'allowed' | 'deniedReason' | 'durationMs' | 'error'
+> & { costUsd: Pick<Money, 'amount'> | null };
 
 export interface Dashboard {
   overview: Overview;
   agents: AgentStats[];
   slowestTools: ToolLatency[];
-  auditLog: AuditEvent[];
+  /** The newest page of the audit log (a connection: the events are its edges' nodes). */
+  auditLog: { edges: Array<{ node: AuditEvent }> };
 }
 
 export interface DashboardVariables {
@@ -34,8 +36,8 @@ const QUERY = /* GraphQL */ `
     overview(tenant: $tenant, from: $from, to: $to) { calls errors denials agents p99Ms costUsd }
     agents(tenant: $tenant, from: $from, to: $to) { agent calls errors denials p50Ms p99Ms costUsd }
     slowestTools(tenant: $tenant, from: $from, to: $to, limit: 10) { service tool calls p50Ms p95Ms p99Ms maxMs }
-    auditLog(tenant: $tenant, from: $from, to: $to, limit: 50) {
-      eventId timestamp traceId agent accountId tool allowed deniedReason durationMs error costUsd
+    auditLog(tenant: $tenant, filter: { from: $from, to: $to }, first: 50) {
+      edges { node { eventId timestamp traceId agent accountId tool allowed deniedReason durationMs error costUsd { amount } } }
     }
   }
 `;

@@ -1,0 +1,252 @@
+/**
+ * What every raw-record question shares: an audit event's columns and their mapping, the full rows of
+ * a page of keys, and which keys to show.
+ *
+ * Nothing here reads FINAL. The writer never stores an event_id twice, except for a call reported by
+ * its span first and its audit record second: the audit record is then stored under the span's
+ * event_id with `counted = false` (sql/0005), and FINAL would show only that row. So a key is shown
+ * unless it is `counted` and its event_id has such a replacement (`replaced` in audit_lookup_v1).
+ */
+import type { ClickHouseClient } from '@clickhouse/client';
+import { z } from 'zod';
+import { microsFromDecimal, money, type Money } from '../money.ts';
+import { isoFromClickHouse, msFromNs } from './params.ts';
+import { count, selectRows } from './select-rows.ts';
+
+export type Outcome = 'OK' | 'ERROR' | 'DENIED';
+
+export interface AuditLogEntry {
+  eventId: string;
+  /** RFC 3339, UTC, nanosecond precision. */
+  timestamp: string;
+  /** The gateway's trace id (go-micro `trace_id`). */
+  traceId: string;
+  agent: string;
+  agentVersion: string;
+  sessionId: string;
+  /** Null for an anonymous call. */
+  accountId: string | null;
+  gateway: string;
+  transport: string;
+  service: string;
+  tool: string;
+  scopesRequired: string[];
+  allowed: boolean;
+  outcome: Outcome;
+  deniedReason: string | null;
+  durationMs: number;
+  error: string | null;
+  otelTraceId: string | null;
+  otelSpanId: string | null;
+  requestBytes: number;
+  responseBytes: number;
+  /** Null when the price is not known. */
+  costUsd: Money | null;
+  /** `audit` (the gateway's audit record) or `span` (derived from an `mcp.tool.call` span). */
+  source: string;
+  attributes: Array<{ key: string; value: string }>;
+}
+
+/** A row's place in time order: (timestamp as ClickHouse text, event_id). */
+export interface EventKey {
+  timestamp: string;
+  eventId: string;
+}
+
+export const EVENT_COLUMNS = `
+    event_id,
+    timestamp,
+    trace_id,
+    agent,
+    agent_version,
+    session_id,
+    account_id,
+    gateway,
+    transport,
+    service,
+    tool,
+    scopes_required,
+    allowed,
+    is_error,
+    denied_reason,
+    duration_ns,
+    error,
+    otel_trace_id,
+    otel_span_id,
+    request_bytes,
+    response_bytes,
+    toString(cost_usd)      AS cost_usd,
+    source,
+    counted,
+    attributes`;
+
+export const eventRow = z.object({
+  event_id: z.string(),
+  timestamp: z.string(),
+  trace_id: z.string(),
+  agent: z.string(),
+  agent_version: z.string(),
+  session_id: z.string(),
+  account_id: z.string(),
+  gateway: z.string(),
+  transport: z.string(),
+  service: z.string(),
+  tool: z.string(),
+  scopes_required: z.array(z.string()),
+  allowed: z.boolean(),
+  is_error: z.boolean(),
+  denied_reason: z.string(),
+  duration_ns: count,
+  error: z.string(),
+  otel_trace_id: z.string(),
+  otel_span_id: z.string(),
+  request_bytes: count,
+  response_bytes: count,
+  cost_usd: z.string().nullable(),
+  source: z.string(),
+  counted: z.boolean(),
+  attributes: z.record(z.string(), z.string()),
+});
+export type EventRow = z.output<typeof eventRow>;
+
+export function outcomeOf(r: { allowed: boolean; is_error: boolean }): Outcome {
+  return !r.allowed ? 'DENIED' : r.is_error ? 'ERROR' : 'OK';
+}
+
+export function toEntry(r: EventRow): AuditLogEntry {
+  return {
+    eventId: r.event_id,
+    timestamp: isoFromClickHouse(r.timestamp),
+    traceId: r.trace_id,
+    agent: r.agent,
+    agentVersion: r.agent_version,
+    sessionId: r.session_id,
+    accountId: r.account_id || null,
+    gateway: r.gateway,
+    transport: r.transport,
+    service: r.service,
+    tool: r.tool,
+    scopesRequired: r.scopes_required,
+    allowed: r.allowed,
+    outcome: outcomeOf(r),
+    deniedReason: r.denied_reason || null,
+    durationMs: msFromNs(r.duration_ns) ?? 0,
+    error: r.error || null,
+    otelTraceId: r.otel_trace_id || null,
+    otelSpanId: r.otel_span_id || null,
+    requestBytes: r.request_bytes,
+    responseBytes: r.response_bytes,
+    costUsd: r.cost_usd === null ? null : money(microsFromDecimal(r.cost_usd)),
+    source: r.source,
+    attributes: Object.entries(r.attributes)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, value]) => ({ key, value })),
+  };
+}
+
+/** Keys as a page query returns them: `counted` tells whether a replacement could hide the key. */
+export interface KeyRow extends EventKey {
+  counted: boolean;
+}
+
+export const keyRow = z.object({ event_id: z.string(), timestamp: z.string(), counted: z.boolean() });
+
+/** Of `keys` (in order), those to show: without repeats and without span facts replaced by their audit record. */
+export async function visibleKeys(clickhouse: ClickHouseClient, tenant: string, keys: readonly KeyRow[]): Promise<KeyRow[]> {
+  const candidates = distinct(keys.filter((k) => k.counted).map((k) => k.eventId));
+  const replaced =
+    candidates.length === 0
+      ? new Set<string>()
+      : new Set(
+          (
+            await selectRows(
+              clickhouse,
+              'replacedEvents',
+              `SELECT DISTINCT key FROM audit_lookup_v1
+               WHERE tenant = {tenant:String} AND kind = 'replaced' AND key IN {ids:Array(String)}`,
+              { tenant, ids: candidates },
+              z.object({ key: z.string() }),
+            )
+          ).map((r) => r.key),
+        );
+  const seen = new Set<string>();
+  return keys.filter((k) => {
+    const id = `${k.timestamp}/${k.eventId}`;
+    if (seen.has(id) || (k.counted && replaced.has(k.eventId))) return false;
+    seen.add(id);
+    return true;
+  });
+}
+
+/**
+ * The full rows of `keys`, in the same order (a key whose row has expired since is left out). They are
+ * read by primary key (tenant, event_id) within the keys' time bounds, so only the partitions of those
+ * days are searched.
+ */
+export async function eventsAt(
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  keys: readonly EventKey[],
+): Promise<Array<{ key: EventKey; node: AuditLogEntry }>> {
+  if (keys.length === 0) return [];
+  const times = keys.map((k) => k.timestamp).sort();
+  const rows = await selectRows(
+    clickhouse,
+    'eventsAt',
+    `SELECT ${EVENT_COLUMNS}
+     FROM audit_events_v1
+     WHERE tenant = {tenant:String}
+       AND event_id IN {ids:Array(UUID)}
+       AND timestamp >= {first:DateTime64(9, 'UTC')}
+       AND timestamp <= {last:DateTime64(9, 'UTC')}`,
+    { tenant, ids: distinct(keys.map((k) => k.eventId)), first: times[0], last: times[times.length - 1] },
+    eventRow,
+  );
+  // Both rows of a replaced call can fall inside the bounds; each key names one of them by its time.
+  const byKey = new Map<string, EventRow>();
+  for (const r of rows) {
+    const id = `${r.timestamp}/${r.event_id}`;
+    const held = byKey.get(id);
+    if (!held || (held.counted && !r.counted)) byKey.set(id, r);
+  }
+  return keys.flatMap((k) => {
+    const r = byKey.get(`${k.timestamp}/${k.eventId}`);
+    return r ? [{ key: k, node: toEntry(r) }] : [];
+  });
+}
+
+export interface Page<T> {
+  items: Array<{ key: EventKey; node: T }>;
+  hasNextPage: boolean;
+}
+
+/** Most keys one read asks for: a read asks for the keys still missing, doubled each round. */
+const MAX_READ = 16_384;
+
+/**
+ * The keys of a page: `read` gives a list's keys in its order, after a key (or from the start); of
+ * them, the first `first` to show, and whether one more follows. Keys a replacement hides (or a
+ * repeat) are skipped, and the read goes on after them.
+ */
+export async function pageKeys(
+  read: (after: EventKey | undefined, limit: number) => Promise<KeyRow[]>,
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  first: number,
+  after: EventKey | undefined,
+): Promise<{ keys: EventKey[]; hasNextPage: boolean }> {
+  const shown: EventKey[] = [];
+  let from = after;
+  for (let round = 0; shown.length <= first; round++) {
+    const limit = Math.min(MAX_READ, (first + 1 - shown.length) * 2 ** round);
+    const keys = await read(from, limit);
+    shown.push(...(await visibleKeys(clickhouse, tenant, keys)));
+    if (keys.length < limit) break;
+    from = keys[keys.length - 1];
+  }
+  return { keys: shown.slice(0, first), hasNextPage: shown.length > first };
+}
+
+function distinct(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}
