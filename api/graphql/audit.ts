@@ -117,7 +117,7 @@ export const typeDefs = /* GraphQL */ `
     id: String!
     "The calls that carry the id (as traceId or otelTraceId), in time order."
     calls: [AuditEvent!]!
-    "The OpenTelemetry traces whose spans are listed."
+    "The OpenTelemetry trace ids of the calls and spans listed."
     otelTraceIds: [String!]!
     "The span tree, depth first: each span is followed by its children, in start order; depth 0 is a root."
     spans: [Span!]!

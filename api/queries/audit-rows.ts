@@ -151,24 +151,23 @@ export interface KeyRow extends EventKey {
 
 export const keyRow = z.object({ event_id: z.string(), timestamp: z.string(), counted: z.boolean() });
 
+/** Of `ids`, those whose call's span fact was replaced by its audit record (sql/0005). */
+export async function replacedAmong(clickhouse: ClickHouseClient, tenant: string, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await selectRows(
+    clickhouse,
+    'replacedEvents',
+    `SELECT DISTINCT key FROM audit_lookup_v1
+     WHERE tenant = {tenant:String} AND kind = 'replaced' AND key IN {ids:Array(String)}`,
+    { tenant, ids: distinct(ids) },
+    z.object({ key: z.string() }),
+  );
+  return new Set(rows.map((r) => r.key));
+}
+
 /** Of `keys` (in order), those to show: without repeats and without span facts replaced by their audit record. */
 export async function visibleKeys(clickhouse: ClickHouseClient, tenant: string, keys: readonly KeyRow[]): Promise<KeyRow[]> {
-  const candidates = distinct(keys.filter((k) => k.counted).map((k) => k.eventId));
-  const replaced =
-    candidates.length === 0
-      ? new Set<string>()
-      : new Set(
-          (
-            await selectRows(
-              clickhouse,
-              'replacedEvents',
-              `SELECT DISTINCT key FROM audit_lookup_v1
-               WHERE tenant = {tenant:String} AND kind = 'replaced' AND key IN {ids:Array(String)}`,
-              { tenant, ids: candidates },
-              z.object({ key: z.string() }),
-            )
-          ).map((r) => r.key),
-        );
+  const replaced = await replacedAmong(clickhouse, tenant, keys.filter((k) => k.counted).map((k) => k.eventId));
   const seen = new Set<string>();
   return keys.filter((k) => {
     const id = `${k.timestamp}/${k.eventId}`;

@@ -10,7 +10,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { otelTraceIdOf } from './audit-params.ts';
-import { eventsAt, keyRow, visibleKeys, type AuditLogEntry } from './audit-rows.ts';
+import { EVENT_COLUMNS, eventRow, eventsAt, keyRow, replacedAmong, toEntry, type AuditLogEntry } from './audit-rows.ts';
 import { isoFromClickHouse, msFromNs } from './params.ts';
 import { count, selectRows } from './select-rows.ts';
 
@@ -52,7 +52,7 @@ export interface Trace {
   /** The id asked for. */
   id: string;
   calls: AuditLogEntry[];
-  /** The OpenTelemetry trace ids whose spans are listed. */
+  /** The OpenTelemetry trace ids of the calls and spans listed. */
   otelTraceIds: string[];
   /** Depth first, each span's children in start order. */
   spans: Span[];
@@ -66,6 +66,13 @@ WHERE tenant = {tenant:String}
   AND ((kind = 'trace' AND key = {id:String}) OR (kind = 'otel_trace' AND key = {otelTraceId:String}))
 ORDER BY timestamp ASC, event_id ASC
 LIMIT {limit:UInt32}`;
+
+const REPLACEMENTS_SQL = `
+SELECT ${EVENT_COLUMNS}
+FROM audit_events_v1
+WHERE tenant = {tenant:String}
+  AND event_id IN {ids:Array(UUID)}
+  AND NOT counted`;
 
 const SPANS_SQL = `
 SELECT
@@ -109,25 +116,33 @@ const spanRow = z.object({
 export async function queryTrace(tenant: string, clickhouse: ClickHouseClient, id: string): Promise<Trace | null> {
   const otelTraceId = otelTraceIdOf(id);
   const keys = await selectRows(clickhouse, 'traceKeys', KEYS_SQL, { tenant, id, otelTraceId: otelTraceId ?? '', limit: MAX_TRACE_CALLS + 1 }, keyRow);
-  const shown = await visibleKeys(
-    clickhouse,
-    tenant,
-    keys.slice(0, MAX_TRACE_CALLS).map((r) => ({ timestamp: r.timestamp, eventId: r.event_id, counted: r.counted })),
-  );
-  const calls = (await eventsAt(clickhouse, tenant, shown)).map((c) => c.node);
+  const all = keys.slice(0, MAX_TRACE_CALLS).map((r) => ({ timestamp: r.timestamp, eventId: r.event_id, counted: r.counted }));
+  const found = (await eventsAt(clickhouse, tenant, all)).map((r) => r.node);
+  // A span fact replaced by its audit record (sql/0005) is shown as that record, which may carry
+  // neither this id nor a time near the span's: it is read by its event_id. The span's OpenTelemetry
+  // trace is the call's all the same.
+  const replaced = await replacedAmong(clickhouse, tenant, all.filter((k) => k.counted).map((k) => k.eventId));
+  const missing = [...replaced].filter((id) => !found.some((e) => e.eventId === id && e.source === 'audit'));
+  const replacements = missing.length === 0 ? [] : (await selectRows(clickhouse, 'traceReplacements', REPLACEMENTS_SQL, { tenant, ids: missing }, eventRow)).map(toEntry);
+  const byId = new Map<string, AuditLogEntry>();
+  for (const e of [...found, ...replacements]) {
+    if (!byId.has(e.eventId) || (replaced.has(e.eventId) && e.source === 'audit')) byId.set(e.eventId, e);
+  }
+  const calls = [...byId.values()].sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
+  const otelIdsOf = (events: AuditLogEntry[]) => events.flatMap((c) => (c.otelTraceId ? [c.otelTraceId] : []));
 
-  const otelTraceIds = [...new Set([...(otelTraceId ? [otelTraceId] : []), ...calls.flatMap((c) => (c.otelTraceId ? [c.otelTraceId] : []))])].sort();
-  const rows =
+  const otelTraceIds = [...new Set([...(otelTraceId ? [otelTraceId] : []), ...otelIdsOf(found)])].sort();
+  const spans =
     otelTraceIds.length === 0
       ? []
       : await selectRows(clickhouse, 'traceSpans', SPANS_SQL, { tenant, traceIds: otelTraceIds, limit: MAX_TRACE_SPANS + 1 }, spanRow);
-  if (calls.length === 0 && rows.length === 0) return null;
+  if (calls.length === 0 && spans.length === 0) return null;
   return {
     id,
     calls,
-    otelTraceIds: [...new Set(rows.map((r) => r.trace_id))].sort(),
-    spans: spanTree(rows.slice(0, MAX_TRACE_SPANS).map(toSpan)),
-    truncated: keys.length > MAX_TRACE_CALLS || rows.length > MAX_TRACE_SPANS,
+    otelTraceIds: [...new Set([...otelIdsOf(calls), ...spans.map((s) => s.trace_id)])].sort(),
+    spans: spanTree(spans.slice(0, MAX_TRACE_SPANS).map(toSpan)),
+    truncated: keys.length > MAX_TRACE_CALLS || spans.length > MAX_TRACE_SPANS,
   };
 }
 
