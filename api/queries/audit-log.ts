@@ -3,15 +3,15 @@
  *
  * Keyset paging on (timestamp, event_id): a page holds the records strictly before the cursor, so one
  * stored while a client pages (newer than its first page) never shifts, repeats or skips a record.
- * The page's keys come from audit_timeline_v1 (sorted by tenant, timestamp, event_id: the newest
- * granules are read first and the read stops at the page's end), filtered on its columns; a session
- * or trace filter narrows them to the keys audit_lookup_v1 holds for that id. Then the keys to show
- * (audit-rows.ts) and their full rows, by primary key within the page's time bounds.
+ * A page is read from audit_timeline_v1 (sorted by tenant, timestamp, event_id: the newest granules
+ * are read first and the read stops at the page's end), filtered on its columns; a session or trace
+ * filter narrows it to the keys audit_lookup_v1 holds for that id. Of the rows, those to show
+ * (audit-rows.ts); a page short of them reads on.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { AuditLogFilter } from './audit-params.ts';
 import { otelTraceIdOf } from './audit-params.ts';
-import { eventsAt, keyRow, pageKeys, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
+import { EVENT_COLUMNS, eventRow, keyOfRow, pageOf, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
 import { selectRows } from './select-rows.ts';
 
 export type { AuditLogEntry };
@@ -37,9 +37,9 @@ const CONDITIONS: Record<keyof AuditLogFilter, string> = {
 const AFTER = `timestamp <= {afterTime:DateTime64(9, 'UTC')}
   AND (timestamp, event_id) < ({afterTime:DateTime64(9, 'UTC')}, {afterId:UUID})`;
 
-function keysSql(conditions: string[]): string {
+function pageSql(conditions: string[]): string {
   return `
-SELECT event_id, timestamp, counted
+SELECT ${EVENT_COLUMNS}
 FROM audit_timeline_v1
 WHERE tenant = {tenant:String}${conditions.map((c) => `\n  AND ${c}`).join('')}
 ORDER BY timestamp DESC, event_id DESC
@@ -59,12 +59,11 @@ export async function queryAuditLog(
   const read = (from: EventKey | undefined, limit: number) =>
     selectRows(
       clickhouse,
-      'auditLogKeys',
-      keysSql([...active.map((k) => CONDITIONS[k]), ...(from ? [AFTER] : [])]),
+      'auditLog',
+      pageSql([...active.map((k) => CONDITIONS[k]), ...(from ? [AFTER] : [])]),
       { ...params, limit, ...(from && { afterTime: from.timestamp, afterId: from.eventId }) },
-      keyRow,
-    ).then((rows) => rows.map((r) => ({ timestamp: r.timestamp, eventId: r.event_id, counted: r.counted })));
-
-  const { keys, hasNextPage } = await pageKeys(read, clickhouse, tenant, first, after);
-  return { items: await eventsAt(clickhouse, tenant, keys), hasNextPage };
+      eventRow,
+    );
+  const page = await pageOf(read, keyOfRow, clickhouse, tenant, first, after);
+  return { items: page.items.map((r) => ({ key: keyOfRow(r), node: toEntry(r) })), hasNextPage: page.hasNextPage };
 }

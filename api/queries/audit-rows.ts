@@ -1,11 +1,12 @@
 /**
- * What every raw-record question shares: an audit event's columns and their mapping, the full rows of
- * a page of keys, and which keys to show.
+ * What every raw-record question shares: an audit event's columns and their mapping, the rows of a
+ * list of keys, which rows to show, and paging.
  *
  * Nothing here reads FINAL. The writer never stores an event_id twice, except for a call reported by
  * its span first and its audit record second: the audit record is then stored under the span's
- * event_id with `counted = false` (sql/0005), and FINAL would show only that row. So a key is shown
- * unless it is `counted` and its event_id has such a replacement (`replaced` in audit_lookup_v1).
+ * event_id with `counted = false` (sql/0005), and FINAL would show only that row. So a row is shown
+ * unless it is a span fact (source 'span', counted) whose event_id has such a replacement (`replaced`
+ * in audit_lookup_v1). Rows are read from audit_timeline_v1 (sql/0010), sorted by time.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
@@ -144,12 +145,14 @@ export function toEntry(r: EventRow): AuditLogEntry {
   };
 }
 
-/** Keys as a page query returns them: `counted` tells whether a replacement could hide the key. */
+/** A row's key as a look-up by id gives it: `spanFact` when it is a span fact (which a replacement could hide). */
 export interface KeyRow extends EventKey {
-  counted: boolean;
+  spanFact: boolean;
 }
 
-export const keyRow = z.object({ event_id: z.string(), timestamp: z.string(), counted: z.boolean() });
+export const keyRow = z
+  .object({ event_id: z.string(), timestamp: z.string(), span_fact: z.boolean() })
+  .transform((r): KeyRow => ({ timestamp: r.timestamp, eventId: r.event_id, spanFact: r.span_fact }));
 
 /** Of `ids`, those whose call's span fact was replaced by its audit record (sql/0005). */
 export async function replacedAmong(clickhouse: ClickHouseClient, tenant: string, ids: readonly string[]): Promise<Set<string>> {
@@ -165,53 +168,45 @@ export async function replacedAmong(clickhouse: ClickHouseClient, tenant: string
   return new Set(rows.map((r) => r.key));
 }
 
-/** Of `keys` (in order), those to show: without repeats and without span facts replaced by their audit record. */
-export async function visibleKeys(clickhouse: ClickHouseClient, tenant: string, keys: readonly KeyRow[]): Promise<KeyRow[]> {
-  const replaced = await replacedAmong(clickhouse, tenant, keys.filter((k) => k.counted).map((k) => k.eventId));
+/**
+ * Of `items` (in order), those to show: without repeats of a key and without span facts replaced by
+ * their audit record. Looks replacements up only when there are span facts among them.
+ */
+export async function visible<T>(clickhouse: ClickHouseClient, tenant: string, items: readonly T[], keyOf: (item: T) => KeyRow): Promise<T[]> {
+  const replaced = await replacedAmong(clickhouse, tenant, items.map(keyOf).filter((k) => k.spanFact).map((k) => k.eventId));
   const seen = new Set<string>();
-  return keys.filter((k) => {
+  return items.filter((item) => {
+    const k = keyOf(item);
     const id = `${k.timestamp}/${k.eventId}`;
-    if (seen.has(id) || (k.counted && replaced.has(k.eventId))) return false;
+    if (seen.has(id) || (k.spanFact && replaced.has(k.eventId))) return false;
     seen.add(id);
     return true;
   });
 }
 
+export function keyOfRow(r: EventRow): KeyRow {
+  return { timestamp: r.timestamp, eventId: r.event_id, spanFact: r.source === 'span' && r.counted };
+}
+
 /**
- * The full rows of `keys`, in the same order (a key whose row has expired since is left out). They are
- * read by primary key (tenant, event_id) within the keys' time bounds, so only the partitions of those
- * days are searched.
+ * The full rows of `keys`, in the same order (a key whose row has expired since is left out), from
+ * audit_timeline_v1 by its primary key: each key reads the granule that holds it.
  */
-export async function eventsAt(
-  clickhouse: ClickHouseClient,
-  tenant: string,
-  keys: readonly EventKey[],
-): Promise<Array<{ key: EventKey; node: AuditLogEntry }>> {
+export async function eventsAt(clickhouse: ClickHouseClient, tenant: string, keys: readonly EventKey[]): Promise<EventRow[]> {
   if (keys.length === 0) return [];
-  const times = keys.map((k) => k.timestamp).sort();
   const rows = await selectRows(
     clickhouse,
     'eventsAt',
     `SELECT ${EVENT_COLUMNS}
-     FROM audit_events_v1
+     FROM audit_timeline_v1
      WHERE tenant = {tenant:String}
-       AND event_id IN {ids:Array(UUID)}
-       AND timestamp >= {first:DateTime64(9, 'UTC')}
-       AND timestamp <= {last:DateTime64(9, 'UTC')}`,
-    { tenant, ids: distinct(keys.map((k) => k.eventId)), first: times[0], last: times[times.length - 1] },
+       AND timestamp IN {times:Array(DateTime64(9, 'UTC'))}
+       AND event_id IN {ids:Array(UUID)}`,
+    { tenant, times: distinct(keys.map((k) => k.timestamp)), ids: distinct(keys.map((k) => k.eventId)) },
     eventRow,
   );
-  // Both rows of a replaced call can fall inside the bounds; each key names one of them by its time.
-  const byKey = new Map<string, EventRow>();
-  for (const r of rows) {
-    const id = `${r.timestamp}/${r.event_id}`;
-    const held = byKey.get(id);
-    if (!held || (held.counted && !r.counted)) byKey.set(id, r);
-  }
-  return keys.flatMap((k) => {
-    const r = byKey.get(`${k.timestamp}/${k.eventId}`);
-    return r ? [{ key: k, node: toEntry(r) }] : [];
-  });
+  const byKey = new Map(rows.map((r) => [`${r.timestamp}/${r.event_id}`, r]));
+  return keys.flatMap((k) => byKey.get(`${k.timestamp}/${k.eventId}`) ?? []);
 }
 
 export interface Page<T> {
@@ -219,31 +214,32 @@ export interface Page<T> {
   hasNextPage: boolean;
 }
 
-/** Most keys one read asks for: a read asks for the keys still missing, doubled each round. */
+/** Most rows one read asks for: a read asks for the rows still missing, doubled each round. */
 const MAX_READ = 16_384;
 
 /**
- * The keys of a page: `read` gives a list's keys in its order, after a key (or from the start); of
- * them, the first `first` to show, and whether one more follows. Keys a replacement hides (or a
+ * A page of a list: `read` gives the list's items in its order, after a key (or from the start); of
+ * them, the first `first` to show, and whether one more follows. Items a replacement hides (or a
  * repeat) are skipped, and the read goes on after them.
  */
-export async function pageKeys(
-  read: (after: EventKey | undefined, limit: number) => Promise<KeyRow[]>,
+export async function pageOf<T>(
+  read: (after: EventKey | undefined, limit: number) => Promise<T[]>,
+  keyOf: (item: T) => KeyRow,
   clickhouse: ClickHouseClient,
   tenant: string,
   first: number,
   after: EventKey | undefined,
-): Promise<{ keys: EventKey[]; hasNextPage: boolean }> {
-  const shown: EventKey[] = [];
+): Promise<{ items: T[]; hasNextPage: boolean }> {
+  const shown: T[] = [];
   let from = after;
   for (let round = 0; shown.length <= first; round++) {
     const limit = Math.min(MAX_READ, (first + 1 - shown.length) * 2 ** round);
-    const keys = await read(from, limit);
-    shown.push(...(await visibleKeys(clickhouse, tenant, keys)));
-    if (keys.length < limit) break;
-    from = keys[keys.length - 1];
+    const items = await read(from, limit);
+    shown.push(...(await visible(clickhouse, tenant, items, keyOf)));
+    if (items.length < limit) break;
+    from = keyOf(items[items.length - 1]!);
   }
-  return { keys: shown.slice(0, first), hasNextPage: shown.length > first };
+  return { items: shown.slice(0, first), hasNextPage: shown.length > first };
 }
 
 function distinct(values: readonly string[]): string[] {

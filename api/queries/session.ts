@@ -1,14 +1,15 @@
 /**
  * The calls of one MCP session, oldest first, a page at a time: keyset paging on (timestamp, event_id)
- * over the session's keys in audit_lookup_v1 (sorted by tenant, kind, id, timestamp, event_id).
+ * over the session's keys in audit_lookup_v1 (sorted by tenant, kind, id, timestamp, event_id), then
+ * the page's rows from audit_timeline_v1 by their keys.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
-import { eventsAt, keyRow, pageKeys, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
+import { eventsAt, keyOfRow, keyRow, pageOf, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
 import { selectRows } from './select-rows.ts';
 
 function keysSql(after: boolean): string {
   return `
-SELECT event_id, timestamp, counted
+SELECT event_id, timestamp, span_fact
 FROM audit_lookup_v1
 WHERE tenant = {tenant:String}
   AND kind = 'session'
@@ -37,7 +38,8 @@ export async function querySession(
       keysSql(from !== undefined),
       { tenant, session, limit, ...(from && { afterTime: from.timestamp, afterId: from.eventId }) },
       keyRow,
-    ).then((rows) => rows.map((r) => ({ timestamp: r.timestamp, eventId: r.event_id, counted: r.counted })));
-  const { keys, hasNextPage } = await pageKeys(read, clickhouse, tenant, first, after);
-  return { items: await eventsAt(clickhouse, tenant, keys), hasNextPage };
+    );
+  const page = await pageOf(read, (k) => k, clickhouse, tenant, first, after);
+  const rows = await eventsAt(clickhouse, tenant, page.items);
+  return { items: rows.map((r) => ({ key: keyOfRow(r), node: toEntry(r) })), hasNextPage: page.hasNextPage };
 }

@@ -3,14 +3,16 @@
  * a UUID or any string) or OpenTelemetry's (32 hex digits). Answers the calls (audit events) that
  * carry the id, in time order, and the span tree of every OpenTelemetry trace among them.
  *
- * The calls' keys come from audit_lookup_v1 by primary key (tenant, kind, id); the spans from spans_v1
- * by its primary key (tenant, trace_id). A span delivered twice is listed once (LIMIT 1 BY, not FINAL,
- * which would read every partition of the tenant's spans).
+ * The calls' keys come from audit_lookup_v1 by primary key (tenant, kind, id), their rows from
+ * audit_timeline_v1 by theirs; the spans from spans_v1 by its primary key (tenant, trace_id), on the
+ * days of the calls. A span delivered twice is listed once (LIMIT 1 BY, not FINAL, which would read
+ * every partition of the tenant's spans).
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { otelTraceIdOf } from './audit-params.ts';
-import { EVENT_COLUMNS, eventRow, eventsAt, keyRow, replacedAmong, toEntry, type AuditLogEntry } from './audit-rows.ts';
+import { formatClickHouse, parseRfc3339 } from '../../model/timestamp.ts';
+import { EVENT_COLUMNS, eventRow, eventsAt, keyOfRow, keyRow, replacedAmong, toEntry, type AuditLogEntry, type EventRow } from './audit-rows.ts';
 import { isoFromClickHouse, msFromNs } from './params.ts';
 import { count, selectRows } from './select-rows.ts';
 
@@ -60,7 +62,7 @@ export interface Trace {
 }
 
 const KEYS_SQL = `
-SELECT event_id, timestamp, counted
+SELECT event_id, timestamp, span_fact
 FROM audit_lookup_v1
 WHERE tenant = {tenant:String}
   AND ((kind = 'trace' AND key = {id:String}) OR (kind = 'otel_trace' AND key = {otelTraceId:String}))
@@ -74,7 +76,8 @@ WHERE tenant = {tenant:String}
   AND event_id IN {ids:Array(UUID)}
   AND NOT counted`;
 
-const SPANS_SQL = `
+function spansSql(window: boolean): string {
+  return `
 SELECT
     trace_id,
     span_id,
@@ -90,10 +93,24 @@ SELECT
     events
 FROM spans_v1
 WHERE tenant = {tenant:String}
-  AND trace_id IN {traceIds:Array(String)}
+  AND trace_id IN {traceIds:Array(String)}${
+    window
+      ? `
+  AND start_time >= {from:DateTime64(9, 'UTC')}
+  AND start_time <= {to:DateTime64(9, 'UTC')}`
+      : ''
+  }
 ORDER BY start_time ASC, span_id ASC
 LIMIT 1 BY trace_id, span_id
 LIMIT {limit:UInt32}`;
+}
+
+/** ClickHouse DateTime64(9) text `days` days later (or earlier), clamped to what the type holds. */
+function shiftDays(text: string, days: number): string {
+  const instant = parseRfc3339(`${text.replace(' ', 'T')}Z`)!;
+  const epochMs = Math.min(Math.max(instant.epochMs + days * 86_400_000, 0), Date.UTC(2262, 3, 11));
+  return formatClickHouse({ epochMs, subMsNanos: instant.subMsNanos });
+}
 
 const attributeMap = z.record(z.string(), z.string());
 
@@ -116,31 +133,33 @@ const spanRow = z.object({
 export async function queryTrace(tenant: string, clickhouse: ClickHouseClient, id: string): Promise<Trace | null> {
   const otelTraceId = otelTraceIdOf(id);
   const keys = await selectRows(clickhouse, 'traceKeys', KEYS_SQL, { tenant, id, otelTraceId: otelTraceId ?? '', limit: MAX_TRACE_CALLS + 1 }, keyRow);
-  const all = keys.slice(0, MAX_TRACE_CALLS).map((r) => ({ timestamp: r.timestamp, eventId: r.event_id, counted: r.counted }));
-  const found = (await eventsAt(clickhouse, tenant, all)).map((r) => r.node);
+  const all = keys.slice(0, MAX_TRACE_CALLS);
+  const found = await eventsAt(clickhouse, tenant, all);
   // A span fact replaced by its audit record (sql/0005) is shown as that record, which may carry
   // neither this id nor a time near the span's: it is read by its event_id. The span's OpenTelemetry
   // trace is the call's all the same.
-  const replaced = await replacedAmong(clickhouse, tenant, all.filter((k) => k.counted).map((k) => k.eventId));
-  const missing = [...replaced].filter((id) => !found.some((e) => e.eventId === id && e.source === 'audit'));
-  const replacements = missing.length === 0 ? [] : (await selectRows(clickhouse, 'traceReplacements', REPLACEMENTS_SQL, { tenant, ids: missing }, eventRow)).map(toEntry);
-  const byId = new Map<string, AuditLogEntry>();
-  for (const e of [...found, ...replacements]) {
-    if (!byId.has(e.eventId) || (replaced.has(e.eventId) && e.source === 'audit')) byId.set(e.eventId, e);
+  const replaced = await replacedAmong(clickhouse, tenant, all.filter((k) => k.spanFact).map((k) => k.eventId));
+  const missing = [...replaced].filter((id) => !found.some((r) => r.event_id === id && !r.counted));
+  const replacements = missing.length === 0 ? [] : await selectRows(clickhouse, 'traceReplacements', REPLACEMENTS_SQL, { tenant, ids: missing }, eventRow);
+  const byId = new Map<string, EventRow>();
+  for (const r of [...found, ...replacements]) {
+    if (!byId.has(r.event_id) && !(keyOfRow(r).spanFact && replaced.has(r.event_id))) byId.set(r.event_id, r);
   }
-  const calls = [...byId.values()].sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
-  const otelIdsOf = (events: AuditLogEntry[]) => events.flatMap((c) => (c.otelTraceId ? [c.otelTraceId] : []));
+  const calls = [...byId.values()].sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0)).map(toEntry);
 
-  const otelTraceIds = [...new Set([...(otelTraceId ? [otelTraceId] : []), ...otelIdsOf(found)])].sort();
+  const otelTraceIds = [...new Set([...(otelTraceId ? [otelTraceId] : []), ...found.flatMap((r) => (r.otel_trace_id ? [r.otel_trace_id] : []))])].sort();
+  // A trace's spans start within a day of its calls: only those days are read.
+  const times = found.map((r) => r.timestamp).sort();
+  const window = times.length === 0 ? {} : { from: shiftDays(times[0]!, -1), to: shiftDays(times[times.length - 1]!, 1) };
   const spans =
     otelTraceIds.length === 0
       ? []
-      : await selectRows(clickhouse, 'traceSpans', SPANS_SQL, { tenant, traceIds: otelTraceIds, limit: MAX_TRACE_SPANS + 1 }, spanRow);
+      : await selectRows(clickhouse, 'traceSpans', spansSql(times.length > 0), { tenant, traceIds: otelTraceIds, limit: MAX_TRACE_SPANS + 1, ...window }, spanRow);
   if (calls.length === 0 && spans.length === 0) return null;
   return {
     id,
     calls,
-    otelTraceIds: [...new Set([...otelIdsOf(calls), ...spans.map((s) => s.trace_id)])].sort(),
+    otelTraceIds: [...new Set([...calls.flatMap((c) => (c.otelTraceId ? [c.otelTraceId] : [])), ...spans.map((s) => s.trace_id)])].sort(),
     spans: spanTree(spans.slice(0, MAX_TRACE_SPANS).map(toSpan)),
     truncated: keys.length > MAX_TRACE_CALLS || spans.length > MAX_TRACE_SPANS,
   };

@@ -113,12 +113,12 @@ describe('migrations on the embedded engine', () => {
         { timestamp: '2026-11-24 10:00:01.000000000', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718517', counted: true },
         { timestamp: '2026-11-24 10:00:02.000000000', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718516', counted: false },
       ]);
-      assert.deepEqual(await rows('SELECT kind, key, timestamp, counted FROM audit_lookup_v1 ORDER BY kind, key, timestamp'), [
-        { kind: 'trace', key: 't-1', timestamp: '2026-11-24 10:00:00.000000000', counted: true },
-        { kind: 'trace', key: 't-1', timestamp: '2026-11-24 10:00:02.000000000', counted: false },
-        { kind: 'otel_trace', key: '0af7651916cd43dd8448eb211c80319c', timestamp: '2026-11-24 10:00:00.000000000', counted: true },
-        { kind: 'session', key: 's-1', timestamp: '2026-11-24 10:00:00.000000000', counted: true },
-        { kind: 'replaced', key: '01a20f64-c9e1-74d3-92cf-2e71ca718516', timestamp: '2026-11-24 10:00:02.000000000', counted: false },
+      assert.deepEqual(await rows('SELECT kind, key, timestamp, span_fact FROM audit_lookup_v1 ORDER BY kind, key, timestamp'), [
+        { kind: 'trace', key: 't-1', timestamp: '2026-11-24 10:00:00.000000000', span_fact: true },
+        { kind: 'trace', key: 't-1', timestamp: '2026-11-24 10:00:02.000000000', span_fact: false },
+        { kind: 'otel_trace', key: '0af7651916cd43dd8448eb211c80319c', timestamp: '2026-11-24 10:00:00.000000000', span_fact: true },
+        { kind: 'session', key: 's-1', timestamp: '2026-11-24 10:00:00.000000000', span_fact: true },
+        { kind: 'replaced', key: '01a20f64-c9e1-74d3-92cf-2e71ca718516', timestamp: '2026-11-24 10:00:02.000000000', span_fact: false },
       ]);
     } finally {
       await client.command({ query: 'USE migrate_test' });
