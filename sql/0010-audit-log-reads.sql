@@ -50,6 +50,7 @@ SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 1000;
 --   session     the MCP session id
 --   replaced    a call whose span fact was replaced by its audit record (sql/0005): the key is the
 --               event_id both rows share; the span fact's row (source 'span', `counted`) is not shown.
+-- An id's keys lie in one or two granules of 1,024 rows per part.
 CREATE TABLE IF NOT EXISTS audit_lookup_v1 {{on_cluster}}
 (
     tenant    LowCardinality(String),
@@ -64,7 +65,7 @@ ENGINE = {{replicated}}MergeTree
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (tenant, kind, key, timestamp, event_id)
 TTL toDateTime(timestamp) + INTERVAL {{retention_days}} DAY
-SETTINGS non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 1024, non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS audit_timeline_mv_v1 {{on_cluster}} TO audit_timeline_v1 AS
 SELECT tenant, timestamp, event_id, trace_id, tool, service, account_id, scopes_required, allowed, denied_reason, duration_ns, error, is_error, agent, agent_version, session_id, gateway, transport, otel_trace_id, otel_span_id, request_bytes, response_bytes, cost_usd, attributes, source, counted
