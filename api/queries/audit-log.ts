@@ -11,7 +11,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { AuditLogFilter } from './audit-params.ts';
 import { otelTraceIdOf } from './audit-params.ts';
-import { EVENT_COLUMNS, eventRow, keyOfRow, pageOf, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
+import { eventColumns, eventRow, keyOfRow, pageOf, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
 import { selectRows } from './select-rows.ts';
 
 export type { AuditLogEntry };
@@ -37,9 +37,9 @@ const CONDITIONS: Record<keyof AuditLogFilter, string> = {
 const AFTER = `timestamp <= {afterTime:DateTime64(9, 'UTC')}
   AND (timestamp, event_id) < ({afterTime:DateTime64(9, 'UTC')}, {afterId:UUID})`;
 
-function pageSql(conditions: string[]): string {
+function pageSql(columns: string, conditions: string[]): string {
   return `
-SELECT ${EVENT_COLUMNS}
+SELECT ${columns}
 FROM audit_timeline_v1
 WHERE tenant = {tenant:String}${conditions.map((c) => `\n  AND ${c}`).join('')}
 ORDER BY timestamp DESC, event_id DESC
@@ -52,6 +52,8 @@ export async function queryAuditLog(
   filter: AuditLogFilter,
   first: number,
   after: EventKey | undefined,
+  /** The AuditEvent fields asked for (all when undefined). */
+  fields?: ReadonlySet<string>,
 ): Promise<Page<AuditLogEntry>> {
   const active = (Object.keys(CONDITIONS) as Array<keyof AuditLogFilter>).filter((k) => filter[k] !== undefined);
   const params: Record<string, unknown> = { tenant, ...filter };
@@ -60,7 +62,7 @@ export async function queryAuditLog(
     selectRows(
       clickhouse,
       'auditLog',
-      pageSql([...active.map((k) => CONDITIONS[k]), ...(from ? [AFTER] : [])]),
+      pageSql(eventColumns(fields), [...active.map((k) => CONDITIONS[k]), ...(from ? [AFTER] : [])]),
       { ...params, limit, ...(from && { afterTime: from.timestamp, afterId: from.eventId }) },
       eventRow,
     );

@@ -54,92 +54,110 @@ export interface EventKey {
   eventId: string;
 }
 
-export const EVENT_COLUMNS = `
-    event_id,
-    timestamp,
-    trace_id,
-    agent,
-    agent_version,
-    session_id,
-    account_id,
-    gateway,
-    transport,
-    service,
-    tool,
-    scopes_required,
-    allowed,
-    is_error,
-    denied_reason,
-    duration_ns,
-    error,
-    otel_trace_id,
-    otel_span_id,
-    request_bytes,
-    response_bytes,
-    toString(cost_usd)      AS cost_usd,
-    source,
-    counted,
-    attributes`;
+/** Columns every row read carries: its key, and what tells a span fact. */
+const KEY_COLUMNS = ['event_id', 'timestamp', 'source', 'counted'];
 
-export const eventRow = z.object({
-  event_id: z.string(),
-  timestamp: z.string(),
-  trace_id: z.string(),
-  agent: z.string(),
-  agent_version: z.string(),
-  session_id: z.string(),
-  account_id: z.string(),
-  gateway: z.string(),
-  transport: z.string(),
-  service: z.string(),
-  tool: z.string(),
-  scopes_required: z.array(z.string()),
-  allowed: z.boolean(),
-  is_error: z.boolean(),
-  denied_reason: z.string(),
-  duration_ns: count,
-  error: z.string(),
-  otel_trace_id: z.string(),
-  otel_span_id: z.string(),
-  request_bytes: count,
-  response_bytes: count,
-  cost_usd: z.string().nullable(),
-  source: z.string(),
-  counted: z.boolean(),
-  attributes: z.record(z.string(), z.string()),
-});
+/** The columns each AuditEvent field needs (eventId and timestamp come with the key). */
+const FIELD_COLUMNS: Record<string, string[]> = {
+  traceId: ['trace_id'],
+  agent: ['agent'],
+  agentVersion: ['agent_version'],
+  sessionId: ['session_id'],
+  accountId: ['account_id'],
+  gateway: ['gateway'],
+  transport: ['transport'],
+  service: ['service'],
+  tool: ['tool'],
+  scopesRequired: ['scopes_required'],
+  allowed: ['allowed'],
+  outcome: ['allowed', 'is_error'],
+  deniedReason: ['denied_reason'],
+  durationMs: ['duration_ns'],
+  error: ['error'],
+  otelTraceId: ['otel_trace_id'],
+  otelSpanId: ['otel_span_id'],
+  requestBytes: ['request_bytes'],
+  responseBytes: ['response_bytes'],
+  costUsd: ['cost_usd'],
+  attributes: ['attributes'],
+};
+
+/**
+ * The select list for the AuditEvent `fields` asked for (all when undefined): a page reads only the
+ * columns its answer needs (each column read costs a block decompressed per part).
+ */
+export function eventColumns(fields?: ReadonlySet<string>): string {
+  const wanted = new Set(KEY_COLUMNS);
+  for (const [field, columns] of Object.entries(FIELD_COLUMNS)) if (!fields || fields.has(field)) columns.forEach((c) => wanted.add(c));
+  return [...wanted].map((c) => (c === 'cost_usd' ? 'toString(cost_usd) AS cost_usd' : c)).join(', ');
+}
+
+export const EVENT_COLUMNS = eventColumns();
+
+/** A row as read: the key columns always, the others when asked for. */
+export const eventRow = z
+  .object({
+    event_id: z.string(),
+    timestamp: z.string(),
+    trace_id: z.string(),
+    agent: z.string(),
+    agent_version: z.string(),
+    session_id: z.string(),
+    account_id: z.string(),
+    gateway: z.string(),
+    transport: z.string(),
+    service: z.string(),
+    tool: z.string(),
+    scopes_required: z.array(z.string()),
+    allowed: z.boolean(),
+    is_error: z.boolean(),
+    denied_reason: z.string(),
+    duration_ns: count,
+    error: z.string(),
+    otel_trace_id: z.string(),
+    otel_span_id: z.string(),
+    request_bytes: count,
+    response_bytes: count,
+    cost_usd: z.string().nullable(),
+    source: z.string(),
+    counted: z.boolean(),
+    attributes: z.record(z.string(), z.string()),
+  })
+  .partial()
+  .required({ event_id: true, timestamp: true, source: true, counted: true });
 export type EventRow = z.output<typeof eventRow>;
 
 export function outcomeOf(r: { allowed: boolean; is_error: boolean }): Outcome {
   return !r.allowed ? 'DENIED' : r.is_error ? 'ERROR' : 'OK';
 }
 
+/** The entry of a row; fields whose columns were not read get empty values (they were not asked for). */
 export function toEntry(r: EventRow): AuditLogEntry {
   return {
     eventId: r.event_id,
     timestamp: isoFromClickHouse(r.timestamp),
-    traceId: r.trace_id,
-    agent: r.agent,
-    agentVersion: r.agent_version,
-    sessionId: r.session_id,
+    traceId: r.trace_id ?? '',
+    agent: r.agent ?? '',
+    agentVersion: r.agent_version ?? '',
+    sessionId: r.session_id ?? '',
     accountId: r.account_id || null,
-    gateway: r.gateway,
-    transport: r.transport,
-    service: r.service,
-    tool: r.tool,
-    scopesRequired: r.scopes_required,
-    allowed: r.allowed,
-    outcome: outcomeOf(r),
+    gateway: r.gateway ?? '',
+    transport: r.transport ?? '',
+    service: r.service ?? '',
+    tool: r.tool ?? '',
+    scopesRequired: r.scopes_required ?? [],
+    allowed: r.allowed ?? true,
+    outcome: outcomeOf({ allowed: r.allowed ?? true, is_error: r.is_error ?? false }),
     deniedReason: r.denied_reason || null,
-    durationMs: msFromNs(r.duration_ns) ?? 0,
+    durationMs: msFromNs(r.duration_ns ?? 0) ?? 0,
     error: r.error || null,
     otelTraceId: r.otel_trace_id || null,
     otelSpanId: r.otel_span_id || null,
-    requestBytes: r.request_bytes,
-    responseBytes: r.response_bytes,
-    costUsd: r.cost_usd === null ? null : money(microsFromDecimal(r.cost_usd)),
+    requestBytes: r.request_bytes ?? 0,
+    responseBytes: r.response_bytes ?? 0,
+    costUsd: r.cost_usd == null ? null : money(microsFromDecimal(r.cost_usd)),
     source: r.source,
-    attributes: Object.entries(r.attributes)
+    attributes: Object.entries(r.attributes ?? {})
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([key, value]) => ({ key, value })),
   };
@@ -192,12 +210,17 @@ export function keyOfRow(r: EventRow): KeyRow {
  * The full rows of `keys`, in the same order (a key whose row has expired since is left out), from
  * audit_timeline_v1 by its primary key: each key reads the granule that holds it.
  */
-export async function eventsAt(clickhouse: ClickHouseClient, tenant: string, keys: readonly EventKey[]): Promise<EventRow[]> {
+export async function eventsAt(
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  keys: readonly EventKey[],
+  fields?: ReadonlySet<string>,
+): Promise<EventRow[]> {
   if (keys.length === 0) return [];
   const rows = await selectRows(
     clickhouse,
     'eventsAt',
-    `SELECT ${EVENT_COLUMNS}
+    `SELECT ${eventColumns(fields)}
      FROM audit_timeline_v1
      WHERE tenant = {tenant:String}
        AND timestamp IN {times:Array(DateTime64(9, 'UTC'))}

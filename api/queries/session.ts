@@ -30,6 +30,8 @@ export async function querySession(
   session: string,
   first: number,
   after: EventKey | undefined,
+  /** The AuditEvent fields asked for (all when undefined). */
+  fields?: ReadonlySet<string>,
 ): Promise<Page<AuditLogEntry>> {
   const read = (from: EventKey | undefined, limit: number) =>
     selectRows(
@@ -40,6 +42,6 @@ export async function querySession(
       keyRow,
     );
   const page = await pageOf(read, (k) => k, clickhouse, tenant, first, after);
-  const rows = await eventsAt(clickhouse, tenant, page.items);
+  const rows = await eventsAt(clickhouse, tenant, page.items, fields);
   return { items: rows.map((r) => ({ key: keyOfRow(r), node: toEntry(r) })), hasNextPage: page.hasNextPage };
 }

@@ -301,6 +301,24 @@ describe('auditLog', () => {
     }
   });
 
+  test('fields asked for through fragments are read (a page reads only the columns asked for)', async () => {
+    const query = `
+      fragment Cost on AuditEvent { costUsd { micros } }
+      fragment Page on AuditEventConnection { edges { node { ...Cost ... on AuditEvent { tool outcome } } } }
+      { auditLog(first: 20) { ...Page edges { node { durationMs } } } }`;
+    const { auditLog } = await data(query);
+    const expected = acmeShown().sort(newestFirst).slice(0, 20);
+    assert.deepEqual(
+      auditLog.edges.map((e: any) => e.node),
+      expected.map((r) => ({
+        costUsd: r.cost_usd === null ? null : { micros: String(Math.round(r.cost_usd * 1e6)) },
+        tool: r.tool,
+        outcome: outcome(r),
+        durationMs: r.duration_ns / 1e6,
+      })),
+    );
+  });
+
   test('paging while records arrive lists each record exactly once', async () => {
     const late: AuditRow[] = [];
     const newer: AuditRow[] = [];
