@@ -160,7 +160,7 @@ const AUDIT_LOG = /* GraphQL */ `
     auditLog(tenant: $tenant, filter: { from: $from, to: $to }, first: 500) {
       edges { node {
         eventId timestamp traceId agent agentVersion sessionId accountId gateway service tool
-        allowed deniedReason durationMs error otelTraceId otelSpanId costUsd
+        allowed deniedReason durationMs error otelTraceId otelSpanId costUsd { amount }
       } }
     }
   }`;
