@@ -4,7 +4,7 @@
  * carry the id, in time order, and the span tree of every OpenTelemetry trace among them.
  *
  * The calls' keys come from audit_lookup_v1 by primary key (tenant, kind, id), their rows from
- * audit_timeline_v1 by theirs; the spans from spans_v1 by its primary key (tenant, trace_id), on the
+ * audit_timeline_v1 by theirs, in one statement; the spans from spans_v1 by its primary key (tenant, trace_id), on the
  * days of the calls. A span delivered twice is listed once (LIMIT 1 BY, not FINAL, which would read
  * every partition of the tenant's spans).
  */
@@ -12,7 +12,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { otelTraceIdOf } from './audit-params.ts';
 import { formatClickHouse, parseRfc3339 } from '../../model/timestamp.ts';
-import { EVENT_COLUMNS, eventRow, eventsAt, keyOfRow, keyRow, replacedAmong, toEntry, type AuditLogEntry, type EventRow } from './audit-rows.ts';
+import { EVENT_COLUMNS, eventRow, keyOfRow, replacedAmong, toEntry, type AuditLogEntry, type EventRow } from './audit-rows.ts';
 import { isoFromClickHouse, msFromNs } from './params.ts';
 import { count, selectRows } from './select-rows.ts';
 
@@ -61,13 +61,21 @@ export interface Trace {
   truncated: boolean;
 }
 
-const KEYS_SQL = `
-SELECT event_id, timestamp, span_fact
-FROM audit_lookup_v1
+// The calls' rows by their keys, in one statement: the keys (by audit_lookup_v1's primary key) are a
+// set the timeline's primary key is searched with.
+const CALLS_SQL = `
+SELECT ${EVENT_COLUMNS}
+FROM audit_timeline_v1
 WHERE tenant = {tenant:String}
-  AND ((kind = 'trace' AND key = {id:String}) OR (kind = 'otel_trace' AND key = {otelTraceId:String}))
+  AND (timestamp, event_id) IN (
+    SELECT timestamp, event_id
+    FROM audit_lookup_v1
+    WHERE tenant = {tenant:String}
+      AND ((kind = 'trace' AND key = {id:String}) OR (kind = 'otel_trace' AND key = {otelTraceId:String}))
+    ORDER BY timestamp ASC, event_id ASC
+    LIMIT {limit:UInt32})
 ORDER BY timestamp ASC, event_id ASC
-LIMIT {limit:UInt32}`;
+LIMIT 1 BY timestamp, event_id`;
 
 const REPLACEMENTS_SQL = `
 SELECT ${EVENT_COLUMNS}
@@ -132,13 +140,12 @@ const spanRow = z.object({
 /** Null when the tenant has neither a call nor a span with that id. */
 export async function queryTrace(tenant: string, clickhouse: ClickHouseClient, id: string): Promise<Trace | null> {
   const otelTraceId = otelTraceIdOf(id);
-  const keys = await selectRows(clickhouse, 'traceKeys', KEYS_SQL, { tenant, id, otelTraceId: otelTraceId ?? '', limit: MAX_TRACE_CALLS + 1 }, keyRow);
-  const all = keys.slice(0, MAX_TRACE_CALLS);
-  const found = await eventsAt(clickhouse, tenant, all);
+  const rows = await selectRows(clickhouse, 'traceCalls', CALLS_SQL, { tenant, id, otelTraceId: otelTraceId ?? '', limit: MAX_TRACE_CALLS + 1 }, eventRow);
+  const found = rows.slice(0, MAX_TRACE_CALLS);
   // A span fact replaced by its audit record (sql/0005) is shown as that record, which may carry
   // neither this id nor a time near the span's: it is read by its event_id. The span's OpenTelemetry
   // trace is the call's all the same.
-  const replaced = await replacedAmong(clickhouse, tenant, all.filter((k) => k.spanFact).map((k) => k.eventId));
+  const replaced = await replacedAmong(clickhouse, tenant, found.map(keyOfRow).filter((k) => k.spanFact).map((k) => k.eventId));
   const missing = [...replaced].filter((id) => !found.some((r) => r.event_id === id && !r.counted));
   const replacements = missing.length === 0 ? [] : await selectRows(clickhouse, 'traceReplacements', REPLACEMENTS_SQL, { tenant, ids: missing }, eventRow);
   const byId = new Map<string, EventRow>();
@@ -161,7 +168,7 @@ export async function queryTrace(tenant: string, clickhouse: ClickHouseClient, i
     calls,
     otelTraceIds: [...new Set([...calls.flatMap((c) => (c.otelTraceId ? [c.otelTraceId] : [])), ...spans.map((s) => s.trace_id)])].sort(),
     spans: spanTree(spans.slice(0, MAX_TRACE_SPANS).map(toSpan)),
-    truncated: keys.length > MAX_TRACE_CALLS || spans.length > MAX_TRACE_SPANS,
+    truncated: rows.length > MAX_TRACE_CALLS || spans.length > MAX_TRACE_SPANS,
   };
 }
 
