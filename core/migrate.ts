@@ -125,6 +125,8 @@ async function applyRetention(client: ClickHouseClient, options: MigrationOption
     tool_calls_1m_v1: `minute + toIntervalDay(${options.retentionDays * 4})`,
     dead_letters_v1: `toDateTime(received_at) + toIntervalDay(${options.retentionDays})`,
     call_reports_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
+    audit_timeline_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
+    audit_lookup_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
   };
   const tables = await (
     await client.query({

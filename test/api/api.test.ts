@@ -304,16 +304,19 @@ describe('slowestTools', () => {
 });
 
 describe('auditLog', () => {
-  const query = `query ($from: String, $to: String, $agent: String, $tool: String, $accountId: String, $limit: Int) {
-    auditLog(tenant: "acme", from: $from, to: $to, agent: $agent, tool: $tool, accountId: $accountId, limit: $limit) {
-      eventId timestamp traceId agent agentVersion sessionId accountId gateway service tool allowed deniedReason
-      durationMs error otelTraceId otelSpanId costUsd
+  const query = `query ($from: String, $to: String, $agent: String, $tool: String, $account: String, $first: Int) {
+    auditLog(tenant: "acme", filter: { from: $from, to: $to, agent: $agent, tool: $tool, account: $account }, first: $first) {
+      edges { node {
+        eventId timestamp traceId agent agentVersion sessionId accountId gateway service tool allowed outcome deniedReason
+        durationMs error otelTraceId otelSpanId costUsd { amount micros currency }
+      } }
     }
   }`;
   const expectedId = (i: number) => auditRow('acme', ACME[i]!, i).event_id;
+  const nodes = (result: Record<string, any>) => result.auditLog.edges.map((e: any) => e.node);
 
   test('lists the range newest first, every field mapped', async () => {
-    const { auditLog } = await data(query, RANGE);
+    const auditLog = nodes(await data(query, RANGE));
     assert.deepEqual(
       auditLog.map((e: any) => e.eventId),
       ACME.map((_, i) => expectedId(i)).reverse(),
@@ -330,51 +333,54 @@ describe('auditLog', () => {
       service: 'search',
       tool: 'search.Search.Query',
       allowed: true,
+      outcome: 'OK',
       deniedReason: null,
       durationMs: 900,
       error: null,
       otelTraceId: TRACE_ID,
       otelSpanId: 'b7ad6b7169203331',
-      costUsd: 0.05,
+      costUsd: { amount: '0.050000', micros: '50000', currency: 'USD' },
     });
     assert.match(auditLog[0].timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/);
     const denied = auditLog.find((e: any) => e.tool === 'billing.Invoices.Delete');
-    assert.deepEqual([denied.allowed, denied.deniedReason, denied.durationMs, denied.costUsd], [false, 'missing scope billing:write', 0, null]);
+    assert.deepEqual([denied.allowed, denied.outcome, denied.deniedReason, denied.durationMs, denied.costUsd], [false, 'DENIED', 'missing scope billing:write', 0, null]);
   });
 
   test('filters by agent, tool and account, alone and together', async () => {
-    const ids = async (vars: Record<string, unknown>) => (await data(query, { ...RANGE, ...vars })).auditLog.map((e: any) => e.eventId);
+    const ids = async (vars: Record<string, unknown>) => nodes(await data(query, { ...RANGE, ...vars })).map((e: any) => e.eventId);
     assert.deepEqual(await ids({ agent: 'coder' }), [7, 6, 5, 4].map(expectedId));
     assert.deepEqual(await ids({ tool: 'repo.Files.Read' }), [8, 5, 4].map(expectedId));
-    assert.deepEqual(await ids({ accountId: 'bob' }), [3, 2].map(expectedId));
+    assert.deepEqual(await ids({ account: 'bob' }), [3, 2].map(expectedId));
     assert.deepEqual(await ids({ agent: 'coder', tool: 'repo.Files.Write' }), [7, 6].map(expectedId));
     assert.deepEqual(await ids({ agent: "coder' OR 1=1 --" }), []);
   });
 
-  test('limit keeps the newest', async () => {
-    const { auditLog } = await data(query, { ...RANGE, limit: 3 });
+  test('first keeps the newest', async () => {
+    const auditLog = nodes(await data(query, { ...RANGE, first: 3 }));
     assert.deepEqual(auditLog.map((e: any) => e.eventId), [9, 8, 7].map(expectedId));
   });
 });
 
 describe('trace', () => {
-  const query = `query ($tenant: String, $traceId: String!) {
-    trace(tenant: $tenant, traceId: $traceId) {
-      traceId
-      spans { spanId parentSpanId name kind service startTime durationMs statusCode statusMessage
+  const query = `query ($tenant: String, $id: String!) {
+    trace(tenant: $tenant, id: $id) {
+      id otelTraceIds calls { eventId }
+      spans { traceId spanId parentSpanId depth name kind service startTime durationMs statusCode statusMessage
               attributes { key value } events { time name attributes { key value } } }
     }
   }`;
 
-  test('returns the spans of the trace once each, in start order', async () => {
-    const { trace } = await data(query, { tenant: 'acme', traceId: TRACE_ID.toUpperCase() });
-    assert.equal(trace.traceId, TRACE_ID);
+  test('returns the calls and the spans of the trace once each, as a tree', async () => {
+    const { trace } = await data(query, { tenant: 'acme', id: TRACE_ID.toUpperCase() });
+    assert.equal(trace.id, TRACE_ID.toUpperCase());
+    assert.deepEqual(trace.otelTraceIds, [TRACE_ID]);
+    assert.deepEqual(trace.calls, [{ eventId: auditRow('acme', ACME[9]!, 9).event_id }]);
     assert.deepEqual(
-      trace.spans.map((s: any) => [s.spanId, s.parentSpanId, s.name, s.kind, s.service, s.durationMs, s.statusCode, s.statusMessage]),
+      trace.spans.map((s: any) => [s.spanId, s.parentSpanId, s.depth, s.name, s.kind, s.service, s.durationMs, s.statusCode, s.statusMessage]),
       [
-        ['a000000000000001', null, 'agent.run', 'internal', 'reviewer-agent', 950, 'unset', null],
-        ['a000000000000002', 'a000000000000001', 'mcp.tool.call', 'server', 'gateway', 900, 'unset', null],
-        ['a000000000000003', 'a000000000000002', 'search.query', 'client', 'search', 880, 'error', 'index cold'],
+        ['a000000000000001', null, 0, 'agent.run', 'internal', 'reviewer-agent', 950, 'unset', null],
+        ['a000000000000002', 'a000000000000001', 1, 'mcp.tool.call', 'server', 'gateway', 900, 'unset', null],
+        ['a000000000000003', 'a000000000000002', 2, 'search.query', 'client', 'search', 880, 'error', 'index cold'],
       ],
     );
     assert.equal(trace.spans[0].startTime, iso(SPAN_START, 42));
@@ -385,10 +391,18 @@ describe('trace', () => {
     assert.deepEqual(trace.spans[1].events, [{ time: iso(SPAN_START + 2), name: 'auth.checked', attributes: [{ key: 'allowed', value: 'true' }] }]);
   });
 
+  test('by the gateway\'s trace id: the call, and the spans of its OpenTelemetry trace', async () => {
+    const { trace } = await data(query, { tenant: 'acme', id: 'acme-trace-9' });
+    assert.deepEqual(trace.calls, [{ eventId: auditRow('acme', ACME[9]!, 9).event_id }]);
+    assert.deepEqual(trace.spans.map((s: any) => s.spanId), ['a000000000000001', 'a000000000000002', 'a000000000000003']);
+  });
+
   test("is per tenant, and null when the tenant has no such trace", async () => {
-    const globex = await data(query, { tenant: 'globex', traceId: TRACE_ID });
+    const globex = await data(query, { tenant: 'globex', id: TRACE_ID });
     assert.deepEqual(globex.trace.spans.map((s: any) => s.spanId), ['b000000000000001']);
-    assert.equal((await data(query, { tenant: 'acme', traceId: 'f'.repeat(32) })).trace, null);
+    assert.deepEqual(globex.trace.calls, []);
+    assert.equal((await data(query, { tenant: 'acme', id: 'f'.repeat(32) })).trace, null);
+    assert.equal((await data(query, { tenant: 'globex', id: 'acme-trace-9' })).trace, null);
   });
 });
 
@@ -400,10 +414,10 @@ describe('bad arguments are BAD_USER_INPUT with a clear message', () => {
     ['from without a zone', 'query ($from: String) { agents(from: $from) { calls } }', { from: '2026-11-24T10:00:00' }, /^from must be an ISO-8601 date-time/],
     ['to not a date', 'query ($to: String) { slowestTools(to: $to) { tool } }', { to: '2026-02-30T00:00:00Z' }, /^to must be an ISO-8601 date-time/],
     ['from after to', 'query ($from: String, $to: String) { overview(from: $from, to: $to) { calls } }', { from: '2026-11-24T11:00:00Z', to: '2026-11-24T10:00:00Z' }, /^from \(2026-11-24T11:00:00\.000000000Z\) must be before to \(2026-11-24T10:00:00\.000000000Z\)$/],
-    ['limit 0', '{ auditLog(limit: 0) { eventId } }', {}, /^limit must be a whole number from 1 to 1000, got 0$/],
+    ['first 0', '{ auditLog(first: 0) { edges { cursor } } }', {}, /^first must be a whole number from 1 to 500, got 0$/],
     ['limit 1001', '{ slowestTools(limit: 1001) { tool } }', {}, /^limit must be a whole number from 1 to 1000, got 1001$/],
     ['bad tenant', '{ overview(tenant: "a b") { calls } }', {}, /^tenant "a b" is not a tenant name/],
-    ['bad trace id', '{ trace(traceId: "xyz") { traceId } }', {}, /^traceId must be an OpenTelemetry trace id/],
+    ['empty trace id', '{ trace(id: "") { id } }', {}, /^id must be 1 to 128 characters, got 0$/],
   ];
   for (const [name, query, variables, message] of cases) {
     test(name, async () => {

@@ -29,7 +29,10 @@ describe('migrations on the embedded engine', () => {
     const before = await schema(client);
     assert.deepEqual(
       before.map((t) => t.name),
-      ['audit_events_v1', 'call_reports_mv_v1', 'call_reports_v1', 'dead_letters_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1'],
+      [
+        'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_v1', 'call_reports_mv_v1',
+        'call_reports_v1', 'dead_letters_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1',
+      ],
     );
 
     const second = await migrate(client, { retentionDays: 30 });
@@ -46,7 +49,13 @@ describe('migrations on the embedded engine', () => {
     assert.match(audit.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(7\)/);
     const rollup = tables.find((t) => t.name === 'tool_calls_1m_v1')!;
     assert.match(rollup.create_table_query, /TTL minute \+ toIntervalDay\(28\)/);
-    for (const [name, column] of [['call_reports_v1', 'timestamp'], ['dead_letters_v1', 'received_at'], ['spans_v1', 'start_time']]) {
+    for (const [name, column] of [
+      ['call_reports_v1', 'timestamp'],
+      ['dead_letters_v1', 'received_at'],
+      ['spans_v1', 'start_time'],
+      ['audit_timeline_v1', 'timestamp'],
+      ['audit_lookup_v1', 'timestamp'],
+    ]) {
       const table = tables.find((t) => t.name === name)!;
       assert.match(table.create_table_query, new RegExp(`TTL toDateTime\\(${column}\\) \\+ toIntervalDay\\(7\\)`), name);
     }
@@ -72,6 +81,45 @@ describe('migrations on the embedded engine', () => {
         await client.query({ query: 'SELECT tenant, trace_id, tool, source FROM call_reports_v1', format: 'JSONEachRow' })
       ).json();
       assert.deepEqual(rows, [{ tenant: 'acme', trace_id: 't-1', tool: 'users.Users.Get', source: 'span' }]);
+    } finally {
+      await client.command({ query: 'USE migrate_test' });
+    }
+  });
+
+  it('copies the events already stored into audit_timeline_v1 and audit_lookup_v1 when 0010 is applied', async () => {
+    const { cpSync, readdirSync } = await import('node:fs');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sql-'));
+    const sqlDir = path.join(import.meta.dirname, '../../sql');
+    for (const file of readdirSync(sqlDir).filter((f) => f < '0010')) cpSync(path.join(sqlDir, file), path.join(dir, file));
+    await client.command({ query: 'CREATE DATABASE IF NOT EXISTS migrate_backfill_0010' });
+    await client.command({ query: 'USE migrate_backfill_0010' });
+    try {
+      await migrate(client, { retentionDays: 30, dir });
+      // A span fact, then its call's audit record stored under the span's event_id (sql/0005), and a call with no ids.
+      // (Two inserts, as the writer makes them: one block would keep only the last row of an event_id.)
+      const insert = 'INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, otel_trace_id, session_id, tool, source, counted, report_id) VALUES';
+      await client.command({
+        query: `${insert} ('01a20f64-c9e1-74d3-92cf-2e71ca718516', 'acme', '2026-11-24 10:00:00', 't-1', '0af7651916cd43dd8448eb211c80319c', 's-1', 'users.Users.Get', 'span', true, '01a20f64-c9e1-74d3-92cf-2e71ca718516'),
+                          ('01a20f64-c9e1-74d3-92cf-2e71ca718517', 'acme', '2026-11-24 10:00:01', '', '', '', 'users.Users.Get', 'audit', true, '01a20f64-c9e1-74d3-92cf-2e71ca718517')`,
+      });
+      await client.command({
+        query: `${insert} ('01a20f64-c9e1-74d3-92cf-2e71ca718516', 'acme', '2026-11-24 10:00:02', 't-1', '', '', 'users.Users.Get', 'audit', false, '01a20f64-c9e1-74d3-92cf-2e71ca718599')`,
+      });
+      cpSync(path.join(sqlDir, '0010-audit-log-reads.sql'), path.join(dir, '0010-audit-log-reads.sql'));
+      assert.deepEqual((await migrate(client, { retentionDays: 30, dir })).applied, ['0010-audit-log-reads']);
+      const rows = async (query: string) => (await client.query({ query, format: 'JSONEachRow' })).json();
+      assert.deepEqual(await rows('SELECT timestamp, event_id, counted FROM audit_timeline_v1 ORDER BY timestamp'), [
+        { timestamp: '2026-11-24 10:00:00.000000000', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718516', counted: true },
+        { timestamp: '2026-11-24 10:00:01.000000000', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718517', counted: true },
+        { timestamp: '2026-11-24 10:00:02.000000000', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718516', counted: false },
+      ]);
+      assert.deepEqual(await rows('SELECT kind, key, timestamp, span_fact FROM audit_lookup_v1 ORDER BY kind, key, timestamp'), [
+        { kind: 'trace', key: 't-1', timestamp: '2026-11-24 10:00:00.000000000', span_fact: true },
+        { kind: 'trace', key: 't-1', timestamp: '2026-11-24 10:00:02.000000000', span_fact: false },
+        { kind: 'otel_trace', key: '0af7651916cd43dd8448eb211c80319c', timestamp: '2026-11-24 10:00:00.000000000', span_fact: true },
+        { kind: 'session', key: 's-1', timestamp: '2026-11-24 10:00:00.000000000', span_fact: true },
+        { kind: 'replaced', key: '01a20f64-c9e1-74d3-92cf-2e71ca718516', timestamp: '2026-11-24 10:00:02.000000000', span_fact: false },
+      ]);
     } finally {
       await client.command({ query: 'USE migrate_test' });
     }

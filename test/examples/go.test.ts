@@ -22,7 +22,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import type { AuditLogEntry } from '../../api/queries/audit-log.ts';
-import type { Attribute, Span } from '../../api/queries/trace.ts';
+import type { Attribute, Span as TraceSpan } from '../../api/queries/trace.ts';
+
+/** The span fields the test asks for. */
+type Span = Omit<TraceSpan, 'traceId' | 'depth'>;
 import { appendKey, generateKey, keyEntry } from '../../core/api-keys.ts';
 import { freePort } from '../helpers/product.ts';
 
@@ -163,15 +166,17 @@ async function startProduct(): Promise<{ product: Product; child: ChildProcess; 
 
 const AUDIT_LOG = /* GraphQL */ `
   query ($tenant: String!, $from: String!, $to: String!) {
-    auditLog(tenant: $tenant, from: $from, to: $to) {
-      eventId timestamp traceId agent agentVersion sessionId accountId gateway service tool
-      allowed deniedReason durationMs error otelTraceId otelSpanId costUsd
+    auditLog(tenant: $tenant, filter: { from: $from, to: $to }, first: 500) {
+      edges { node {
+        eventId timestamp traceId agent agentVersion sessionId accountId gateway service tool
+        allowed deniedReason durationMs error otelTraceId otelSpanId costUsd { amount }
+      } }
     }
   }`;
 
 const TRACE = /* GraphQL */ `
   query ($tenant: String!, $traceId: String!) {
-    trace(tenant: $tenant, traceId: $traceId) {
+    trace(tenant: $tenant, id: $traceId) {
       spans {
         spanId parentSpanId name kind service startTime durationMs statusCode statusMessage
         attributes { key value }
@@ -180,18 +185,21 @@ const TRACE = /* GraphQL */ `
     }
   }`;
 
+type AuditLogPage = { auditLog: { edges: Array<{ node: AuditLogEntry }> } };
+
 /** The tenant's audit log once it holds `count` events, oldest first. */
 async function auditLog(product: Product, tenant: string, from: Date, count: number): Promise<AuditLogEntry[]> {
   const to = new Date(Date.now() + 60_000).toISOString();
+  const read = async () => (await product.graphql<AuditLogPage>(AUDIT_LOG, { tenant, from: from.toISOString(), to })).auditLog.edges.map((e) => e.node);
   const rows = await until(`${count} audit events of ${tenant}`, async () => {
-    const data = await product.graphql<{ auditLog: AuditLogEntry[] }>(AUDIT_LOG, { tenant, from: from.toISOString(), to });
-    return data.auditLog.length >= count ? data.auditLog : undefined;
+    const events = await read();
+    return events.length >= count ? events : undefined;
   });
   await new Promise((r) => setTimeout(r, 500)); // anything beyond `count` would show now
-  const settled = await product.graphql<{ auditLog: AuditLogEntry[] }>(AUDIT_LOG, { tenant, from: from.toISOString(), to });
-  assert.equal(settled.auditLog.length, count, `audit events of ${tenant}: ${JSON.stringify(settled.auditLog, null, 1)}`);
+  const settled = await read();
+  assert.equal(settled.length, count, `audit events of ${tenant}: ${JSON.stringify(settled, null, 1)}`);
   assert.equal(rows.length, count);
-  return settled.auditLog.reverse();
+  return settled.reverse();
 }
 
 async function traceSpans(product: Product, tenant: string, traceId: string): Promise<Span[]> {

@@ -134,7 +134,7 @@ function withInserts(exec: (target: ClickHouseClient, params: Parameters<ClickHo
 
 /** Runs `run` with the materialized views detached: an insert then reaches the raw table only. */
 async function withoutViews<T>(run: () => Promise<T>): Promise<T> {
-  const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1'];
+  const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1', 'audit_timeline_mv_v1', 'audit_lookup_mv_v1'];
   for (const view of views) await clickhouse.command({ query: `DETACH TABLE ${view}` });
   try {
     return await run();
@@ -154,7 +154,7 @@ describe('ingest pipeline on the embedded engine', () => {
   });
   after(() => clickhouse.close());
   beforeEach(async () => {
-    for (const table of ['audit_events_v1', 'call_reports_v1', 'tool_calls_1m_v1', 'spans_v1', 'dead_letters_v1']) {
+    for (const table of ['audit_events_v1', 'call_reports_v1', 'tool_calls_1m_v1', 'spans_v1', 'dead_letters_v1', 'audit_timeline_v1', 'audit_lookup_v1']) {
       await clickhouse.command({ query: `TRUNCATE TABLE ${table}` });
     }
   });
@@ -403,6 +403,7 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 0 });
     assert.deepEqual(readdirSync(journalDir), []);
     assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [50, 50, 50]);
+    assert.equal(await scalar('SELECT count() FROM audit_timeline_v1'), 50);
     assert.deepEqual(await createClickHouseWriter(clickhouse, { journalDir }).writeAudit(rows), { inserted: 0, duplicates: 50 });
 
     // An insert that did complete, replayed all the same (killed before it could forget it): no table takes it twice.
@@ -410,6 +411,7 @@ describe('ingest pipeline on the embedded engine', () => {
     await assert.rejects(createClickHouseWriter(cutOff, { journalDir }).writeAudit(more), /killed/);
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 0 });
     assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [70, 70, 70]);
+    assert.equal(await scalar('SELECT count() FROM audit_timeline_v1'), 70);
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 0, refused: 0 });
   });
 

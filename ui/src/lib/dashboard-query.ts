@@ -4,6 +4,7 @@
  */
 
 import type { AgentStats } from '../../../api/queries/agents.ts';
+import type { Money } from '../../../api/money.ts';
 import type { AuditLogEntry } from '../../../api/queries/audit-log.ts';
 import type { Overview } from '../../../api/queries/overview.ts';
 import type { ToolLatency } from '../../../api/queries/slowest-tools.ts';
@@ -13,8 +14,8 @@ export type { AgentStats, Overview, ToolLatency };
 /** The audit log fields the dashboard asks for. */
 export type AuditEvent = Pick<
   AuditLogEntry,
-  'eventId' | 'timestamp' | 'traceId' | 'agent' | 'accountId' | 'tool' | 'allowed' | 'deniedReason' | 'durationMs' | 'error' | 'costUsd'
->;
+  'eventId' | 'timestamp' | 'traceId' | 'agent' | 'accountId' | 'tool' | 'allowed' | 'deniedReason' | 'durationMs' | 'error'
+> & { costUsd: Pick<Money, 'amount'> | null };
 
 /** The API key the dashboard reads with (`Query.me`). */
 export interface Me {
@@ -28,7 +29,8 @@ export interface Dashboard {
   overview: Overview;
   agents: AgentStats[];
   slowestTools: ToolLatency[];
-  auditLog: AuditEvent[];
+  /** The newest page of the audit log (a connection: the events are its edges' nodes). */
+  auditLog: { edges: Array<{ node: AuditEvent }> };
 }
 
 /** The tenant is the API key's: the dashboard never names one. */
@@ -43,8 +45,8 @@ const QUERY = /* GraphQL */ `
     overview(from: $from, to: $to) { calls errors denials agents p99Ms costUsd }
     agents(from: $from, to: $to) { agent calls errors denials p50Ms p99Ms costUsd }
     slowestTools(from: $from, to: $to, limit: 10) { service tool calls p50Ms p95Ms p99Ms maxMs }
-    auditLog(from: $from, to: $to, limit: 50) {
-      eventId timestamp traceId agent accountId tool allowed deniedReason durationMs error costUsd
+    auditLog(filter: { from: $from, to: $to }, first: 50) {
+      edges { node { eventId timestamp traceId agent accountId tool allowed deniedReason durationMs error costUsd { amount } } }
     }
   }
 `;

@@ -1,0 +1,40 @@
+/** One audit event by its event_id. */
+import type { ClickHouseClient } from '@clickhouse/client';
+import { formatClickHouse } from '../../model/timestamp.ts';
+import { EVENT_COLUMNS, eventRow, keyOfRow, replacedAmong, toEntry, type AuditLogEntry } from './audit-rows.ts';
+import { selectRows } from './select-rows.ts';
+
+// An event_id that is a UUIDv7 names its event's millisecond (the ids the model derives always do):
+// audit_timeline_v1 is read at that millisecond, by its primary key.
+const AT_ITS_TIME = `
+SELECT ${EVENT_COLUMNS}
+FROM audit_timeline_v1
+WHERE tenant = {tenant:String}
+  AND timestamp >= {from:DateTime64(9, 'UTC')}
+  AND timestamp < {to:DateTime64(9, 'UTC')}
+  AND event_id = {id:UUID}`;
+
+// Otherwise by primary key (tenant, event_id) in every partition of audit_events_v1. Of a call stored
+// twice under one id (its span fact, then its audit record: sql/0005), the audit record's row.
+const ANYWHERE = `
+SELECT ${EVENT_COLUMNS}
+FROM audit_events_v1
+WHERE tenant = {tenant:String}
+  AND event_id = {id:UUID}
+ORDER BY counted ASC
+LIMIT 1`;
+
+/** Past this a UUIDv7's millisecond is not a time DateTime64(9) holds. */
+const LAST_MS = Date.UTC(2262, 3, 11);
+
+/** Null when the tenant has no such event. */
+export async function queryAuditEvent(tenant: string, clickhouse: ClickHouseClient, id: string): Promise<AuditLogEntry | null> {
+  const ms = id[14] === '7' ? parseInt(id.slice(0, 8) + id.slice(9, 13), 16) : undefined;
+  if (ms !== undefined && ms < LAST_MS) {
+    const window = { from: formatClickHouse({ epochMs: ms, subMsNanos: 0 }), to: formatClickHouse({ epochMs: ms + 1, subMsNanos: 0 }) };
+    const [row] = await selectRows(clickhouse, 'auditEvent', AT_ITS_TIME, { tenant, id, ...window }, eventRow);
+    if (row && !(keyOfRow(row).spanFact && (await replacedAmong(clickhouse, tenant, [id])).has(id))) return toEntry(row);
+  }
+  const [row] = await selectRows(clickhouse, 'auditEvent', ANYWHERE, { tenant, id }, eventRow);
+  return row ? toEntry(row) : null;
+}

@@ -1,0 +1,270 @@
+/**
+ * What every raw-record question shares: an audit event's columns and their mapping, the rows of a
+ * list of keys, which rows to show, and paging.
+ *
+ * Nothing here reads FINAL. The writer never stores an event_id twice, except for a call reported by
+ * its span first and its audit record second: the audit record is then stored under the span's
+ * event_id with `counted = false` (sql/0005), and FINAL would show only that row. So a row is shown
+ * unless it is a span fact (source 'span', counted) whose event_id has such a replacement (`replaced`
+ * in audit_lookup_v1). Rows are read from audit_timeline_v1 (sql/0010), sorted by time.
+ */
+import type { ClickHouseClient } from '@clickhouse/client';
+import { z } from 'zod';
+import { microsFromDecimal, money, type Money } from '../money.ts';
+import { isoFromClickHouse, msFromNs } from './params.ts';
+import { count, selectRows } from './select-rows.ts';
+
+export type Outcome = 'OK' | 'ERROR' | 'DENIED';
+
+export interface AuditLogEntry {
+  eventId: string;
+  /** RFC 3339, UTC, nanosecond precision. */
+  timestamp: string;
+  /** The gateway's trace id (go-micro `trace_id`). */
+  traceId: string;
+  agent: string;
+  agentVersion: string;
+  sessionId: string;
+  /** Null for an anonymous call. */
+  accountId: string | null;
+  gateway: string;
+  transport: string;
+  service: string;
+  tool: string;
+  scopesRequired: string[];
+  allowed: boolean;
+  outcome: Outcome;
+  deniedReason: string | null;
+  durationMs: number;
+  error: string | null;
+  otelTraceId: string | null;
+  otelSpanId: string | null;
+  requestBytes: number;
+  responseBytes: number;
+  /** Null when the price is not known. */
+  costUsd: Money | null;
+  /** `audit` (the gateway's audit record) or `span` (derived from an `mcp.tool.call` span). */
+  source: string;
+  attributes: Array<{ key: string; value: string }>;
+}
+
+/** A row's place in time order: (timestamp as ClickHouse text, event_id). */
+export interface EventKey {
+  timestamp: string;
+  eventId: string;
+}
+
+/** Columns every row read carries: its key, and what tells a span fact. */
+const KEY_COLUMNS = ['event_id', 'timestamp', 'source', 'counted'];
+
+/** The columns each AuditEvent field needs (eventId and timestamp come with the key). */
+const FIELD_COLUMNS: Record<string, string[]> = {
+  traceId: ['trace_id'],
+  agent: ['agent'],
+  agentVersion: ['agent_version'],
+  sessionId: ['session_id'],
+  accountId: ['account_id'],
+  gateway: ['gateway'],
+  transport: ['transport'],
+  service: ['service'],
+  tool: ['tool'],
+  scopesRequired: ['scopes_required'],
+  allowed: ['allowed'],
+  outcome: ['allowed', 'is_error'],
+  deniedReason: ['denied_reason'],
+  durationMs: ['duration_ns'],
+  error: ['error'],
+  otelTraceId: ['otel_trace_id'],
+  otelSpanId: ['otel_span_id'],
+  requestBytes: ['request_bytes'],
+  responseBytes: ['response_bytes'],
+  costUsd: ['cost_usd'],
+  attributes: ['attributes'],
+};
+
+/**
+ * The select list for the AuditEvent `fields` asked for (all when undefined): a page reads only the
+ * columns its answer needs (each column read costs a block decompressed per part).
+ */
+export function eventColumns(fields?: ReadonlySet<string>): string {
+  const wanted = new Set(KEY_COLUMNS);
+  for (const [field, columns] of Object.entries(FIELD_COLUMNS)) if (!fields || fields.has(field)) columns.forEach((c) => wanted.add(c));
+  return [...wanted].map((c) => (c === 'cost_usd' ? 'toString(cost_usd) AS cost_usd' : c)).join(', ');
+}
+
+export const EVENT_COLUMNS = eventColumns();
+
+/** A row as read: the key columns always, the others when asked for. */
+export const eventRow = z
+  .object({
+    event_id: z.string(),
+    timestamp: z.string(),
+    trace_id: z.string(),
+    agent: z.string(),
+    agent_version: z.string(),
+    session_id: z.string(),
+    account_id: z.string(),
+    gateway: z.string(),
+    transport: z.string(),
+    service: z.string(),
+    tool: z.string(),
+    scopes_required: z.array(z.string()),
+    allowed: z.boolean(),
+    is_error: z.boolean(),
+    denied_reason: z.string(),
+    duration_ns: count,
+    error: z.string(),
+    otel_trace_id: z.string(),
+    otel_span_id: z.string(),
+    request_bytes: count,
+    response_bytes: count,
+    cost_usd: z.string().nullable(),
+    source: z.string(),
+    counted: z.boolean(),
+    attributes: z.record(z.string(), z.string()),
+  })
+  .partial()
+  .required({ event_id: true, timestamp: true, source: true, counted: true });
+export type EventRow = z.output<typeof eventRow>;
+
+export function outcomeOf(r: { allowed: boolean; is_error: boolean }): Outcome {
+  return !r.allowed ? 'DENIED' : r.is_error ? 'ERROR' : 'OK';
+}
+
+/** The entry of a row; fields whose columns were not read get empty values (they were not asked for). */
+export function toEntry(r: EventRow): AuditLogEntry {
+  return {
+    eventId: r.event_id,
+    timestamp: isoFromClickHouse(r.timestamp),
+    traceId: r.trace_id ?? '',
+    agent: r.agent ?? '',
+    agentVersion: r.agent_version ?? '',
+    sessionId: r.session_id ?? '',
+    accountId: r.account_id || null,
+    gateway: r.gateway ?? '',
+    transport: r.transport ?? '',
+    service: r.service ?? '',
+    tool: r.tool ?? '',
+    scopesRequired: r.scopes_required ?? [],
+    allowed: r.allowed ?? true,
+    outcome: outcomeOf({ allowed: r.allowed ?? true, is_error: r.is_error ?? false }),
+    deniedReason: r.denied_reason || null,
+    durationMs: msFromNs(r.duration_ns ?? 0) ?? 0,
+    error: r.error || null,
+    otelTraceId: r.otel_trace_id || null,
+    otelSpanId: r.otel_span_id || null,
+    requestBytes: r.request_bytes ?? 0,
+    responseBytes: r.response_bytes ?? 0,
+    costUsd: r.cost_usd == null ? null : money(microsFromDecimal(r.cost_usd)),
+    source: r.source,
+    attributes: Object.entries(r.attributes ?? {})
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, value]) => ({ key, value })),
+  };
+}
+
+/** A row's key as a look-up by id gives it: `spanFact` when it is a span fact (which a replacement could hide). */
+export interface KeyRow extends EventKey {
+  spanFact: boolean;
+}
+
+export const keyRow = z
+  .object({ event_id: z.string(), timestamp: z.string(), span_fact: z.boolean() })
+  .transform((r): KeyRow => ({ timestamp: r.timestamp, eventId: r.event_id, spanFact: r.span_fact }));
+
+/** Of `ids`, those whose call's span fact was replaced by its audit record (sql/0005). */
+export async function replacedAmong(clickhouse: ClickHouseClient, tenant: string, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await selectRows(
+    clickhouse,
+    'replacedEvents',
+    `SELECT DISTINCT key FROM audit_lookup_v1
+     WHERE tenant = {tenant:String} AND kind = 'replaced' AND key IN {ids:Array(String)}`,
+    { tenant, ids: distinct(ids) },
+    z.object({ key: z.string() }),
+  );
+  return new Set(rows.map((r) => r.key));
+}
+
+/**
+ * Of `items` (in order), those to show: without repeats of a key and without span facts replaced by
+ * their audit record. Looks replacements up only when there are span facts among them.
+ */
+export async function visible<T>(clickhouse: ClickHouseClient, tenant: string, items: readonly T[], keyOf: (item: T) => KeyRow): Promise<T[]> {
+  const replaced = await replacedAmong(clickhouse, tenant, items.map(keyOf).filter((k) => k.spanFact).map((k) => k.eventId));
+  const seen = new Set<string>();
+  return items.filter((item) => {
+    const k = keyOf(item);
+    const id = `${k.timestamp}/${k.eventId}`;
+    if (seen.has(id) || (k.spanFact && replaced.has(k.eventId))) return false;
+    seen.add(id);
+    return true;
+  });
+}
+
+export function keyOfRow(r: EventRow): KeyRow {
+  return { timestamp: r.timestamp, eventId: r.event_id, spanFact: r.source === 'span' && r.counted };
+}
+
+/**
+ * The full rows of `keys`, in the same order (a key whose row has expired since is left out), from
+ * audit_timeline_v1 by its primary key: each key reads the granule that holds it.
+ */
+export async function eventsAt(
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  keys: readonly EventKey[],
+  fields?: ReadonlySet<string>,
+): Promise<EventRow[]> {
+  if (keys.length === 0) return [];
+  const rows = await selectRows(
+    clickhouse,
+    'eventsAt',
+    `SELECT ${eventColumns(fields)}
+     FROM audit_timeline_v1
+     WHERE tenant = {tenant:String}
+       AND timestamp IN {times:Array(DateTime64(9, 'UTC'))}
+       AND event_id IN {ids:Array(UUID)}`,
+    { tenant, times: distinct(keys.map((k) => k.timestamp)), ids: distinct(keys.map((k) => k.eventId)) },
+    eventRow,
+  );
+  const byKey = new Map(rows.map((r) => [`${r.timestamp}/${r.event_id}`, r]));
+  return keys.flatMap((k) => byKey.get(`${k.timestamp}/${k.eventId}`) ?? []);
+}
+
+export interface Page<T> {
+  items: Array<{ key: EventKey; node: T }>;
+  hasNextPage: boolean;
+}
+
+/** Most rows one read asks for: a read asks for the rows still missing, doubled each round. */
+const MAX_READ = 16_384;
+
+/**
+ * A page of a list: `read` gives the list's items in its order, after a key (or from the start); of
+ * them, the first `first` to show, and whether one more follows. Items a replacement hides (or a
+ * repeat) are skipped, and the read goes on after them.
+ */
+export async function pageOf<T>(
+  read: (after: EventKey | undefined, limit: number) => Promise<T[]>,
+  keyOf: (item: T) => KeyRow,
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  first: number,
+  after: EventKey | undefined,
+): Promise<{ items: T[]; hasNextPage: boolean }> {
+  const shown: T[] = [];
+  let from = after;
+  for (let round = 0; shown.length <= first; round++) {
+    const limit = Math.min(MAX_READ, (first + 1 - shown.length) * 2 ** round);
+    const items = await read(from, limit);
+    shown.push(...(await visible(clickhouse, tenant, items, keyOf)));
+    if (items.length < limit) break;
+    from = keyOf(items[items.length - 1]!);
+  }
+  return { items: shown.slice(0, first), hasNextPage: shown.length > first };
+}
+
+function distinct(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}
