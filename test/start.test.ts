@@ -140,17 +140,17 @@ describe('npm start with API_KEYS_FILE', () => {
       fetch(`http://127.0.0.1:${product!.port}/graphql`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...(key && { authorization: `Bearer ${key}` }) },
-        body: JSON.stringify({ query: '{ me { tenant name } auditLog { traceId } }' }),
+        body: JSON.stringify({ query: '{ me { tenant name } auditLog { edges { node { traceId } } } }' }),
       });
     assert.equal((await ask(undefined)).status, 401);
     const deadline = Date.now() + 20_000;
-    let body: { data?: { me: unknown; auditLog: Array<{ traceId: string }> } } = {};
+    let body: { data?: { me: unknown; auditLog: { edges: Array<{ node: { traceId: string } }> } } } = {};
     while (Date.now() < deadline) {
       body = await (await ask(viewer)).json();
-      if (body.data?.auditLog.length) break;
+      if (body.data?.auditLog.edges.length) break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    assert.deepEqual(body.data, { me: { tenant: 'acme', name: 'dash' }, auditLog: [{ traceId: 'k-1' }] });
+    assert.deepEqual(body.data, { me: { tenant: 'acme', name: 'dash' }, auditLog: { edges: [{ node: { traceId: 'k-1' } }] } });
 
     assert.equal(revokeKey(file, 'dash'), true);
     await new Promise((r) => setTimeout(r, CHECK_EVERY_MS + 200));

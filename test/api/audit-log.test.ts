@@ -164,9 +164,22 @@ const SPANS = [
   return toSpanInsertRow(validated.value);
 });
 
-/** What the audit log must show of acme, before the records the paging test adds: one row per call. */
+/**
+ * What the audit log must show of acme, before the records the paging test adds: one row per call. The
+ * call reported twice is one merged row (ingest/merge-reports.ts): the audit record's fields, the span's
+ * trace ids, stamped at the call's start (the earlier report, the span), under the span fact's id.
+ */
 function acmeShown(): AuditRow[] {
-  return [...ACME, { ...TWICE_AUDIT, event_id: TWICE_SPAN.event_id, report_id: TWICE_AUDIT.event_id, counted: 0 }];
+  const merged: AuditRow = {
+    ...TWICE_AUDIT,
+    timestamp: TWICE_SPAN.timestamp,
+    otel_trace_id: TWICE_SPAN.otel_trace_id,
+    otel_span_id: TWICE_SPAN.otel_span_id,
+    event_id: TWICE_SPAN.event_id,
+    report_id: TWICE_AUDIT.event_id,
+    counted: 0 as const,
+  };
+  return [...ACME, merged];
 }
 
 // ---- the independent computation ----------------------------------------------------------------------
@@ -372,14 +385,14 @@ describe('auditLog', () => {
     }
   });
 
-  test('a call reported by its span and then by its audit record is listed once, as the audit record', async () => {
+  test('a call reported by its span and then by its audit record is listed once, merged: the audit record at the call\'s start', async () => {
     const shown = (await allPages({ traceId: 'twice-trace' }, 10));
     assert.deepEqual(shown, [TWICE_SPAN.event_id]);
     const { auditLog } = await data(AUDIT_LOG, { filter: { traceId: 'twice-trace' } });
     const node = auditLog.edges[0].node;
     assert.deepEqual(
       [node.agent, node.accountId, node.timestamp, node.costUsd, node.source],
-      ['planner', 'alice', iso(TWICE_MS + 40), { amount: '0.250000', micros: '250000' }, 'AUDIT'],
+      ['planner', 'alice', iso(TWICE_MS), { amount: '0.250000', micros: '250000' }, 'AUDIT'],
     );
     // The span's fact is not listed under what only it said.
     assert.deepEqual(await allPages({ agent: 'span-agent' }, 10), []);
@@ -414,7 +427,7 @@ describe('auditEvent', () => {
       costUsd: r.cost_usd === null ? null : { amount: r.cost_usd.toFixed(6) },
     });
     const twice = (await data(query, { id: TWICE_SPAN.event_id })).auditEvent;
-    assert.deepEqual([twice.agent, twice.timestamp, twice.costUsd], ['planner', iso(TWICE_MS + 40), { amount: '0.250000' }]);
+    assert.deepEqual([twice.agent, twice.timestamp, twice.costUsd], ['planner', iso(TWICE_MS), { amount: '0.250000' }]);
   });
 
   test("null for another tenant's event", async () => {
