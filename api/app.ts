@@ -11,6 +11,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import type { Logger } from '../core/logger.ts';
+import { CHARGEBACK_PATH, createChargebackHandler } from './chargeback-http.ts';
 import { useAuth, type KeyStore } from './plugins/use-auth.ts';
 import { useRoles } from './plugins/use-roles.ts';
 import { createApiSchema } from './schema.ts';
@@ -31,7 +32,7 @@ export interface Api {
 const GRAPHQL_PATH = '/graphql';
 const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
-const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/'];
+const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/', '/export/'];
 
 export function createApi({ clickhouse, logger, uiDir, keys }: ApiDependencies): Api {
   const yoga = createYoga({
@@ -55,12 +56,17 @@ export function createApi({ clickhouse, logger, uiDir, keys }: ApiDependencies):
     maskedErrors: { isDev: false },
   });
   const serveUi = createStaticHandler(uiDir, logger);
+  const chargeback = createChargebackHandler({ clickhouse, keys, logger });
 
   return {
     handle(req, res) {
       const pathname = (req.url ?? '/').split('?', 1)[0]!;
       if (pathname === GRAPHQL_PATH || pathname === HEALTH_PATH) {
         void yoga(req, res);
+        return;
+      }
+      if (pathname === CHARGEBACK_PATH) {
+        void chargeback(req, res);
         return;
       }
       if (API_PREFIXES.some((p) => pathname.startsWith(p))) {

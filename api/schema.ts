@@ -9,6 +9,7 @@ import { createSchema } from 'graphql-yoga';
 import type { ApiContext } from './context.ts';
 import * as analytics from './graphql/analytics.ts';
 import * as audit from './graphql/audit.ts';
+import * as costs from './graphql/costs.ts';
 import { moneyTypeDefs } from './money.ts';
 
 export const baseTypeDefs = /* GraphQL */ `
@@ -34,7 +35,7 @@ export const baseTypeDefs = /* GraphQL */ `
   }
 `;
 
-const MODULES = [analytics, audit];
+const MODULES = [analytics, audit, costs];
 
 export const typeDefs = [baseTypeDefs, moneyTypeDefs, ...MODULES.map((m) => m.typeDefs)];
 

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApi } from '../api/app.ts';
+import { loadPricesFile } from '../api/prices-file.ts';
 import { createReceiver } from '../collector/receiver.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { ConfigError, loadConfig, type Config } from '../core/config.ts';
@@ -110,6 +111,12 @@ if (roles.has('ingest')) {
   }
 }
 if (kafkaPublisher) stops.push(() => kafkaPublisher.disconnect());
+
+if (roles.has('api') && config.pricesFile) {
+  // A bad file stops the start: serving costs from a book other than the one configured would mislead.
+  const stored = await loadPricesFile(clickhouse!, config.pricesFile);
+  logger.info({ file: config.pricesFile, stored }, 'price book loaded');
+}
 
 const api = roles.has('api') ? createApi({ clickhouse: clickhouse!, logger: logger.child({ component: 'api' }), uiDir: path.resolve(UI_DIR) }) : undefined;
 const apiServer = await listen(

@@ -65,6 +65,7 @@ export const SETTINGS = {
   BATCH_MAX_ROWS: [positiveInt.default(20_000), 'Rows per ClickHouse insert, at most.'],
   BATCH_MAX_WAIT_MS: [positiveInt.default(1000), 'Longest a row waits before its batch is inserted.'],
   SHUTDOWN_TIMEOUT_MS: [positiveInt.default(15_000), 'How long graceful shutdown may take before the process exits anyway.'],
+  PRICES_FILE: [z.string().min(1).optional(), 'YAML price book and cost-centre map loaded at start (format under "Costs and chargeback"); loading it again changes nothing.'],
   LOG_LEVEL: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level (JSON logs on stdout).'],
 } as const;
 
@@ -91,6 +92,8 @@ export interface Config {
   receiver: { maxBodyBytes: number; maxRecords: number };
   batch: { maxRows: number; maxWaitMs: number };
   shutdownTimeoutMs: number;
+  /** PRICES_FILE, resolved; loaded into the price book when the API starts. */
+  pricesFile?: string;
   logLevel: string;
 }
 
@@ -138,6 +141,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     receiver: { maxBodyBytes: r.RECEIVER_MAX_BODY_BYTES, maxRecords: r.RECEIVER_MAX_RECORDS },
     batch: { maxRows: r.BATCH_MAX_ROWS, maxWaitMs: r.BATCH_MAX_WAIT_MS },
     shutdownTimeoutMs: r.SHUTDOWN_TIMEOUT_MS,
+    pricesFile: r.PRICES_FILE && path.resolve(r.PRICES_FILE),
     logLevel: r.LOG_LEVEL,
   };
 }
