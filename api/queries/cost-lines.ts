@@ -46,20 +46,18 @@ export interface CostLine {
 
 const ATTO_PER_NANO = 1_000_000_000n;
 
-const lineRow = z.object({
-  cost_centre: z.string().optional(),
-  account: z.string().optional(),
-  agent: z.string().optional(),
-  service: z.string().optional(),
-  tool: z.string().optional(),
-  day: z.string().optional(),
-  month: z.string().optional(),
-  line_calls: z.coerce.bigint(),
-  line_duration_ns: z.coerce.bigint(),
-  line_priced_atto: z.coerce.bigint(),
-  line_reported: z.string(),
-  line_unpriced_calls: z.coerce.bigint(),
-  line_rules: z.array(z.coerce.number().int()),
+const groupRow = z.object({
+  k_cc: z.coerce.number().int().optional(),
+  k_account: z.string().optional(),
+  k_agent: z.string().optional(),
+  k_service: z.string().optional(),
+  k_tool: z.string().optional(),
+  k_day: z.string().optional(),
+  k_month: z.string().optional(),
+  ri: z.coerce.number().int(),
+  g_calls: z.coerce.bigint(),
+  g_duration_ns: z.coerce.bigint(),
+  g_reported: z.string(),
 });
 
 /** `"0.063000000"` (Decimal(38, 9) as text) → 63_000_000_000_000_000n atto-units. */
@@ -80,12 +78,88 @@ function segmentPoints(book: PriceBook): number[] {
   return [...points].sort((a, b) => a - b);
 }
 
-/** 1-based index of the segment that starts at `ms` (a point), or points.length + 1 for Infinity. */
-function segmentOf(points: number[], ms: number): number {
-  return Number.isFinite(ms) ? points.indexOf(ms) + 1 : points.length + 1;
+const dt = (ms: number) => formatClickHouse({ epochMs: ms, subMsNanos: 0 }).slice(0, 23);
+const WORD = 64;
+
+/**
+ * Rules as bit masks, 64 rules a word, bit i of word w = rule 64w + i in precedence order. A rollup row's
+ * matching rules are the AND of its segment's mask and one mask per dimension (looked up with transform();
+ * on LowCardinality columns ClickHouse computes it once per distinct value); the winner is the lowest set
+ * bit. A row costs a few lookups and bit operations however many rules there are.
+ */
+function ruleMasks(rules: PriceVersion[], points: number[], params: Record<string, unknown>): string {
+  if (rules.length === 0) return 'toUInt32(0)';
+  const words = Math.ceil(rules.length / WORD);
+  const bit = (i: number, w: number) => (Math.floor(i / WORD) === w ? 1n << BigInt(i % WORD) : 0n);
+  const maskOf = (w: number, keep: (r: PriceVersion) => boolean) => rules.reduce((m, r, i) => (keep(r) ? m | bit(i, w) : m), 0n);
+  const terms: string[][] = [];
+  for (let w = 0; w < words; w++) {
+    const parts: string[] = [];
+    params[`seg_mask_${w}`] = points.map((start) => maskOf(w, (r) => r.from <= start && start < r.until));
+    parts.push(`arrayElement({seg_mask_${w}:Array(UInt64)}, seg)`);
+    for (const [dim, column] of [['service', 'service'], ['account', 'account_id'], ['agent', 'agent']] as const) {
+      const keys = [...new Set(rules.map((r) => r[dim]).filter((v) => v !== ''))];
+      if (keys.length === 0) continue;
+      params[`${dim}_keys_${w}`] = keys;
+      params[`${dim}_masks_${w}`] = keys.map((k) => maskOf(w, (r) => r[dim] === '' || r[dim] === k));
+      params[`${dim}_default_${w}`] = maskOf(w, (r) => r[dim] === '');
+      parts.push(`transform(${column}, {${dim}_keys_${w}:Array(String)}, {${dim}_masks_${w}:Array(UInt64)}, {${dim}_default_${w}:UInt64})`);
+    }
+    const exactTools = [...new Set(rules.map((r) => r.tool).filter((t) => t !== '' && !isGlob(t)))];
+    const globs = rules.map((r, i) => [r, i] as const).filter(([r, i]) => isGlob(r.tool) && Math.floor(i / WORD) === w);
+    if (exactTools.length > 0 || rules.some((r) => isGlob(r.tool))) {
+      params[`tool_default_${w}`] = maskOf(w, (r) => r.tool === '');
+      let toolMask = `{tool_default_${w}:UInt64}`;
+      if (exactTools.length > 0) {
+        params[`tool_keys_${w}`] = exactTools;
+        params[`tool_masks_${w}`] = exactTools.map((k) => maskOf(w, (r) => r.tool === '' || r.tool === k));
+        toolMask = `transform(tool, {tool_keys_${w}:Array(String)}, {tool_masks_${w}:Array(UInt64)}, ${toolMask})`;
+      }
+      const globTerms = globs.map(([r, i]) => {
+        params[`glob_${i}`] = globToLike(r.tool);
+        return `if(tool LIKE {glob_${i}:String}, toUInt64(${bit(i, w)}), toUInt64(0))`;
+      });
+      parts.push(globTerms.length ? `bitOr(${toolMask}, ${globTerms.join(' + ')})` : toolMask);
+    }
+    terms.push(parts);
+  }
+  const pick = terms.map((parts, w) => `(${parts.reduce((a, b) => `bitAnd(${a}, ${b})`)} AS m${w}) != 0, ${w * WORD} + bitCount(bitXor(m${w}, m${w} - 1))`);
+  return `multiIf(${pick.join(', ')}, 0)`;
 }
 
-const dt = (ms: number) => formatClickHouse({ epochMs: ms, subMsNanos: 0 }).slice(0, 23);
+/**
+ * The cost centre of a row as an index into `names` (0 = unallocated): its account's mapping in its
+ * segment, else its agent's. Per segment, the key is looked up once (transform) and the segment picks
+ * the mapping.
+ */
+function costCentreIndex(book: PriceBook, points: number[], params: Record<string, unknown>, names: string[]): string {
+  const index = (name: string) => {
+    const i = names.indexOf(name);
+    return i >= 0 ? i : names.push(name) - 1;
+  };
+  const lookups: string[] = [];
+  for (const [dimension, column] of [['account', 'account_id'], ['agent', 'agent']] as const) {
+    const mappings = book.costCentres.filter((c) => c.dimension === dimension);
+    if (mappings.length === 0) continue;
+    const keys = [...new Set(mappings.map((c) => c.key))];
+    // table[(key index) * segments + segment - 1] = cost-centre index in that segment (0 = none).
+    const table: number[] = new Array(keys.length * points.length).fill(0);
+    for (const c of mappings) {
+      const k = keys.indexOf(c.key);
+      points.forEach((start, s) => {
+        if (c.from <= start && start < c.until) table[k * points.length + s] = index(c.costCentre);
+      });
+    }
+    params[`cc_${dimension}_keys`] = keys;
+    params[`cc_${dimension}_ids`] = keys.map((_, i) => i);
+    params[`cc_${dimension}_table`] = table;
+    lookups.push(
+      `arrayElement({cc_${dimension}_table:Array(UInt32)}, transform(${column}, {cc_${dimension}_keys:Array(String)}, {cc_${dimension}_ids:Array(UInt32)}, toUInt32(${keys.length * points.length})) * ${points.length} + seg)`,
+    );
+  }
+  if (lookups.length === 0) return '0';
+  return lookups.reduce((a, b) => `if((${a} AS cc_first) != 0, cc_first, ${b})`);
+}
 
 export async function queryCostLines(
   clickhouse: ClickHouseClient,
@@ -98,44 +172,11 @@ export async function queryCostLines(
   const rules = [...book.prices].sort(comparePrecedence);
   const points = segmentPoints(book);
   const needsCostCentre = groupBy.includes('costCentre') || filter.costCentre !== undefined;
-  const mapped = (d: 'account' | 'agent') => needsCostCentre && book.costCentres.some((c) => c.dimension === d);
-  const used = (d: 'service' | 'tool' | 'account' | 'agent') => rules.some((r) => r[d] !== '');
-  const inner = {
-    account: groupBy.includes('account') || used('account') || mapped('account'),
-    agent: groupBy.includes('agent') || used('agent') || mapped('agent'),
-    service: groupBy.includes('service') || used('service'),
-    tool: groupBy.includes('tool') || used('tool'),
-  };
-
-  const params: Record<string, unknown> = {
-    tenant,
-    from: dt(range.fromMs),
-    to: dt(range.toMs),
-    points: points.map(dt),
-    r_from: rules.map((r) => segmentOf(points, r.from)),
-    r_until: rules.map((r) => segmentOf(points, r.until)),
-    r_service: rules.map((r) => r.service),
-    r_tool_kind: rules.map((r) => (r.tool === '' ? 0 : isGlob(r.tool) ? 2 : 1)),
-    r_tool: rules.map((r) => (isGlob(r.tool) ? globToLike(r.tool) : r.tool)),
-    r_account: rules.map((r) => r.account),
-    r_agent: rules.map((r) => r.agent),
-    r_call: rules.map((r) => r.perCallNanos.toString()),
-    r_second: rules.map((r) => r.perSecondNanos.toString()),
-  };
-
-  // Cost-centre mappings per segment as `segment|key` → cost centre, looked up with transform().
-  for (const dimension of ['account', 'agent'] as const) {
-    const keys: string[] = [];
-    const values: string[] = [];
-    for (const c of book.costCentres.filter((m) => m.dimension === dimension)) {
-      for (let s = segmentOf(points, c.from); s < segmentOf(points, c.until) && s <= points.length; s++) {
-        keys.push(`${s}|${c.key}`);
-        values.push(c.costCentre);
-      }
-    }
-    params[`cc_${dimension}_keys`] = keys;
-    params[`cc_${dimension}_values`] = values;
-  }
+  const params: Record<string, unknown> = { tenant, from: dt(range.fromMs), to: dt(range.toMs) };
+  points.forEach((p, i) => (params[`p${i}`] = dt(p)));
+  const segment = points.length === 1 ? 'toUInt32(1)' : points.map((_, i) => `(minute >= {p${i}:DateTime64(3, 'UTC')})`).join(' + ');
+  const names = [UNALLOCATED];
+  const costCentre = needsCostCentre ? costCentreIndex(book, points, params, names) : '0';
 
   const where = ['tenant = {tenant:String}', "minute >= {from:DateTime64(3, 'UTC')}", "minute < {to:DateTime64(3, 'UTC')}"];
   for (const [name, column] of [['agent', 'agent'], ['account', 'account_id'], ['service', 'service'], ['tool', 'tool']] as const) {
@@ -145,81 +186,49 @@ export async function queryCostLines(
     }
   }
 
-  const segment = points.length === 1 ? '1' : "arrayCount(p -> p <= minute, {points:Array(DateTime64(3, 'UTC'))})";
-  const innerColumns = [
-    `${segment} AS seg`,
-    inner.account ? 'account_id AS account' : "'' AS account",
-    inner.agent ? 'agent' : "'' AS agent",
-    inner.service ? 'service' : "'' AS service",
-    inner.tool ? 'tool' : "'' AS tool",
-    groupBy.includes('day') ? 'toDate(minute) AS day' : "toDate(0) AS day",
-    groupBy.includes('month') ? 'toStartOfMonth(minute) AS month' : "toDate(0) AS month",
+  const columns: Array<[CostDimension, string]> = [
+    ['costCentre', `${costCentre} AS k_cc`],
+    ['account', 'account_id AS k_account'],
+    ['agent', 'toString(agent) AS k_agent'],
+    ['service', 'toString(service) AS k_service'],
+    ['tool', 'toString(tool) AS k_tool'],
+    ['day', 'toString(toDate(minute)) AS k_day'],
+    ['month', 'toString(toStartOfMonth(minute)) AS k_month'],
   ];
-  const ruleIndex =
-    rules.length === 0
-      ? '0'
-      : `arrayFirstIndex((fs, us, s, tk, tp, a, g) -> fs <= seg AND seg < us
-           AND (s = '' OR s = service)
-           AND (tk = 0 OR (tk = 1 AND tp = tool) OR (tk = 2 AND tool LIKE tp))
-           AND (a = '' OR a = account) AND (g = '' OR g = agent),
-         {r_from:Array(UInt32)}, {r_until:Array(UInt32)}, {r_service:Array(String)}, {r_tool_kind:Array(UInt8)},
-         {r_tool:Array(String)}, {r_account:Array(String)}, {r_agent:Array(String)})`;
-  const costCentre = `multiIf(
-      (transform(concat(toString(seg), '|', account), {cc_account_keys:Array(String)}, {cc_account_values:Array(String)}, '') AS cca) != '', cca,
-      (transform(concat(toString(seg), '|', agent), {cc_agent_keys:Array(String)}, {cc_agent_values:Array(String)}, '') AS ccg) != '', ccg,
-      '${UNALLOCATED}')`;
-  const priced =
-    rules.length === 0
-      ? 'toInt128(0)'
-      : `if(ri = 0, toInt128(0), toInt128(calls) * toInt128(toInt64({r_call:Array(String)}[ri])) * 1000000000 + toInt128(dur) * toInt128(toInt64({r_second:Array(String)}[ri])))`;
-
-  const outer: Array<[CostDimension, string]> = [
-    ['costCentre', 'cost_centre'],
-    ['account', 'account'],
-    ['agent', 'agent'],
-    ['service', 'service'],
-    ['tool', 'tool'],
-    ['day', 'toString(day) AS day'],
-    ['month', 'toString(month) AS month'],
-  ];
-  const outerColumns = outer.filter(([d]) => groupBy.includes(d)).map(([, c]) => c);
-  const groupNames = outer.filter(([d]) => groupBy.includes(d)).map(([d]) => (d === 'costCentre' ? 'cost_centre' : d));
-  if (filter.costCentre !== undefined) params.f_cost_centre = filter.costCentre;
-
+  const grouped = columns.filter(([d]) => groupBy.includes(d) || (d === 'costCentre' && needsCostCentre));
   const query = `
-    SELECT ${[...outerColumns, ''].join(', ')}
-           sum(calls) AS line_calls, toString(sum(dur)) AS line_duration_ns, toString(sum(priced)) AS line_priced_atto,
-           toString(sum(reported)) AS line_reported, sumIf(calls, ri = 0) AS line_unpriced_calls, groupUniqArray(ri) AS line_rules
-    FROM (
-      SELECT seg, account, agent, service, tool, day, month, calls, dur, reported,
-             ${ruleIndex} AS ri,
-             ${needsCostCentre ? costCentre : `'${UNALLOCATED}'`} AS cost_centre,
-             ${priced} AS priced
-      FROM (
-        SELECT ${innerColumns.join(', ')},
-               sum(calls) AS calls, sum(duration_sum_ns) AS dur, sum(cost_usd_sum) AS reported
-        FROM tool_calls_1m_v1
-        WHERE ${where.join(' AND ')}
-        GROUP BY seg, account, agent, service, tool, day, month
-      )
-    )
-    ${filter.costCentre !== undefined ? 'WHERE cost_centre = {f_cost_centre:String}' : ''}
-    ${groupNames.length ? `GROUP BY ${groupNames.join(', ')} ORDER BY ${groupNames.join(', ')}` : ''}`;
+    SELECT ${[...grouped.map(([, c]) => c), `${ruleMasks(rules, points, params)} AS ri`].join(', ')},
+           sum(calls) AS g_calls, toString(sum(duration_sum_ns)) AS g_duration_ns, toString(sum(cost_usd_sum)) AS g_reported
+    FROM tool_calls_1m_v1
+    WHERE ${where.join(' AND ')}
+    GROUP BY ${[...grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4)), 'ri'].join(', ')}`.replace(/\bseg\b/g, `(${segment})`);
 
-  const rows = await selectRows(clickhouse, 'cost-lines', query, params, lineRow);
-  return rows
-    .filter((r) => r.line_calls > 0n || attoFromDecimal9(r.line_reported) !== 0n)
-    .map((r) => ({
-      key: Object.fromEntries(
-        outer
-          .filter(([d]) => groupBy.includes(d))
-          .map(([d]) => [d, (d === 'costCentre' ? r.cost_centre : r[d as Exclude<CostDimension, 'costCentre'>]) ?? '']),
-      ),
-      calls: r.line_calls,
-      durationNs: r.line_duration_ns,
-      pricedAtto: r.line_priced_atto,
-      reportedAtto: attoFromDecimal9(r.line_reported),
-      unpricedCalls: r.line_unpriced_calls,
-      rules: r.line_rules.filter((i) => i > 0).sort((a, b) => a - b).map((i) => rules[i - 1]!),
-    }));
+  const rows = await selectRows(clickhouse, 'cost-lines', query, params, groupRow);
+  const lines = new Map<string, CostLine & { ruleIndexes: Set<number> }>();
+  for (const r of rows) {
+    const costCentreName = r.k_cc === undefined ? undefined : names[r.k_cc]!;
+    if (filter.costCentre !== undefined && costCentreName !== filter.costCentre) continue;
+    const key: Partial<Record<CostDimension, string>> = {};
+    for (const d of COST_DIMENSIONS) {
+      if (!groupBy.includes(d)) continue;
+      key[d] = d === 'costCentre' ? costCentreName! : r[`k_${d}` as 'k_account']!;
+    }
+    const id = JSON.stringify(COST_DIMENSIONS.map((d) => key[d] ?? null));
+    const line = lines.get(id) ?? { key, calls: 0n, durationNs: 0n, pricedAtto: 0n, reportedAtto: 0n, unpricedCalls: 0n, rules: [], ruleIndexes: new Set<number>() };
+    const rule = r.ri > 0 ? rules[r.ri - 1]! : undefined;
+    line.calls += r.g_calls;
+    line.durationNs += r.g_duration_ns;
+    line.reportedAtto += attoFromDecimal9(r.g_reported);
+    if (rule) {
+      line.pricedAtto += r.g_calls * rule.perCallNanos * ATTO_PER_NANO + r.g_duration_ns * rule.perSecondNanos;
+      line.ruleIndexes.add(r.ri);
+    } else {
+      line.unpricedCalls += r.g_calls;
+    }
+    lines.set(id, line);
+  }
+  return [...lines.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, { ruleIndexes, ...line }]) => ({ ...line, rules: [...ruleIndexes].sort((a, b) => a - b).map((i) => rules[i - 1]!) }))
+    .filter((l) => l.calls > 0n || l.reportedAtto !== 0n);
 }

@@ -19,7 +19,7 @@ import type { Caller } from '../../api/context.ts';
 import type { KeyStore } from '../../api/plugins/use-auth.ts';
 import { loadPricesFile, parsePricesFile } from '../../api/prices-file.ts';
 import { centsFromAtto } from '../../api/queries/cost-report.ts';
-import { comparePrecedence, costCentreFor, loadPriceBook, priceFor, resolveBook, type BookEntry, type PriceVersion } from '../../api/queries/price-book.ts';
+import { appendEntries, comparePrecedence, costCentreFor, loadPriceBook, priceFor, resolveBook, type BookEntry, type NewEntry, type PriceVersion } from '../../api/queries/price-book.ts';
 import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
 import { normalizeAuditRecord, toAuditRow } from '../../model/audit-event.ts';
@@ -107,7 +107,7 @@ const ROLE_KEYS: Record<string, Caller> = {
   'acme-viewer': { tenant: 'acme', role: 'viewer', name: 'grafana' },
   'globex-billing': { tenant: 'globex', role: 'billing', name: 'globex-finance' },
 };
-const KEYS: KeyStore = { size: 4, lookup: (secret) => ROLE_KEYS[secret] };
+const KEYS: KeyStore = { size: 5, lookup: (secret) => ROLE_KEYS[secret] };
 
 async function gql(key: string, query: string, variables: Record<string, unknown> = {}) {
   const response = await fetch(`${baseUrl}/graphql`, {
@@ -179,7 +179,7 @@ after(async () => {
 });
 
 /** Each raw event priced on its own by the TypeScript rules at its minute, then summed per group. */
-async function independentCosts(tenant: string, fromIso: string, toIso: string) {
+async function independentCosts(tenant: string, fromIso: string, toIso: string, keyOf = (cc: string, call: { account: string; agent: string; tool: string }) => `${cc}|${call.account}`) {
   const result = await clickhouse.query({
     query: `SELECT toUnixTimestamp(toStartOfMinute(timestamp)) * 1000 AS minute_ms, agent, account_id, service, tool, toString(duration_ns) AS duration_ns, toString(ifNull(cost_usd, 0)) AS cost
             FROM audit_events_v1 FINAL WHERE tenant = {tenant:String} AND timestamp >= {from:DateTime64(9)} AND timestamp < {to:DateTime64(9)} AND counted`,
@@ -188,15 +188,16 @@ async function independentCosts(tenant: string, fromIso: string, toIso: string) 
   });
   const events = z.array(z.object({ minute_ms: z.coerce.number(), agent: z.string(), account_id: z.string(), service: z.string(), tool: z.string(), duration_ns: z.string(), cost: z.string() })).parse(await result.json());
   const book = await loadPriceBook(clickhouse, tenant);
-  const groups = new Map<string, { calls: number; pricedAtto: bigint; reportedAtto: bigint }>();
+  const groups = new Map<string, { calls: number; pricedAtto: bigint; reportedAtto: bigint; rules: Set<string> }>();
   for (const e of events) {
     const call = { service: e.service, tool: e.tool, account: e.account_id, agent: e.agent };
     const rule = priceFor(book, call, e.minute_ms);
     const priced = rule ? rule.perCallNanos * 1_000_000_000n + BigInt(e.duration_ns) * rule.perSecondNanos : 0n;
     const [whole, fraction = ''] = e.cost.split('.');
     const reported = (BigInt(whole!) * 1_000_000_000n + BigInt(fraction.padEnd(9, '0').slice(0, 9))) * 1_000_000_000n;
-    const key = `${costCentreFor(book, call, e.minute_ms)}|${e.account_id}`;
-    const g = groups.get(key) ?? { calls: 0, pricedAtto: 0n, reportedAtto: 0n };
+    const key = keyOf(costCentreFor(book, call, e.minute_ms), call);
+    const g = groups.get(key) ?? { calls: 0, pricedAtto: 0n, reportedAtto: 0n, rules: new Set<string>() };
+    if (rule) g.rules.add(rule.id);
     g.calls += 1;
     g.pricedAtto += priced;
     g.reportedAtto += reported;
@@ -338,6 +339,40 @@ describe('costReport', () => {
     const enumValue = await gql('acme-viewer', REPORT, { ...NOV, groupBy: ['COLOUR'] });
     assert.ok(enumValue.errors?.length);
   });
+});
+
+test('a book of 150 rules (three words of rule masks) prices each call as the TypeScript precedence does', async () => {
+  const at = Date.UTC(2026, 9, 1);
+  const entries: NewEntry[] = [];
+  const rule = (match: Partial<NewEntry>, perCall: number, perSecond: number, effectiveFrom = at): NewEntry => ({
+    kind: 'price', service: '', tool: '', account: '', agent: '', effectiveFrom, perCallNanos: BigInt(perCall), perSecondNanos: BigInt(perSecond), costCentre: '', retired: false, ...match,
+  });
+  entries.push(rule({}, 1_000, 10));
+  for (let i = 0; i < 100; i++) entries.push(rule({ tool: `svc${i % 3}.S.M${i}` }, 2_000 + i, 20 + i));
+  for (let i = 0; i < 30; i++) entries.push(rule({ tool: i % 2 ? `svc${i % 3}.S.M${i}?` : `svc${i % 3}.*` }, 5_000 + i, 50));
+  for (let i = 0; i < 19; i++) entries.push(rule({ account: `a${i % 5}`, agent: i % 2 ? `g${i % 3}` : '', tool: i % 3 ? '' : `svc${i % 3}.*` }, 9_000 + i, 90 + i, at + i * 86_400_000));
+  assert.equal(await appendEntries(clickhouse, 'initech', entries, { changedBy: 'test', source: 'api' }), 150);
+  const calls: Call[] = [];
+  for (let i = 0; i < 60; i++) {
+    calls.push({ at: new Date(Date.UTC(2026, 10, 1 + (i % 28), i % 24, i)).toISOString(), agent: `g${i % 4}`, account: `a${i % 6}`, tool: `svc${i % 3}.S.M${(i * 7) % 130}`, ms: 10 * i + 1 });
+  }
+  await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: calls.map((c, i) => row('initech', c, 5000 + i)) });
+  const key = 'initech-viewer';
+  ROLE_KEYS[key] = { tenant: 'initech', role: 'viewer', name: key };
+  const { costReport } = await data(key, REPORT, { ...NOV, groupBy: ['ACCOUNT', 'AGENT', 'TOOL'] });
+  const expected = await independentCosts('initech', NOV.from, NOV.to, (_cc, c) => `${c.account}|${c.agent}|${c.tool}`);
+  assert.equal(costReport.rows.length, expected.size);
+  let checked = 0;
+  for (const r of costReport.rows) {
+    const e = expected.get(`${r.account}|${r.agent}|${r.tool}`)!;
+    assert.equal(r.calls, e.calls);
+    assert.equal(r.pricedCost.micros, String(centsFromAtto(e.pricedAtto)), `${r.account} ${r.agent} ${r.tool}`);
+    assert.deepEqual(r.rulesApplied.map((a: any) => a.rule).sort(), [...e.rules].sort());
+    checked++;
+  }
+  assert.ok(checked > 30);
+  const winners = new Set(costReport.rows.flatMap((r: any) => r.rulesApplied.map((a: any) => a.rule)));
+  assert.ok([...winners].some((w) => String(w).includes('*')) && [...winners].some((w) => String(w).includes('account=')), 'globs and account rules both win somewhere');
 });
 
 // ---- exports ---------------------------------------------------------------------------------------------
