@@ -80,6 +80,11 @@ function segmentPoints(book: PriceBook): number[] {
 
 const dt = (ms: number) => formatClickHouse({ epochMs: ms, subMsNanos: 0 }).slice(0, 23);
 const WORD = 64;
+/**
+ * A row's account as an index (1-based) into the accounts the book names, 0 for any other: the one
+ * string look-up per row that the rule masks and the cost-centre map share.
+ */
+const ACCOUNT_INDEX = 'ACCOUNT_INDEX';
 
 /**
  * Rules as bit masks, 64 rules a word, bit i of word w = rule 64w + i in precedence order. A rollup row's
@@ -87,7 +92,7 @@ const WORD = 64;
  * on LowCardinality columns ClickHouse computes it once per distinct value); the winner is the lowest set
  * bit. A row costs a few lookups and bit operations however many rules there are.
  */
-function ruleMasks(rules: PriceVersion[], points: number[], params: Record<string, unknown>): string {
+function ruleMasks(rules: PriceVersion[], points: number[], accountKeys: string[], params: Record<string, unknown>): string {
   if (rules.length === 0) return 'toUInt32(0)';
   const words = Math.ceil(rules.length / WORD);
   const bit = (i: number, w: number) => (Math.floor(i / WORD) === w ? 1n << BigInt(i % WORD) : 0n);
@@ -97,7 +102,11 @@ function ruleMasks(rules: PriceVersion[], points: number[], params: Record<strin
     const parts: string[] = [];
     params[`seg_mask_${w}`] = points.map((start) => maskOf(w, (r) => r.from <= start && start < r.until));
     parts.push(`arrayElement({seg_mask_${w}:Array(UInt64)}, seg)`);
-    for (const [dim, column] of [['service', 'service'], ['account', 'account_id'], ['agent', 'agent']] as const) {
+    if (rules.some((r) => r.account !== '')) {
+      params[`account_masks_${w}`] = ['', ...accountKeys].map((k) => maskOf(w, (r) => r.account === '' || r.account === k));
+      parts.push(`arrayElement({account_masks_${w}:Array(UInt64)}, ${ACCOUNT_INDEX} + 1)`);
+    }
+    for (const [dim, column] of [['service', 'service'], ['agent', 'agent']] as const) {
       const keys = [...new Set(rules.map((r) => r[dim]).filter((v) => v !== ''))];
       if (keys.length === 0) continue;
       params[`${dim}_keys_${w}`] = keys;
@@ -132,17 +141,18 @@ function ruleMasks(rules: PriceVersion[], points: number[], params: Record<strin
  * segment, else its agent's. Per segment, the key is looked up once (transform) and the segment picks
  * the mapping.
  */
-function costCentreIndex(book: PriceBook, points: number[], params: Record<string, unknown>, names: string[]): string {
+function costCentreIndex(book: PriceBook, points: number[], accountKeys: string[], params: Record<string, unknown>, names: string[]): string {
   const index = (name: string) => {
     const i = names.indexOf(name);
     return i >= 0 ? i : names.push(name) - 1;
   };
   const lookups: string[] = [];
-  for (const [dimension, column] of [['account', 'account_id'], ['agent', 'agent']] as const) {
+  for (const dimension of ['account', 'agent'] as const) {
     const mappings = book.costCentres.filter((c) => c.dimension === dimension);
     if (mappings.length === 0) continue;
-    const keys = [...new Set(mappings.map((c) => c.key))];
-    // table[(key index) * segments + segment - 1] = cost-centre index in that segment (0 = none).
+    // Key 0 is "not mapped"; the accounts share the index the rule masks use.
+    const keys = dimension === 'account' ? ['', ...accountKeys] : ['', ...new Set(mappings.map((c) => c.key))];
+    // table[(key index) * segments + segment] (1-based) = cost-centre index in that segment (0 = none).
     const table: number[] = new Array(keys.length * points.length).fill(0);
     for (const c of mappings) {
       const k = keys.indexOf(c.key);
@@ -150,12 +160,14 @@ function costCentreIndex(book: PriceBook, points: number[], params: Record<strin
         if (c.from <= start && start < c.until) table[k * points.length + s] = index(c.costCentre);
       });
     }
-    params[`cc_${dimension}_keys`] = keys;
-    params[`cc_${dimension}_ids`] = keys.map((_, i) => i);
     params[`cc_${dimension}_table`] = table;
-    lookups.push(
-      `arrayElement({cc_${dimension}_table:Array(UInt32)}, transform(${column}, {cc_${dimension}_keys:Array(String)}, {cc_${dimension}_ids:Array(UInt32)}, toUInt32(${keys.length * points.length})) * ${points.length} + seg)`,
-    );
+    let key = ACCOUNT_INDEX;
+    if (dimension === 'agent') {
+      params.cc_agent_keys = keys.slice(1);
+      params.cc_agent_ids = keys.slice(1).map((_, i) => i + 1);
+      key = 'transform(agent, {cc_agent_keys:Array(String)}, {cc_agent_ids:Array(UInt32)}, toUInt32(0))';
+    }
+    lookups.push(`arrayElement({cc_${dimension}_table:Array(UInt32)}, ${key} * ${points.length} + seg)`);
   }
   if (lookups.length === 0) return '0';
   return lookups.reduce((a, b) => `if((${a} AS cc_first) != 0, cc_first, ${b})`);
@@ -176,7 +188,10 @@ export async function queryCostLines(
   points.forEach((p, i) => (params[`p${i}`] = dt(p)));
   const segment = points.length === 1 ? 'toUInt32(1)' : points.map((_, i) => `(minute >= {p${i}:DateTime64(3, 'UTC')})`).join(' + ');
   const names = [UNALLOCATED];
-  const costCentre = needsCostCentre ? costCentreIndex(book, points, params, names) : '0';
+  const accountKeys = [...new Set([...rules.map((r) => r.account), ...book.costCentres.filter((c) => c.dimension === 'account').map((c) => c.key)].filter((a) => a !== ''))];
+  params.account_keys = accountKeys;
+  params.account_ids = accountKeys.map((_, i) => i + 1);
+  const costCentre = needsCostCentre ? costCentreIndex(book, points, accountKeys, params, names) : '0';
 
   const where = ['tenant = {tenant:String}', "minute >= {from:DateTime64(3, 'UTC')}", "minute < {to:DateTime64(3, 'UTC')}"];
   for (const [name, column] of [['agent', 'agent'], ['account', 'account_id'], ['service', 'service'], ['tool', 'tool']] as const) {
@@ -197,11 +212,12 @@ export async function queryCostLines(
   ];
   const grouped = columns.filter(([d]) => groupBy.includes(d) || (d === 'costCentre' && needsCostCentre));
   const query = `
-    SELECT ${[...grouped.map(([, c]) => c), `${ruleMasks(rules, points, params)} AS ri`].join(', ')},
+    SELECT ${[...grouped.map(([, c]) => c), `${ruleMasks(rules, points, accountKeys, params)} AS ri`].join(', ')},
            sum(calls) AS g_calls, toString(sum(duration_sum_ns)) AS g_duration_ns, toString(sum(cost_usd_sum)) AS g_reported
     FROM tool_calls_1m_v1
     WHERE ${where.join(' AND ')}
-    GROUP BY ${[...grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4)), 'ri'].join(', ')}`.replace(/\bseg\b/g, `(${segment})`);
+    GROUP BY ${[...grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4)), 'ri'].join(', ')}`.replace(/\bseg\b/g, `(${segment})`)
+    .replaceAll(ACCOUNT_INDEX, 'transform(account_id, {account_keys:Array(String)}, {account_ids:Array(UInt32)}, toUInt32(0))');
 
   const rows = await selectRows(clickhouse, 'cost-lines', query, params, groupRow);
   const lines = new Map<string, CostLine & { ruleIndexes: Set<number> }>();
