@@ -8,6 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApi } from '../api/app.ts';
 import { loadPricesFile } from '../api/prices-file.ts';
+import { checkAllBudgets } from '../api/queries/budgets.ts';
+import { parsePeriod } from '../api/queries/closed-periods.ts';
 import { createReceiver } from '../collector/receiver.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { ConfigError, loadConfig, type Config } from '../core/config.ts';
@@ -116,6 +118,16 @@ if (roles.has('api') && config.pricesFile) {
   // A bad file stops the start: serving costs from a book other than the one configured would mislead.
   const stored = await loadPricesFile(clickhouse!, config.pricesFile);
   logger.info({ file: config.pricesFile, stored }, 'price book loaded');
+}
+
+if (roles.has('api')) {
+  // Budget thresholds are checked every minute, so a crossing is recorded without anyone asking.
+  const timer = setInterval(() => {
+    const period = parsePeriod(new Date().toISOString().slice(0, 7))!;
+    checkAllBudgets(clickhouse!, period).catch((err: unknown) => logger.warn({ err }, 'checking budgets failed'));
+  }, 60_000);
+  timer.unref();
+  stops.push(async () => clearInterval(timer));
 }
 
 const api = roles.has('api') ? createApi({ clickhouse: clickhouse!, logger: logger.child({ component: 'api' }), uiDir: path.resolve(UI_DIR) }) : undefined;

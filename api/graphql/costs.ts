@@ -2,6 +2,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { tenantOf, type ApiContext } from '../context.ts';
 import { money } from '../money.ts';
+import { checkBudgets, SCOPES, setBudget, type BudgetStatus } from '../queries/budgets.ts';
 import { closePeriod, reopenPeriod } from '../queries/chargeback.ts';
 import { listPeriods, parsePeriod } from '../queries/closed-periods.ts';
 import { COST_DIMENSIONS, type CostDimension, type CostFilter } from '../queries/cost-lines.ts';
@@ -40,6 +41,8 @@ export const typeDefs = /* GraphQL */ `
     costReport(from: String!, to: String!, groupBy: [CostGroup!] = [], filter: CostFilter): CostReport! @requires(role: VIEWER)
     "Closed billing periods (and reopened ones), latest change first."
     billingPeriods: [BillingPeriod!]! @requires(role: VIEWER)
+    "Budgets of a period (YYYY-MM, default the current month): spend so far, forecast to the period's end, thresholds crossed."
+    budgets(period: String): [Budget!]! @requires(role: VIEWER)
   }
 
   type Mutation {
@@ -55,6 +58,45 @@ export const typeDefs = /* GraphQL */ `
     closePeriod(period: String!, groupBy: [CostGroup!] = [COST_CENTRE, ACCOUNT]): BillingPeriod! @requires(role: BILLING)
     "Reopens a closed period; the reason is kept in the log."
     reopenPeriod(period: String!, reason: String!): BillingPeriod! @requires(role: ADMIN)
+    "Sets the budget (an amount of 0 removes it) of a cost centre, account or agent (exactly one) for a period."
+    setBudget(input: BudgetInput!): [Budget!]! @requires(role: BILLING)
+  }
+
+  input BudgetInput {
+    costCentre: String
+    account: String
+    agent: String
+    "YYYY-MM"
+    period: String!
+    "USD, a decimal string with at most 2 decimals."
+    amount: String!
+    "Percentages of the amount, each 1-1000."
+    thresholds: [Int!] = [80, 100]
+  }
+
+  type Budget {
+    "COST_CENTRE, ACCOUNT or AGENT."
+    scope: CostGroup!
+    key: String!
+    period: String!
+    amount: Money!
+    "Priced plus reported cost so far, rounded half-even to the cent."
+    spend: Money!
+    "The spend extended linearly to the period's end."
+    forecast: Money!
+    thresholds: [Int!]!
+    crossed: [BudgetEvent!]!
+    changedAt: String!
+    changedBy: String!
+  }
+
+  "A threshold crossing, recorded once."
+  type BudgetEvent {
+    threshold: Int!
+    "The rollup minute whose calls reached the threshold."
+    crossedAt: String!
+    spendAtCrossing: Money!
+    recordedAt: String!
   }
 
   enum CostGroup {
@@ -381,6 +423,12 @@ export function resolvers(clickhouse: ClickHouseClient) {
       },
 
       billingPeriods: async (_: unknown, __: unknown, ctx: ApiContext) => (await listPeriods(clickhouse, tenantOf(ctx))).map(periodView),
+
+      budgets: async (_: unknown, args: { period?: string | null }, ctx: ApiContext) => {
+        const tenant = tenantOf(ctx);
+        const period = args.period == null ? parsePeriod(new Date().toISOString().slice(0, 7))! : parsePeriodArg(args.period);
+        return (await checkBudgets(clickhouse, tenant, period)).map(budgetView);
+      },
     },
 
     Mutation: {
@@ -447,6 +495,23 @@ export function resolvers(clickhouse: ClickHouseClient) {
         return periodView(await closePeriod(clickhouse, tenant, period, groupBy, ctx.caller!.name));
       },
 
+      setBudget: async (_: unknown, { input }: { input: { costCentre?: string | null; account?: string | null; agent?: string | null; period: string; amount: string; thresholds?: number[] | null } }, ctx: ApiContext) => {
+        const tenant = tenantOf(ctx);
+        const given = (['costCentre', 'account', 'agent'] as const).filter((k) => input[k] != null && input[k] !== '');
+        if (given.length !== 1) throw badInput('give exactly one of costCentre, account and agent', 'input.costCentre');
+        const key = input[given[0]!]!;
+        if (key.length > 256) throw badInput(`input.${given[0]} must be at most 256 characters`, `input.${given[0]}`);
+        const period = parsePeriodArg(input.period);
+        const m = /^(\d{1,12})(?:\.(\d{1,2}))?$/.exec(input.amount);
+        if (!m) throw badInput(`amount must be a decimal USD amount with at most 2 decimals, got ${JSON.stringify(input.amount)}`, 'input.amount');
+        const amountMicros = BigInt(m[1]!) * 1_000_000n + BigInt((m[2] ?? '').padEnd(2, '0')) * 10_000n;
+        const thresholds = [...new Set(input.thresholds ?? [80, 100])].sort((a, b) => a - b);
+        if (thresholds.length === 0 || thresholds.some((t) => !Number.isInteger(t) || t < 1 || t > 1000)) throw badInput('thresholds must be 1-1000 percent', 'input.thresholds');
+        const scope = ({ costCentre: 'cost_centre', account: 'account', agent: 'agent' } as const)[given[0]!];
+        await setBudget(clickhouse, tenant, { scope, key, period: period.label, amountMicros, thresholds, retired: amountMicros === 0n }, ctx.caller!.name);
+        return (await checkBudgets(clickhouse, tenant, period)).map(budgetView);
+      },
+
       reopenPeriod: async (_: unknown, args: { period: string; reason: string }, ctx: ApiContext) => {
         const tenant = tenantOf(ctx);
         const period = parsePeriodArg(args.period);
@@ -455,6 +520,21 @@ export function resolvers(clickhouse: ClickHouseClient) {
         return periodView(await reopenPeriod(clickhouse, tenant, period, reason, ctx.caller!.name));
       },
     },
+  };
+}
+
+function budgetView(b: BudgetStatus) {
+  return {
+    scope: GROUP_ENUM[SCOPES[b.scope]],
+    key: b.key,
+    period: b.period,
+    amount: money(b.amountMicros),
+    spend: money(b.spend),
+    forecast: money(b.forecast),
+    thresholds: b.thresholds,
+    crossed: b.events.map((e) => ({ threshold: e.threshold, crossedAt: e.crossedMinute, spendAtCrossing: money(e.spendMicros), recordedAt: e.recordedAt })),
+    changedAt: b.changedAt,
+    changedBy: b.changedBy,
   };
 }
 

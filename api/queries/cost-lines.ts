@@ -42,6 +42,8 @@ export interface CostLine {
   /** Calls no rule priced. */
   unpricedCalls: bigint;
   rules: PriceVersion[];
+  /** With `byMinute`: the rollup minute, `YYYY-MM-DD hh:mm:ss` UTC. */
+  minute?: string;
 }
 
 const ATTO_PER_NANO = 1_000_000_000n;
@@ -54,6 +56,7 @@ const groupRow = z.object({
   k_tool: z.string().optional(),
   k_day: z.string().optional(),
   k_month: z.string().optional(),
+  k_minute: z.string().optional(),
   ri: z.coerce.number().int(),
   g_calls: z.coerce.bigint(),
   g_duration_ns: z.coerce.bigint(),
@@ -180,6 +183,7 @@ export async function queryCostLines(
   groupBy: readonly CostDimension[],
   filter: CostFilter,
   book: PriceBook,
+  options: { byMinute?: boolean } = {},
 ): Promise<CostLine[]> {
   const rules = [...book.prices].sort(comparePrecedence);
   const points = segmentPoints(book);
@@ -211,6 +215,7 @@ export async function queryCostLines(
     ['month', 'toString(toStartOfMonth(minute)) AS k_month'],
   ];
   const grouped = columns.filter(([d]) => groupBy.includes(d) || (d === 'costCentre' && needsCostCentre));
+  if (options.byMinute) grouped.push(['day', 'toString(minute) AS k_minute']);
   const query = `
     SELECT ${[...grouped.map(([, c]) => c), `${ruleMasks(rules, points, accountKeys, params)} AS ri`].join(', ')},
            sum(calls) AS g_calls, toString(sum(duration_sum_ns)) AS g_duration_ns, toString(sum(cost_usd_sum)) AS g_reported
@@ -229,8 +234,8 @@ export async function queryCostLines(
       if (!groupBy.includes(d)) continue;
       key[d] = d === 'costCentre' ? costCentreName! : r[`k_${d}` as 'k_account']!;
     }
-    const id = JSON.stringify(COST_DIMENSIONS.map((d) => key[d] ?? null));
-    const line = lines.get(id) ?? { key, calls: 0n, durationNs: 0n, pricedAtto: 0n, reportedAtto: 0n, unpricedCalls: 0n, rules: [], ruleIndexes: new Set<number>() };
+    const id = JSON.stringify([...COST_DIMENSIONS.map((d) => key[d] ?? null), r.k_minute ?? null]);
+    const line = lines.get(id) ?? { key, calls: 0n, durationNs: 0n, pricedAtto: 0n, reportedAtto: 0n, unpricedCalls: 0n, rules: [], ruleIndexes: new Set<number>(), ...(r.k_minute !== undefined && { minute: r.k_minute }) };
     const rule = r.ri > 0 ? rules[r.ri - 1]! : undefined;
     line.calls += r.g_calls;
     line.durationNs += r.g_duration_ns;

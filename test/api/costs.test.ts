@@ -375,6 +375,46 @@ test('a book of 150 rules (three words of rule masks) prices each call as the Ty
   assert.ok([...winners].some((w) => String(w).includes('*')) && [...winners].some((w) => String(w).includes('account=')), 'globs and account rules both win somewhere');
 });
 
+describe('budgets', () => {
+  const BUDGETS = `query ($period: String) { budgets(period: $period) { scope key amount { amount } spend { amount } forecast { amount } thresholds crossed { threshold crossedAt spendAtCrossing { amount } recordedAt } changedBy } }`;
+
+  test('setBudget needs billing; bad input is coded', async () => {
+    const viewer = await gql('acme-viewer', `mutation { setBudget(input: { account: "bob", period: "2026-11", amount: "1" }) { key } }`);
+    assert.equal(viewer.errors?.[0]?.extensions?.code, 'FORBIDDEN');
+    const both = await gql('acme-billing', `mutation { setBudget(input: { account: "bob", agent: "coder", period: "2026-11", amount: "1" }) { key } }`);
+    assert.equal(both.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
+    const amount = await gql('acme-billing', `mutation { setBudget(input: { account: "bob", period: "2026-11", amount: "0.001" }) { key } }`);
+    assert.equal(amount.errors?.[0]?.extensions?.argument, 'input.amount');
+  });
+
+  test('each threshold is crossed at the minute of the call that reached it, and recorded once', async () => {
+    // bob in November: 12:00 0.0105, 12:01 0.0035 (cumulative 0.014). Budget 0.02: 50% = 0.01, 70% = 0.014.
+    await data('acme-billing', `mutation { setBudget(input: { account: "bob", period: "2026-11", amount: "0.02", thresholds: [70, 50] }) { key } }`);
+    await data('acme-billing', `mutation { setBudget(input: { costCentre: "team-payments", period: "2026-11", amount: "1.00" }) { key } }`);
+    const first = (await data('acme-viewer', BUDGETS, { period: '2026-11' })).budgets;
+    const bob = first.find((b: any) => b.key === 'bob');
+    assert.deepEqual({ ...bob, crossed: bob.crossed.map((c: any) => ({ ...c, recordedAt: undefined })) }, {
+      scope: 'ACCOUNT',
+      key: 'bob',
+      amount: { amount: '0.020000' },
+      spend: { amount: '0.010000' },
+      forecast: { amount: '0.010000' },
+      thresholds: [50, 70],
+      crossed: [
+        { threshold: 50, crossedAt: '2026-11-10T12:00:00Z', spendAtCrossing: { amount: '0.010000' }, recordedAt: undefined },
+        { threshold: 70, crossedAt: '2026-11-10T12:01:00Z', spendAtCrossing: { amount: '0.010000' }, recordedAt: undefined },
+      ],
+      changedBy: 'finance',
+    });
+    const payments = first.find((b: any) => b.key === 'team-payments');
+    assert.deepEqual([payments.scope, payments.spend.amount, payments.crossed], ['COST_CENTRE', '0.460000', []]); // 0.106 + 0.25 + 0.102
+    const again = (await data('acme-viewer', BUDGETS, { period: '2026-11' })).budgets.find((b: any) => b.key === 'bob');
+    assert.deepEqual(again.crossed.map((c: any) => c.recordedAt), bob.crossed.map((c: any) => c.recordedAt));
+    const stored = await clickhouse.query({ query: `SELECT count() AS n FROM budget_events_v1 WHERE tenant = 'acme'`, format: 'JSONEachRow' });
+    assert.equal(Number(((await stored.json()) as Array<{ n: string }>)[0]!.n), 2);
+  });
+});
+
 // ---- exports ---------------------------------------------------------------------------------------------
 
 describe('chargeback export', () => {
