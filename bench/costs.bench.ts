@@ -69,9 +69,11 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-async function timed<T>(run: () => Promise<T>, runs: number): Promise<{ p50: number; p99: number; last: T }> {
+async function timed<T>(run: () => Promise<T>, runs: number): Promise<{ p50: number; p99: number; first: number; last: T }> {
   let last!: T;
-  await run(); // warm
+  const warm = performance.now();
+  await run();
+  const first = performance.now() - warm;
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
     const start = performance.now();
@@ -79,7 +81,7 @@ async function timed<T>(run: () => Promise<T>, runs: number): Promise<{ p50: num
     times.push(performance.now() - start);
   }
   times.sort((a, b) => a - b);
-  return { p50: percentile(times, 50), p99: percentile(times, 99), last };
+  return { p50: percentile(times, 50), p99: percentile(times, 99), first, last };
 }
 
 const dt = (ms: number) => new Date(ms).toISOString().slice(0, 23).replace('T', ' ');
@@ -93,6 +95,10 @@ const rawPerAccount = async () =>
     })
   ).json()) as Array<{ account: string; calls: number; duration_ns: string }>;
 
+// Cold: each run's range ends a minute later, so no answer is reused. Warm: the same report again
+// (reused while the range's rollup sums and the price-book version are unchanged).
+let shift = 0;
+const cold = await timed(() => queryCostReport(clickhouse, TENANT, { ...range, toMs: range.toMs + ++shift * 60_000 }, ['costCentre', 'account'], {}, priceBook), Math.max(3, Math.floor(RUNS / 2)));
 const report = await timed(() => queryCostReport(clickhouse, TENANT, range, ['costCentre', 'account'], {}, priceBook), RUNS);
 const raw = await timed(rawPerAccount, Math.max(3, Math.floor(RUNS / 4)));
 
@@ -125,11 +131,14 @@ const exportRuns = await timed(async () => {
 
 const ms = (v: number) => `${v.toFixed(0)} ms`;
 const rows: Row[] = [
-  ['costReport 30 d by cost centre, account: p50', ms(report.p50), '', ''],
-  ['costReport 30 d by cost centre, account: p99', ms(report.p99), '≤ 300 ms', report.p99 <= 300 ? 'PASS' : 'FAIL'],
-  ['  raw table, calls and durations per account (p50)', `${ms(raw.p50)} (report ${(report.p50 / raw.p50).toFixed(2)}× raw)`, '', ''],
+  ['costReport 30 d by cost centre, account, cold: p50', ms(cold.p50), '', ''],
+  ['costReport 30 d by cost centre, account, cold: p99', ms(cold.p99), '≤ 300 ms', cold.p99 <= 300 ? 'PASS' : 'FAIL'],
+  ['costReport 30 d by cost centre, account, warm: p50', ms(report.p50), '', ''],
+  ['costReport 30 d by cost centre, account, warm: p99', ms(report.p99), '≤ 300 ms', report.p99 <= 300 ? 'PASS' : 'FAIL'],
+  ['  raw table, calls and durations per account (p50)', `${ms(raw.p50)} (cold report ${(cold.p50 / raw.p50).toFixed(2)}× raw)`, '', ''],
   ['  same calls and durations as the raw table', `${sameAnswer ? 'yes' : `no (${mismatches.length} accounts differ)`}, ${report.last.lines.length} lines`, 'yes', sameAnswer ? 'PASS' : 'FAIL'],
-  [`chargeback export ${period.label} (CSV, whole file): p99`, `${ms(exportRuns.p99)} (${exportRuns.last} lines, ${bytes} bytes)`, '≤ 2000 ms', exportRuns.p99 <= 2000 ? 'PASS' : 'FAIL'],
+  [`chargeback export ${period.label} (CSV, whole file), first run`, `${ms(exportRuns.first)} (${exportRuns.last} lines, ${bytes} bytes)`, '≤ 2000 ms', exportRuns.first <= 2000 ? 'PASS' : 'FAIL'],
+  [`chargeback export ${period.label} (CSV, whole file), again: p99`, ms(exportRuns.p99), '≤ 2000 ms', exportRuns.p99 <= 2000 ? 'PASS' : 'FAIL'],
 ];
 printTable(rows);
 await clickhouse.close();

@@ -176,6 +176,37 @@ function costCentreIndex(book: PriceBook, points: number[], accountKeys: string[
   return lookups.reduce((a, b) => `if((${a} AS cc_first) != 0, cc_first, ${b})`);
 }
 
+/**
+ * Answers for the same tenant, range, grouping, filter and price-book version are reused while the
+ * rollup's active parts in the months the range touches are the same ones: any insert (a late record
+ * too), merge or TTL deletion there makes new parts, and a changed price or mapping a new book version.
+ * At most 64 answers per ClickHouse client.
+ */
+const caches = new WeakMap<ClickHouseClient, Map<string, { watermark: string; lines: CostLine[] }>>();
+const CACHE_SIZE = 64;
+
+function monthsOf(range: MsRange): string[] {
+  const months: string[] = [];
+  const d = new Date(Date.UTC(new Date(range.fromMs).getUTCFullYear(), new Date(range.fromMs).getUTCMonth(), 1));
+  while (d.getTime() < range.toMs) {
+    months.push(`${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}`);
+    d.setUTCMonth(d.getUTCMonth() + 1);
+  }
+  return months;
+}
+
+async function rangeWatermark(clickhouse: ClickHouseClient, range: MsRange): Promise<string> {
+  const [row] = await selectRows(
+    clickhouse,
+    'cost-watermark',
+    `SELECT toString(cityHash64(arraySort(groupArray(name)))) AS parts FROM system.parts
+     WHERE database = currentDatabase() AND table = 'tool_calls_1m_v1' AND active AND partition_id IN {months:Array(String)}`,
+    { months: monthsOf(range) },
+    z.object({ parts: z.string() }),
+  );
+  return row!.parts;
+}
+
 export async function queryCostLines(
   clickhouse: ClickHouseClient,
   tenant: string,
@@ -184,6 +215,31 @@ export async function queryCostLines(
   filter: CostFilter,
   book: PriceBook,
   options: { byMinute?: boolean } = {},
+): Promise<CostLine[]> {
+  let cache = caches.get(clickhouse);
+  if (!cache) caches.set(clickhouse, (cache = new Map()));
+  const key = JSON.stringify([tenant, range, groupBy, filter, book.version, options.byMinute === true]);
+  const watermark = await rangeWatermark(clickhouse, range);
+  const hit = cache.get(key);
+  cache.delete(key);
+  if (hit?.watermark === watermark) {
+    cache.set(key, hit);
+    return hit.lines;
+  }
+  const lines = await computeCostLines(clickhouse, tenant, range, groupBy, filter, book, options);
+  cache.set(key, { watermark, lines });
+  if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
+  return lines;
+}
+
+async function computeCostLines(
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  range: MsRange,
+  groupBy: readonly CostDimension[],
+  filter: CostFilter,
+  book: PriceBook,
+  options: { byMinute?: boolean },
 ): Promise<CostLine[]> {
   const rules = [...book.prices].sort(comparePrecedence);
   const points = segmentPoints(book);

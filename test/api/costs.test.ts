@@ -331,6 +331,15 @@ describe('costReport', () => {
     assert.equal(costReport.total.reportedCost.amount, '0.250000');
   });
 
+  test('a record arriving late for a range already reported shows at once (no stale answer)', async () => {
+    const SEPT = { from: '2026-09-01T00:00:00Z', to: '2026-10-01T00:00:00Z', groupBy: ['ACCOUNT'] };
+    assert.deepEqual((await data('acme-viewer', REPORT, SEPT)).costReport.rows, []);
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: [row('acme', { at: '2026-09-15T10:00:00Z', agent: 'coder', account: 'erin', tool: 'repo.Files.Read', ms: 2000 }, 800)] });
+    // No rule is in force before October: the call is counted, unpriced.
+    const rows = (await data('acme-viewer', REPORT, SEPT)).costReport.rows;
+    assert.deepEqual(rows.map((r: any) => [r.account, r.calls, r.unpricedCalls, r.pricedCost.amount]), [['erin', 1, 1, '0.000000']]);
+  });
+
   test('bad arguments are BAD_USER_INPUT', async () => {
     const bad = await gql('acme-viewer', REPORT, { from: 'yesterday', to: NOV.to });
     assert.equal(bad.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
