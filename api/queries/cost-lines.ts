@@ -245,8 +245,10 @@ async function computeCostLines(
   const points = segmentPoints(book);
   const needsCostCentre = groupBy.includes('costCentre') || filter.costCentre !== undefined;
   const params: Record<string, unknown> = { tenant, from: dt(range.fromMs), to: dt(range.toMs) };
-  points.forEach((p, i) => (params[`p${i}`] = dt(p)));
-  const segment = points.length === 1 ? 'toUInt32(1)' : points.map((_, i) => `(minute >= {p${i}:DateTime64(3, 'UTC')})`).join(' + ');
+  // A minute is in a segment from the first whole second at or after the segment's start: compared as
+  // integers, with no conversion of each row's minute to DateTime64.
+  points.forEach((p, i) => (params[`p${i}`] = Math.ceil(p / 1000)));
+  const segment = points.length === 1 ? 'toUInt32(1)' : points.map((_, i) => `(toUInt32(minute) >= {p${i}:UInt32})`).join(' + ');
   const names = [UNALLOCATED];
   const accountKeys = [...new Set([...rules.map((r) => r.account), ...book.costCentres.filter((c) => c.dimension === 'account').map((c) => c.key)].filter((a) => a !== ''))];
   params.account_keys = accountKeys;
