@@ -615,7 +615,7 @@ describe('closed periods', () => {
     assert.deepEqual(reopened.reopenPeriod, { period: '2026-10', closed: false, by: 'alice-admin', reason: 'contract dispute' });
     const periods = await data('acme-viewer', `{ billingPeriods { period closed reason } }`);
     assert.deepEqual(
-      periods.billingPeriods.map((p: any) => [p.period, p.closed, p.reason]).sort(),
+      periods.billingPeriods.map((p: any) => [p.period, p.closed, p.reason]).sort((a: any[], b: any[]) => (a[0] < b[0] ? -1 : 1)),
       [
         ['2026-10', false, 'contract dispute'],
         ['2026-11', true, ''],
@@ -626,6 +626,14 @@ describe('closed periods', () => {
       ['alice', '0.51'],
       ['bob', '0.01'],
       ['', '0.52'],
+    ]);
+    // Closed again, October's statement replaces the first one: the corrections billed for it in
+    // November are credited back in the next open period (December).
+    await data('acme-billing', `mutation { closePeriod(period: "2026-10") { period } }`);
+    assert.deepEqual(records((await exportText('period=2026-12')).body).map((l) => [l.line_type, l.adjusts_period, l.account, l.total_cost]), [
+      ['adjustment', '2026-10', 'alice', '-0.45'],
+      ['adjustment', '2026-10', 'bob', '-0.01'],
+      ['total', '', '', '-0.46'],
     ]);
   });
 
