@@ -1,11 +1,11 @@
 /**
  * Costs from the per-minute rollups: each minute's calls and duration sum priced by the rule in force at
- * that minute, in one statement. The price book is small, so it travels as array parameters: time is cut
- * into segments at every instant a rule or a cost-centre mapping starts or ends, the rollup rows are
- * summed per segment and per the dimensions that matter, and each such sum is matched against the rules
- * in precedence order (`arrayFirstIndex` over the rules sorted by `comparePrecedence`). Money stays
- * integer: prices in nano-units, priced amounts in atto-units (10^-18 USD, Int128), reported costs as
- * the rollup's Decimal(38, 9), all summed exactly and rounded only when a line is printed.
+ * that minute, in one statement. The price book is small, so it travels as parameters: time is cut into
+ * segments at every instant a rule or a cost-centre mapping starts or ends; each rollup row finds its
+ * winning rule with bit masks (`ruleMasks`) and its cost centre with one look-up (`costCentreIndex`);
+ * rows are summed per output group and rule. Money stays integer: the sums come back as integers and
+ * the rollup's Decimal(38, 9) as text, and are priced here with bigint (prices in nano-units, amounts in
+ * atto-units, 10^-18 USD), exactly; they are rounded only when a line is printed.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
