@@ -13,6 +13,7 @@ import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { Registry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
+import { CHARGEBACK_PATH, createChargebackHandler } from './chargeback-http.ts';
 import { useAuth, type KeyStore } from './plugins/use-auth.ts';
 import { useLimits } from './plugins/use-limits.ts';
 import { useMetrics } from './plugins/use-metrics.ts';
@@ -56,7 +57,7 @@ export interface Api {
 const GRAPHQL_PATH = '/graphql';
 const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
-const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/'];
+const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/', '/export/'];
 
 export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry() }: ApiDependencies): Api {
   const limits = { ...DEFAULT_READ_LIMITS, ...reads };
@@ -86,6 +87,7 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = n
     maskedErrors: { isDev: false },
   });
   const serveUi = createStaticHandler(uiDir, logger);
+  const chargeback = createChargebackHandler({ clickhouse, keys, logger });
 
   return {
     scheduler,
@@ -94,6 +96,10 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = n
       const pathname = (req.url ?? '/').split('?', 1)[0]!;
       if (pathname === GRAPHQL_PATH || pathname === HEALTH_PATH) {
         void yoga(req, res);
+        return;
+      }
+      if (pathname === CHARGEBACK_PATH) {
+        void chargeback(req, res);
         return;
       }
       if (API_PREFIXES.some((p) => pathname.startsWith(p))) {

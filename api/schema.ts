@@ -10,6 +10,7 @@ import type { ApiContext } from './context.ts';
 import * as analytics from './graphql/analytics.ts';
 import * as audit from './graphql/audit.ts';
 import * as me from './graphql/me.ts';
+import * as costs from './graphql/costs.ts';
 import { moneyTypeDefs } from './money.ts';
 
 export const baseTypeDefs = /* GraphQL */ `
@@ -22,6 +23,7 @@ export const baseTypeDefs = /* GraphQL */ `
   """
   schema {
     query: Query
+    mutation: Mutation
   }
 
   "The least role an API key needs to select this field (roles: VIEWER < OPERATOR, BILLING < ADMIN)."
@@ -35,7 +37,7 @@ export const baseTypeDefs = /* GraphQL */ `
   }
 `;
 
-const MODULES = [analytics, audit, me];
+const MODULES = [analytics, audit, me, costs];
 
 export const typeDefs = [baseTypeDefs, moneyTypeDefs, ...MODULES.map((m) => m.typeDefs)];
 

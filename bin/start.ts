@@ -9,6 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { createApi } from '../api/app.ts';
+import { loadPricesFile } from '../api/prices-file.ts';
+import { checkAllBudgets } from '../api/queries/budgets.ts';
+import { parsePeriod } from '../api/queries/closed-periods.ts';
 import { createReceiver } from '../collector/receiver.ts';
 import { KeysFileError, openKeyStore, type FileKeyStore } from '../core/api-keys.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
@@ -199,6 +202,23 @@ if (roles.has('ingest')) {
 }
 if (kafkaPublisher) stops.push(() => kafkaPublisher.disconnect());
 if (!roles.has('ingest')) void topicsReady.then((ready) => ready && (kafkaWaiting = undefined));
+
+if (roles.has('api') && config.pricesFile) {
+  // A bad file stops the start: serving costs from a book other than the one configured would mislead.
+  const stored = await loadPricesFile(clickhouse!, config.pricesFile);
+  logger.info({ file: config.pricesFile, stored }, 'price book loaded');
+}
+
+if (roles.has('api')) {
+  // Budget thresholds are checked every minute, so a crossing is recorded without anyone asking.
+  const timer = setInterval(() => {
+    const period = parsePeriod(new Date().toISOString().slice(0, 7))!;
+    checkAllBudgets(clickhouse!, period).catch((err: unknown) => logger.warn({ err }, 'checking budgets failed'));
+  }, 60_000);
+  timer.unref();
+  stops.push(async () => clearInterval(timer));
+}
+
 
 // The API reads through a client of its own: on the embedded engine a client is one session, and the
 // API's per-statement settings (max_execution_time) then never apply to the ingest's inserts.

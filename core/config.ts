@@ -72,6 +72,7 @@ export const SETTINGS = {
   API_READ_CONCURRENCY: [positiveInt.default(2), 'ClickHouse reads the API runs at once, all API keys together; the rest wait in a fair queue per key.'],
   API_READ_QUEUE_PER_CALLER: [positiveInt.default(64), 'Reads one API key may have waiting; more are refused with `TOO_MANY_REQUESTS` (HTTP 429).'],
   SHUTDOWN_TIMEOUT_MS: [positiveInt.default(15_000), 'How long graceful shutdown may take before the process exits anyway.'],
+  PRICES_FILE: [z.string().min(1).optional(), 'YAML price book and cost-centre map loaded at start (format under "Costs and chargeback"); loading it again changes nothing.'],
   LOG_LEVEL: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level (JSON logs on stdout).'],
 } as const;
 
@@ -106,6 +107,8 @@ export interface Config {
   /** The API's ClickHouse reads: statement time limit and the fair read queue. */
   api: { queryTimeoutMs: number; readConcurrency: number; readQueuePerCaller: number };
   shutdownTimeoutMs: number;
+  /** PRICES_FILE, resolved; loaded into the price book when the API starts. */
+  pricesFile?: string;
   logLevel: string;
 }
 
@@ -157,6 +160,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     batch: { maxRows: r.BATCH_MAX_ROWS, maxWaitMs: r.BATCH_MAX_WAIT_MS },
     api: { queryTimeoutMs: r.API_QUERY_TIMEOUT_MS, readConcurrency: r.API_READ_CONCURRENCY, readQueuePerCaller: r.API_READ_QUEUE_PER_CALLER },
     shutdownTimeoutMs: r.SHUTDOWN_TIMEOUT_MS,
+    pricesFile: r.PRICES_FILE && path.resolve(r.PRICES_FILE),
     logLevel: r.LOG_LEVEL,
   };
 }

@@ -30,8 +30,9 @@ describe('migrations on the embedded engine', () => {
     assert.deepEqual(
       before.map((t) => t.name),
       [
-        'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_v1', 'call_reports_mv_v1',
-        'call_reports_v1', 'dead_letters_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1',
+        'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_v1', 'budget_events_v1',
+        'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'closed_periods_v1', 'dead_letters_v1', 'price_book_v1', 'schema_migrations',
+        'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1',
       ],
     );
 

@@ -1,0 +1,313 @@
+/**
+ * Costs from the per-minute rollups: each minute's calls and duration sum priced by the rule in force at
+ * that minute, in one statement. The price book is small, so it travels as parameters: time is cut into
+ * segments at every instant a rule or a cost-centre mapping starts or ends; each rollup row finds its
+ * winning rule with bit masks (`ruleMasks`) and its cost centre with one look-up (`costCentreIndex`);
+ * rows are summed per output group and rule. Money stays integer: the sums come back as integers and
+ * the rollup's Decimal(38, 9) as text, and are priced here with bigint (prices in nano-units, amounts in
+ * atto-units, 10^-18 USD), exactly; they are rounded only when a line is printed.
+ */
+import type { ClickHouseClient } from '@clickhouse/client';
+import { z } from 'zod';
+import { formatClickHouse } from '../../model/timestamp.ts';
+import { comparePrecedence, globToLike, isGlob, UNALLOCATED, type PriceBook, type PriceVersion } from './price-book.ts';
+import { selectRows } from './select-rows.ts';
+
+export const COST_DIMENSIONS = ['costCentre', 'account', 'agent', 'service', 'tool', 'day', 'month'] as const;
+export type CostDimension = (typeof COST_DIMENSIONS)[number];
+
+export interface CostFilter {
+  costCentre?: string;
+  agent?: string;
+  account?: string;
+  service?: string;
+  tool?: string;
+}
+
+/** A range of whole minutes, [fromMs, toMs). */
+export interface MsRange {
+  fromMs: number;
+  toMs: number;
+}
+
+export interface CostLine {
+  /** The value of each grouped dimension (days and months as `YYYY-MM-DD`). */
+  key: Partial<Record<CostDimension, string>>;
+  calls: bigint;
+  durationNs: bigint;
+  /** Priced cost in 10^-18 USD, exact. */
+  pricedAtto: bigint;
+  /** The records' own cost_usd, in 10^-18 USD, exact. */
+  reportedAtto: bigint;
+  /** Calls no rule priced. */
+  unpricedCalls: bigint;
+  rules: PriceVersion[];
+  /** With `byMinute`: the rollup minute, `YYYY-MM-DD hh:mm:ss` UTC. */
+  minute?: string;
+}
+
+const ATTO_PER_NANO = 1_000_000_000n;
+
+const groupRow = z.object({
+  k_cc: z.coerce.number().int().optional(),
+  k_account: z.string().optional(),
+  k_agent: z.string().optional(),
+  k_service: z.string().optional(),
+  k_tool: z.string().optional(),
+  k_day: z.string().optional(),
+  k_month: z.string().optional(),
+  k_minute: z.string().optional(),
+  ri: z.coerce.number().int(),
+  g_calls: z.coerce.bigint(),
+  g_duration_ns: z.coerce.bigint(),
+  g_reported: z.string(),
+});
+
+/** `"0.063000000"` (Decimal(38, 9) as text) → 63_000_000_000_000_000n atto-units. */
+export function attoFromDecimal9(text: string): bigint {
+  const m = /^(-)?(\d+)(?:\.(\d{1,9}))?$/.exec(text);
+  if (!m) throw new Error(`ClickHouse returned an unexpected decimal: ${JSON.stringify(text)}`);
+  const nanos = BigInt(m[2]!) * ATTO_PER_NANO + BigInt((m[3] ?? '').padEnd(9, '0'));
+  return (m[1] ? -nanos : nanos) * ATTO_PER_NANO;
+}
+
+/** The segment boundaries (epoch ms, ascending, starting at 0) where some rule or mapping starts or ends. */
+function segmentPoints(book: PriceBook): number[] {
+  const points = new Set<number>([0]);
+  for (const v of [...book.prices, ...book.costCentres]) {
+    points.add(v.from);
+    if (Number.isFinite(v.until)) points.add(v.until);
+  }
+  return [...points].sort((a, b) => a - b);
+}
+
+const dt = (ms: number) => formatClickHouse({ epochMs: ms, subMsNanos: 0 }).slice(0, 23);
+const WORD = 64;
+/**
+ * A row's account as an index (1-based) into the accounts the book names, 0 for any other: the one
+ * string look-up per row that the rule masks and the cost-centre map share.
+ */
+const ACCOUNT_INDEX = 'ACCOUNT_INDEX';
+
+/**
+ * Rules as bit masks, 64 rules a word, bit i of word w = rule 64w + i in precedence order. A rollup row's
+ * matching rules are the AND of its segment's mask and one mask per dimension (looked up with transform();
+ * on LowCardinality columns ClickHouse computes it once per distinct value); the winner is the lowest set
+ * bit. A row costs a few lookups and bit operations however many rules there are.
+ */
+function ruleMasks(rules: PriceVersion[], points: number[], accountKeys: string[], params: Record<string, unknown>): string {
+  if (rules.length === 0) return 'toUInt32(0)';
+  const words = Math.ceil(rules.length / WORD);
+  const bit = (i: number, w: number) => (Math.floor(i / WORD) === w ? 1n << BigInt(i % WORD) : 0n);
+  const maskOf = (w: number, keep: (r: PriceVersion) => boolean) => rules.reduce((m, r, i) => (keep(r) ? m | bit(i, w) : m), 0n);
+  const terms: string[][] = [];
+  for (let w = 0; w < words; w++) {
+    const parts: string[] = [];
+    params[`seg_mask_${w}`] = points.map((start) => maskOf(w, (r) => r.from <= start && start < r.until));
+    parts.push(`arrayElement({seg_mask_${w}:Array(UInt64)}, seg)`);
+    if (rules.some((r) => r.account !== '')) {
+      params[`account_masks_${w}`] = ['', ...accountKeys].map((k) => maskOf(w, (r) => r.account === '' || r.account === k));
+      parts.push(`arrayElement({account_masks_${w}:Array(UInt64)}, ${ACCOUNT_INDEX} + 1)`);
+    }
+    for (const [dim, column] of [['service', 'service'], ['agent', 'agent']] as const) {
+      const keys = [...new Set(rules.map((r) => r[dim]).filter((v) => v !== ''))];
+      if (keys.length === 0) continue;
+      params[`${dim}_keys_${w}`] = keys;
+      params[`${dim}_masks_${w}`] = keys.map((k) => maskOf(w, (r) => r[dim] === '' || r[dim] === k));
+      params[`${dim}_default_${w}`] = maskOf(w, (r) => r[dim] === '');
+      parts.push(`transform(${column}, {${dim}_keys_${w}:Array(String)}, {${dim}_masks_${w}:Array(UInt64)}, {${dim}_default_${w}:UInt64})`);
+    }
+    const exactTools = [...new Set(rules.map((r) => r.tool).filter((t) => t !== '' && !isGlob(t)))];
+    const globs = rules.map((r, i) => [r, i] as const).filter(([r, i]) => isGlob(r.tool) && Math.floor(i / WORD) === w);
+    if (exactTools.length > 0 || rules.some((r) => isGlob(r.tool))) {
+      params[`tool_default_${w}`] = maskOf(w, (r) => r.tool === '');
+      let toolMask = `{tool_default_${w}:UInt64}`;
+      if (exactTools.length > 0) {
+        params[`tool_keys_${w}`] = exactTools;
+        params[`tool_masks_${w}`] = exactTools.map((k) => maskOf(w, (r) => r.tool === '' || r.tool === k));
+        toolMask = `transform(tool, {tool_keys_${w}:Array(String)}, {tool_masks_${w}:Array(UInt64)}, ${toolMask})`;
+      }
+      const globTerms = globs.map(([r, i]) => {
+        params[`glob_${i}`] = globToLike(r.tool);
+        return `if(tool LIKE {glob_${i}:String}, toUInt64(${bit(i, w)}), toUInt64(0))`;
+      });
+      parts.push(globTerms.length ? `bitOr(${toolMask}, ${globTerms.join(' + ')})` : toolMask);
+    }
+    terms.push(parts);
+  }
+  const pick = terms.map((parts, w) => `(${parts.reduce((a, b) => `bitAnd(${a}, ${b})`)} AS m${w}) != 0, ${w * WORD} + bitCount(bitXor(m${w}, m${w} - 1))`);
+  return `multiIf(${pick.join(', ')}, 0)`;
+}
+
+/**
+ * The cost centre of a row as an index into `names` (0 = unallocated): its account's mapping in its
+ * segment, else its agent's. Per segment, the key is looked up once (transform) and the segment picks
+ * the mapping.
+ */
+function costCentreIndex(book: PriceBook, points: number[], accountKeys: string[], params: Record<string, unknown>, names: string[]): string {
+  const index = (name: string) => {
+    const i = names.indexOf(name);
+    return i >= 0 ? i : names.push(name) - 1;
+  };
+  const lookups: string[] = [];
+  for (const dimension of ['account', 'agent'] as const) {
+    const mappings = book.costCentres.filter((c) => c.dimension === dimension);
+    if (mappings.length === 0) continue;
+    // Key 0 is "not mapped"; the accounts share the index the rule masks use.
+    const keys = dimension === 'account' ? ['', ...accountKeys] : ['', ...new Set(mappings.map((c) => c.key))];
+    // table[(key index) * segments + segment] (1-based) = cost-centre index in that segment (0 = none).
+    const table: number[] = new Array(keys.length * points.length).fill(0);
+    for (const c of mappings) {
+      const k = keys.indexOf(c.key);
+      points.forEach((start, s) => {
+        if (c.from <= start && start < c.until) table[k * points.length + s] = index(c.costCentre);
+      });
+    }
+    params[`cc_${dimension}_table`] = table;
+    let key = ACCOUNT_INDEX;
+    if (dimension === 'agent') {
+      params.cc_agent_keys = keys.slice(1);
+      params.cc_agent_ids = keys.slice(1).map((_, i) => i + 1);
+      key = 'transform(agent, {cc_agent_keys:Array(String)}, {cc_agent_ids:Array(UInt32)}, toUInt32(0))';
+    }
+    lookups.push(`arrayElement({cc_${dimension}_table:Array(UInt32)}, ${key} * ${points.length} + seg)`);
+  }
+  if (lookups.length === 0) return '0';
+  return lookups.reduce((a, b) => `if((${a} AS cc_first) != 0, cc_first, ${b})`);
+}
+
+/**
+ * Answers for the same tenant, range, grouping, filter and price-book version are reused while the
+ * rollup's active parts in the months the range touches are the same ones: any insert (a late record
+ * too), merge or TTL deletion there makes new parts, and a changed price or mapping a new book version.
+ * At most 64 answers per ClickHouse client.
+ */
+const caches = new WeakMap<ClickHouseClient, Map<string, { watermark: string; lines: CostLine[] }>>();
+const CACHE_SIZE = 64;
+
+function monthsOf(range: MsRange): string[] {
+  const months: string[] = [];
+  const d = new Date(Date.UTC(new Date(range.fromMs).getUTCFullYear(), new Date(range.fromMs).getUTCMonth(), 1));
+  while (d.getTime() < range.toMs) {
+    months.push(`${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}`);
+    d.setUTCMonth(d.getUTCMonth() + 1);
+  }
+  return months;
+}
+
+async function rangeWatermark(clickhouse: ClickHouseClient, range: MsRange): Promise<string> {
+  const [row] = await selectRows(
+    clickhouse,
+    'cost-watermark',
+    `SELECT toString(cityHash64(arraySort(groupArray(name)))) AS parts FROM system.parts
+     WHERE database = currentDatabase() AND table = 'tool_calls_1m_v1' AND active AND partition_id IN {months:Array(String)}`,
+    { months: monthsOf(range) },
+    z.object({ parts: z.string() }),
+  );
+  return row!.parts;
+}
+
+export async function queryCostLines(
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  range: MsRange,
+  groupBy: readonly CostDimension[],
+  filter: CostFilter,
+  book: PriceBook,
+  options: { byMinute?: boolean } = {},
+): Promise<CostLine[]> {
+  let cache = caches.get(clickhouse);
+  if (!cache) caches.set(clickhouse, (cache = new Map()));
+  const key = JSON.stringify([tenant, range, groupBy, filter, book.version, options.byMinute === true]);
+  const watermark = await rangeWatermark(clickhouse, range);
+  const hit = cache.get(key);
+  cache.delete(key);
+  if (hit?.watermark === watermark) {
+    cache.set(key, hit);
+    return hit.lines;
+  }
+  const lines = await computeCostLines(clickhouse, tenant, range, groupBy, filter, book, options);
+  cache.set(key, { watermark, lines });
+  if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
+  return lines;
+}
+
+async function computeCostLines(
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  range: MsRange,
+  groupBy: readonly CostDimension[],
+  filter: CostFilter,
+  book: PriceBook,
+  options: { byMinute?: boolean },
+): Promise<CostLine[]> {
+  const rules = [...book.prices].sort(comparePrecedence);
+  const points = segmentPoints(book);
+  const needsCostCentre = groupBy.includes('costCentre') || filter.costCentre !== undefined;
+  const params: Record<string, unknown> = { tenant, from: dt(range.fromMs), to: dt(range.toMs) };
+  // A minute is in a segment from the first whole second at or after the segment's start: compared as
+  // integers, with no conversion of each row's minute to DateTime64.
+  points.forEach((p, i) => (params[`p${i}`] = Math.ceil(p / 1000)));
+  const segment = points.length === 1 ? 'toUInt32(1)' : points.map((_, i) => `(toUInt32(minute) >= {p${i}:UInt32})`).join(' + ');
+  const names = [UNALLOCATED];
+  const accountKeys = [...new Set([...rules.map((r) => r.account), ...book.costCentres.filter((c) => c.dimension === 'account').map((c) => c.key)].filter((a) => a !== ''))];
+  params.account_keys = accountKeys;
+  params.account_ids = accountKeys.map((_, i) => i + 1);
+  const costCentre = needsCostCentre ? costCentreIndex(book, points, accountKeys, params, names) : '0';
+
+  const where = ['tenant = {tenant:String}', "minute >= {from:DateTime64(3, 'UTC')}", "minute < {to:DateTime64(3, 'UTC')}"];
+  for (const [name, column] of [['agent', 'agent'], ['account', 'account_id'], ['service', 'service'], ['tool', 'tool']] as const) {
+    if (filter[name] !== undefined) {
+      where.push(`${column} = {f_${name}:String}`);
+      params[`f_${name}`] = filter[name];
+    }
+  }
+
+  const columns: Array<[CostDimension, string]> = [
+    ['costCentre', `${costCentre} AS k_cc`],
+    ['account', 'account_id AS k_account'],
+    ['agent', 'toString(agent) AS k_agent'],
+    ['service', 'toString(service) AS k_service'],
+    ['tool', 'toString(tool) AS k_tool'],
+    ['day', 'toString(toDate(minute)) AS k_day'],
+    ['month', 'toString(toStartOfMonth(minute)) AS k_month'],
+  ];
+  const grouped = columns.filter(([d]) => groupBy.includes(d) || (d === 'costCentre' && needsCostCentre));
+  if (options.byMinute) grouped.push(['day', 'toString(minute) AS k_minute']);
+  const query = `
+    SELECT ${[...grouped.map(([, c]) => c), `${ruleMasks(rules, points, accountKeys, params)} AS ri`].join(', ')},
+           sum(calls) AS g_calls, toString(sum(duration_sum_ns)) AS g_duration_ns, toString(sum(cost_usd_sum)) AS g_reported
+    FROM tool_calls_1m_v1
+    WHERE ${where.join(' AND ')}
+    GROUP BY ${[...grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4)), 'ri'].join(', ')}`.replace(/\bseg\b/g, `(${segment})`)
+    .replaceAll(ACCOUNT_INDEX, 'transform(account_id, {account_keys:Array(String)}, {account_ids:Array(UInt32)}, toUInt32(0))');
+
+  const rows = await selectRows(clickhouse, 'cost-lines', query, params, groupRow);
+  const lines = new Map<string, CostLine & { ruleIndexes: Set<number> }>();
+  for (const r of rows) {
+    const costCentreName = r.k_cc === undefined ? undefined : names[r.k_cc]!;
+    if (filter.costCentre !== undefined && costCentreName !== filter.costCentre) continue;
+    const key: Partial<Record<CostDimension, string>> = {};
+    for (const d of COST_DIMENSIONS) {
+      if (!groupBy.includes(d)) continue;
+      key[d] = d === 'costCentre' ? costCentreName! : r[`k_${d}` as 'k_account']!;
+    }
+    const id = JSON.stringify([...COST_DIMENSIONS.map((d) => key[d] ?? null), r.k_minute ?? null]);
+    const line = lines.get(id) ?? { key, calls: 0n, durationNs: 0n, pricedAtto: 0n, reportedAtto: 0n, unpricedCalls: 0n, rules: [], ruleIndexes: new Set<number>(), ...(r.k_minute !== undefined && { minute: r.k_minute }) };
+    const rule = r.ri > 0 ? rules[r.ri - 1]! : undefined;
+    line.calls += r.g_calls;
+    line.durationNs += r.g_duration_ns;
+    line.reportedAtto += attoFromDecimal9(r.g_reported);
+    if (rule) {
+      line.pricedAtto += r.g_calls * rule.perCallNanos * ATTO_PER_NANO + r.g_duration_ns * rule.perSecondNanos;
+      line.ruleIndexes.add(r.ri);
+    } else {
+      line.unpricedCalls += r.g_calls;
+    }
+    lines.set(id, line);
+  }
+  return [...lines.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, { ruleIndexes, ...line }]) => ({ ...line, rules: [...ruleIndexes].sort((a, b) => a - b).map((i) => rules[i - 1]!) }))
+    .filter((l) => l.calls > 0n || l.reportedAtto !== 0n);
+}
