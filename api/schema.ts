@@ -14,17 +14,11 @@ import * as costs from './graphql/costs.ts';
 import { moneyTypeDefs } from './money.ts';
 
 export const baseTypeDefs = /* GraphQL */ `
-  """
-  Times are ISO-8601 (RFC 3339) strings with a time zone, e.g. "2026-11-24T10:00:00Z"; times returned are
-  UTC with nanosecond precision. A range is [from, to): \`to\` defaults to now, \`from\` to an hour before \`to\`.
-  Aggregates come from rollups, so their range resolves to the whole buckets it overlaps. Durations are
-  milliseconds. Percentiles cover allowed calls only. Every answer is limited to the API key's tenant; a
-  \`tenant\` argument, where one is accepted, must name that tenant.
-  """
-  schema {
-    query: Query
-    mutation: Mutation
-  }
+  # Times are ISO-8601 (RFC 3339) strings with a time zone, e.g. "2026-11-24T10:00:00Z"; times returned are
+  # UTC with nanosecond precision. A range is [from, to): \`to\` defaults to now, \`from\` to an hour before \`to\`.
+  # Aggregates come from rollups, so their range resolves to the whole buckets it overlaps. Durations are
+  # milliseconds. Percentiles cover allowed calls only. Every answer is limited to the API key's tenant; a
+  # \`tenant\` argument, where one is accepted, must name that tenant.
 
   "The least role an API key needs to select this field (roles: VIEWER < OPERATOR, BILLING < ADMIN)."
   directive @requires(role: Role!) on FIELD_DEFINITION
