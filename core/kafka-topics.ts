@@ -11,6 +11,7 @@
  */
 import { classifyKafkaError, isKafkaError, type Kafka } from './kafka.ts';
 import type { Logger } from './logger.ts';
+import { sleep } from './sleep.ts';
 
 export interface NewTopicSettings {
   /** Partitions of a topic this creates. */
@@ -85,16 +86,4 @@ async function tryOnce(kafka: Kafka, options: EnsureTopicsOptions, attempt: numb
 
 function leaderlessTopics(metadata: { topics: { name: string; partitions: { leader: number }[] }[] }): string[] {
   return metadata.topics.filter((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0)).map((t) => t.name);
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-  });
 }

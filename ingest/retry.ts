@@ -3,6 +3,7 @@
  * worth retrying is decided from its type and code, never from its message.
  */
 import { ClickHouseError } from '@clickhouse/client';
+import { sleep } from '../core/sleep.ts';
 
 export interface RetryOptions {
   initialDelayMs?: number;
@@ -29,18 +30,6 @@ export async function retry<T>(operation: () => Promise<T>, options: RetryOption
       await sleep(delayMs, signal);
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-  });
 }
 
 /**
