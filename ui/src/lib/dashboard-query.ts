@@ -3,7 +3,7 @@
  * the API's own (type imports only: nothing of the server is bundled).
  */
 
-import type { AgentStats } from '../../../api/queries/agents.ts';
+import type { AgentStats } from '../../../api/queries/agent-activity.ts';
 import type { AuditLogEntry } from '../../../api/queries/audit-log.ts';
 import type { Overview } from '../../../api/queries/overview.ts';
 import type { ToolLatency } from '../../../api/queries/slowest-tools.ts';
@@ -31,8 +31,8 @@ export interface DashboardVariables {
 
 const QUERY = /* GraphQL */ `
   query Dashboard($tenant: String!, $from: String!, $to: String!) {
-    overview(tenant: $tenant, from: $from, to: $to) { calls errors denials agents p99Ms costUsd }
-    agents(tenant: $tenant, from: $from, to: $to) { agent calls errors denials p50Ms p99Ms costUsd }
+    overview(tenant: $tenant, from: $from, to: $to) { calls errors denials agents p99Ms costUsd { amount micros currency } }
+    agents(tenant: $tenant, from: $from, to: $to) { agent calls errors denials p50Ms p99Ms costUsd { amount micros currency } }
     slowestTools(tenant: $tenant, from: $from, to: $to, limit: 10) { service tool calls p50Ms p95Ms p99Ms maxMs }
     auditLog(tenant: $tenant, from: $from, to: $to, limit: 50) {
       eventId timestamp traceId agent accountId tool allowed deniedReason durationMs error costUsd

@@ -1,0 +1,157 @@
+-- Rollups sized to the analytics questions (api/queries/*.ts). tool_calls_1m_v1 keys every minute by
+-- agent × account × service × tool and barely compresses (about one row per call), so it answers no
+-- faster than the raw table. These tables keep each call once per *dimension set* (`dims`), per hour
+-- and per day, so each question reads the smallest set that holds the dimensions it groups and filters by:
+--
+--   dims 1  agent                       (overview, agentActivity, timeseries by agent)
+--   dims 2  service, tool               (topServices, slowestTools, timeseries by service or tool)
+--   dims 3  agent, service, tool        (distinct tools per agent; a filter across agent and tool)
+--   dims 4  account                     (timeseries by account, a filter by account alone)
+--   dims 5  agent, account              (distinct accounts per agent)
+--
+-- A dimension outside the row's set is ''. Every set also keys the call's outcome (OK, ERROR, DENIED;
+-- a denied call is DENIED whatever its error), so an outcome filter is a key condition. The hourly table
+-- holds the small sets (1, 2) only; a range reads whole days from the daily table, whole hours at its
+-- edges from the hourly one, and the rest from audit_events_v1 (see api/queries/rollup-plan.ts), so
+-- answers are exact for any [from, to). Distinct counts are counts of key values, hence exact;
+-- percentiles merge t-digests of the durations of allowed calls.
+--
+-- Only `counted` rows are rolled up (a call reported twice is counted once, see 0005).
+CREATE TABLE IF NOT EXISTS calls_1h_v1 {{on_cluster}}
+(
+    tenant          LowCardinality(String),
+    dims            UInt8,
+    bucket          DateTime('UTC'),
+    agent           LowCardinality(String),
+    service         LowCardinality(String),
+    tool            LowCardinality(String),
+    account_id      String,
+    outcome         LowCardinality(String),
+    calls           SimpleAggregateFunction(sum, UInt64),
+    errors          SimpleAggregateFunction(sum, UInt64),
+    denials         SimpleAggregateFunction(sum, UInt64),
+    duration_sum_ns SimpleAggregateFunction(sum, UInt64),
+    duration_max_ns SimpleAggregateFunction(max, UInt64),
+    duration_digest AggregateFunction(quantileTDigest, UInt64),
+    cost_usd_sum    SimpleAggregateFunction(sum, Decimal(38, 9)),
+    priced_calls    SimpleAggregateFunction(sum, UInt64),
+    first_seen      SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
+    last_seen       SimpleAggregateFunction(max, DateTime64(9, 'UTC'))
+)
+ENGINE = {{replicated}}AggregatingMergeTree
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (tenant, dims, bucket, agent, service, tool, account_id, outcome)
+TTL bucket + INTERVAL {{rollup_retention_days}} DAY
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS calls_1d_v1 {{on_cluster}} AS calls_1h_v1
+ENGINE = {{replicated}}AggregatingMergeTree
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (tenant, dims, bucket, agent, service, tool, account_id, outcome)
+TTL bucket + INTERVAL {{rollup_retention_days}} DAY
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS calls_1h_mv_v1 {{on_cluster}} TO calls_1h_v1 AS
+SELECT
+    tenant,
+    dims,
+    toStartOfHour(timestamp) AS bucket,
+    if(dims IN (1, 3, 5), agent, '') AS agent,
+    if(dims IN (2, 3), service, '') AS service,
+    if(dims IN (2, 3), tool, '') AS tool,
+    if(dims IN (4, 5), account_id, '') AS account_id,
+    multiIf(NOT allowed, 'DENIED', is_error, 'ERROR', 'OK') AS outcome,
+    count() AS calls,
+    countIf(is_error) AS errors,
+    countIf(NOT allowed) AS denials,
+    sumIf(duration_ns, allowed) AS duration_sum_ns,
+    maxIf(duration_ns, allowed) AS duration_max_ns,
+    quantileTDigestStateIf(duration_ns, allowed) AS duration_digest,
+    sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
+    countIf(cost_usd IS NOT NULL) AS priced_calls,
+    min(timestamp) AS first_seen,
+    max(timestamp) AS last_seen
+FROM audit_events_v1
+ARRAY JOIN [1, 2] AS dims
+WHERE counted
+GROUP BY tenant, dims, bucket, agent, service, tool, account_id, outcome;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS calls_1d_mv_v1 {{on_cluster}} TO calls_1d_v1 AS
+SELECT
+    tenant,
+    dims,
+    toDateTime(toStartOfDay(timestamp), 'UTC') AS bucket,
+    if(dims IN (1, 3, 5), agent, '') AS agent,
+    if(dims IN (2, 3), service, '') AS service,
+    if(dims IN (2, 3), tool, '') AS tool,
+    if(dims IN (4, 5), account_id, '') AS account_id,
+    multiIf(NOT allowed, 'DENIED', is_error, 'ERROR', 'OK') AS outcome,
+    count() AS calls,
+    countIf(is_error) AS errors,
+    countIf(NOT allowed) AS denials,
+    sumIf(duration_ns, allowed) AS duration_sum_ns,
+    maxIf(duration_ns, allowed) AS duration_max_ns,
+    quantileTDigestStateIf(duration_ns, allowed) AS duration_digest,
+    sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
+    countIf(cost_usd IS NOT NULL) AS priced_calls,
+    min(timestamp) AS first_seen,
+    max(timestamp) AS last_seen
+FROM audit_events_v1
+ARRAY JOIN [1, 2, 3, 4, 5] AS dims
+WHERE counted
+GROUP BY tenant, dims, bucket, agent, service, tool, account_id, outcome;
+
+-- The calls stored before the views existed, copied once. A row inserted after a view was created went
+-- through that view already (its ingested_at, the server's clock at insert, is not earlier than the
+-- view's creation second), so it is not copied again: no call counts twice.
+INSERT INTO calls_1h_v1
+SELECT
+    tenant,
+    dims,
+    toStartOfHour(timestamp) AS bucket,
+    if(dims IN (1, 3, 5), agent, '') AS agent,
+    if(dims IN (2, 3), service, '') AS service,
+    if(dims IN (2, 3), tool, '') AS tool,
+    if(dims IN (4, 5), account_id, '') AS account_id,
+    multiIf(NOT allowed, 'DENIED', is_error, 'ERROR', 'OK') AS outcome,
+    count() AS calls,
+    countIf(is_error) AS errors,
+    countIf(NOT allowed) AS denials,
+    sumIf(duration_ns, allowed) AS duration_sum_ns,
+    maxIf(duration_ns, allowed) AS duration_max_ns,
+    quantileTDigestStateIf(duration_ns, allowed) AS duration_digest,
+    sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
+    countIf(cost_usd IS NOT NULL) AS priced_calls,
+    min(timestamp) AS first_seen,
+    max(timestamp) AS last_seen
+FROM audit_events_v1
+ARRAY JOIN [1, 2] AS dims
+WHERE counted
+  AND ingested_at < (SELECT min(metadata_modification_time) FROM system.tables WHERE database = currentDatabase() AND name = 'calls_1h_mv_v1')
+GROUP BY tenant, dims, bucket, agent, service, tool, account_id, outcome;
+
+INSERT INTO calls_1d_v1
+SELECT
+    tenant,
+    dims,
+    toDateTime(toStartOfDay(timestamp), 'UTC') AS bucket,
+    if(dims IN (1, 3, 5), agent, '') AS agent,
+    if(dims IN (2, 3), service, '') AS service,
+    if(dims IN (2, 3), tool, '') AS tool,
+    if(dims IN (4, 5), account_id, '') AS account_id,
+    multiIf(NOT allowed, 'DENIED', is_error, 'ERROR', 'OK') AS outcome,
+    count() AS calls,
+    countIf(is_error) AS errors,
+    countIf(NOT allowed) AS denials,
+    sumIf(duration_ns, allowed) AS duration_sum_ns,
+    maxIf(duration_ns, allowed) AS duration_max_ns,
+    quantileTDigestStateIf(duration_ns, allowed) AS duration_digest,
+    sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
+    countIf(cost_usd IS NOT NULL) AS priced_calls,
+    min(timestamp) AS first_seen,
+    max(timestamp) AS last_seen
+FROM audit_events_v1
+ARRAY JOIN [1, 2, 3, 4, 5] AS dims
+WHERE counted
+  AND ingested_at < (SELECT min(metadata_modification_time) FROM system.tables WHERE database = currentDatabase() AND name = 'calls_1d_mv_v1')
+GROUP BY tenant, dims, bucket, agent, service, tool, account_id, outcome;
