@@ -35,7 +35,7 @@ export interface Denials {
   overTime: number[];
 }
 
-const row = z.object({ part: z.string(), key: z.string(), service: z.string(), n: count });
+const row = z.object({ part: z.string(), key: z.string(), key_service: z.string(), n: count });
 
 export async function queryDenials(
   clickhouse: ClickHouseClient,
@@ -64,11 +64,11 @@ export async function queryDenials(
           AND timestamp >= {from:DateTime64(9, 'UTC')} AND timestamp < {to:DateTime64(9, 'UTC')}${conditions.map((c) => `\n          AND ${c}`).join('')}`;
   const part = (name: string, key: string, service = "''") => `
     SELECT * FROM (
-        SELECT '${name}' AS part, ${key} AS key, ${service} AS service, count() AS n
+        SELECT '${name}' AS part, ${key} AS key, ${service} AS key_service, count() AS n
         FROM denied_calls_v1
         WHERE ${where}
-        GROUP BY key, service
-        ORDER BY n DESC, key ASC, service ASC
+        GROUP BY key, key_service
+        ORDER BY n DESC, key ASC, key_service ASC
         LIMIT {limit:UInt32}
     )`;
   const sql = [
@@ -77,7 +77,7 @@ export async function queryDenials(
     part('tool', 'tool', 'service'),
     part('scope', 'arrayJoin(scopes_required)'),
     `
-    SELECT 'time' AS part, toString(intDiv(toUnixTimestamp(timestamp), {step:UInt32}) * {step:UInt32}) AS key, '' AS service, count() AS n
+    SELECT 'time' AS part, toString(intDiv(toUnixTimestamp(timestamp), {step:UInt32}) * {step:UInt32}) AS key, '' AS key_service, count() AS n
     FROM denied_calls_v1
     WHERE ${where}
     GROUP BY key`,
@@ -91,7 +91,7 @@ export async function queryDenials(
       overTime[i] = r.n;
       result.total += r.n;
     } else if (r.part === 'tool') {
-      result.byTool.push({ service: r.service, tool: r.key, count: r.n });
+      result.byTool.push({ service: r.key_service, tool: r.key, count: r.n });
     } else {
       const list = r.part === 'reason' ? result.byReason : r.part === 'agent' ? result.byAgent : result.byScope;
       list.push({ key: r.key, count: r.n });
