@@ -10,11 +10,13 @@
 --   dims 5  agent, account              (distinct accounts per agent)
 --
 -- A dimension outside the row's set is ''. Every set also keys the call's outcome (OK, ERROR, DENIED;
--- a denied call is DENIED whatever its error), so an outcome filter is a key condition. The hourly table
--- holds the small sets (1, 2) only; a range reads whole days from the daily table, whole hours at its
--- edges from the hourly one, and the rest from audit_events_v1 (see api/queries/rollup-plan.ts), so
--- answers are exact for any [from, to). Distinct counts are counts of key values, hence exact;
--- percentiles merge t-digests of the durations of allowed calls.
+-- a denied call is DENIED whatever its error), so an outcome filter is a key condition. The hourly
+-- table holds the sets 1, 2 and 4 only (3 and 5 would have nearly a row per call). A range reads whole
+-- days from the daily table, whole hours at its edges from the hourly one, and the rest from
+-- audit_events_v1 (api/queries/rollup-plan.ts), so answers are exact for any [from, to). Distinct
+-- counts are counts of key values, hence exact. Percentiles merge DDSketches (quantileDD, relative
+-- accuracy 0.01) of the durations of allowed calls: each answer is within 1% of the exact value at its
+-- rank, and a sketch (a few hundred counters) merges in a fraction of a t-digest's time.
 --
 -- Only `counted` rows are rolled up (a call reported twice is counted once, see 0005).
 CREATE TABLE IF NOT EXISTS calls_1h_v1 {{on_cluster}}
@@ -32,7 +34,7 @@ CREATE TABLE IF NOT EXISTS calls_1h_v1 {{on_cluster}}
     denials         SimpleAggregateFunction(sum, UInt64),
     duration_sum_ns SimpleAggregateFunction(sum, UInt64),
     duration_max_ns SimpleAggregateFunction(max, UInt64),
-    duration_digest AggregateFunction(quantileTDigest, UInt64),
+    duration_sketch AggregateFunction(quantileDD(0.01, 0.5), UInt64),
     cost_usd_sum    SimpleAggregateFunction(sum, Decimal(38, 9)),
     priced_calls    SimpleAggregateFunction(sum, UInt64),
     first_seen      SimpleAggregateFunction(min, DateTime64(9, 'UTC')),
@@ -66,13 +68,13 @@ SELECT
     countIf(NOT allowed) AS denials,
     sumIf(duration_ns, allowed) AS duration_sum_ns,
     maxIf(duration_ns, allowed) AS duration_max_ns,
-    quantileTDigestStateIf(duration_ns, allowed) AS duration_digest,
+    quantileDDStateIf(0.01, 0.5)(duration_ns, allowed) AS duration_sketch,
     sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
     countIf(cost_usd IS NOT NULL) AS priced_calls,
     min(timestamp) AS first_seen,
     max(timestamp) AS last_seen
 FROM audit_events_v1
-ARRAY JOIN [1, 2] AS dims
+ARRAY JOIN [1, 2, 4] AS dims
 WHERE counted
 GROUP BY tenant, dims, bucket, agent, service, tool, account_id, outcome;
 
@@ -91,7 +93,7 @@ SELECT
     countIf(NOT allowed) AS denials,
     sumIf(duration_ns, allowed) AS duration_sum_ns,
     maxIf(duration_ns, allowed) AS duration_max_ns,
-    quantileTDigestStateIf(duration_ns, allowed) AS duration_digest,
+    quantileDDStateIf(0.01, 0.5)(duration_ns, allowed) AS duration_sketch,
     sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
     countIf(cost_usd IS NOT NULL) AS priced_calls,
     min(timestamp) AS first_seen,
@@ -119,13 +121,13 @@ SELECT
     countIf(NOT allowed) AS denials,
     sumIf(duration_ns, allowed) AS duration_sum_ns,
     maxIf(duration_ns, allowed) AS duration_max_ns,
-    quantileTDigestStateIf(duration_ns, allowed) AS duration_digest,
+    quantileDDStateIf(0.01, 0.5)(duration_ns, allowed) AS duration_sketch,
     sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
     countIf(cost_usd IS NOT NULL) AS priced_calls,
     min(timestamp) AS first_seen,
     max(timestamp) AS last_seen
 FROM audit_events_v1
-ARRAY JOIN [1, 2] AS dims
+ARRAY JOIN [1, 2, 4] AS dims
 WHERE counted
   AND ingested_at < (SELECT min(metadata_modification_time) FROM system.tables WHERE database = currentDatabase() AND name = 'calls_1h_mv_v1')
 GROUP BY tenant, dims, bucket, agent, service, tool, account_id, outcome;
@@ -145,7 +147,7 @@ SELECT
     countIf(NOT allowed) AS denials,
     sumIf(duration_ns, allowed) AS duration_sum_ns,
     maxIf(duration_ns, allowed) AS duration_max_ns,
-    quantileTDigestStateIf(duration_ns, allowed) AS duration_digest,
+    quantileDDStateIf(0.01, 0.5)(duration_ns, allowed) AS duration_sketch,
     sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
     countIf(cost_usd IS NOT NULL) AS priced_calls,
     min(timestamp) AS first_seen,

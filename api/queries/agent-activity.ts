@@ -47,7 +47,7 @@ export async function queryAgentActivity(
     z.object({ agent: z.string(), ...mergedRow }),
   );
   const distinct = async (need: 'tool' | 'account', column: string, name: string) => {
-    const source = callsSource(tenant, { range, filter, need: ['agent', need] });
+    const source = callsSource(tenant, { range, filter, need: ['agent', need], keysOnly: true });
     const rows = await selectRows(clickhouse, name, `SELECT agent, uniqExactIf(${column}, ${column} != '') AS n\nFROM ${source.sql}\nGROUP BY agent`, source.params, distinctRow);
     return new Map(rows.map((r) => [r.agent, r.n]));
   };

@@ -4,14 +4,17 @@ import { microsFromDecimal, money, type Money } from '../money.ts';
 import { isoFromClickHouse, msFromNs } from './params.ts';
 import { count, maybeFloat } from './select-rows.ts';
 
-/** Merged metrics of a group of source rows; percentiles and averages cover allowed calls only. */
+/**
+ * Merged metrics of a group of source rows; percentiles and averages cover allowed calls only. A
+ * percentile is within 1% of the exact value at its rank (DDSketch, relative accuracy 0.01, sql/0008).
+ */
 export const MERGED_METRICS = `
     sum(calls)                                                    AS calls,
     sum(errors)                                                   AS errors,
     sum(denials)                                                  AS denials,
     sum(duration_sum_ns)                                          AS duration_sum_ns,
     max(duration_max_ns)                                          AS duration_max_ns,
-    quantilesTDigestMerge(0.5, 0.95, 0.99)(duration_digest)       AS quantiles_ns,
+    quantilesDDMerge(0.01, 0.5, 0.95, 0.99)(duration_sketch)      AS quantiles_ns,
     toString(sum(cost_usd_sum))                                   AS cost_usd,
     min(first_seen)                                               AS first_seen,
     max(last_seen)                                                AS last_seen`;

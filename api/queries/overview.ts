@@ -29,7 +29,7 @@ SELECT
     sum(errors)                                  AS errors,
     sum(denials)                                 AS denials,
     uniqExact(agent)                             AS agents,
-    quantileTDigestMerge(0.99)(duration_digest)  AS p99_ns,
+    quantileDDMerge(0.01, 0.99)(duration_sketch) AS p99_ns,
     toString(sum(cost_usd_sum))                  AS cost_usd
 FROM ${source.sql}`;
   const [r] = await selectRows(clickhouse, 'overview', sql, source.params, row);

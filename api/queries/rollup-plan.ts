@@ -6,7 +6,8 @@
  * groups or filters by, and a level without such a set is skipped (its span read from the next finer one).
  *
  * `callsSource()` returns one subquery whose rows all have the same columns, whatever table they come
- * from: the caller merges them (sum, max, quantilesTDigestMerge, min, max) grouped as it needs.
+ * from: the caller merges them (sum, max, quantilesDDMerge, min, max) grouped as it needs; or, for
+ * distinct counts, only their keys.
  */
 import { epochNanos, formatClickHouse, instantFromEpochNanos, parseRfc3339 } from '../../model/timestamp.ts';
 import { filterDimensions, filterSql, RAW_OUTCOME, type AggregateFilter, type Dimension } from './filter.ts';
@@ -33,7 +34,7 @@ interface Level {
 
 const LEVELS: readonly Level[] = [
   { table: 'calls_1d_v1', seconds: DAY_SECONDS, sets: [1, 2, 3, 4, 5] },
-  { table: 'calls_1h_v1', seconds: HOUR_SECONDS, sets: [1, 2] },
+  { table: 'calls_1h_v1', seconds: HOUR_SECONDS, sets: [1, 2, 4] },
 ];
 
 export interface Segment {
@@ -71,6 +72,8 @@ export interface SourceOptions {
   need: readonly Dimension[];
   /** Timeseries step in seconds: a level is used only when its unit divides the step. */
   stepSeconds?: number;
+  /** Only the keys (t, dimensions, outcome), for distinct counts: no metric is read or computed. */
+  keysOnly?: boolean;
 }
 
 export interface Source {
@@ -80,15 +83,15 @@ export interface Source {
   segments: Segment[];
 }
 
-const METRICS = `calls, errors, denials, duration_sum_ns, duration_max_ns, duration_digest, cost_usd_sum, priced_calls, first_seen, last_seen`;
+const METRICS = `, calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen`;
 
-const RAW_METRICS = `
+const RAW_METRICS = `,
         count()                                       AS calls,
         countIf(is_error)                             AS errors,
         countIf(NOT allowed)                          AS denials,
         sumIf(duration_ns, allowed)                   AS duration_sum_ns,
         maxIf(duration_ns, allowed)                   AS duration_max_ns,
-        quantileTDigestStateIf(duration_ns, allowed)  AS duration_digest,
+        quantileDDStateIf(0.01, 0.5)(duration_ns, allowed) AS duration_sketch,
         sum(toDecimal128(ifNull(cost_usd, 0), 9))     AS cost_usd_sum,
         countIf(cost_usd IS NOT NULL)                 AS priced_calls,
         min(timestamp)                                AS first_seen,
@@ -114,8 +117,12 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
   const segments = planSegments(nanosOf(options.range.from), nanosOf(options.range.to), levels);
 
   const params: Record<string, string | number> = { tenant };
+  if (set !== undefined) params.dims = set;
   const selects: string[] = [];
   const rollupFilter = filterSql(options.filter, 'outcome');
+  const metrics = options.keysOnly ? '' : METRICS;
+  const rawMetrics = options.keysOnly ? '' : RAW_METRICS;
+  const rawGroup = options.keysOnly ? '' : '\n    GROUP BY t, agent, service, tool, account_id, outcome';
   Object.assign(params, rollupFilter.params);
 
   for (const level of levels) {
@@ -128,9 +135,9 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
       return `(bucket >= {${key}_from:DateTime64(9, 'UTC')} AND bucket < {${key}_to:DateTime64(9, 'UTC')})`;
     });
     selects.push(`
-    SELECT bucket AS t, agent, service, tool, account_id, outcome, ${METRICS}
+    SELECT bucket AS t, agent, service, tool, account_id, outcome${metrics}
     FROM ${level.table}
-    WHERE tenant = {tenant:String} AND dims = ${set}
+    WHERE tenant = {tenant:String} AND dims = {dims:UInt8}
       AND (${times.join(' OR ')})${rollupFilter.conditions.map((c) => `\n      AND ${c}`).join('')}`);
   }
 
@@ -146,20 +153,18 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
     const t = step === undefined ? "toDateTime(0, 'UTC')" : "toDateTime(intDiv(toUnixTimestamp(timestamp), {step:UInt32}) * {step:UInt32}, 'UTC')";
     const dims = DIMENSION_COLUMNS.map(([d, column]) => (need.has(d) ? column : `'' AS ${column}`));
     selects.push(`
-    SELECT ${t} AS t, ${dims.join(', ')}, ${RAW_OUTCOME} AS outcome,${RAW_METRICS}
+    SELECT ${t} AS t, ${dims.join(', ')}, ${RAW_OUTCOME} AS outcome${rawMetrics}
     FROM audit_events_v1
     WHERE tenant = {tenant:String} AND counted
-      AND (${times.join(' OR ')})${rawFilter.conditions.map((c) => `\n      AND ${c}`).join('')}
-    GROUP BY t, agent, service, tool, account_id, outcome`);
+      AND (${times.join(' OR ')})${rawFilter.conditions.map((c) => `\n      AND ${c}`).join('')}${rawGroup}`);
   }
 
   // An empty range still needs a source with the right columns: the raw table, matching nothing.
   if (selects.length === 0) {
     selects.push(`
-    SELECT toDateTime(0, 'UTC') AS t, agent, service, tool, account_id, ${RAW_OUTCOME} AS outcome,${RAW_METRICS}
+    SELECT toDateTime(0, 'UTC') AS t, agent, service, tool, account_id, ${RAW_OUTCOME} AS outcome${rawMetrics}
     FROM audit_events_v1
-    WHERE 0
-    GROUP BY t, agent, service, tool, account_id, outcome`);
+    WHERE 0${rawGroup}`);
   }
   return { sql: `(${selects.join('\n    UNION ALL')}\n)`, params, segments };
 }

@@ -36,7 +36,7 @@ const VALUE: Record<Metric, string> = {
   DENIALS: 'toString(sum(n_denials))',
   COST: 'toString(sum(n_cost))',
   AVG_MS: 'toString(if(sum(n_calls) > sum(n_denials), sum(n_duration) / (sum(n_calls) - sum(n_denials)), 0))',
-  P95_MS: 'toString(ifNotFinite(quantileTDigestMerge(0.95)(n_digest), 0))',
+  P95_MS: 'toString(ifNotFinite(quantileDDMerge(0.01, 0.95)(n_sketch), 0))',
 };
 
 export interface Series {
@@ -80,7 +80,7 @@ FROM (
             ${key} AS key,
             sum(calls) AS n_calls, sum(errors) AS n_errors, sum(denials) AS n_denials,
             sum(duration_sum_ns) AS n_duration, sum(cost_usd_sum) AS n_cost,
-            quantileTDigestMergeState(duration_digest) AS n_digest,
+            quantileDDMergeState(0.01, 0.5)(duration_sketch) AS n_sketch,
             sum(sum(${WEIGHT[metric]})) OVER (PARTITION BY key) AS weight
         FROM ${source.sql}
         GROUP BY b, key
