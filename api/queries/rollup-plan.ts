@@ -1,6 +1,7 @@
 /**
  * Where an aggregate reads its calls from (sql/0008): whole days from `calls_1d_v1`, whole hours at the
- * edges from `calls_1h_v1`, and what is left at each end from `audit_events_v1` itself, so that a range
+ * edges from `calls_1h_v1`, and what is left at each end from `audit_events_v1` itself (with an account
+ * filter, everything from that account's calls in `calls_by_account_v1`), so that a range
  * is exact to the nanosecond while its middle costs a few hundred rows per day. Each rollup keeps its
  * calls once per dimension set (`dims`); a question reads the smallest set holding every dimension it
  * groups or filters by, and a level without such a set is skipped (its span read from the next finer one).
@@ -111,7 +112,9 @@ const DIMENSION_COLUMNS: ReadonlyArray<[Dimension, string]> = [
  */
 export function callsSource(tenant: string, options: SourceOptions): Source {
   const need = new Set<Dimension>([...options.need, ...filterDimensions(options.filter)]);
-  const set = dimensionSet(need);
+  // An account's own calls (calls_by_account_v1) are fewer than any rollup's rows for the range.
+  const byAccount = options.filter.account !== undefined;
+  const set = byAccount ? undefined : dimensionSet(need);
   const step = options.stepSeconds;
   const levels = set === undefined ? [] : LEVELS.filter((l) => l.sets.includes(set) && (step === undefined || step % l.seconds === 0));
   const segments = planSegments(nanosOf(options.range.from), nanosOf(options.range.to), levels);
@@ -154,8 +157,8 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
     const dims = DIMENSION_COLUMNS.map(([d, column]) => (need.has(d) ? column : `'' AS ${column}`));
     selects.push(`
     SELECT ${t} AS t, ${dims.join(', ')}, ${RAW_OUTCOME} AS outcome${rawMetrics}
-    FROM audit_events_v1
-    WHERE tenant = {tenant:String} AND counted
+    FROM ${byAccount ? 'calls_by_account_v1' : 'audit_events_v1'}
+    WHERE tenant = {tenant:String}${byAccount ? '' : ' AND counted'}
       AND (${times.join(' OR ')})${rawFilter.conditions.map((c) => `\n      AND ${c}`).join('')}${rawGroup}`);
   }
 

@@ -277,9 +277,11 @@ test('the range is read from daily rows, hourly rows and raw calls', () => {
   // Distinct accounts per agent: no hourly set, so the edges of whole days are raw.
   const accounts = callsSource('acme', { range: parseTimeRange(RANGE), filter: {}, need: ['agent', 'account'] });
   assert.deepEqual(accounts.segments.map((s) => s.level?.table ?? 'audit_events_v1'), ['audit_events_v1', 'calls_1d_v1', 'audit_events_v1']);
-  // Across account and tool no rollup set holds both: raw only.
-  const cross = callsSource('acme', { range: parseTimeRange(RANGE), filter: { account: 'bob' }, need: ['tool'] });
-  assert.deepEqual(cross.segments.map((s) => s.level?.table ?? 'audit_events_v1'), ['audit_events_v1']);
+  // With an account filter, the account's own calls, whatever else is asked.
+  const account = callsSource('acme', { range: parseTimeRange(RANGE), filter: { account: 'bob' }, need: ['tool'] });
+  assert.deepEqual(account.segments.map((s) => s.level?.table), [undefined]);
+  assert.match(account.sql, /FROM calls_by_account_v1/);
+  assert.doesNotMatch(account.sql, /audit_events_v1|calls_1[dh]_v1/);
 });
 
 // ---- the questions ------------------------------------------------------------------------------------
