@@ -56,6 +56,38 @@ ORDER BY (tenant, dims, bucket, agent, service, tool, account_id, outcome)
 TTL bucket + INTERVAL {{rollup_retention_days}} DAY
 SETTINGS non_replicated_deduplication_window = 1000, index_granularity = 256;
 
+-- Weeks (7 days from 1970-01-01, a Thursday): a month's range merges 4 weekly rows per group instead of
+-- 30 daily ones. Fed from the daily table, so the daily backfill below fills it too.
+CREATE TABLE IF NOT EXISTS calls_1w_v1 {{on_cluster}} AS calls_1h_v1
+ENGINE = {{replicated}}AggregatingMergeTree
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (tenant, dims, bucket, agent, service, tool, account_id, outcome)
+TTL bucket + INTERVAL {{rollup_retention_days}} DAY
+SETTINGS non_replicated_deduplication_window = 1000, index_granularity = 256;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS calls_1w_mv_v1 {{on_cluster}} TO calls_1w_v1 AS
+SELECT
+    tenant,
+    dims,
+    toDateTime(intDiv(toUnixTimestamp(bucket), 604800) * 604800, 'UTC') AS bucket,
+    agent,
+    service,
+    tool,
+    account_id,
+    outcome,
+    sum(calls) AS calls,
+    sum(errors) AS errors,
+    sum(denials) AS denials,
+    sum(duration_sum_ns) AS duration_sum_ns,
+    max(duration_max_ns) AS duration_max_ns,
+    quantileDDMergeState(0.01, 0.5)(duration_sketch) AS duration_sketch,
+    sum(cost_usd_sum) AS cost_usd_sum,
+    sum(priced_calls) AS priced_calls,
+    min(first_seen) AS first_seen,
+    max(last_seen) AS last_seen
+FROM calls_1d_v1
+GROUP BY tenant, dims, bucket, agent, service, tool, account_id, outcome;
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS calls_1h_mv_v1 {{on_cluster}} TO calls_1h_v1 AS
 SELECT
     tenant,

@@ -1,8 +1,9 @@
 /**
- * Where an aggregate reads its calls from (sql/0008): whole days from `calls_1d_v1`, whole hours at the
- * edges from `calls_1h_v1`, and what is left at each end from `audit_events_v1` itself (with an account
- * filter, everything from that account's calls in `calls_by_account_v1`), so that a range
- * is exact to the nanosecond while its middle costs a few hundred rows per day. Each rollup keeps its
+ * Where an aggregate reads its calls from (sql/0008): whole weeks from `calls_1w_v1`, whole days around
+ * them from `calls_1d_v1`, whole hours at the edges from `calls_1h_v1`, and what is left at each end
+ * from `audit_events_v1` itself (with an account filter, everything from that account's calls in
+ * `calls_by_account_v1`), so that a range is exact to the nanosecond while its middle costs a few
+ * hundred rows per day or week. Each rollup keeps its
  * calls once per dimension set (`dims`); a question reads the smallest set holding every dimension it
  * groups or filters by, and a level without such a set is skipped (its span read from the next finer one).
  *
@@ -17,6 +18,8 @@ import type { TimeRange } from './params.ts';
 const SECOND = 1_000_000_000n;
 export const HOUR_SECONDS = 3600;
 export const DAY_SECONDS = 86_400;
+/** Weeks of the rollups start at multiples of 7 days since 1970-01-01 (a Thursday). */
+export const WEEK_SECONDS = 7 * DAY_SECONDS;
 
 /** The dimension sets of sql/0008, cheapest first (rows per day with 50 agents, 200 tools, 1,000 accounts). */
 const DIMENSION_SETS: ReadonlyArray<{ id: number; dims: readonly Dimension[] }> = [
@@ -29,13 +32,16 @@ const DIMENSION_SETS: ReadonlyArray<{ id: number; dims: readonly Dimension[] }> 
 
 interface Level {
   table: string;
+  /** Prefix of its time parameters. */
+  param: string;
   seconds: number;
   sets: readonly number[];
 }
 
 const LEVELS: readonly Level[] = [
-  { table: 'calls_1d_v1', seconds: DAY_SECONDS, sets: [1, 2, 3, 4, 5] },
-  { table: 'calls_1h_v1', seconds: HOUR_SECONDS, sets: [1, 2, 4] },
+  { table: 'calls_1w_v1', param: 'w', seconds: WEEK_SECONDS, sets: [1, 2, 3, 4, 5] },
+  { table: 'calls_1d_v1', param: 'd', seconds: DAY_SECONDS, sets: [1, 2, 3, 4, 5] },
+  { table: 'calls_1h_v1', param: 'h', seconds: HOUR_SECONDS, sets: [1, 2, 4] },
 ];
 
 export interface Segment {
@@ -132,7 +138,7 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
     const mine = segments.filter((s) => s.level === level);
     if (mine.length === 0) continue;
     const times = mine.map((s, i) => {
-      const key = `${level.seconds === DAY_SECONDS ? 'd' : 'h'}${i}`;
+      const key = `${level.param}${i}`;
       params[`${key}_from`] = formatClickHouse(instantFromEpochNanos(s.from));
       params[`${key}_to`] = formatClickHouse(instantFromEpochNanos(s.to));
       return `(bucket >= {${key}_from:DateTime64(9, 'UTC')} AND bucket < {${key}_to:DateTime64(9, 'UTC')})`;

@@ -70,9 +70,10 @@ function makeCalls(): Call[] {
   const rnd = random(20261124);
   const pick = <T>(list: readonly T[]) => list[Math.floor(rnd() * list.length)]!;
   const calls: Call[] = [];
-  for (let i = 0; i < 3000; i++) {
-    const tenant = i % 10 === 9 ? 'globex' : 'acme';
-    let offsetMs = Math.floor(rnd() * 5 * DAY);
+  for (let i = 0; i < 3600; i++) {
+    // initech's calls span 22 days from 17 days before DAY0: ranges holding whole rollup weeks.
+    const tenant = i >= 3000 ? 'initech' : i % 10 === 9 ? 'globex' : 'acme';
+    let offsetMs = tenant === 'initech' ? Math.floor((rnd() * 22 - 17) * DAY) : Math.floor(rnd() * 5 * DAY);
     // Day 2, 12:00-18:00 is quiet: a gap the series must fill with zeros.
     if (offsetMs >= 2 * DAY + 12 * HOUR && offsetMs < 2 * DAY + 18 * HOUR) offsetMs += 6 * HOUR;
     const ns = BigInt(DAY0 + offsetMs) * 1_000_000n + BigInt(Math.floor(rnd() * 1_000_000));
@@ -196,8 +197,8 @@ let clickhouse: ClickHouseClient;
 let api: ReturnType<typeof createApi>;
 
 const KEYS: KeyStore = {
-  size: 2,
-  lookup: (secret) => (/^key-(acme|globex)$/.test(secret) ? ({ tenant: secret.slice(4), role: 'viewer', name: secret } satisfies Caller) : undefined),
+  size: 3,
+  lookup: (secret) => (/^key-(acme|globex|initech)$/.test(secret) ? ({ tenant: secret.slice(4), role: 'viewer', name: secret } satisfies Caller) : undefined),
 };
 
 interface GraphQLResponse {
@@ -237,11 +238,11 @@ before(async () => {
   for (const file of readdirSync(SQL_DIR).filter((f) => Number(f.slice(0, 4)) < 8)) cpSync(path.join(SQL_DIR, file), path.join(early, file));
   await migrate(clickhouse, { retentionDays: 3650, dir: early });
   const rows = CALLS.map(row);
-  await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: rows.slice(0, 1500) });
+  await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: rows.filter((_, i) => i % 2 === 0) });
   // The backfill copies rows ingested before the view's creation second.
   await new Promise((resolve) => setTimeout(resolve, 1100));
   await migrate(clickhouse, { retentionDays: 3650 });
-  await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: rows.slice(1500) });
+  await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: rows.filter((_, i) => i % 2 === 1) });
   api = createApi({ clickhouse, logger: pino({ level: 'silent' }), keys: KEYS });
 });
 
@@ -282,6 +283,54 @@ test('the range is read from daily rows, hourly rows and raw calls', () => {
   assert.deepEqual(account.segments.map((s) => s.level?.table), [undefined]);
   assert.match(account.sql, /FROM calls_by_account_v1/);
   assert.doesNotMatch(account.sql, /audit_events_v1|calls_1[dh]_v1/);
+});
+
+test('a range of several weeks reads whole weeks, and agrees with the calls', async () => {
+  const range = {
+    from: formatRfc3339({ epochMs: DAY0 - 16 * DAY + 3 * HOUR + 12_345, subMsNanos: 678 }),
+    to: formatRfc3339({ epochMs: DAY0 + 4 * DAY + 30 * 60_000, subMsNanos: 0 }),
+  };
+  const source = callsSource('initech', { range: parseTimeRange(range), filter: {}, need: ['agent'] });
+  assert.ok(source.segments.filter((s) => s.level?.table === 'calls_1w_v1').length === 1, JSON.stringify(source.segments.map((s) => s.level?.table)));
+  const answer = await data(
+    `query ($from: String, $to: String) {
+      overview(from: $from, to: $to) { calls errors denials agents costUsd { amount } }
+      agentActivity(from: $from, to: $to) { agent calls errors denials avgMs tools accounts costUsd { amount } }
+      timeseries(metric: CALLS, from: $from, to: $to, step: "7d") { buckets series { values } }
+    }`,
+    range,
+    'initech',
+  );
+  const calls = selected('initech', range);
+  assert.ok(calls.length > 300);
+  assert.deepEqual(answer.overview, {
+    calls: calls.length,
+    errors: calls.filter((c) => c.error).length,
+    denials: calls.filter((c) => !c.allowed).length,
+    agents: new Set(calls.map((c) => c.agent)).size,
+    costUsd: { amount: usd(cost(calls)) },
+  });
+  assert.deepEqual(
+    answer.agentActivity,
+    [...groupBy(calls, (c) => c.agent)]
+      .map(([agent, mine]) => ({
+        agent,
+        calls: mine.length,
+        errors: mine.filter((c) => c.error).length,
+        denials: mine.filter((c) => !c.allowed).length,
+        avgMs: avgMs(mine),
+        tools: new Set(mine.map((c) => c.tool)).size,
+        accounts: new Set(mine.filter((c) => c.account).map((c) => c.account)).size,
+        costUsd: { amount: usd(cost(mine)) },
+      }))
+      .sort((a, b) => b.calls - a.calls || (a.agent < b.agent ? -1 : 1)),
+  );
+  const week = 7 * DAY;
+  const first = Math.floor(Number(nanos(range.from) / 1_000_000n) / week) * week;
+  assert.deepEqual(
+    answer.timeseries.series[0].values,
+    answer.timeseries.buckets.map((_: string, i: number) => calls.filter((c) => c.ns >= BigInt(first + i * week) * 1_000_000n && c.ns < BigInt(first + (i + 1) * week) * 1_000_000n).length),
+  );
 });
 
 // ---- the questions ------------------------------------------------------------------------------------
