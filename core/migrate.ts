@@ -125,6 +125,11 @@ async function applyRetention(client: ClickHouseClient, options: MigrationOption
     tool_calls_1m_v1: `minute + toIntervalDay(${options.retentionDays * 4})`,
     dead_letters_v1: `toDateTime(received_at) + toIntervalDay(${options.retentionDays})`,
     call_reports_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
+    calls_1h_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    calls_1d_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    calls_1w_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    denied_calls_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays * 4})`,
+    calls_by_account_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
   };
   const tables = await (
     await client.query({
