@@ -7,7 +7,8 @@
 --   dims 2  service, tool               (topServices, slowestTools, timeseries by service or tool)
 --   dims 3  agent, service, tool        (distinct tools per agent; a filter across agent and tool)
 --   dims 4  account                     (timeseries by account, a filter by account alone)
---   dims 5  agent, account              (distinct accounts per agent)
+--   dims 5  agent, account              (distinct accounts per agent; no sketch: a high-cardinality set,
+--                                        and a filter by account reads calls_by_account_v1 below)
 --
 -- A dimension outside the row's set is ''. Every set also keys the call's outcome (OK, ERROR, DENIED;
 -- a denied call is DENIED whatever its error), so an outcome filter is a key condition. The hourly
@@ -128,7 +129,7 @@ SELECT
     countIf(NOT allowed) AS denials,
     sumIf(duration_ns, allowed) AS duration_sum_ns,
     maxIf(duration_ns, allowed) AS duration_max_ns,
-    quantileDDStateIf(0.01, 0.5)(duration_ns, allowed) AS duration_sketch,
+    quantileDDStateIf(0.01, 0.5)(duration_ns, allowed AND dims != 5) AS duration_sketch,
     sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
     countIf(cost_usd IS NOT NULL) AS priced_calls,
     min(timestamp) AS first_seen,
@@ -182,7 +183,7 @@ SELECT
     countIf(NOT allowed) AS denials,
     sumIf(duration_ns, allowed) AS duration_sum_ns,
     maxIf(duration_ns, allowed) AS duration_max_ns,
-    quantileDDStateIf(0.01, 0.5)(duration_ns, allowed) AS duration_sketch,
+    quantileDDStateIf(0.01, 0.5)(duration_ns, allowed AND dims != 5) AS duration_sketch,
     sum(toDecimal128(ifNull(cost_usd, 0), 9)) AS cost_usd_sum,
     countIf(cost_usd IS NOT NULL) AS priced_calls,
     min(timestamp) AS first_seen,

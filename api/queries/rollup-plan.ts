@@ -22,12 +22,13 @@ export const DAY_SECONDS = 86_400;
 export const WEEK_SECONDS = 7 * DAY_SECONDS;
 
 /** The dimension sets of sql/0008, cheapest first (rows per day with 50 agents, 200 tools, 1,000 accounts). */
-const DIMENSION_SETS: ReadonlyArray<{ id: number; dims: readonly Dimension[] }> = [
+const DIMENSION_SETS: ReadonlyArray<{ id: number; dims: readonly Dimension[]; sketch?: false }> = [
   { id: 1, dims: ['agent'] },
   { id: 2, dims: ['service', 'tool'] },
   { id: 4, dims: ['account'] },
   { id: 3, dims: ['agent', 'service', 'tool'] },
-  { id: 5, dims: ['agent', 'account'] },
+  // Its rows carry no duration sketch (sql/0008): for keys and sums only.
+  { id: 5, dims: ['agent', 'account'], sketch: false },
 ];
 
 interface Level {
@@ -51,10 +52,10 @@ export interface Segment {
   to: bigint;
 }
 
-/** The smallest dimension set holding every dimension asked for; undefined when none does. */
-export function dimensionSet(need: Iterable<Dimension>): number | undefined {
+/** The smallest dimension set holding every dimension asked for (and sketches, unless only keys are); undefined when none does. */
+export function dimensionSet(need: Iterable<Dimension>, keysOnly = false): number | undefined {
   const wanted = [...need];
-  return DIMENSION_SETS.find((s) => wanted.every((d) => s.dims.includes(d)))?.id;
+  return DIMENSION_SETS.find((s) => (keysOnly || s.sketch !== false) && wanted.every((d) => s.dims.includes(d)))?.id;
 }
 
 /**
@@ -120,7 +121,7 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
   const need = new Set<Dimension>([...options.need, ...filterDimensions(options.filter)]);
   // An account's own calls (calls_by_account_v1) are fewer than any rollup's rows for the range.
   const byAccount = options.filter.account !== undefined;
-  const set = byAccount ? undefined : dimensionSet(need);
+  const set = byAccount ? undefined : dimensionSet(need, options.keysOnly);
   const step = options.stepSeconds;
   const levels = set === undefined ? [] : LEVELS.filter((l) => l.sets.includes(set) && (step === undefined || step % l.seconds === 0));
   const segments = planSegments(nanosOf(options.range.from), nanosOf(options.range.to), levels);

@@ -276,8 +276,11 @@ test('the range is read from daily rows, hourly rows and raw calls', () => {
     ['audit_events_v1', 'calls_1h_v1', 'calls_1d_v1', 'calls_1h_v1', 'audit_events_v1'],
   );
   // Distinct accounts per agent: no hourly set, so the edges of whole days are raw.
-  const accounts = callsSource('acme', { range: parseTimeRange(RANGE), filter: {}, need: ['agent', 'account'] });
+  const accounts = callsSource('acme', { range: parseTimeRange(RANGE), filter: {}, need: ['agent', 'account'], keysOnly: true });
   assert.deepEqual(accounts.segments.map((s) => s.level?.table ?? 'audit_events_v1'), ['audit_events_v1', 'calls_1d_v1', 'audit_events_v1']);
+  // The agent × account set has no duration sketches: metrics across agent and account come from raw calls.
+  const metrics = callsSource('acme', { range: parseTimeRange(RANGE), filter: { agent: 'coder' }, need: ['account'] });
+  assert.deepEqual(metrics.segments.map((s) => s.level?.table ?? 'audit_events_v1'), ['audit_events_v1']);
   // With an account filter, the account's own calls, whatever else is asked.
   const account = callsSource('acme', { range: parseTimeRange(RANGE), filter: { account: 'bob' }, need: ['tool'] });
   assert.deepEqual(account.segments.map((s) => s.level?.table), [undefined]);
@@ -516,6 +519,7 @@ describe('timeseries', () => {
     { metric: 'COST', step: '12h', stepMs: 12 * HOUR, groupBy: 'ACCOUNT', key: (c) => c.account, top: 4 },
     { metric: 'AVG_MS', step: '3h', stepMs: 3 * HOUR, groupBy: 'AGENT', key: (c) => c.agent, top: 1, filter: { service: 'repo' } },
     { metric: 'CALLS', step: '2h', stepMs: 2 * HOUR, groupBy: 'TOOL', key: (c) => c.tool, top: 3, filter: { account: 'frank', outcome: 'OK' } },
+    { metric: 'AVG_MS', step: '1d', stepMs: DAY, groupBy: 'ACCOUNT', key: (c) => c.account, top: 3, filter: { agent: 'planner' } },
   ];
   for (const c of cases) {
     test(`${c.metric} every ${c.step} by ${c.groupBy}${c.filter ? `, filter ${JSON.stringify(c.filter)}` : ''}`, async () => {
