@@ -126,6 +126,7 @@ async function applyRetention(client: ClickHouseClient, options: MigrationOption
     dead_letters_v1: `toDateTime(received_at) + toIntervalDay(${options.retentionDays})`,
     call_reports_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
     calls_1h_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    calls_6h_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
     calls_1d_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
     calls_1w_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
     denied_calls_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays * 4})`,

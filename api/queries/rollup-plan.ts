@@ -1,6 +1,7 @@
 /**
  * Where an aggregate reads its calls from (sql/0008): whole weeks from `calls_1w_v1`, whole days around
- * them from `calls_1d_v1`, whole hours at the edges from `calls_1h_v1`, and what is left at each end
+ * them from `calls_1d_v1`, whole quarters of a day and hours at the edges from `calls_6h_v1` and
+ * `calls_1h_v1`, and what is left at each end
  * from `audit_events_v1` itself (with an account filter, everything from that account's calls in
  * `calls_by_account_v1`), so that a range is exact to the nanosecond while its middle costs a few
  * hundred rows per day or week. Each rollup keeps its
@@ -42,6 +43,7 @@ interface Level {
 const LEVELS: readonly Level[] = [
   { table: 'calls_1w_v1', param: 'w', seconds: WEEK_SECONDS, sets: [1, 2, 3, 4, 5] },
   { table: 'calls_1d_v1', param: 'd', seconds: DAY_SECONDS, sets: [1, 2, 3, 4, 5] },
+  { table: 'calls_6h_v1', param: 's', seconds: 6 * HOUR_SECONDS, sets: [1, 2, 4] },
   { table: 'calls_1h_v1', param: 'h', seconds: HOUR_SECONDS, sets: [1, 2, 4] },
 ];
 

@@ -269,11 +269,11 @@ const FILTERS: Filter[] = [
 
 // ---- the plan -----------------------------------------------------------------------------------------
 
-test('the range is read from daily rows, hourly rows and raw calls', () => {
+test('the range is read from daily rows, 6-hour rows, hourly rows and raw calls', () => {
   const source = callsSource('acme', { range: parseTimeRange(RANGE), filter: {}, need: ['agent'] });
   assert.deepEqual(
     source.segments.map((s) => s.level?.table ?? 'audit_events_v1'),
-    ['audit_events_v1', 'calls_1h_v1', 'calls_1d_v1', 'calls_1h_v1', 'audit_events_v1'],
+    ['audit_events_v1', 'calls_6h_v1', 'calls_1d_v1', 'calls_6h_v1', 'calls_1h_v1', 'audit_events_v1'],
   );
   // Distinct accounts per agent: no hourly set, so the edges of whole days are raw.
   const accounts = callsSource('acme', { range: parseTimeRange(RANGE), filter: {}, need: ['agent', 'account'], keysOnly: true });
