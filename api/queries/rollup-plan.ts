@@ -115,9 +115,9 @@ const DIMENSION_COLUMNS: ReadonlyArray<[Dimension, string]> = [
 ];
 
 /**
- * One subquery with the columns t (the row's bucket start: a day, an hour, or for raw rows the step's
- * bucket), agent, service, tool, account_id, outcome and the rollups' metrics, limited to the tenant,
- * the range and the filter. Dimensions not asked for are ''.
+ * One subquery with the columns t (the row's bucket start: a week, day, quarter day or hour, or for raw
+ * rows the step's bucket), agent, service, tool, account_id, outcome and the rollups' metrics, limited
+ * to the tenant, the range and the filter. Dimensions not asked for are ''.
  */
 export function callsSource(tenant: string, options: SourceOptions): Source {
   const need = new Set<Dimension>([...options.need, ...filterDimensions(options.filter)]);
