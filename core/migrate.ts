@@ -127,6 +127,12 @@ async function applyRetention(client: ClickHouseClient, options: MigrationOption
     call_reports_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
     audit_timeline_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
     audit_lookup_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
+    calls_1h_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    calls_6h_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    calls_1d_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    calls_1w_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    denied_calls_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays * 4})`,
+    calls_by_account_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
   };
   const tables = await (
     await client.query({

@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { AgentStats as ApiAgentStats } from '../api/queries/agents.ts';
+import type { AgentStats as ApiAgentStats } from '../api/queries/agent-activity.ts';
 import { freePort, waitFor } from './helpers/product.ts';
 
 const root = new URL('../', import.meta.url).pathname;

@@ -1,10 +1,10 @@
-/**
- * Totals of one tenant over a time range, from the per-minute rollups. A minute bucket counts when it
- * overlaps the range, so the edges resolve to whole minutes.
- */
+/** Totals of one tenant over a range (exact to the nanosecond, see rollup-plan.ts), optionally filtered. */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
+import { microsFromDecimal, money, type Money } from '../money.ts';
+import type { AggregateFilter } from './filter.ts';
 import { msFromNs, type TimeRange } from './params.ts';
+import { callsSource } from './rollup-plan.ts';
 import { count, maybeFloat, selectRows } from './select-rows.ts';
 
 export interface Overview {
@@ -15,41 +15,24 @@ export interface Overview {
   agents: number;
   /** p99 duration of allowed calls; null when there were none. */
   p99Ms: number | null;
-  /** Sum of known costs; calls without a price count as 0. */
-  costUsd: number;
+  /** Sum of reported costs; calls without a price count as 0. */
+  costUsd: Money;
 }
 
-const SQL = `
+const row = z.object({ calls: count, errors: count, denials: count, agents: count, p99_ns: maybeFloat, cost_usd: z.string() });
+
+export async function queryOverview(clickhouse: ClickHouseClient, tenant: string, range: TimeRange, filter: AggregateFilter = {}): Promise<Overview> {
+  const source = callsSource(tenant, { range, filter, need: ['agent'] });
+  const sql = `
 SELECT
     sum(calls)                                   AS calls,
     sum(errors)                                  AS errors,
     sum(denials)                                 AS denials,
     uniqExact(agent)                             AS agents,
-    quantileTDigestMerge(0.99)(duration_digest)  AS p99_ns,
-    toFloat64(sum(cost_usd_sum))                 AS cost_usd
-FROM tool_calls_1m_v1
-WHERE tenant = {tenant:String}
-  AND minute >= toStartOfMinute({from:DateTime64(9, 'UTC')})
-  AND minute < {to:DateTime64(9, 'UTC')}`;
-
-const row = z.object({
-  calls: count,
-  errors: count,
-  denials: count,
-  agents: count,
-  p99_ns: maybeFloat,
-  cost_usd: z.number(),
-});
-
-export async function queryOverview(clickhouse: ClickHouseClient, tenant: string, range: TimeRange): Promise<Overview> {
-  const [r] = await selectRows(clickhouse, 'overview', SQL, { tenant, ...range }, row);
+    quantileDDMerge(0.01, 0.99)(duration_sketch) AS p99_ns,
+    toString(sum(cost_usd_sum))                  AS cost_usd
+FROM ${source.sql}`;
+  const [r] = await selectRows(clickhouse, 'overview', sql, source.params, row);
   if (!r) throw new Error('query overview returned no row');
-  return {
-    calls: r.calls,
-    errors: r.errors,
-    denials: r.denials,
-    agents: r.agents,
-    p99Ms: msFromNs(r.p99_ns),
-    costUsd: r.cost_usd,
-  };
+  return { calls: r.calls, errors: r.errors, denials: r.denials, agents: r.agents, p99Ms: msFromNs(r.p99_ns), costUsd: money(microsFromDecimal(r.cost_usd)) };
 }

@@ -30,9 +30,11 @@ describe('migrations on the embedded engine', () => {
     assert.deepEqual(
       before.map((t) => t.name),
       [
-        'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_v1', 'budget_events_v1',
-        'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'closed_periods_v1', 'dead_letters_v1', 'price_book_v1', 'schema_migrations',
-        'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1',
+        'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_v1',
+        'budget_events_v1', 'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'calls_1d_mv_v1', 'calls_1d_v1',
+        'calls_1h_mv_v1', 'calls_1h_v1', 'calls_1w_mv_v1', 'calls_1w_v1', 'calls_6h_mv_v1', 'calls_6h_v1',
+        'calls_by_account_mv_v1', 'calls_by_account_v1', 'closed_periods_v1', 'dead_letters_v1', 'denied_calls_mv_v1',
+        'denied_calls_v1', 'price_book_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1',
       ],
     );
 
@@ -50,12 +52,17 @@ describe('migrations on the embedded engine', () => {
     assert.match(audit.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(7\)/);
     const rollup = tables.find((t) => t.name === 'tool_calls_1m_v1')!;
     assert.match(rollup.create_table_query, /TTL minute \+ toIntervalDay\(28\)/);
+    for (const name of ['calls_1h_v1', 'calls_6h_v1', 'calls_1d_v1', 'calls_1w_v1']) {
+      assert.match(tables.find((t) => t.name === name)!.create_table_query, /TTL bucket \+ toIntervalDay\(28\)/, name);
+    }
+    assert.match(tables.find((t) => t.name === 'denied_calls_v1')!.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(28\)/);
     for (const [name, column] of [
       ['call_reports_v1', 'timestamp'],
       ['dead_letters_v1', 'received_at'],
       ['spans_v1', 'start_time'],
       ['audit_timeline_v1', 'timestamp'],
       ['audit_lookup_v1', 'timestamp'],
+      ['calls_by_account_v1', 'timestamp'],
     ]) {
       const table = tables.find((t) => t.name === name)!;
       assert.match(table.create_table_query, new RegExp(`TTL toDateTime\\(${column}\\) \\+ toIntervalDay\\(7\\)`), name);

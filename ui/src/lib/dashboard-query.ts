@@ -3,7 +3,7 @@
  * the API's own (type imports only: nothing of the server is bundled).
  */
 
-import type { AgentStats } from '../../../api/queries/agents.ts';
+import type { AgentStats } from '../../../api/queries/agent-activity.ts';
 import type { Money } from '../../../api/money.ts';
 import type { AuditLogEntry } from '../../../api/queries/audit-log.ts';
 import type { Overview } from '../../../api/queries/overview.ts';
@@ -42,8 +42,8 @@ export interface DashboardVariables {
 const QUERY = /* GraphQL */ `
   query Dashboard($from: String!, $to: String!) {
     me { tenant role name }
-    overview(from: $from, to: $to) { calls errors denials agents p99Ms costUsd }
-    agents(from: $from, to: $to) { agent calls errors denials p50Ms p99Ms costUsd }
+    overview(from: $from, to: $to) { calls errors denials agents p99Ms costUsd { amount micros currency } }
+    agents(from: $from, to: $to) { agent calls errors denials p50Ms p99Ms costUsd { amount micros currency } }
     slowestTools(from: $from, to: $to, limit: 10) { service tool calls p50Ms p95Ms p99Ms maxMs }
     auditLog(filter: { from: $from, to: $to }, first: 50) {
       edges { node { eventId timestamp traceId agent accountId tool allowed deniedReason durationMs error costUsd { amount } } }

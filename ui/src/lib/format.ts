@@ -18,9 +18,10 @@ export function formatMs(ms: number | null | undefined): string {
   return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
 
-/** $0.00, $0.063, $0.0001, $12.50, $1,234.00: small amounts keep up to four decimals. */
-export function formatUsd(usd: number | null | undefined): string {
-  if (usd === null || usd === undefined) return '–';
+/** $0.00, $0.063, $0.0001, $12.50, $1,234.00: small amounts keep up to four decimals. Money is the API's exact type. */
+export function formatUsd(value: number | { amount: string } | null | undefined): string {
+  if (value === null || value === undefined) return '–';
+  const usd = typeof value === 'number' ? value : Number(value.amount);
   return new Intl.NumberFormat('en-US', {
     style: 'currency',
     currency: 'USD',

@@ -1,0 +1,199 @@
+/**
+ * Where an aggregate reads its calls from (sql/0008): whole weeks from `calls_1w_v1`, whole days around
+ * them from `calls_1d_v1`, whole quarters of a day and hours at the edges from `calls_6h_v1` and
+ * `calls_1h_v1`, and what is left at each end
+ * from `audit_events_v1` itself (with an account filter, everything from that account's calls in
+ * `calls_by_account_v1`), so that a range is exact to the nanosecond while its middle costs a few
+ * hundred rows per day or week. Each rollup keeps its
+ * calls once per dimension set (`dims`); a question reads the smallest set holding every dimension it
+ * groups or filters by, and a level without such a set is skipped (its span read from the next finer one).
+ *
+ * `callsSource()` returns one subquery whose rows all have the same columns, whatever table they come
+ * from: the caller merges them (sum, max, quantilesDDMerge, min, max) grouped as it needs; or, for
+ * distinct counts, only their keys.
+ */
+import { epochNanos, formatClickHouse, instantFromEpochNanos, parseRfc3339 } from '../../model/timestamp.ts';
+import { filterDimensions, filterSql, RAW_OUTCOME, type AggregateFilter, type Dimension } from './filter.ts';
+import type { TimeRange } from './params.ts';
+
+const SECOND = 1_000_000_000n;
+export const HOUR_SECONDS = 3600;
+export const DAY_SECONDS = 86_400;
+/** Weeks of the rollups start at multiples of 7 days since 1970-01-01 (a Thursday). */
+export const WEEK_SECONDS = 7 * DAY_SECONDS;
+
+/** The dimension sets of sql/0008, cheapest first (rows per day with 50 agents, 200 tools, 1,000 accounts). */
+const DIMENSION_SETS: ReadonlyArray<{ id: number; dims: readonly Dimension[]; sketch?: false }> = [
+  { id: 1, dims: ['agent'] },
+  { id: 2, dims: ['service', 'tool'] },
+  { id: 4, dims: ['account'] },
+  { id: 3, dims: ['agent', 'service', 'tool'] },
+  // Its rows carry no duration sketch (sql/0008): for keys and sums only.
+  { id: 5, dims: ['agent', 'account'], sketch: false },
+];
+
+interface Level {
+  table: string;
+  /** Prefix of its time parameters. */
+  param: string;
+  seconds: number;
+  sets: readonly number[];
+}
+
+const LEVELS: readonly Level[] = [
+  { table: 'calls_1w_v1', param: 'w', seconds: WEEK_SECONDS, sets: [1, 2, 3, 4, 5] },
+  { table: 'calls_1d_v1', param: 'd', seconds: DAY_SECONDS, sets: [1, 2, 3, 4, 5] },
+  { table: 'calls_6h_v1', param: 's', seconds: 6 * HOUR_SECONDS, sets: [1, 2, 4] },
+  { table: 'calls_1h_v1', param: 'h', seconds: HOUR_SECONDS, sets: [1, 2, 4] },
+];
+
+export interface Segment {
+  /** A rollup table, or undefined for audit_events_v1. */
+  level: Level | undefined;
+  from: bigint;
+  to: bigint;
+}
+
+/** The smallest dimension set holding every dimension asked for (and sketches, unless only keys are); undefined when none does. */
+export function dimensionSet(need: Iterable<Dimension>, keysOnly = false): number | undefined {
+  const wanted = [...need];
+  return DIMENSION_SETS.find((s) => (keysOnly || s.sketch !== false) && wanted.every((d) => s.dims.includes(d)))?.id;
+}
+
+/**
+ * Splits [from, to) (epoch nanoseconds) into segments, each read from the coarsest usable level: whole
+ * units of that level in the middle, the rest recursively at finer levels, raw at the last.
+ */
+export function planSegments(from: bigint, to: bigint, levels: readonly Level[]): Segment[] {
+  if (from >= to) return [];
+  const [level, ...finer] = levels;
+  if (!level) return [{ level: undefined, from, to }];
+  const unit = BigInt(level.seconds) * SECOND;
+  const start = ceilTo(from, unit);
+  const end = floorTo(to, unit);
+  if (start >= end) return planSegments(from, to, finer);
+  return [...planSegments(from, start, finer), { level, from: start, to: end }, ...planSegments(end, to, finer)];
+}
+
+export interface SourceOptions {
+  range: TimeRange;
+  filter: AggregateFilter;
+  /** Dimensions the caller groups by (the filter's are added). */
+  need: readonly Dimension[];
+  /** Timeseries step in seconds: a level is used only when its unit divides the step. */
+  stepSeconds?: number;
+  /** Only the keys (t, dimensions, outcome), for distinct counts: no metric is read or computed. */
+  keysOnly?: boolean;
+}
+
+export interface Source {
+  sql: string;
+  params: Record<string, string | number>;
+  /** Which tables the plan reads, for tests and the bench. */
+  segments: Segment[];
+}
+
+const METRICS = `, calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen`;
+
+const RAW_METRICS = `,
+        count()                                       AS calls,
+        countIf(is_error)                             AS errors,
+        countIf(NOT allowed)                          AS denials,
+        sumIf(duration_ns, allowed)                   AS duration_sum_ns,
+        maxIf(duration_ns, allowed)                   AS duration_max_ns,
+        quantileDDStateIf(0.01, 0.5)(duration_ns, allowed) AS duration_sketch,
+        sum(toDecimal128(ifNull(cost_usd, 0), 9))     AS cost_usd_sum,
+        countIf(cost_usd IS NOT NULL)                 AS priced_calls,
+        min(timestamp)                                AS first_seen,
+        max(timestamp)                                AS last_seen`;
+
+const DIMENSION_COLUMNS: ReadonlyArray<[Dimension, string]> = [
+  ['agent', 'agent'],
+  ['service', 'service'],
+  ['tool', 'tool'],
+  ['account', 'account_id'],
+];
+
+/**
+ * One subquery with the columns t (the row's bucket start: a week, day, quarter day or hour, or for raw
+ * rows the step's bucket), agent, service, tool, account_id, outcome and the rollups' metrics, limited
+ * to the tenant, the range and the filter. Dimensions not asked for are ''.
+ */
+export function callsSource(tenant: string, options: SourceOptions): Source {
+  const need = new Set<Dimension>([...options.need, ...filterDimensions(options.filter)]);
+  // An account's own calls (calls_by_account_v1) are fewer than any rollup's rows for the range.
+  const byAccount = options.filter.account !== undefined;
+  const set = byAccount ? undefined : dimensionSet(need, options.keysOnly);
+  const step = options.stepSeconds;
+  const levels = set === undefined ? [] : LEVELS.filter((l) => l.sets.includes(set) && (step === undefined || step % l.seconds === 0));
+  const segments = planSegments(nanosOf(options.range.from), nanosOf(options.range.to), levels);
+
+  const params: Record<string, string | number> = { tenant };
+  if (set !== undefined) params.dims = set;
+  const selects: string[] = [];
+  const rollupFilter = filterSql(options.filter, 'outcome');
+  const metrics = options.keysOnly ? '' : METRICS;
+  const rawMetrics = options.keysOnly ? '' : RAW_METRICS;
+  const rawGroup = options.keysOnly ? '' : '\n    GROUP BY t, agent, service, tool, account_id, outcome';
+  Object.assign(params, rollupFilter.params);
+
+  for (const level of levels) {
+    const mine = segments.filter((s) => s.level === level);
+    if (mine.length === 0) continue;
+    const times = mine.map((s, i) => {
+      const key = `${level.param}${i}`;
+      params[`${key}_from`] = formatClickHouse(instantFromEpochNanos(s.from));
+      params[`${key}_to`] = formatClickHouse(instantFromEpochNanos(s.to));
+      return `(bucket >= {${key}_from:DateTime64(9, 'UTC')} AND bucket < {${key}_to:DateTime64(9, 'UTC')})`;
+    });
+    selects.push(`
+    SELECT bucket AS t, agent, service, tool, account_id, outcome${metrics}
+    FROM ${level.table}
+    WHERE tenant = {tenant:String} AND dims = {dims:UInt8}
+      AND (${times.join(' OR ')})${rollupFilter.conditions.map((c) => `\n      AND ${c}`).join('')}`);
+  }
+
+  const raw = segments.filter((s) => s.level === undefined);
+  if (raw.length > 0) {
+    const times = raw.map((s, i) => {
+      params[`r${i}_from`] = formatClickHouse(instantFromEpochNanos(s.from));
+      params[`r${i}_to`] = formatClickHouse(instantFromEpochNanos(s.to));
+      return `(timestamp >= {r${i}_from:DateTime64(9, 'UTC')} AND timestamp < {r${i}_to:DateTime64(9, 'UTC')})`;
+    });
+    const rawFilter = filterSql(options.filter, RAW_OUTCOME);
+    if (step !== undefined) params.step = step;
+    const t = step === undefined ? "toDateTime(0, 'UTC')" : "toDateTime(intDiv(toUnixTimestamp(timestamp), {step:UInt32}) * {step:UInt32}, 'UTC')";
+    const dims = DIMENSION_COLUMNS.map(([d, column]) => (need.has(d) ? column : `'' AS ${column}`));
+    selects.push(`
+    SELECT ${t} AS t, ${dims.join(', ')}, ${RAW_OUTCOME} AS outcome${rawMetrics}
+    FROM ${byAccount ? 'calls_by_account_v1' : 'audit_events_v1'}
+    WHERE tenant = {tenant:String}${byAccount ? '' : ' AND counted'}
+      AND (${times.join(' OR ')})${rawFilter.conditions.map((c) => `\n      AND ${c}`).join('')}${rawGroup}`);
+  }
+
+  // An empty range still needs a source with the right columns: the raw table, matching nothing.
+  if (selects.length === 0) {
+    selects.push(`
+    SELECT toDateTime(0, 'UTC') AS t, agent, service, tool, account_id, ${RAW_OUTCOME} AS outcome${rawMetrics}
+    FROM audit_events_v1
+    WHERE 0${rawGroup}`);
+  }
+  return { sql: `(${selects.join('\n    UNION ALL')}\n)`, params, segments };
+}
+
+/** ClickHouse DateTime64(9) text (as parseTimeRange makes it) → epoch nanoseconds. */
+export function nanosOf(text: string): bigint {
+  const instant = parseRfc3339(`${text.replace(' ', 'T')}Z`);
+  if (!instant) throw new Error(`not a ClickHouse time: ${JSON.stringify(text)}`);
+  return epochNanos(instant);
+}
+
+function floorTo(ns: bigint, unit: bigint): bigint {
+  const r = ns % unit;
+  return r < 0n ? ns - r - unit : ns - r;
+}
+
+function ceilTo(ns: bigint, unit: bigint): bigint {
+  const f = floorTo(ns, unit);
+  return f === ns ? ns : f + unit;
+}
