@@ -164,11 +164,22 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
     if (step !== undefined) params.step = step;
     const t = step === undefined ? "toDateTime(0, 'UTC')" : "toDateTime(intDiv(toUnixTimestamp(timestamp), {step:UInt32}) * {step:UInt32}, 'UTC')";
     const dims = DIMENSION_COLUMNS.map(([d, column]) => (need.has(d) ? column : `'' AS ${column}`));
+    // calls_by_account_v1 holds one row per counted call. In audit_events_v1 a call reported twice has
+    // its counted row and, under the same event_id, the merged second report (counted = false, its
+    // report_id its own; sql/0005): until a merge both rows are there, after it only the second. So
+    // one row per event_id of either kind is each call once, before and after merges.
+    const source = byAccount
+      ? `calls_by_account_v1\n    WHERE tenant = {tenant:String}\n      AND (${times.join(' OR ')})`
+      : `(
+        SELECT * FROM audit_events_v1
+        WHERE tenant = {tenant:String} AND (counted OR report_id != event_id)
+          AND (${times.join(' OR ')})
+        LIMIT 1 BY event_id
+    )
+    WHERE 1`;
     selects.push(`
     SELECT ${t} AS t, ${dims.join(', ')}, ${RAW_OUTCOME} AS outcome${rawMetrics}
-    FROM ${byAccount ? 'calls_by_account_v1' : 'audit_events_v1'}
-    WHERE tenant = {tenant:String}${byAccount ? '' : ' AND counted'}
-      AND (${times.join(' OR ')})${rawFilter.conditions.map((c) => `\n      AND ${c}`).join('')}${rawGroup}`);
+    FROM ${source}${rawFilter.conditions.map((c) => `\n      AND ${c}`).join('')}${rawGroup}`);
   }
 
   // An empty range still needs a source with the right columns: the raw table, matching nothing.
