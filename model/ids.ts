@@ -93,3 +93,29 @@ export function deriveEventId(epochMs: number, parts: readonly string[]): string
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
+
+const hex32 = Buffer.alloc(32);
+
+/** `count` random bytes of the pool as lowercase hex (never all zero: an OpenTelemetry id must not be). */
+function randomHex(count: number): string {
+  const r = randomAt(count);
+  let any = 0;
+  for (let i = 0; i < count; i++) {
+    const b = pool[r + i]!;
+    any |= b;
+    hex32[2 * i] = HEX_DIGITS[b >>> 4]!;
+    hex32[2 * i + 1] = HEX_DIGITS[b & 0x0f]!;
+  }
+  if (any === 0) hex32[2 * count - 1] = 0x31; // '1'
+  return hex32.toString('latin1', 0, 2 * count);
+}
+
+/** A random OpenTelemetry trace id (32 hex digits), as the SDK's RandomIdGenerator makes it. */
+export function newOtelTraceId(): string {
+  return randomHex(16);
+}
+
+/** A random OpenTelemetry span id (16 hex digits). */
+export function newOtelSpanId(): string {
+  return randomHex(8);
+}
