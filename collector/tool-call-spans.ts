@@ -87,32 +87,46 @@ export interface ToolCallBatch {
 export function createToolCallBatch(options: ToolCallBatchOptions): ToolCallBatch {
   let calls: ToolCall[] = [];
   let scheduled = false;
+  /**
+   * The spans of one message, reused message after message: `exportSpans` encodes them before it
+   * returns and keeps none of them.
+   */
+  const spans: RecordedSpan[] = [];
+  const pool: RecordedSpan[] = [];
 
   function onTurn(): void {
     scheduled = false;
     flush();
   }
 
-  /** Everything taken so far, BATCH_CALLS calls per message. */
+  function exportPending(): void {
+    if (spans.length === 0) return;
+    try {
+      options.exportSpans(spans);
+    } finally {
+      spans.length = 0;
+    }
+  }
+
+  /** Everything taken so far: one message per BATCH_CALLS spans of one route (its resource and scope). */
   function flush(): void {
     while (calls.length > 0) {
       const taken = calls;
       calls = [];
-      // One message per BATCH_CALLS spans of one route (its resource and scope).
-      let spans: RecordedSpan[] = [];
       for (const call of taken) {
         try {
-          if (spans.length === BATCH_CALLS || (spans.length > 0 && call.route !== spans[0]!.route)) {
-            options.exportSpans(spans);
-            spans = [];
-          }
-          const span = finish(call, options.audit);
-          if (span) spans.push(span);
+          if (spans.length === BATCH_CALLS || (spans.length > 0 && call.route !== spans[0]!.route)) exportPending();
+          const span = (pool[spans.length] ??= new RecordedSpan());
+          if (finish(call, span, options.audit)) spans.push(span);
         } catch (error) {
           options.onError(error);
         }
       }
-      if (spans.length > 0) options.exportSpans(spans);
+      try {
+        exportPending();
+      } catch (error) {
+        options.onError(error);
+      }
     }
   }
 
@@ -128,77 +142,96 @@ export function createToolCallBatch(options: ToolCallBatchOptions): ToolCallBatc
   };
 }
 
-/** The call's ids, span (when sampled) and audit record. */
-function finish(call: ToolCall, audit: (record: AuditRecordInput) => void): RecordedSpan | undefined {
+/** The call's ids, span (into `span`; true when sampled) and audit record. */
+function finish(call: ToolCall, span: RecordedSpan, audit: (record: AuditRecordInput) => void): boolean {
   if (call.otelSpanId === '') {
     call.otelTraceId = call.parent ? call.parent.traceId : newOtelTraceId();
     call.otelSpanId = newOtelSpanId();
   }
   const attributes = startAttributes(call);
-  let span: RecordedSpan | undefined;
   let outcome;
   if (call.sampled) {
-    span = new RecordedSpan(call, call.route!, attributes);
+    span.reset(call, call.route!, attributes);
     outcome = finishSpan(call, span);
   } else {
     outcome = finishSpan(call, NOT_RECORDED);
   }
   audit(auditRecordOf(call, outcome, call.otelTraceId, call.otelSpanId));
-  return span;
+  return call.sampled;
 }
 
 /** Where an unsampled call's span attributes go: nowhere (the SDK's non-recording span). */
 const NOT_RECORDED: SpanEnd = { setAttribute: () => undefined, setStatus: () => undefined, recordException: () => undefined };
 
+/** performance.timeOrigin, read once: its getter makes a new number each time. */
+const TIME_ORIGIN = performance.timeOrigin;
+
 /** Epoch milliseconds (with a fraction) as the SDK's HrTime. */
 function hrTime(epochMs: number): HrTime {
+  return setHrTime([0, 0], epochMs);
+}
+
+function setHrTime(time: HrTime, epochMs: number): HrTime {
   const seconds = Math.floor(epochMs / 1000);
-  return [seconds, Math.round((epochMs - seconds * 1000) * 1e6)];
+  time[0] = seconds;
+  time[1] = Math.round((epochMs - seconds * 1000) * 1e6);
+  return time;
 }
 
 const STATUS_UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
-const NO_LINKS: Link[] = [];
+const NO_LINKS: Link[] = Object.freeze([]) as unknown as Link[];
+const NO_EVENTS: TimedEvent[] = Object.freeze([]) as unknown as TimedEvent[];
+const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
 /**
- * A finished `mcp.tool.call` span as the SDK would hand it to its processors. Its own span context is
- * itself (`spanContext()` returns `this`): one object fewer per span.
+ * A finished `mcp.tool.call` span as the SDK would hand it to its processors, reused from call to call
+ * (the batch's pool). Its own span context is itself (`spanContext()` returns `this`).
  */
 class RecordedSpan implements ReadableSpan, SpanEnd, SpanContext {
   readonly name = TOOL_CALL_SPAN;
   readonly kind = SpanKind.SERVER;
-  readonly traceId: string;
-  readonly spanId: string;
+  traceId = '';
+  spanId = '';
   readonly traceFlags = TraceFlags.SAMPLED;
-  readonly traceState: TraceState | undefined;
-  readonly parentSpanContext: SpanContext | undefined;
-  readonly startTime: HrTime;
-  readonly endTime: HrTime;
-  readonly duration: HrTime;
+  traceState: TraceState | undefined = undefined;
+  parentSpanContext: SpanContext | undefined = undefined;
+  readonly startTime: HrTime = [0, 0];
+  readonly endTime: HrTime = [0, 0];
   readonly ended = true;
   status: SpanStatus = STATUS_UNSET;
-  readonly links: Link[];
-  events: TimedEvent[] = [];
+  links: Link[] = NO_LINKS;
+  events: TimedEvent[] = NO_EVENTS;
   readonly droppedAttributesCount = 0;
   readonly droppedEventsCount = 0;
   readonly droppedLinksCount = 0;
-  readonly resource: Resource;
-  readonly instrumentationScope: InstrumentationScope;
-  readonly route: FastRoute;
-  private readonly endMs: number;
+  resource!: Resource;
+  instrumentationScope!: InstrumentationScope;
+  route: FastRoute | undefined = undefined;
+  attributes: Attributes = NO_ATTRIBUTES;
+  private startMs = 0;
+  private endMs = 0;
 
-  constructor(call: ToolCall, route: FastRoute, readonly attributes: Attributes) {
+  /** Becomes the span of `call`. */
+  reset(call: ToolCall, route: FastRoute, attributes: Attributes): void {
     this.traceId = call.otelTraceId;
     this.spanId = call.otelSpanId;
     this.traceState = call.parent?.traceState;
     this.parentSpanContext = call.parent;
-    this.endMs = performance.timeOrigin + call.end;
-    this.startTime = hrTime(performance.timeOrigin + call.start);
-    this.endTime = hrTime(this.endMs);
-    this.duration = hrTime(call.end - call.start);
+    this.startMs = TIME_ORIGIN + call.start;
+    this.endMs = TIME_ORIGIN + call.end;
+    setHrTime(this.startTime, this.startMs);
+    setHrTime(this.endTime, this.endMs);
+    this.status = STATUS_UNSET;
     this.links = call.link ? [{ context: call.link.context, attributes: {} }] : NO_LINKS;
+    this.events = NO_EVENTS;
     this.route = route;
     this.resource = route.resource;
     this.instrumentationScope = route.scope;
+    this.attributes = attributes;
+  }
+
+  get duration(): HrTime {
+    return hrTime(this.endMs - this.startMs);
   }
 
   spanContext(): SpanContext {
@@ -228,6 +261,7 @@ class RecordedSpan implements ReadableSpan, SpanEnd, SpanContext {
       if (exception.stack) attributes['exception.stacktrace'] = exception.stack;
     }
     if (attributes['exception.type'] || attributes['exception.message']) {
+      if (this.events === NO_EVENTS) this.events = [];
       this.events.push({ name: 'exception', attributes, time: hrTime(this.endMs), droppedAttributesCount: 0 });
     }
     return this;
