@@ -71,6 +71,14 @@ export interface CollectorOptions {
   /** BatchSpanProcessor settings of `spanProcessor`. */
   spanProcessorConfig?: BufferConfig;
   /**
+   * How `instrumentServer` makes the `mcp.tool.call` spans. `recorded` (default): when the tracer
+   * provider feeds only `spanProcessor`, with the SDK's default sampler, ids and limits, each call is
+   * recorded and its span made in the batch (collector/tool-call-spans.ts), the same span as the SDK
+   * would make; otherwise an SDK span. `sdk`: always an SDK span, e.g. when tool handlers add to the
+   * active span (in a recorded call it is a non-recording span carrying the call's ids).
+   */
+  toolCallSpans?: 'recorded' | 'sdk';
+  /**
    * Where validation, spooling and kafkajs run when the collector builds its own producer: in worker
    * threads (default; the gateway's event loop only queues records), or in the gateway's own thread.
    */
@@ -270,6 +278,7 @@ export function createCollector(options: CollectorOptions): Collector {
   const fast = {
     batch: toolCalls,
     route(): FastRoute | undefined {
+      if (options.toolCallSpans === 'sdk') return undefined;
       let provider = tracerProvider();
       // The global provider is a proxy (of whatever copy of the API registered it): its delegate decides.
       const proxy = provider as Partial<ProxyTracerProvider>;

@@ -171,3 +171,35 @@ test('fastRouteOf: only a tracer feeding the collector alone, with the SDK defau
   assert.equal(fastRouteOf(trace.getTracer('noop'), collector.spanProcessor), undefined);
   void collector.shutdown();
 });
+
+test("toolCallSpans: 'sdk' keeps an SDK span per call even when the collector's processor is alone; by default the handler's active span is non-recording", async (t) => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager());
+  t.after(() => context.disable());
+  const recording: Record<string, boolean | undefined> = {};
+  for (const mode of ['recorded', 'sdk'] as const) {
+    const { logger } = captureLogger();
+    const published: OutboundMessage[] = [];
+    const publisher: Publisher = { publish: async (topic, messages) => void (topic === 'otlp_spans' && published.push(...messages)) };
+    let provider: BasicTracerProvider | undefined;
+    const late = { getTracer: (name: string, version?: string) => provider!.getTracer(name, version) };
+    const collector = createCollector({ publisher, tracerProvider: late, spoolDir: await tempDir('tool-call-spans'), toolCallSpans: mode, logger });
+    provider = new BasicTracerProvider({ spanProcessors: [collector.spanProcessor] });
+    const server = new McpServer({ name: 'gateway', version: '1.0.0' });
+    collector.instrumentServer(server);
+    server.registerTool('t.ok', {}, async () => {
+      recording[mode] = trace.getActiveSpan()?.isRecording();
+      return { content: [{ type: 'text', text: 'fine' }] };
+    });
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await server.connect(serverSide);
+    const client = new Client({ name: 'c', version: '1' });
+    await client.connect(clientSide);
+    await client.callTool({ name: 't.ok', arguments: {} });
+    await client.close();
+    await provider.forceFlush();
+    await collector.flush();
+    assert.equal(published.flatMap((m) => decodeTraceRequest(m.value, 'protobuf', 'default').spans).filter((s) => s.name === TOOL_CALL_SPAN).length, 1, mode);
+    await collector.shutdown();
+  }
+  assert.deepEqual(recording, { recorded: false, sdk: true });
+});
