@@ -113,7 +113,8 @@ export function createToolCallBatch(options: ToolCallBatchOptions): ToolCallBatc
     while (calls.length > 0) {
       const taken = calls;
       calls = [];
-      for (const call of taken) {
+      for (let i = 0; i < taken.length; i++) {
+        const call = taken[i]!;
         try {
           if (spans.length === BATCH_CALLS || (spans.length > 0 && call.route !== spans[0]!.route)) exportPending();
           const span = (pool[spans.length] ??= new RecordedSpan());

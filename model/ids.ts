@@ -64,14 +64,15 @@ export function newEventId(): string {
   bytes[8] = 0x80 | ((seq >>> 14) & 0x3f);
   bytes[9] = (seq >>> 6) & 0xff;
   bytes[10] = ((seq << 2) & 0xff) | (pool[r + 4]! & 0x03);
-  pool.copy(bytes, 11, r + 5, r + 10);
+  for (let i = 0; i < 5; i++) bytes[11 + i] = pool[r + 5 + i]!;
   return uuidText();
 }
 
 /** A random UUIDv4, as `crypto.randomUUID()` (what go-micro's gateway puts in `trace_id`), for a tenth of its garbage. */
 export function newTraceId(): string {
   const r = randomAt(16);
-  pool.copy(bytes, 0, r, r + 16);
+  // Byte by byte: Buffer#copy of part of a buffer makes a Uint8Array view per call.
+  for (let i = 0; i < 16; i++) bytes[i] = pool[r + i]!;
   bytes[6] = 0x40 | (bytes[6]! & 0x0f);
   bytes[8] = 0x80 | (bytes[8]! & 0x3f);
   return uuidText();
