@@ -17,9 +17,9 @@ import type { InstrumentationScope } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import type { ReadableSpan, SpanProcessor, TimedEvent } from '@opentelemetry/sdk-trace-base';
 import type { AuditRecordInput } from '../model/audit-event.ts';
-import { newOtelSpanId, newOtelTraceId } from '../model/ids.ts';
+import { newOtelSpanId, newOtelTraceId, newTraceId } from '../model/ids.ts';
 import { TOOL_CALL_SPAN } from '../model/span.ts';
-import { auditRecordOf, finishSpan, startAttributes, type SpanEnd, type ToolCall } from './tool-call.ts';
+import { attributeSlots, auditRecordOf, fillStartAttributes, finishSpan, type SpanEnd, type ToolCall } from './tool-call.ts';
 
 /** Where the fast path's spans go, and what they carry of the tracer. */
 export interface FastRoute {
@@ -149,12 +149,12 @@ function finish(call: ToolCall, span: RecordedSpan, audit: (record: AuditRecordI
     call.otelTraceId = call.parent ? call.parent.traceId : newOtelTraceId();
     call.otelSpanId = newOtelSpanId();
   }
-  const attributes = startAttributes(call);
   let outcome;
   if (call.sampled) {
-    span.reset(call, call.route!, attributes);
+    span.reset(call, call.route!);
     outcome = finishSpan(call, span);
   } else {
+    if (call.traceId === '') call.traceId = newTraceId();
     outcome = finishSpan(call, NOT_RECORDED);
   }
   audit(auditRecordOf(call, outcome, call.otelTraceId, call.otelSpanId));
@@ -182,7 +182,6 @@ function setHrTime(time: HrTime, epochMs: number): HrTime {
 const STATUS_UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET });
 const NO_LINKS: Link[] = Object.freeze([]) as unknown as Link[];
 const NO_EVENTS: TimedEvent[] = Object.freeze([]) as unknown as TimedEvent[];
-const NO_ATTRIBUTES: Attributes = Object.freeze({});
 
 /**
  * A finished `mcp.tool.call` span as the SDK would hand it to its processors, reused from call to call
@@ -208,12 +207,14 @@ class RecordedSpan implements ReadableSpan, SpanEnd, SpanContext {
   resource!: Resource;
   instrumentationScope!: InstrumentationScope;
   route: FastRoute | undefined = undefined;
-  attributes: Attributes = NO_ATTRIBUTES;
+  /** Every attribute slot of a tool-call span, filled call after call. */
+  readonly attributes: Attributes = attributeSlots();
   private startMs = 0;
   private endMs = 0;
 
   /** Becomes the span of `call`. */
-  reset(call: ToolCall, route: FastRoute, attributes: Attributes): void {
+  reset(call: ToolCall, route: FastRoute): void {
+    fillStartAttributes(call, this.attributes);
     this.traceId = call.otelTraceId;
     this.spanId = call.otelSpanId;
     this.traceState = call.parent?.traceState;
@@ -228,7 +229,6 @@ class RecordedSpan implements ReadableSpan, SpanEnd, SpanContext {
     this.route = route;
     this.resource = route.resource;
     this.instrumentationScope = route.scope;
-    this.attributes = attributes;
   }
 
   get duration(): HrTime {

@@ -108,6 +108,61 @@ export function startAttributes(call: ToolCall): Attributes {
   return attributes;
 }
 
+/**
+ * Every attribute a tool-call span can have, undefined until set: an object to reuse span after span
+ * (undefined values are not written, model/otlp-span-writer.ts). The start attributes in
+ * `startAttributes`'s order, then the end ones.
+ */
+export function attributeSlots(): Attributes {
+  return {
+    'mcp.tool.name': undefined,
+    'mcp.transport': undefined,
+    'mcp.trace_id': undefined,
+    'mcp.method.name': undefined,
+    'gen_ai.tool.name': undefined,
+    'gen_ai.operation.name': undefined,
+    'network.transport': undefined,
+    'network.protocol.name': undefined,
+    'jsonrpc.request.id': undefined,
+    'mcp.account.id': undefined,
+    'mcp.client.name': undefined,
+    'mcp.client.version': undefined,
+    'mcp.session.id': undefined,
+    'mcp.auth.allowed': undefined,
+    'error.type': undefined,
+    'rpc.response.status_code': undefined,
+    'mcp.auth.denied_reason': undefined,
+    'mcp.auth.scopes_required': undefined,
+    'mcp.rate_limited': undefined,
+  };
+}
+
+/** `startAttributes` into slots from `attributeSlots` (every other slot emptied). */
+export function fillStartAttributes(call: ToolCall, slots: Attributes): void {
+  if (call.traceId === '') call.traceId = newTraceId();
+  slots['mcp.tool.name'] = call.tool;
+  slots['mcp.transport'] = call.transport;
+  slots['mcp.trace_id'] = call.traceId;
+  slots['mcp.method.name'] = 'tools/call';
+  slots['gen_ai.tool.name'] = call.tool;
+  slots['gen_ai.operation.name'] = 'execute_tool';
+  const network = NETWORK[call.transport];
+  slots['network.transport'] = network?.transport;
+  slots['network.protocol.name'] = network?.protocol;
+  const requestId = call.requestId;
+  slots['jsonrpc.request.id'] = typeof requestId === 'string' || typeof requestId === 'number' ? String(requestId) : undefined;
+  slots['mcp.account.id'] = call.accountId || undefined;
+  slots['mcp.client.name'] = call.client?.name || undefined;
+  slots['mcp.client.version'] = call.client?.version || undefined;
+  slots['mcp.session.id'] = typeof call.sessionId === 'string' ? call.sessionId : undefined;
+  slots['mcp.auth.allowed'] = undefined;
+  slots['error.type'] = undefined;
+  slots['rpc.response.status_code'] = undefined;
+  slots['mcp.auth.denied_reason'] = undefined;
+  slots['mcp.auth.scopes_required'] = undefined;
+  slots['mcp.rate_limited'] = undefined;
+}
+
 /** What a span needs of the end of a call: the SDK's Span, or the recorded one. */
 export interface SpanEnd {
   setAttribute(key: string, value: string | boolean | string[]): unknown;

@@ -154,7 +154,8 @@ function writeStatus(status: SpanStatus): void {
 
 function writeAttributes(attributes: Attributes, field: number): void {
   for (const key in attributes) {
-    if (!Object.hasOwn(attributes, key)) continue;
+    // An undefined value is no attribute (the SDK's spans never hold one; reused objects do).
+    if (!Object.hasOwn(attributes, key) || attributes[key] === undefined) continue;
     tag(field, 2);
     const start = startMessage();
     tag(1, 2);
