@@ -16,7 +16,8 @@
  * `TOOL_DENIED_CODE`, -32003), or any McpError with that code (`data.reason` names the reason). The audit
  * record then has `allowed: false` and `denied_reason`, as go-micro writes it; `{ rateLimited: true }`
  * also sets `mcp.rate_limited`. McpServer turns errors thrown by a tool into `isError` results, so for
- * it the thrown error is also caught one level down (`McpServer.executeToolHandler`).
+ * it the error is read one level down: `McpServer.executeToolHandler`'s promise is kept by the call's
+ * `extra`, and read (a turn later) only when the result is an `isError` one.
  */
 import { context, createContextKey, isSpanContextValid, SpanKind, trace, TraceFlags, type Context, type Tracer } from '@opentelemetry/api';
 import { isTracingSuppressed } from '@opentelemetry/core';
@@ -86,14 +87,14 @@ export function instrumentServer(server: McpServer | Server, deps: InstrumentDep
   if (instrumented.has(low)) return;
   instrumented.add(low);
 
-  /** Errors McpServer turned into `isError` results, by the call's `extra` object. */
-  const thrown = new WeakMap<object, unknown>();
-  if (low !== (server as unknown)) hookToolErrors(mcp, thrown, logger);
+  /** McpServer's execution of each call's tool (what may reject with the error it makes an `isError` result of), by the call's `extra`. */
+  const executions: Executions = new WeakMap();
+  if (low !== (server as unknown)) hookToolErrors(mcp, executions, logger);
 
   const wrap = () => {
     const current = handlers.get('tools/call') as Handler | undefined;
     if (typeof current === 'function' && !(WRAPPED in current)) {
-      handlers.set('tools/call', wrapHandler(current, low, thrown, deps, options));
+      handlers.set('tools/call', wrapHandler(current, low, executions, deps, options));
     }
   };
   const setRequestHandler = low.setRequestHandler;
@@ -109,29 +110,34 @@ function isLowLevelServer(value: unknown): value is LowLevelServer {
   return typeof value === 'object' && value !== null && typeof (value as LowLevelServer).setRequestHandler === 'function' && '_requestHandlers' in value;
 }
 
-function hookToolErrors(mcp: { executeToolHandler?: unknown }, thrown: WeakMap<object, unknown>, logger: Logger): void {
+/** A call's tool execution: its promise, or the error it threw at once. */
+type Executions = WeakMap<object, Promise<unknown> | { error: unknown }>;
+
+/**
+ * Keeps each call's `executeToolHandler` promise by its `extra` (nothing attached to it: a handler on
+ * every call's promise was ~450 B of garbage per call, for the few that fail).
+ */
+function hookToolErrors(mcp: { executeToolHandler?: unknown }, executions: Executions, logger: Logger): void {
   const original = mcp.executeToolHandler;
   if (typeof original !== 'function') {
     logger.warn('instrumentServer: this McpServer version has no executeToolHandler; errors thrown by tools are audited from their isError results only');
     return;
   }
-  // Not an async function: one `then` per call is less garbage than its state and awaits.
   mcp.executeToolHandler = function (this: unknown, tool: unknown, args: unknown, extra: unknown) {
-    const remember = (error: unknown) => {
-      if (typeof extra === 'object' && extra !== null) thrown.set(extra, error);
-      throw error;
-    };
+    const keyed = typeof extra === 'object' && extra !== null;
     let pending: unknown;
     try {
       pending = original.call(this, tool, args, extra);
     } catch (error) {
-      return Promise.reject(error).catch(remember);
+      if (keyed) executions.set(extra, { error });
+      throw error;
     }
-    return Promise.resolve(pending).then(undefined, remember);
+    if (keyed && pending instanceof Promise) executions.set(extra, pending);
+    return pending;
   };
 }
 
-function wrapHandler(inner: Handler, low: LowLevelServer, thrown: WeakMap<object, unknown>, deps: InstrumentDeps, options: InstrumentOptions): Handler {
+function wrapHandler(inner: Handler, low: LowLevelServer, executions: Executions, deps: InstrumentDeps, options: InstrumentOptions): Handler {
   // Not an async function: its state and awaits cost more garbage per call than one `then`.
   const wrapped: Handler = function (this: unknown, request, extra) {
     const call = begin(request, extra, low, deps, options);
@@ -140,16 +146,16 @@ function wrapHandler(inner: Handler, low: LowLevelServer, thrown: WeakMap<object
     try {
       pending = call.context ? context.with(call.context, inner, this, request, extra) : inner.call(this, request, extra);
     } catch (error) {
-      end(call, extra, thrown, deps, undefined, error, true);
+      end(call, extra, executions, deps, undefined, error, true);
       return Promise.reject(error);
     }
     return Promise.resolve(pending).then(
       (result) => {
-        end(call, extra, thrown, deps, result, undefined, false);
+        end(call, extra, executions, deps, result, undefined, false);
         return result;
       },
       (error: unknown) => {
-        end(call, extra, thrown, deps, undefined, error, true);
+        end(call, extra, executions, deps, undefined, error, true);
         throw error;
       },
     );
@@ -221,13 +227,30 @@ function contextManagerRegistered(): boolean {
   return context.with(PROBE, probeActive);
 }
 
-function end(call: ToolCall, extra: RequestExtra, thrown: WeakMap<object, unknown>, deps: InstrumentDeps, result: unknown, error: unknown, failed: boolean): void {
+function end(call: ToolCall, extra: RequestExtra, executions: Executions, deps: InstrumentDeps, result: unknown, error: unknown, failed: boolean): void {
   try {
     call.end = performance.now();
     call.failed = failed;
-    call.cause = failed ? error : typeof extra === 'object' && extra !== null ? thrown.get(extra) : undefined;
     call.isErrorResult = !failed && typeof result === 'object' && result !== null && (result as { isError?: unknown }).isError === true;
     call.responseBytes = failed ? 0 : jsonBytes(result);
+    if (failed) return complete(call, deps, error);
+    const execution = call.isErrorResult && typeof extra === 'object' && extra !== null ? executions.get(extra) : undefined;
+    if (execution === undefined) return complete(call, deps, undefined);
+    if (!(execution instanceof Promise)) return complete(call, deps, execution.error);
+    // Settled already: its error (if it threw rather than returned isError) a turn later.
+    execution.then(
+      () => complete(call, deps, undefined),
+      (cause: unknown) => complete(call, deps, cause),
+    );
+  } catch (failure) {
+    deps.logger.debug({ err: failure }, 'instrumentServer: could not audit a tool call');
+  }
+}
+
+/** The call's span ended (or its recording queued) and its record reported, `cause` the error it failed with. */
+function complete(call: ToolCall, deps: InstrumentDeps, cause: unknown): void {
+  try {
+    call.cause = cause;
     const span = call.span;
     if (span === undefined) {
       deps.fast!.batch.add(call);
