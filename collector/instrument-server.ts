@@ -10,7 +10,9 @@
  * one audit record. The span continues the client's trace from the request's `params._meta`
  * (`traceparent`, `tracestate`, and `baggage`, which the handler then sees in its context), linked to
  * the context that was active, as the conventions ask. Only sizes of arguments and results are
- * measured; their content is never kept.
+ * measured; their content is never kept. The span is an SDK span, or, when the collector's span
+ * processor is the only one the tracer feeds, recorded and made in the batch (tool-call-spans.ts);
+ * what both ways share is in tool-call.ts.
  *
  * Denials: a gateway denies a call by throwing `ToolDeniedError` (an McpError with code
  * `TOOL_DENIED_CODE`, -32003), or any McpError with that code (`data.reason` names the reason). The audit
