@@ -4,7 +4,7 @@
  *   npm run bench -- collector-alloc
  *
  * The same McpServer, plain and instrumented (collector in its default worker-thread mode, plus a
- * tracer provider feeding collector.spanProcessor), its `tools/call` handler called directly, 2,000
+ * tracer provider feeding collector.spanProcessor), its `tools/call` handler called directly, 5,000
  * calls per window, rounds alternating plain / instrumented. A window's allocation is the growth of
  * the heap from a full GC to the end of the window (the span processor's exports included), with a
  * young generation large enough that no GC runs inside a window (a window in which one ran is measured
@@ -28,7 +28,7 @@ import { createCollector, type Collector } from '../collector/index.ts';
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
 
-const CALLS = 2_000;
+const CALLS = 5_000;
 const ROUNDS = 7;
 
 /** Start times of the GCs observed (delivered after the fact). */

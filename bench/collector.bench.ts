@@ -12,11 +12,15 @@
  *    plus a tracer provider feeding collector.spanProcessor) against the same server without it:
  *    - CPU per call, measured on the gateway thread (and on the rest of the process), 0 ms tool;
  *    - 10,000 calls always in flight, for tool durations of 10 s, 5 s and 1 s (1,000, 2,000 and 10,000
- *      calls/s): added latency = instrumented minus plain, at p50 and p99 of the end-to-end latency
- *      (minus the tool's own duration); the gateway's event-loop utilization; heap used (after a full
+ *      calls/s), in rounds of a plain run then an instrumented one (ABAB, `--repeat=N` rounds, default
+ *      4): the latency in the gateway (a request's arrival to its response's send, minus the tool's own
+ *      duration) at p50 and p99, and end to end; the bytes the gateway thread allocated per call
+ *      (v8.GCProfiler over the window); the gateway's event-loop utilization; heap used (after a full
  *      GC) idle, with 10,000 calls in flight, and after shutdown.
- *    The issue names no call rate, so every rate is judged against the target (p99 added ≤ 1 ms) on
- *    its own row; the target is met only when every row meets it.
+ *    Targets (issue 15), at 10,000 calls/s: instrumented p99 ≤ 1.1 × plain p99 (all rounds' calls
+ *    pooled; each round's ratio and their spread shown), and ≤ 1 KB allocated per call added by the
+ *    collector (median over the rounds, with the spread). npm run bench -- collector-alloc measures
+ *    the bytes more finely, without GC in its windows.
  * 3. Collector → Kafka records/s, against raw kafkajs sendBatch of the same messages with the same
  *    batch size (1,000), compression (gzip), acks (-1) and idempotent producer, in the same run,
  *    alternating; CPU per record of each thread group.
@@ -60,7 +64,8 @@ const ms = (x: number) => `${x.toFixed(2)} ms`;
 const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 const perSecond = (x: number) => `${Math.round(x).toLocaleString('en-US')}/s`;
-const quantile = (sorted: ArrayLike<number>, q: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!;
+/** NaN for an empty list (a window in which no call completed). */
+const quantile = (sorted: ArrayLike<number>, q: number) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!);
 const spoolDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'collector-bench-'));
 const heapAfterGc = () => (gc(), process.memoryUsage().heapUsed);
 
@@ -309,6 +314,10 @@ interface Window {
   loopDelayP99: number;
   gcMsPerSecond: number;
   gcMaxMs: number;
+  /** Bytes the gateway thread allocated in the window (GCProfiler: heap growth between and around its GCs). */
+  allocated: number;
+  /** tools/call responses the gateway sent in the window. */
+  responses: number;
   heapIdle: number;
   /** At the end of the window (steady state: 10,000 calls still in flight), after a full GC. */
   heapLoaded: number;
@@ -345,7 +354,10 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
   let windowStart = Infinity;
   let windowEnd = Infinity;
   const gatewayLatencies: number[] = [];
+  /** Responses to tools/call sent in the window, whenever their request arrived: the calls its allocations paid for. */
+  let responses = 0;
   const timing = (start: number, end: number) => {
+    if (end >= windowStart && end < windowEnd) responses++;
     if (start >= windowStart && end < windowEnd) gatewayLatencies.push(end - start - spec.toolMs);
   };
   await server.connect(new PortTransport(channel.port1, timing));
@@ -358,7 +370,9 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
   });
   let eluStart: EventLoopUtilization | undefined;
   let cpuStart: CpuSample | undefined;
-  const result = { elu: 0, cpu: { main: 0, rest: 0, broker: 0 }, windowMs: 1, heapLoaded: 0 };
+  const result = { elu: 0, cpu: { main: 0, rest: 0, broker: 0 }, windowMs: 1, heapLoaded: 0, allocated: 0 };
+  const allocation = new v8.GCProfiler();
+  let heapAtStart = 0;
 
   const clientSpec: ClientSpec = { ...spec, role: 'mcp-client', port: channel.port2 };
   const worker = startWorker(new URL(import.meta.url), { workerData: clientSpec, transferList: [channel.port2], name: 'bench-agents' });
@@ -373,7 +387,10 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
         cpuStart = cpuNow();
         loopDelay.enable();
         gcObserver.observe({ entryTypes: ['gc'] });
+        heapAtStart = v8.getHeapStatistics().used_heap_size;
+        allocation.start();
       } else {
+        result.allocated = allocatedSince(heapAtStart, allocation.stop());
         windowEnd = performance.now();
         result.windowMs = windowEnd - windowStart;
         result.elu = nodePerformance.eventLoopUtilization(eluStart).utilization;
@@ -403,10 +420,26 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
     loopDelayP99: loopDelay.percentile(99) / 1e6,
     gcMsPerSecond: gcPauses.reduce((a, b) => a + b, 0) / (result.windowMs / 1000),
     gcMaxMs: Math.max(0, ...gcPauses),
+    allocated: result.allocated,
+    responses,
     heapIdle,
     heapLoaded: result.heapLoaded,
     heapAfter: heapAfterGc(),
   };
+}
+
+/**
+ * Bytes allocated since `heapAtStart`, from a GCProfiler's record of the GCs meanwhile: the growth of the
+ * used heap up to each GC, from the end of the previous one, and after the last one up to now.
+ */
+function allocatedSince(heapAtStart: number, profile: { statistics: { beforeGC: { heapStatistics: { usedHeapSize: number } }; afterGC: { heapStatistics: { usedHeapSize: number } } }[] } | undefined): number {
+  let allocated = 0;
+  let from = heapAtStart;
+  for (const gcRun of profile?.statistics ?? []) {
+    allocated += Math.max(0, gcRun.beforeGC.heapStatistics.usedHeapSize - from);
+    from = gcRun.afterGC.heapStatistics.usedHeapSize;
+  }
+  return allocated + Math.max(0, v8.getHeapStatistics().used_heap_size - from);
 }
 
 /** The row whose first runs also report the heap: 10,000 in flight with 5 s tools, 2,000 calls/s. */
@@ -419,7 +452,9 @@ const TOOL_DURATIONS: [toolMs: number, measureMs: number][] = [
 ];
 /** `--tool-ms=5000` runs only those rows; `--repeat=N` measures each row N times (plain, instrumented, ...). */
 const toolMsArg = process.argv.find((a) => a.startsWith('--tool-ms='))?.slice('--tool-ms='.length).split(',').map(Number);
-const REPEAT = Number(process.argv.find((a) => a.startsWith('--repeat='))?.slice('--repeat='.length) ?? 3);
+const REPEAT = Number(process.argv.find((a) => a.startsWith('--repeat='))?.slice('--repeat='.length) ?? 4);
+/** The row of the issue's targets: 10,000 in flight at 10,000 calls/s. */
+const TARGET_TOOL_MS = 1_000;
 
 async function concurrency(brokers: string): Promise<void> {
   const count = { toolMs: 0, inFlight: 100, mode: 'count', calls: 30_000 } as const;
@@ -441,10 +476,10 @@ async function concurrency(brokers: string): Promise<void> {
     '',
   ]);
 
-  details.push(`10,000 calls in flight: latency beyond the tool's own duration (ms), plain vs instrumented, ${REPEAT} runs each, alternating.`);
+  details.push(`10,000 calls in flight: latency beyond the tool's own duration (ms), plain vs instrumented, ${REPEAT} rounds, each a plain run then an instrumented one (ABAB).`);
   details.push('In the gateway: from a request\'s arrival to its response\'s send. End to end: as the client thread measures it (adds its own event loop and GC).');
-  details.push('| tool | calls/s | run | in the gateway p50 / p99: plain | instrumented | added | end to end p99: plain / instr. / added | gateway ELU | gateway CPU µs/call | loop delay p99 ms | GC pauses ms/s, longest ms | calls |');
-  details.push('|------|---------|-----|----------------------------------|--------------|-------|-----------------------------------------|-------------|---------------------|-------------------|----------------------------|-------|');
+  details.push('| tool | calls/s | run | in the gateway p50 / p99: plain | instrumented | added | end to end p99: plain / instr. / added | gateway ELU | gateway CPU µs/call | loop delay p99 ms | GC pauses ms/s, longest ms | calls | p99 ratio | gateway thread B allocated per call |');
+  details.push('|------|---------|-----|----------------------------------|--------------|-------|-----------------------------------------|-------------|---------------------|-------------------|----------------------------|-------|-----------|-------------------------------------|');
   const pair = (a: string, b: string) => `${a} / ${b}`;
   const p50p99 = (x: Float64Array) => pair(quantile(x, 0.5).toFixed(2), quantile(x, 0.99).toFixed(2));
   for (const [toolMs, measureMs] of TOOL_DURATIONS.filter(([t]) => !toolMsArg || toolMsArg.includes(t))) {
@@ -452,16 +487,23 @@ async function concurrency(brokers: string): Promise<void> {
     const rate = perSecond(10_000_000 / toolMs);
     const added: number[] = [];
     const addedEndToEnd: number[] = [];
+    /** Per round (plain then instrumented): p99 in the gateway, instrumented / plain; bytes the gateway thread allocated per call, added. */
+    const ratios: number[] = [];
+    const bytesAdded: number[] = [];
     const pooled = { plain: [] as Float64Array[], inst: [] as Float64Array[], plainEndToEnd: [] as Float64Array[], instEndToEnd: [] as Float64Array[] };
     for (let run = 1; run <= REPEAT; run++) {
       const plain = await drive(false, brokers, spec);
       const inst = await drive(true, brokers, spec);
       const [p, i] = [plain.gatewayLatencies, inst.gatewayLatencies];
+      console.error(`  ${toolMs / 1000} s tool, round ${run}: p99 in the gateway ${quantile(p, 0.99).toFixed(2)} → ${quantile(i, 0.99).toFixed(2)} ms; calls ${p.length} / ${i.length} (end to end ${plain.latencies.length} / ${inst.latencies.length}); load ${os.loadavg()[0]!.toFixed(1)}`);
       pooled.plain.push(p);
       pooled.inst.push(i);
       pooled.plainEndToEnd.push(plain.latencies);
       pooled.instEndToEnd.push(inst.latencies);
       added.push(quantile(i, 0.99) - quantile(p, 0.99));
+      ratios.push(quantile(i, 0.99) / quantile(p, 0.99));
+      const perResponse = (w: Window) => w.allocated / Math.max(1, w.responses);
+      bytesAdded.push(perResponse(inst) - perResponse(plain));
       addedEndToEnd.push(quantile(inst.latencies, 0.99) - quantile(plain.latencies, 0.99));
       details.push(
         `| ${[
@@ -477,6 +519,8 @@ async function concurrency(brokers: string): Promise<void> {
           pair(plain.loopDelayP99.toFixed(2), inst.loopDelayP99.toFixed(2)),
           pair(`${plain.gcMsPerSecond.toFixed(1)}, ${plain.gcMaxMs.toFixed(1)}`, `${inst.gcMsPerSecond.toFixed(1)}, ${inst.gcMaxMs.toFixed(1)}`),
           pair(String(p.length), String(i.length)),
+          `${(ratios.at(-1)!).toFixed(2)}`,
+          pair(String(Math.round(perResponse(plain))), String(Math.round(perResponse(inst)))),
         ].join(' | ')} |`,
       );
       if (toolMs === HEAP_TOOL_MS && run === 1) {
@@ -495,11 +539,29 @@ async function concurrency(brokers: string): Promise<void> {
     const [plainAll, instAll] = [all(pooled.plain), all(pooled.inst)];
     const pooledAdded = quantile(instAll, 0.99) - quantile(plainAll, 0.99);
     const pooledEndToEnd = quantile(all(pooled.instEndToEnd), 0.99) - quantile(all(pooled.plainEndToEnd), 0.99);
+    const pooledRatio = quantile(instAll, 0.99) / quantile(plainAll, 0.99);
+    const sortedRatios = [...ratios].sort((a, b) => a - b);
+    const sortedBytes = [...bytesAdded].sort((a, b) => a - b);
+    const median = (xs: number[]) => xs[Math.floor(xs.length / 2)]!;
+    // The issue's targets are for 10,000 calls/s; the slower rows are shown against the same bounds.
+    const judged = toolMs === TARGET_TOOL_MS;
     rows.push([
-      `10k in flight, ${toolMs / 1000} s tool = ${rate}: p99 added in the gateway`,
-      `${ms(pooledAdded)} (${quantile(plainAll, 0.99).toFixed(2)} → ${quantile(instAll, 0.99).toFixed(2)} ms over ${REPEAT} runs; run by run: ${added.map((x) => x.toFixed(2)).join(', ')})`,
-      '≤ 1 ms',
-      verdict(pooledAdded <= 1),
+      `10k in flight, ${toolMs / 1000} s tool = ${rate}: p99 in the gateway, instrumented / plain`,
+      `${pooledRatio.toFixed(2)} (${quantile(plainAll, 0.99).toFixed(2)} → ${quantile(instAll, 0.99).toFixed(2)} ms, all ${REPEAT} rounds' calls; round by round ${ratios.map((x) => x.toFixed(2)).join(', ')}: median ${median(sortedRatios).toFixed(2)}, ${sortedRatios[0]!.toFixed(2)}–${sortedRatios.at(-1)!.toFixed(2)})`,
+      '≤ 1.1',
+      judged ? verdict(pooledRatio <= 1.1) : '',
+    ]);
+    rows.push([
+      `  bytes allocated per call on the gateway thread, added by the collector`,
+      `median ${Math.round(median(sortedBytes))} B (${Math.round(sortedBytes[0]!)}–${Math.round(sortedBytes.at(-1)!)} over ${REPEAT} rounds)`,
+      '≤ 1024 B',
+      judged ? verdict(median(sortedBytes) <= 1024) : '',
+    ]);
+    rows.push([
+      `  p99 added in the gateway`,
+      `${ms(pooledAdded)} (run by run: ${added.map((x) => x.toFixed(2)).join(', ')})`,
+      '',
+      '',
     ]);
     rows.push([`  same, end to end (client thread on the same 2 cores)`, `${ms(pooledEndToEnd)} (run by run: ${addedEndToEnd.map((x) => x.toFixed(2)).join(', ')})`, '', '']);
     // What the same measurement gives when nothing differs: the collector-off runs against each other.

@@ -16,7 +16,7 @@
  * one sends (worker-entry.ts), fed by worker-sender.ts. `instrumentServer` records are made by the
  * collector itself and are queued without the check and the copy.
  */
-import { trace, type TracerProvider } from '@opentelemetry/api';
+import { trace, type ProxyTracerProvider, type TracerProvider } from '@opentelemetry/api';
 import type { BufferConfig, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
@@ -29,7 +29,10 @@ import { instrumentServer, type InstrumentOptions } from './instrument-server.ts
 import { createPrepare, EncodedMessage, type QueueItem } from './prepare.ts';
 import { createSender, type Sender } from './sender.ts';
 import { openSpool, type Spool } from './spool.ts';
-import { createSpanProcessor, untraced } from './tracing.ts';
+import { writeTraceRequest } from '../model/otlp-span-writer.ts';
+import type { SpoolRecord } from './spool.ts';
+import { createToolCallBatch, fastRouteOf, type FastRoute } from './tool-call-spans.ts';
+import { createSpanProcessor, createSpanSink, untraced } from './tracing.ts';
 import { createWarnings } from './warnings.ts';
 import { createWorkerSender } from './worker-sender.ts';
 
@@ -67,6 +70,14 @@ export interface CollectorOptions {
   tracerProvider?: TracerProvider;
   /** BatchSpanProcessor settings of `spanProcessor`. */
   spanProcessorConfig?: BufferConfig;
+  /**
+   * How `instrumentServer` makes the `mcp.tool.call` spans. `recorded` (default): when the tracer
+   * provider feeds only `spanProcessor`, with the SDK's default sampler, ids and limits, each call is
+   * recorded and its span made in the batch (collector/tool-call-spans.ts), the same span as the SDK
+   * would make; otherwise an SDK span. `sdk`: always an SDK span, e.g. when tool handlers add to the
+   * active span (in a recorded call it is a non-recording span carrying the call's ids).
+   */
+  toolCallSpans?: 'recorded' | 'sdk';
   /**
    * Where validation, spooling and kafkajs run when the collector builds its own producer: in worker
    * threads (default; the gateway's event loop only queues records), or in the gateway's own thread.
@@ -236,12 +247,49 @@ export function createCollector(options: CollectorOptions): Collector {
     }
   }
 
-  const spanProcessor = createSpanProcessor(
-    { topic: spansTopic, tenant, maxMessageBytes, enqueue: (record) => enqueue(new EncodedMessage(record)), warnings },
-    options.spanProcessorConfig,
-  );
+  const spanSink = { topic: spansTopic, tenant, maxMessageBytes, enqueue: (record: SpoolRecord) => enqueue(new EncodedMessage(record)), warnings };
+  const batchProcessor = createSpanProcessor(spanSink, options.spanProcessorConfig);
+  const exportSpans = createSpanSink(spanSink, writeTraceRequest);
+  /** instrumentServer's calls whose spans are recorded without the SDK (tool-call-spans.ts). */
+  const toolCalls = createToolCallBatch({
+    audit: auditOwned,
+    exportSpans: (spans) => void exportSpans(spans),
+    onError: (error) => logger.debug({ err: error }, 'instrumentServer: could not audit a tool call'),
+  });
+  // What the gateway adds to its tracer provider: the batch processor, whose flush also covers the recorded calls.
+  const spanProcessor: SpanProcessor = {
+    onStart: (span, parentContext) => batchProcessor.onStart(span, parentContext),
+    onEnd: (span) => batchProcessor.onEnd(span),
+    forceFlush: () => {
+      toolCalls.flush();
+      return batchProcessor.forceFlush();
+    },
+    shutdown: () => {
+      toolCalls.flush();
+      return batchProcessor.shutdown();
+    },
+  };
 
-  const tracer = () => (options.tracerProvider ?? trace.getTracerProvider()).getTracer(INSTRUMENTATION_SCOPE, VERSION);
+  const tracerProvider = () => options.tracerProvider ?? trace.getTracerProvider();
+  const tracer = () => tracerProvider().getTracer(INSTRUMENTATION_SCOPE, VERSION);
+  // The fast route of the provider the calls' spans go to, looked up again only when that provider changes.
+  let routedProvider: TracerProvider | undefined;
+  let route: FastRoute | undefined;
+  const fast = {
+    batch: toolCalls,
+    route(): FastRoute | undefined {
+      if (options.toolCallSpans === 'sdk') return undefined;
+      let provider = tracerProvider();
+      // The global provider is a proxy (of whatever copy of the API registered it): its delegate decides.
+      const proxy = provider as Partial<ProxyTracerProvider>;
+      if (typeof proxy.getDelegate === 'function') provider = proxy.getDelegate();
+      if (provider !== routedProvider) {
+        routedProvider = provider;
+        route = fastRouteOf(provider.getTracer(INSTRUMENTATION_SCOPE, VERSION), spanProcessor);
+      }
+      return route;
+    },
+  };
 
   let shutdownPromise: Promise<void> | undefined;
   async function shutdownOnce(): Promise<void> {
@@ -259,13 +307,16 @@ export function createCollector(options: CollectorOptions): Collector {
     auditFunc,
     instrumentServer(server, instrumentOptions) {
       try {
-        instrumentServer(server, { audit: auditOwned, tracer: tracer(), logger }, instrumentOptions);
+        instrumentServer(server, { audit: auditOwned, tracer: tracer(), fast, logger }, instrumentOptions);
       } catch (error) {
         logger.error({ err: error }, 'instrumentServer failed; tool calls are not audited');
       }
     },
     spanProcessor,
-    flush: () => sender.flush(),
+    flush: () => {
+      toolCalls.flush();
+      return sender.flush();
+    },
     shutdown() {
       shutdownPromise ??= shutdownOnce();
       return shutdownPromise;

@@ -10,51 +10,30 @@
  * one audit record. The span continues the client's trace from the request's `params._meta`
  * (`traceparent`, `tracestate`, and `baggage`, which the handler then sees in its context), linked to
  * the context that was active, as the conventions ask. Only sizes of arguments and results are
- * measured; their content is never kept.
+ * measured; their content is never kept. The span is an SDK span, or, when the collector's span
+ * processor is the only one the tracer feeds, recorded and made in the batch (tool-call-spans.ts);
+ * what both ways share is in tool-call.ts.
  *
  * Denials: a gateway denies a call by throwing `ToolDeniedError` (an McpError with code
  * `TOOL_DENIED_CODE`, -32003), or any McpError with that code (`data.reason` names the reason). The audit
  * record then has `allowed: false` and `denied_reason`, as go-micro writes it; `{ rateLimited: true }`
  * also sets `mcp.rate_limited`. McpServer turns errors thrown by a tool into `isError` results, so for
- * it the thrown error is also caught one level down (`McpServer.executeToolHandler`).
+ * it the error is read one level down: `McpServer.executeToolHandler`'s promise is kept by the call's
+ * `extra`, and read (a turn later) only when the result is an `isError` one.
  */
-import { context, isSpanContextValid, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type SpanStatus, type Tracer } from '@opentelemetry/api';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { context, createContextKey, isSpanContextValid, SpanKind, trace, TraceFlags, type Context, type Tracer } from '@opentelemetry/api';
+import { isTracingSuppressed } from '@opentelemetry/core';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { Logger } from '../core/logger.ts';
 import { LIMITS, type AuditRecordInput } from '../model/audit-event.ts';
-import { newTraceId } from '../model/ids.ts';
-import { MCP_ATTR, MCP_EXT_ATTR, MCP_SEMCONV, TOOL_CALL_SPAN } from '../model/span.ts';
-import { jsonByteLength } from './json-size.ts';
+import { newOtelSpanId, newOtelTraceId } from '../model/ids.ts';
+import { TOOL_CALL_SPAN } from '../model/span.ts';
+import { auditRecordOf, clip, finishSpan, jsonBytes, startAttributes, ToolCall } from './tool-call.ts';
+import type { FastRoute, ToolCallBatch } from './tool-call-spans.ts';
 import { parentContextFrom } from './tracing.ts';
 
-/** JSON-RPC error code of a denied tool call (in the implementation-defined server error range). */
-export const TOOL_DENIED_CODE = -32003;
-
-export interface ToolDeniedOptions {
-  /** Scopes the tool needs (`mcp.auth.scopes_required`). */
-  scopesRequired?: string[];
-  /** The call was refused by a rate limit (`mcp.rate_limited`). */
-  rateLimited?: boolean;
-}
-
-/** Throw from a tool handler (or a gateway's policy check) to deny a call; it is audited as a denial. */
-export class ToolDeniedError extends McpError {
-  readonly reason: string;
-  readonly scopesRequired: string[];
-  readonly rateLimited: boolean;
-
-  constructor(reason: string, options: ToolDeniedOptions = {}) {
-    const scopesRequired = options.scopesRequired ?? [];
-    const rateLimited = options.rateLimited ?? false;
-    super(TOOL_DENIED_CODE, `Forbidden: ${reason}`, { reason, scopesRequired, rateLimited });
-    this.name = 'ToolDeniedError';
-    this.reason = reason;
-    this.scopesRequired = scopesRequired;
-    this.rateLimited = rateLimited;
-  }
-}
+export { ToolDeniedError, TOOL_DENIED_CODE, type ToolDeniedOptions } from './tool-call.ts';
 
 export interface InstrumentOptions {
   /** `mcp.transport` / `transport`; by default from the connected transport's class (stdio, http, ...). */
@@ -67,6 +46,8 @@ export interface InstrumentDeps {
   /** Takes the record as is (it is not used again here), and never throws. */
   audit(record: AuditRecordInput): void;
   tracer: Tracer;
+  /** The fast path (tool-call-spans.ts): the tracer's route now, when its spans can be recorded without the SDK. */
+  fast?: { route(): FastRoute | undefined; batch: ToolCallBatch };
   logger: Logger;
 }
 
@@ -108,14 +89,14 @@ export function instrumentServer(server: McpServer | Server, deps: InstrumentDep
   if (instrumented.has(low)) return;
   instrumented.add(low);
 
-  /** Errors McpServer turned into `isError` results, by the call's `extra` object. */
-  const thrown = new WeakMap<object, unknown>();
-  if (low !== (server as unknown)) hookToolErrors(mcp, thrown, logger);
+  /** McpServer's execution of each call's tool (what may reject with the error it makes an `isError` result of), by the call's `extra`. */
+  const executions: Executions = new WeakMap();
+  if (low !== (server as unknown)) hookToolErrors(mcp, executions, logger);
 
   const wrap = () => {
     const current = handlers.get('tools/call') as Handler | undefined;
     if (typeof current === 'function' && !(WRAPPED in current)) {
-      handlers.set('tools/call', wrapHandler(current, low, thrown, deps, options));
+      handlers.set('tools/call', wrapHandler(current, low, executions, deps, options));
     }
   };
   const setRequestHandler = low.setRequestHandler;
@@ -131,57 +112,52 @@ function isLowLevelServer(value: unknown): value is LowLevelServer {
   return typeof value === 'object' && value !== null && typeof (value as LowLevelServer).setRequestHandler === 'function' && '_requestHandlers' in value;
 }
 
-function hookToolErrors(mcp: { executeToolHandler?: unknown }, thrown: WeakMap<object, unknown>, logger: Logger): void {
+/** A call's tool execution: its promise, or the error it threw at once. */
+type Executions = WeakMap<object, Promise<unknown> | { error: unknown }>;
+
+/**
+ * Keeps each call's `executeToolHandler` promise by its `extra` (nothing attached to it: a handler on
+ * every call's promise was ~450 B of garbage per call, for the few that fail).
+ */
+function hookToolErrors(mcp: { executeToolHandler?: unknown }, executions: Executions, logger: Logger): void {
   const original = mcp.executeToolHandler;
   if (typeof original !== 'function') {
     logger.warn('instrumentServer: this McpServer version has no executeToolHandler; errors thrown by tools are audited from their isError results only');
     return;
   }
-  mcp.executeToolHandler = async function (this: unknown, tool: unknown, args: unknown, extra: unknown) {
+  mcp.executeToolHandler = function (this: unknown, tool: unknown, args: unknown, extra: unknown) {
+    const keyed = typeof extra === 'object' && extra !== null;
+    let pending: unknown;
     try {
-      return await original.call(this, tool, args, extra);
+      pending = original.call(this, tool, args, extra);
     } catch (error) {
-      if (typeof extra === 'object' && extra !== null) thrown.set(extra, error);
+      if (keyed) executions.set(extra, { error });
       throw error;
     }
+    if (keyed && pending instanceof Promise) executions.set(extra, pending);
+    return pending;
   };
 }
 
-interface Call {
-  /** performance.now() at the start. */
-  start: number;
-  tool: string;
-  traceId: string;
-  span: Span;
-  /** Where the handler runs: the span's context, with the client's baggage. */
-  context: Context;
-  requestBytes: number;
-  accountId: string | undefined;
-  transport: string;
-  client: { name?: string; version?: string } | undefined;
-}
-
-const STATUS_OK: SpanStatus = Object.freeze({ code: SpanStatusCode.OK });
-
-function wrapHandler(inner: Handler, low: LowLevelServer, thrown: WeakMap<object, unknown>, deps: InstrumentDeps, options: InstrumentOptions): Handler {
+function wrapHandler(inner: Handler, low: LowLevelServer, executions: Executions, deps: InstrumentDeps, options: InstrumentOptions): Handler {
   // Not an async function: its state and awaits cost more garbage per call than one `then`.
   const wrapped: Handler = function (this: unknown, request, extra) {
     const call = begin(request, extra, low, deps, options);
     if (!call) return inner.call(this, request, extra);
     let pending: Promise<unknown>;
     try {
-      pending = context.with(call.context, inner, this, request, extra);
+      pending = call.context ? context.with(call.context, inner, this, request, extra) : inner.call(this, request, extra);
     } catch (error) {
-      end(call, extra, thrown, deps, undefined, error, true);
+      end(call, extra, executions, deps, undefined, error, true);
       return Promise.reject(error);
     }
     return Promise.resolve(pending).then(
       (result) => {
-        end(call, extra, thrown, deps, result, undefined, false);
+        end(call, extra, executions, deps, result, undefined, false);
         return result;
       },
       (error: unknown) => {
-        end(call, extra, thrown, deps, undefined, error, true);
+        end(call, extra, executions, deps, undefined, error, true);
         throw error;
       },
     );
@@ -190,155 +166,106 @@ function wrapHandler(inner: Handler, low: LowLevelServer, thrown: WeakMap<object
   return wrapped;
 }
 
-function begin(request: ToolCallRequest, extra: RequestExtra, low: LowLevelServer, deps: InstrumentDeps, options: InstrumentOptions): Call | undefined {
+function begin(request: ToolCallRequest, extra: RequestExtra, low: LowLevelServer, deps: InstrumentDeps, options: InstrumentOptions): ToolCall | undefined {
   try {
     const start = performance.now();
     const params = request?.params;
     const tool = clip(typeof params?.name === 'string' && params.name !== '' ? params.name : '(unnamed)', LIMITS.toolLength);
-    const traceId = newTraceId();
     const accountId = options.accountId ? options.accountId(extra) : extra?.authInfo?.clientId;
     const transport = options.transport ?? transportName(low.transport);
-    // Everything known before the call goes in at the start: one attribute check instead of one per key.
-    const client = low.getClientVersion?.();
-    const attributes: Attributes = {
-      [MCP_ATTR.toolName]: tool,
-      [MCP_ATTR.transport]: transport,
-      [MCP_ATTR.traceId]: traceId,
-      [MCP_SEMCONV.methodName]: MCP_SEMCONV.toolsCall,
-      [MCP_SEMCONV.toolName]: tool,
-      [MCP_SEMCONV.operationName]: MCP_SEMCONV.executeTool,
-    };
-    const network = NETWORK[transport];
-    if (network) {
-      attributes[MCP_SEMCONV.networkTransport] = network.transport;
-      if (network.protocol) attributes[MCP_SEMCONV.networkProtocolName] = network.protocol;
-    }
-    const requestId = extra?.requestId;
-    if (typeof requestId === 'string' || typeof requestId === 'number') attributes[MCP_SEMCONV.requestId] = String(requestId);
-    if (accountId) attributes[MCP_ATTR.accountId] = accountId;
-    if (client?.name) attributes[MCP_EXT_ATTR.clientName] = client.name;
-    if (client?.version) attributes[MCP_EXT_ATTR.clientVersion] = client.version;
-    // The same name in go-micro's additions (ours) and in the conventions.
-    if (typeof extra?.sessionId === 'string') attributes[MCP_EXT_ATTR.sessionId] = extra.sessionId;
-    const { parent, links } = parentContextFrom(params?._meta);
-    const span = deps.tracer.startSpan(TOOL_CALL_SPAN, { kind: SpanKind.SERVER, attributes, links }, parent);
-    return { start, tool, traceId, span, context: trace.setSpan(parent, span), requestBytes: jsonBytes(params?.arguments), accountId, transport, client };
+    const call = new ToolCall(start, tool, transport, accountId, low.getClientVersion?.(), extra?.sessionId, extra?.requestId);
+    call.requestBytes = jsonBytes(params?.arguments);
+    const active = context.active();
+    const route = isTracingSuppressed(active) ? undefined : deps.fast?.route();
+    if (route) beginRecorded(call, route, active, params?._meta);
+    else beginSdkSpan(call, deps.tracer, params?._meta);
+    return call;
   } catch (error) {
     deps.logger.debug({ err: error }, 'instrumentServer: could not start auditing a tool call');
     return undefined;
   }
 }
 
-function end(
-  call: Call,
-  extra: RequestExtra,
-  thrown: WeakMap<object, unknown>,
-  deps: InstrumentDeps,
-  result: unknown,
-  error: unknown,
-  failed: boolean,
-): void {
+/** The SDK path: an SDK span, started now, in whose context the handler runs. */
+function beginSdkSpan(call: ToolCall, tracer: Tracer, meta: unknown): void {
+  const { parent, links } = parentContextFrom(meta);
+  const span = tracer.startSpan(TOOL_CALL_SPAN, { kind: SpanKind.SERVER, attributes: startAttributes(call), links }, parent);
+  call.span = span;
+  call.context = trace.setSpan(parent, span);
+}
+
+/**
+ * The fast path: the parent and the link as the SDK would find them, and the sampling decision of its
+ * default sampler. Ids are made in the batch, unless a context manager is registered: then the handler
+ * runs in a context holding the call's span context (non-recording) and the client's baggage.
+ */
+function beginRecorded(call: ToolCall, route: FastRoute, active: Context, meta: unknown): void {
+  call.route = route;
+  let parentContext = active;
+  const carrier = typeof meta === 'object' && meta !== null ? (meta as Record<string, unknown>) : undefined;
+  if (carrier && (typeof carrier['traceparent'] === 'string' || typeof carrier['baggage'] === 'string')) {
+    const { parent, links } = parentContextFrom(meta);
+    parentContext = parent;
+    call.link = links?.[0];
+  }
+  const parent = trace.getSpanContext(parentContext);
+  if (parent !== undefined && isSpanContextValid(parent)) {
+    call.parent = parent;
+    call.sampled = (parent.traceFlags & TraceFlags.SAMPLED) !== 0;
+  }
+  if (contextManagerRegistered()) {
+    call.otelTraceId = call.parent ? call.parent.traceId : newOtelTraceId();
+    call.otelSpanId = newOtelSpanId();
+    const traceFlags = call.sampled ? TraceFlags.SAMPLED : TraceFlags.NONE;
+    call.context = trace.setSpanContext(parentContext, { traceId: call.otelTraceId, spanId: call.otelSpanId, traceFlags, traceState: call.parent?.traceState });
+  }
+}
+
+const PROBE = context.active().setValue(createContextKey('mcp-analytics.probe'), true);
+const probeActive = () => context.active() === PROBE;
+
+/** Whether `context.with` reaches the handler: without a context manager the handler's context is ROOT anyway. */
+function contextManagerRegistered(): boolean {
+  return context.with(PROBE, probeActive);
+}
+
+function end(call: ToolCall, extra: RequestExtra, executions: Executions, deps: InstrumentDeps, result: unknown, error: unknown, failed: boolean): void {
   try {
-    const duration = Math.round((performance.now() - call.start) * 1e6);
-    const cause = failed ? error : typeof extra === 'object' && extra !== null ? thrown.get(extra) : undefined;
-    const denial = denialOf(cause);
-    const isErrorResult = !failed && typeof result === 'object' && result !== null && (result as { isError?: unknown }).isError === true;
-    const { span, client } = call;
-
-    let errorText = '';
-    if (denial) {
-      span.setAttribute(MCP_SEMCONV.errorType, DENIED_CODE_TEXT);
-      span.setAttribute(MCP_SEMCONV.responseStatusCode, DENIED_CODE_TEXT);
-      span.setAttribute(MCP_ATTR.authAllowed, false);
-      span.setAttribute(MCP_ATTR.authDeniedReason, denial.reason);
-      if (denial.scopesRequired.length > 0) span.setAttribute(MCP_ATTR.scopesRequired, denial.scopesRequired);
-      if (denial.rateLimited) span.setAttribute(MCP_ATTR.rateLimited, true);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: denial.reason });
-    } else {
-      span.setAttribute(MCP_ATTR.authAllowed, true);
-      if (cause !== undefined || failed) {
-        errorText = clip(messageOf(cause), LIMITS.textLength);
-        // McpServer answers a thrown error with an isError result; the low-level Server, with a
-        // JSON-RPC error (an McpError's code, else -32603).
-        const code = failed ? jsonRpcCodeOf(cause) : undefined;
-        span.setAttribute(MCP_SEMCONV.errorType, code ?? MCP_SEMCONV.toolError);
-        if (code) span.setAttribute(MCP_SEMCONV.responseStatusCode, code);
-        span.recordException(cause instanceof Error ? cause : errorText);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: errorText });
-      } else if (isErrorResult) {
-        errorText = 'the tool returned an error result (isError: true)';
-        span.setAttribute(MCP_SEMCONV.errorType, MCP_SEMCONV.toolError);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: errorText });
-      } else {
-        span.setStatus(STATUS_OK);
-      }
-    }
-    span.end();
-
-    const spanContext = span.spanContext();
-    const record: AuditRecordInput = {
-      trace_id: call.traceId,
-      timestamp: rfc3339Micros(performance.timeOrigin + call.start),
-      tool: call.tool,
-      allowed: !denial,
-      duration,
-      agent: clip(client?.name ?? '', LIMITS.nameLength),
-      agent_version: clip(client?.version ?? '', LIMITS.nameLength),
-      transport: call.transport,
-      request_bytes: call.requestBytes,
-      response_bytes: failed ? 0 : jsonBytes(result),
-    };
-    if (call.accountId) record.account_id = clip(call.accountId, LIMITS.nameLength);
-    if (denial) {
-      record.denied_reason = clip(denial.reason, LIMITS.textLength);
-      if (denial.scopesRequired.length > 0) record.scopes_required = denial.scopesRequired.slice(0, LIMITS.scopes);
-    }
-    if (errorText) record.error = errorText;
-    if (typeof extra?.sessionId === 'string') record.session_id = clip(extra.sessionId, LIMITS.idLength);
-    if (isSpanContextValid(spanContext)) {
-      record.otel_trace_id = spanContext.traceId;
-      record.otel_span_id = spanContext.spanId;
-    }
-    deps.audit(record);
+    call.end = performance.now();
+    call.failed = failed;
+    call.isErrorResult = !failed && typeof result === 'object' && result !== null && (result as { isError?: unknown }).isError === true;
+    call.responseBytes = failed ? 0 : jsonBytes(result);
+    if (failed) return complete(call, deps, error);
+    const execution = call.isErrorResult && typeof extra === 'object' && extra !== null ? executions.get(extra) : undefined;
+    if (execution === undefined) return complete(call, deps, undefined);
+    if (!(execution instanceof Promise)) return complete(call, deps, execution.error);
+    // Settled already: its error (if it threw rather than returned isError) a turn later.
+    execution.then(
+      () => complete(call, deps, undefined),
+      (cause: unknown) => complete(call, deps, cause),
+    );
   } catch (failure) {
     deps.logger.debug({ err: failure }, 'instrumentServer: could not audit a tool call');
   }
 }
 
-const DENIED_CODE_TEXT = String(TOOL_DENIED_CODE);
-
-/** The JSON-RPC error code the SDK answers `error` with, as text. */
-function jsonRpcCodeOf(error: unknown): string {
-  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
-  return typeof code === 'number' && Number.isInteger(code) ? String(code) : '-32603';
-}
-
-/** `network.transport` (and `network.protocol.name`) of our transport names, as the conventions ask: pipe for stdio, tcp for HTTP. */
-const NETWORK: Record<string, { transport: string; protocol?: string } | undefined> = {
-  stdio: { transport: 'pipe' },
-  http: { transport: 'tcp', protocol: 'http' },
-  websocket: { transport: 'tcp', protocol: 'websocket' },
-};
-
-interface Denial {
-  reason: string;
-  scopesRequired: string[];
-  rateLimited: boolean;
-}
-
-/** A `ToolDeniedError`, or any error carrying code TOOL_DENIED_CODE (an McpError from another SDK copy). */
-function denialOf(error: unknown): Denial | undefined {
-  if (error instanceof ToolDeniedError) {
-    return { reason: error.reason, scopesRequired: error.scopesRequired, rateLimited: error.rateLimited };
+/** The call's span ended (or its recording queued) and its record reported, `cause` the error it failed with. */
+function complete(call: ToolCall, deps: InstrumentDeps, cause: unknown): void {
+  try {
+    call.cause = cause;
+    const span = call.span;
+    if (span === undefined) {
+      deps.fast!.batch.add(call);
+      return;
+    }
+    const outcome = finishSpan(call, span);
+    span.end();
+    const spanContext = span.spanContext();
+    const valid = isSpanContextValid(spanContext);
+    deps.audit(auditRecordOf(call, outcome, valid ? spanContext.traceId : '', valid ? spanContext.spanId : ''));
+  } catch (failure) {
+    deps.logger.debug({ err: failure }, 'instrumentServer: could not audit a tool call');
   }
-  if (typeof error !== 'object' || error === null || (error as { code?: unknown }).code !== TOOL_DENIED_CODE) return undefined;
-  const data = (error as { data?: unknown }).data as Partial<Record<keyof Denial, unknown>> | undefined;
-  const scopes = Array.isArray(data?.scopesRequired) ? data.scopesRequired.filter((s): s is string => typeof s === 'string') : [];
-  return {
-    reason: typeof data?.reason === 'string' ? data.reason : messageOf(error),
-    scopesRequired: scopes,
-    rateLimited: data?.rateLimited === true,
-  };
 }
 
 const transportNames = new WeakMap<object, string>();
@@ -357,36 +284,4 @@ function transportName(transport: object | undefined): string {
     transportNames.set(transport, name);
   }
   return name;
-}
-
-/** Size of the JSON of a call's arguments or result (0 when it has none, or cannot be measured). */
-function jsonBytes(value: unknown): number {
-  if (value === undefined) return 0;
-  try {
-    return jsonByteLength(value);
-  } catch {
-    return 0;
-  }
-}
-
-function messageOf(error: unknown): string {
-  if (error instanceof Error) return error.message || error.name;
-  return typeof error === 'string' ? error : 'unknown error';
-}
-
-function clip(text: string, max: number): string {
-  return text.length > max ? text.slice(0, max) : text;
-}
-
-/** The RFC 3339 text of the last whole second formatted: calls come many per second. */
-let formattedSecond = { epochSecond: NaN, text: '' };
-
-/** RFC 3339 UTC with microseconds, from epoch milliseconds with a fraction. */
-function rfc3339Micros(epochMs: number): string {
-  const micros = Math.floor(epochMs * 1000);
-  const epochSecond = Math.floor(micros / 1_000_000);
-  if (epochSecond !== formattedSecond.epochSecond) {
-    formattedSecond = { epochSecond, text: new Date(epochSecond * 1000).toISOString().slice(0, 19) };
-  }
-  return `${formattedSecond.text}.${String(micros - epochSecond * 1_000_000).padStart(6, '0')}Z`;
 }

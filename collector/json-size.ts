@@ -55,7 +55,9 @@ function measure(value: unknown, depth: number): number {
   let size = 2; // { }
   let members = 0;
   const record = value as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
+  // for-in over own keys: Object.keys would allocate an array per object measured.
+  for (const key in record) {
+    if (!Object.hasOwn(record, key)) continue;
     const item = measure(record[key], depth + 1);
     if (item === UNSURE) return UNSURE;
     if (item === OMITTED) continue;

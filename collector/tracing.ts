@@ -51,23 +51,8 @@ export function createSpanProcessor(options: SpanSinkOptions, config: BufferConf
  * inside one tool call in 64, whose latency would otherwise carry the encoding of 64 spans.
  */
 export function createSpanExporter(options: SpanSinkOptions): SpanExporter {
-  const headers = { [TENANT_HEADER]: options.tenant, 'content-type': 'application/x-protobuf' };
+  const exportNow = createSpanSink(options);
   let stopped = false;
-
-  function exportNow(spans: ReadableSpan[]): ExportResult {
-    try {
-      let accepted = true;
-      for (const value of encodeSpans(spans, options.maxMessageBytes)) {
-        accepted = options.enqueue({ topic: options.topic, key: null, value, headers }) && accepted;
-      }
-      if (accepted) return { code: ExportResultCode.SUCCESS };
-      options.warnings.warn('spans-dropped', {}, 'the collector queue is full; spans are dropped');
-      return { code: ExportResultCode.FAILED, error: new Error('the collector queue is full') };
-    } catch (error) {
-      options.warnings.warn('span-encoding', { err: error, count: spans.length }, 'could not encode spans; they are dropped');
-      return { code: ExportResultCode.FAILED, error: error instanceof Error ? error : new Error(String(error)) };
-    }
-  }
 
   return {
     export(spans, done) {
@@ -81,14 +66,34 @@ export function createSpanExporter(options: SpanSinkOptions): SpanExporter {
   };
 }
 
+/** Encodes a batch of spans (with `encode`, by default the OpenTelemetry serializer) and hands it to the collector's queue, now. */
+export function createSpanSink(options: SpanSinkOptions, encode: (spans: ReadableSpan[]) => Uint8Array = encodeTraceRequest): (spans: ReadableSpan[]) => ExportResult {
+  const headers = { [TENANT_HEADER]: options.tenant, 'content-type': 'application/x-protobuf' };
+
+  return function exportNow(spans: ReadableSpan[]): ExportResult {
+    try {
+      let accepted = true;
+      for (const value of encodeSpans(spans, options.maxMessageBytes, encode)) {
+        accepted = options.enqueue({ topic: options.topic, key: null, value, headers }) && accepted;
+      }
+      if (accepted) return { code: ExportResultCode.SUCCESS };
+      options.warnings.warn('spans-dropped', {}, 'the collector queue is full; spans are dropped');
+      return { code: ExportResultCode.FAILED, error: new Error('the collector queue is full') };
+    } catch (error) {
+      options.warnings.warn('span-encoding', { err: error, count: spans.length }, 'could not encode spans; they are dropped');
+      return { code: ExportResultCode.FAILED, error: error instanceof Error ? error : new Error(String(error)) };
+    }
+  };
+}
+
 /** A protobuf request per batch, halving a batch whose request would be larger than `maxMessageBytes`. */
-function encodeSpans(spans: ReadableSpan[], maxMessageBytes: number, out: Buffer[] = []): Buffer[] {
-  const encoded = encodeTraceRequest(spans);
+function encodeSpans(spans: ReadableSpan[], maxMessageBytes: number, encode: (spans: ReadableSpan[]) => Uint8Array, out: Buffer[] = []): Buffer[] {
+  const encoded = encode(spans);
   const body = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
   if (body.length > maxMessageBytes && spans.length > 1) {
     const half = Math.ceil(spans.length / 2);
-    encodeSpans(spans.slice(0, half), maxMessageBytes, out);
-    encodeSpans(spans.slice(half), maxMessageBytes, out);
+    encodeSpans(spans.slice(0, half), maxMessageBytes, encode, out);
+    encodeSpans(spans.slice(half), maxMessageBytes, encode, out);
   } else if (body.length > 0) {
     out.push(body);
   }

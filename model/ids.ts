@@ -64,14 +64,15 @@ export function newEventId(): string {
   bytes[8] = 0x80 | ((seq >>> 14) & 0x3f);
   bytes[9] = (seq >>> 6) & 0xff;
   bytes[10] = ((seq << 2) & 0xff) | (pool[r + 4]! & 0x03);
-  pool.copy(bytes, 11, r + 5, r + 10);
+  for (let i = 0; i < 5; i++) bytes[11 + i] = pool[r + 5 + i]!;
   return uuidText();
 }
 
 /** A random UUIDv4, as `crypto.randomUUID()` (what go-micro's gateway puts in `trace_id`), for a tenth of its garbage. */
 export function newTraceId(): string {
   const r = randomAt(16);
-  pool.copy(bytes, 0, r, r + 16);
+  // Byte by byte: Buffer#copy of part of a buffer makes a Uint8Array view per call.
+  for (let i = 0; i < 16; i++) bytes[i] = pool[r + i]!;
   bytes[6] = 0x40 | (bytes[6]! & 0x0f);
   bytes[8] = 0x80 | (bytes[8]! & 0x3f);
   return uuidText();
@@ -92,4 +93,30 @@ export function deriveEventId(epochMs: number, parts: readonly string[]): string
   bytes[8] = 0x80 | (bytes[8]! & 0x3f); // RFC 9562 variant
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+const hex32 = Buffer.alloc(32);
+
+/** `count` random bytes of the pool as lowercase hex (never all zero: an OpenTelemetry id must not be). */
+function randomHex(count: number): string {
+  const r = randomAt(count);
+  let any = 0;
+  for (let i = 0; i < count; i++) {
+    const b = pool[r + i]!;
+    any |= b;
+    hex32[2 * i] = HEX_DIGITS[b >>> 4]!;
+    hex32[2 * i + 1] = HEX_DIGITS[b & 0x0f]!;
+  }
+  if (any === 0) hex32[2 * count - 1] = 0x31; // '1'
+  return hex32.toString('latin1', 0, 2 * count);
+}
+
+/** A random OpenTelemetry trace id (32 hex digits), as the SDK's RandomIdGenerator makes it. */
+export function newOtelTraceId(): string {
+  return randomHex(16);
+}
+
+/** A random OpenTelemetry span id (16 hex digits). */
+export function newOtelSpanId(): string {
+  return randomHex(8);
 }

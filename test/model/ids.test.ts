@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { deriveEventId, newEventId, newTraceId } from '../../model/ids.ts';
+import { deriveEventId, newEventId, newOtelSpanId, newOtelTraceId, newTraceId } from '../../model/ids.ts';
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -73,4 +73,15 @@ describe('deriveEventId', () => {
     assert.equal(deriveEventId(1_795_000_000_123, ['t', 'trace', 'tool']), a);
     assert.notEqual(deriveEventId(1_795_000_000_123, ['t', 'trace', 'tool2']), a);
   });
+});
+
+it('newOtelTraceId / newOtelSpanId: lowercase hex of 16 and 8 random bytes, valid and distinct', () => {
+  const traces = Array.from({ length: 5_000 }, () => newOtelTraceId());
+  const spans = Array.from({ length: 5_000 }, () => newOtelSpanId());
+  for (const id of traces) assert.match(id, /^(?!0{32})[0-9a-f]{32}$/);
+  for (const id of spans) assert.match(id, /^(?!0{16})[0-9a-f]{16}$/);
+  assert.equal(new Set(traces).size, traces.length);
+  assert.equal(new Set(spans).size, spans.length);
+  // Every hex digit appears in every position over 5,000 ids (a stuck nibble would not).
+  for (let i = 0; i < 32; i++) assert.equal(new Set(traces.map((id) => id[i])).size, 16, `digit ${i}`);
 });
