@@ -116,6 +116,8 @@ const sumCost = (calls: Call[]) => calls.reduce((a, c) => a + c.costMicros, 0);
 
 // ---- harness ---------------------------------------------------------------------------------------------
 
+const KEY = { admin: generateKey(), viewer: generateKey(), nobody: generateKey() };
+let keyedUrl: string;
 let h: Harness;
 let baseUrl: string;
 let page: Page;
@@ -127,6 +129,13 @@ before(async () => {
   await h.clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: ROWS });
   await h.clickhouse.insert({ table: 'spans_v1', format: 'JSONEachRow', values: SPANS });
   baseUrl = await h.serve();
+  keyedUrl = await h.serve(
+    createKeyStore([
+      keyEntry({ name: 'ui-admin', tenant: 'default', role: 'admin', secret: KEY.admin }),
+      keyEntry({ name: 'ui-viewer', tenant: 'default', role: 'viewer', secret: KEY.viewer }),
+      keyEntry({ name: 'nobody-viewer', tenant: 'nobody', role: 'viewer', secret: KEY.nobody }),
+    ]),
+  );
   ({ page, errors } = await openPage(h.browser));
 });
 
@@ -208,6 +217,19 @@ test('the range picker: a preset and a custom range narrow the totals, kept in t
   // Back in history: the preset again.
   await page.goBack();
   await tileTexts(fmt(last15.length));
+});
+
+test('a tenant with no data (another key) says how to send some', { skip: skipFor('Overview', 'Activity') }, async () => {
+  const { page: other, errors: otherErrors } = await withKey(KEY.nobody, '/?range=1h');
+  await other.locator('.empty').waitFor({ timeout: 15_000 });
+  const empty = (await other.locator('.empty').textContent())!;
+  assert.match(empty, /Tenant nobody has no tool calls in the last hour/);
+  assert.match(empty, /npm run keys -- create --tenant nobody --role ingest/);
+  assert.match(empty, /authorization: Bearer <ingest key of nobody>/);
+  await screenshot(other, 'overview-empty');
+  assert.deepEqual(await axeViolations(other), []);
+  assert.deepEqual(otherErrors, []);
+  await other.context().close();
 });
 
 test('at 390 px wide the overview fits the screen', { skip: skipFor('Overview', 'Activity') }, async () => {
@@ -311,8 +333,6 @@ test('denials page: counts by reason equal the records', { skip: skipFor('Denial
 
 // ---- costs, with keys: an admin edits the price book, a viewer cannot -------------------------------------
 
-const KEY = { admin: generateKey(), viewer: generateKey() };
-let keyedUrl: string;
 
 async function withKey(key: string, path: string, width = 1400) {
   const opened = await openPage(h.browser, width);
@@ -329,12 +349,6 @@ async function withKey(key: string, path: string, width = 1400) {
 }
 
 test('costs: an admin key sets a price, the totals equal the API, the chargeback download equals the export', { skip: skipFor('CostReport', 'Prices', 'SetPrice') }, async () => {
-  keyedUrl = await h.serve(
-    createKeyStore([
-      keyEntry({ name: 'ui-admin', tenant: 'default', role: 'admin', secret: KEY.admin }),
-      keyEntry({ name: 'ui-viewer', tenant: 'default', role: 'viewer', secret: KEY.viewer }),
-    ]),
-  );
   const { page: admin, errors: adminErrors } = await withKey(KEY.admin, '/costs?range=24h&by=TOOL');
   await admin.locator('[data-price-form]').waitFor({ timeout: 15_000 });
   await admin.fill('[data-price-form] input[name="tool"]', 'search.*');
@@ -389,4 +403,15 @@ test('a viewer key sees costs but no admin action: no price form, no export, and
   assert.deepEqual(await axeViolations(viewer), []);
   assert.deepEqual(viewerErrors, []);
   await viewer.context().close();
+});
+
+// Last: it adds a call the other tests do not expect.
+test('new calls appear on the next 5 s refresh', { skip: skipFor('Overview', 'Activity') }, async () => {
+  await page.goto(`${baseUrl}/?range=1h`);
+  await tileTexts(fmt(lastHour.length));
+  const late = normalizeAuditRecord({ tenant: 'default', trace_id: 'ui-late', timestamp: new Date().toISOString(), agent: 'tester', tool: 'users.Users.Get', allowed: true, duration: 5 * MS });
+  assert.ok(late.ok);
+  await h.clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: [toAuditRow(late.value)] });
+  const shown = await tileTexts(fmt(lastHour.length + 1)); // at most one refresh period plus slack
+  assert.equal(shown.agents, '4');
 });

@@ -119,3 +119,22 @@ test('with keys configured, the dashboard asks for a key, keeps it in session st
   assert.deepEqual(scriptErrors(errors), []);
   await page.context().close();
 });
+
+test('the refresh stops while the tab is hidden and runs at once when it shows again', { skip }, async () => {
+  const { page } = await openPage(h.browser);
+  const sent: number[] = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/graphql')) sent.push(Date.now());
+  });
+  await page.goto(`${baseUrl}/denials?range=1h`);
+  await page.locator('[data-tenant]').waitFor({ timeout: 15_000 });
+  // A string, so the transpiler adds no helper the page does not have.
+  const setHidden = (hidden: boolean) =>
+    page.evaluate(`Object.defineProperty(document, 'hidden', { configurable: true, get() { return ${hidden}; } }); document.dispatchEvent(new Event('visibilitychange'));`);
+  await setHidden(true);
+  const hiddenAt = Date.now();
+  await new Promise((resolve) => setTimeout(resolve, 6500)); // longer than one 5 s period
+  assert.deepEqual(sent.filter((t) => t > hiddenAt + 200), [], 'no request while hidden');
+  await Promise.all([page.waitForRequest((r) => r.url().endsWith('/graphql'), { timeout: 2000 }), setHidden(false)]);
+  await page.context().close();
+});
