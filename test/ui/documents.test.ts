@@ -13,8 +13,12 @@ import { DOCUMENTS, PENDING_FIELDS, type DocumentName } from '../../ui/src/lib/a
 
 const schema = createSchema({ typeDefs });
 
+/** Validation errors, and a missing root type (graphql's validate leaves that to execution). */
 function problems(name: DocumentName): string[] {
-  return validate(schema, parse(DOCUMENTS[name])).map((e) => e.message);
+  const document = parse(DOCUMENTS[name]);
+  const roots = document.definitions.flatMap((d) => (d.kind === 'OperationDefinition' ? [d.operation] : []));
+  const missingRoots = roots.filter((op) => !schema.getRootType(op)).map((op) => `the schema has no ${op} type`);
+  return [...missingRoots, ...validate(schema, document).map((e) => e.message)];
 }
 
 for (const name of Object.keys(DOCUMENTS) as DocumentName[]) {
@@ -39,4 +43,9 @@ test('each document is named after its key, so the operationName sent matches', 
 
 test('a misspelt field fails validation (the check can fail)', () => {
   assert.notDeepEqual(validate(schema, parse('query X { me { tenant rolee } }')), []);
+});
+
+test('a mutation fails when the schema has no Mutation type, or no such field', () => {
+  const document = parse('mutation M { noSuchMutation }');
+  assert.ok(!schema.getMutationType() || validate(schema, document).length > 0);
 });

@@ -238,6 +238,53 @@ export interface PriceInput {
   note?: string;
 }
 
+export type AlertStatus = 'OPEN' | 'ACKNOWLEDGED' | 'RESOLVED';
+
+export interface AlertSubject {
+  agent: string | null;
+  tool: string | null;
+  account: string | null;
+  session: string | null;
+}
+
+export interface AlertSummary {
+  id: string;
+  kind: string;
+  severity: 'WARNING' | 'CRITICAL';
+  status: AlertStatus;
+  subject: AlertSubject;
+  windowStart: string;
+  windowEnd: string;
+  sentence: string;
+}
+
+export interface Alert extends AlertSummary {
+  observed: number;
+  expected: number;
+  unit: string;
+  acknowledgedBy: string | null;
+  acknowledgedAt: string | null;
+  resolvedBy: string | null;
+  resolvedAt: string | null;
+  history: Array<{ at: string; action: string; by: string; severity: string }>;
+  series: Array<{ minute: string; calls: number; errors: number; denials: number; cost: Money; p95Ms: number | null }>;
+}
+
+export interface Budget {
+  scope: CostGroup;
+  key: string;
+  period: string;
+  amount: Money;
+  spend: Money;
+  forecast: Money;
+  thresholds: number[];
+  crossed: Array<{ threshold: number; crossedAt: string }>;
+}
+
+const ALERT_FIELDS = /* GraphQL */ `
+  id kind severity status subject { agent tool account session } windowStart windowEnd sentence
+`;
+
 const AUDIT_EVENT_FIELDS = /* GraphQL */ `
   eventId timestamp traceId agent sessionId accountId service tool outcome deniedReason durationMs error
   costUsd { amount }
@@ -337,6 +384,42 @@ export const DOCUMENTS = {
       billingPeriods { period closed at by reason sha256 }
     }
   `,
+  Budgets: /* GraphQL */ `
+    query Budgets($period: String) {
+      budgets(period: $period) {
+        scope key period amount ${MONEY} spend ${MONEY} forecast ${MONEY} thresholds crossed { threshold crossedAt }
+      }
+    }
+  `,
+  Alerts: /* GraphQL */ `
+    query Alerts($status: AlertStatus, $agent: String, $first: Int, $after: String) {
+      alerts(status: $status, agent: $agent, first: $first, after: $after) {
+        nodes { ${ALERT_FIELDS} }
+        endCursor hasNextPage
+      }
+    }
+  `,
+  Alert: /* GraphQL */ `
+    query Alert($id: ID!) {
+      alert(id: $id) {
+        ${ALERT_FIELDS}
+        observed expected unit acknowledgedBy acknowledgedAt resolvedBy resolvedAt
+        history { at action by severity }
+        series { minute calls errors denials cost ${MONEY} p95Ms }
+      }
+    }
+  `,
+  AcknowledgeAlert: /* GraphQL */ `
+    mutation AcknowledgeAlert($id: ID!) { acknowledgeAlert(id: $id) { id status } }
+  `,
+  ResolveAlert: /* GraphQL */ `
+    mutation ResolveAlert($id: ID!) { resolveAlert(id: $id) { id status } }
+  `,
+  Silence: /* GraphQL */ `
+    mutation Silence($subject: AlertSubjectInput!, $kind: AlertKind!, $until: String!) {
+      silence(subject: $subject, kind: $kind, until: $until) { until }
+    }
+  `,
   Prices: /* GraphQL */ `
     query Prices {
       prices { version prices { id service tool account agent perCall perSecond effectiveFrom until changedBy } }
@@ -369,6 +452,12 @@ export interface Answers {
   AuditEvent: { auditEvent: AuditEventDetail | null };
   Trace: { trace: Trace | null };
   CostReport: { totals: CostReport; overTime: CostReport; billingPeriods: BillingPeriod[] };
+  Budgets: { budgets: Budget[] };
+  Alerts: { alerts: { nodes: AlertSummary[]; endCursor: string | null; hasNextPage: boolean } };
+  Alert: { alert: Alert | null };
+  AcknowledgeAlert: { acknowledgeAlert: { id: string; status: AlertStatus } };
+  ResolveAlert: { resolveAlert: { id: string; status: AlertStatus } };
+  Silence: { silence: { until: string } };
   Prices: { prices: PriceBook };
   SetPrice: { setPrice: { version: string } };
 }
@@ -386,6 +475,12 @@ export interface Variables {
   AuditEvent: { id: string };
   Trace: { id: string };
   CostReport: Range & { groupBy: CostGroup[]; overTime: CostGroup[] };
+  Budgets: { period?: string };
+  Alerts: { status?: AlertStatus; agent?: string; first?: number; after?: string | null };
+  Alert: { id: string };
+  AcknowledgeAlert: { id: string };
+  ResolveAlert: { id: string };
+  Silence: { subject: Partial<AlertSubject>; kind: string; until: string };
   Prices: Record<string, never>;
   SetPrice: { input: PriceInput };
 }
@@ -406,6 +501,12 @@ export const PENDING_FIELDS: Partial<Record<DocumentName, string>> = {
   CostReport: 'costReport and billingPeriods come with branch costs (issue 12)',
   Prices: 'prices comes with branch costs (issue 12)',
   SetPrice: 'setPrice comes with branch costs (issue 12)',
+  Budgets: 'budgets comes with branch costs (issue 12)',
+  Alerts: 'alerts comes with branch alerts (issue 13)',
+  Alert: 'alert comes with branch alerts (issue 13)',
+  AcknowledgeAlert: 'acknowledgeAlert comes with branch alerts (issue 13)',
+  ResolveAlert: 'resolveAlert comes with branch alerts (issue 13)',
+  Silence: 'silence comes with branch alerts (issue 13)',
 };
 
 export class ApiError extends Error {

@@ -11,6 +11,7 @@ export type Route =
   | { page: 'trace'; id: string }
   | { page: 'denials' }
   | { page: 'costs' }
+  | { page: 'alerts' }
   | { page: 'not-found'; path: string };
 
 export function matchRoute(pathname: string): Route {
@@ -23,6 +24,7 @@ export function matchRoute(pathname: string): Route {
   if (first === 'traces' && parts.length === 2) return { page: 'trace', id: second! };
   if (first === 'denials' && parts.length === 1) return { page: 'denials' };
   if (first === 'costs' && parts.length === 1) return { page: 'costs' };
+  if (first === 'alerts' && parts.length === 1) return { page: 'alerts' };
   return { page: 'not-found', path: pathname };
 }
 
@@ -35,6 +37,7 @@ export const paths = {
   trace: (id: string) => `/traces/${encodeURIComponent(id)}`,
   denials: () => '/denials',
   costs: () => '/costs',
+  alerts: () => '/alerts',
 };
 
 /** Query parameters that travel from page to page: the time range. */
