@@ -325,7 +325,18 @@ test('audit log: pages of 50 by cursor, filters in the address bar, a detail pan
   await checkPage('trace');
 });
 
-test('agent page: its totals equal its records; a tool page lists its callers', { skip: skipFor('Overview', 'Activity', 'Denials', 'AuditLog', 'Latency', 'Alerts') }, async () => {
+test('an error shows alone, and goes when the next answer comes', { skip: skipFor('AuditLog', 'AuditEvent') }, async () => {
+  await page.goto(`${baseUrl}/audit?range=1h&event=not-an-event-id`);
+  const banner = page.locator('[data-detail] [role="alert"]');
+  await banner.waitFor({ timeout: 15_000 });
+  assert.match((await banner.textContent())!, /id/);
+  assert.equal(await page.locator('[data-detail] dl').count(), 0, 'no record under the error');
+  await page.locator('[data-table="audit-log"] tbody tr').first().getByRole('button').click();
+  await page.locator('[data-detail] dl').waitFor({ timeout: 15_000 });
+  assert.equal(await page.locator('[role="alert"]').count(), 0, 'the error is gone');
+});
+
+test('agent page: its totals equal its records; a tool page lists its callers', { skip: skipFor('Overview', 'Activity', 'Denials', 'AuditLog', 'Latency', 'Alerts', 'Prices') }, async () => {
   await page.goto(`${baseUrl}/agents/${encodeURIComponent('Claude Desktop')}?range=1h`);
   const mine = lastHour.filter((c) => c.agent === 'Claude Desktop');
   const shown = await tileTexts(fmt(mine.length));
@@ -342,6 +353,7 @@ test('agent page: its totals equal its records; a tool page lists its callers', 
   const callers = [...new Set(lastHour.filter((c) => c.tool === tool).map((c) => c.agent))].sort();
   assert.deepEqual((await page.$$eval('[data-list="agents"] li', (li) => li.map((x) => x.getAttribute('data-agent')!))).sort(), callers);
   await page.locator('[data-panel="tool-charts"] canvas').first().waitFor({ timeout: 15_000 });
+  assert.match((await page.locator('[data-tool-price]').textContent())!, /No price rule/);
   await checkPage('tool');
 });
 
@@ -381,6 +393,10 @@ test('costs: an admin key sets a price, the totals equal the API, the chargeback
   await admin.fill('[data-price-form] input[name="perCall"]', '0.01');
   await admin.getByRole('button', { name: 'Set price from now' }).click();
   await admin.locator('[data-table="prices"] tr[data-rule*="search"]').waitFor({ timeout: 15_000 });
+  await admin.goto(`${keyedUrl}/tools/search.Search.Query?range=1h`);
+  await admin.locator('[data-tool-price]').waitFor({ timeout: 15_000 });
+  assert.match((await admin.locator('[data-tool-price]').textContent())!, /\$0\.01 per call \+ \$0 per second/);
+  await admin.goto(`${keyedUrl}/costs?range=24h&by=TOOL`);
 
   await admin.locator('[data-table="costs"] tbody tr').first().waitFor({ timeout: 15_000 });
   const shown = await admin.$$eval('[data-table="costs"] tbody tr', (rows) => Object.fromEntries(rows.map((r) => [r.getAttribute('data-cost-row'), r.querySelector('[data-field="cost"]')!.textContent!.trim()])));
@@ -398,13 +414,18 @@ test('costs: an admin key sets a price, the totals equal the API, the chargeback
   assert.deepEqual(shown, expected);
   assert.deepEqual(Object.keys(shown).sort(), TOOLS.map(([, t]) => t).sort());
 
-  // The JSON download is the export endpoint's statement (its generation time aside).
+  // Each download is the export endpoint's bytes, its generation time aside (an instant within the last minute).
   const period = new Date().toISOString().slice(0, 7);
-  const [download] = await Promise.all([admin.waitForEvent('download'), admin.getByRole('button', { name: 'JSON' }).click()]);
-  const downloaded = JSON.parse(readFileSync((await download.path())!, 'utf8'));
-  const exported = await (await fetch(`${keyedUrl}/export/chargeback?period=${period}&format=json`, { headers: { authorization: `Bearer ${KEY.admin}` } })).json();
-  const withoutTime = (s: Record<string, unknown>) => JSON.parse(JSON.stringify(s).replace(/"generatedAt":"[^"]*"/g, '"generatedAt":""'));
-  assert.deepEqual(withoutTime(downloaded), withoutTime(exported));
+  const generated = (text: string) =>
+    text.replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, (t) => (Math.abs(Date.parse(t) - Date.now()) < 120_000 ? '<generated>' : t));
+  for (const [button, format] of [['CSV', 'csv'], ['JSON', 'json'], ['FOCUS', 'focus']] as const) {
+    const [download] = await Promise.all([admin.waitForEvent('download'), admin.getByRole('button', { name: button, exact: true }).click()]);
+    const downloaded = readFileSync((await download.path())!, 'utf8');
+    const exported = await (await fetch(`${keyedUrl}/export/chargeback?period=${period}&format=${format}`, { headers: { authorization: `Bearer ${KEY.admin}` } })).text();
+    assert.ok(exported.length > 0);
+    assert.equal(generated(downloaded), generated(exported), format);
+    assert.match(download.suggestedFilename(), new RegExp(`chargeback-${period}`));
+  }
   await screenshot(admin, 'costs-admin');
   assert.deepEqual(await axeViolations(admin), []);
   assert.deepEqual(adminErrors, []);
