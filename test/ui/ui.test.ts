@@ -47,6 +47,16 @@ test('without keys, the loopback caller is tenant default; navigation keeps the 
   assert.equal(await page.locator('#api-key').count(), 0);
   assert.equal(await page.getByRole('radio', { name: 'Last 24 h' }).getAttribute('aria-checked'), 'true');
 
+  // Keyboard: Tab reaches the checked range, the arrow keys choose another.
+  await page.getByRole('radio', { name: 'Last 24 h' }).focus();
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await page.getByRole('radio', { name: 'Last 7 days' }).getAttribute('aria-checked'), 'true');
+  assert.equal(new URL(page.url()).searchParams.get('range'), '7d');
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Last 7 days');
+  assert.equal(await page.getByRole('radio', { name: 'Last 24 h' }).getAttribute('tabindex'), '-1');
+  await page.keyboard.press('ArrowLeft');
+  assert.equal(new URL(page.url()).searchParams.get('range'), '24h');
+
   await page.getByRole('link', { name: 'Audit log' }).click();
   assert.equal(new URL(page.url()).pathname, '/audit');
   assert.equal(new URL(page.url()).searchParams.get('range'), '24h');
