@@ -343,6 +343,16 @@ test('agent page: its totals equal its records; a tool page lists its callers', 
   assert.deepEqual([shown.errors, shown.denials, shown.cost], [fmt(count(mine, 'ERROR')), fmt(count(mine, 'DENIED')), usd(sumCost(mine))]);
   await page.locator('[data-table="tools"] tbody tr').first().waitFor({ timeout: 15_000 });
   await page.locator('[data-panel="recent-calls"] tbody tr').first().waitFor({ timeout: 15_000 });
+  // Its sessions, each with its number of calls.
+  await page.locator('[data-list="sessions"] li').first().waitFor({ timeout: 15_000 });
+  const sessions = await page.$$eval('[data-list="sessions"] li', (li) => Object.fromEntries(li.map((x) => [x.getAttribute('data-session'), x.querySelector('[data-field="calls"]')!.textContent])));
+  const expectedSessions: Record<string, string> = {};
+  for (const [i, c] of CALLS.entries()) {
+    if (c.agent !== 'Claude Desktop' || c.ts < NOW - 3600_000) continue;
+    const id = `session-${i % 4}`;
+    expectedSessions[id] = String(Number.parseInt(expectedSessions[id] ?? '0') + 1);
+  }
+  assert.deepEqual(sessions, Object.fromEntries(Object.entries(expectedSessions).map(([k, v]) => [k, `${v} calls`])));
   await checkPage('agent');
 
   // From one of its tools to that tool's page, which lists every agent calling it.
