@@ -436,6 +436,27 @@ test('costs: an admin key sets a price, the totals equal the API, the chargeback
     assert.equal(generated(downloaded), generated(exported), format);
     assert.match(download.suggestedFilename(), new RegExp(`chargeback-${period}`));
   }
+  // A budget for agent planner this month (set through the API): the panel shows the API's spend and amount.
+  const setBudget = await (
+    await fetch(`${keyedUrl}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY.admin}` },
+      body: JSON.stringify({ query: `mutation { setBudget(input: { agent: "planner", period: "${period}", amount: "10.00" }) { key } }` }),
+    })
+  ).json();
+  assert.equal(setBudget.errors, undefined, JSON.stringify(setBudget.errors));
+  const budgets = await (
+    await fetch(`${keyedUrl}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY.admin}` },
+      body: JSON.stringify({ query: DOCUMENTS.Budgets, variables: { period } }),
+    })
+  ).json();
+  const planner = (budgets.data.budgets as Array<{ key: string; spend: { amount: string } }>).find((b) => b.key === 'planner')!;
+  await admin.reload();
+  const budget = admin.locator('[data-list="budgets"] [data-budget="planner"] [data-field="spend"]');
+  await budget.waitFor({ timeout: 15_000 });
+  assert.equal(await budget.textContent(), `${usd(Math.round(Number(planner.spend.amount) * 1e6))} of $10.00`);
   await screenshot(admin, 'costs-admin');
   assert.deepEqual(await axeViolations(admin), []);
   assert.deepEqual(adminErrors, []);
