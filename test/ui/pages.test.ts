@@ -211,6 +211,23 @@ test('overview: totals, agents as sentences, service shares, the chart, equal to
   await checkPage('overview');
 });
 
+test('a query slower than the 5 s refresh still finishes (the refresh waits for it)', { skip: skipFor('Overview', 'Activity', 'Alerts') }, async () => {
+  const { page: slow, errors: slowErrors } = await openPage(h.browser);
+  let overviewRequests = 0;
+  await slow.route('**/graphql', async (route) => {
+    if (route.request().postDataJSON()?.operationName === 'Overview') {
+      overviewRequests++;
+      await new Promise((resolve) => setTimeout(resolve, 7000));
+    }
+    await route.continue();
+  });
+  await slow.goto(`${baseUrl}/?range=1h`);
+  await slow.waitForFunction((n) => document.querySelector('[data-tile="calls"] .tile-value')?.textContent === n, fmt(lastHour.length), { timeout: 12_000 });
+  assert.equal(overviewRequests, 1, 'the tick during the slow answer sent no second request');
+  assert.deepEqual(slowErrors, []);
+  await slow.context().close();
+});
+
 test('the range picker: a preset and a custom range narrow the totals, kept in the address bar', { skip: skipFor('Overview', 'Activity', 'Alerts') }, async () => {
   await page.getByRole('radio', { name: 'Last 15 min' }).click();
   const last15 = within(NOW - 15 * 60_000);

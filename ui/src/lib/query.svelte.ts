@@ -1,8 +1,10 @@
 /**
  * A page's data: `load` runs again whenever the reactive state it reads changes (route, range, filters,
- * key) and on each refresh tick. A newer run aborts an older one. An error replaces the data (nothing stale
- * is shown under it) and clears on the next answer. A refresh never empties what is shown while it loads.
+ * key), aborting the older request, and on each refresh tick unless a request is still running (so a query
+ * slower than the refresh period still finishes). An error replaces the data (nothing stale is shown under
+ * it) and clears with the next answer. A refresh never empties what is shown while it loads.
  */
+import { untrack } from 'svelte';
 import { KeyRequiredError } from './api.ts';
 import { session } from './session.svelte.ts';
 
@@ -14,34 +16,54 @@ export interface Query<T> {
 
 export function useQuery<T>(load: (apiKey: string | null, signal: AbortSignal) => Promise<T>, options: { live?: boolean } = {}): Query<T> {
   const state = $state({ data: null as T | null, error: null as string | null, loading: true });
+  /** Runs the current load again, when none is running; null while waiting for a key. */
+  let refresh: (() => void) | null = null;
+
   $effect(() => {
     const apiKey = session.apiKey;
     if (session.keyProblem) return;
-    if (options.live !== false) void session.tick;
-    const controller = new AbortController();
-    const promise = load(apiKey, controller.signal);
-    state.loading = true;
-    promise.then(
-      (data) => {
-        if (controller.signal.aborted) return;
-        state.data = data;
-        state.error = null;
+    let controller: AbortController | undefined;
+    let busy = false;
+    const run = () => {
+      const current = new AbortController();
+      controller = current;
+      busy = true;
+      state.loading = true;
+      load(apiKey, current.signal).then(
+        (data) => {
+          if (current.signal.aborted) return;
+          state.data = data;
+          state.error = null;
+          session.updatedAt = new Date();
+        },
+        (error: unknown) => {
+          if (current.signal.aborted) return;
+          if (error instanceof KeyRequiredError) return session.refuse(error, apiKey);
+          state.data = null;
+          state.error = error instanceof Error ? error.message : String(error);
+        },
+      ).finally(() => {
+        if (current.signal.aborted) return;
+        busy = false;
         state.loading = false;
-        session.updatedAt = new Date();
-      },
-      (error: unknown) => {
-        if (controller.signal.aborted) return;
-        state.loading = false;
-        if (error instanceof KeyRequiredError) {
-          session.refuse(error, apiKey);
-          return;
-        }
-        state.data = null;
-        state.error = error instanceof Error ? error.message : String(error);
-      },
-    );
-    return () => controller.abort();
+      });
+    };
+    run(); // reads the inputs: this effect runs again when one changes
+    refresh = () => {
+      if (!busy) untrack(run);
+    };
+    return () => {
+      controller?.abort();
+      refresh = null;
+    };
   });
+
+  if (options.live !== false) {
+    $effect(() => {
+      void session.tick;
+      untrack(() => refresh?.());
+    });
+  }
 
   return state;
 }
