@@ -5,10 +5,11 @@
 import { fileURLToPath } from 'node:url';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { defineConfig } from 'vite';
+import { sizeBudget } from './size-budget.ts';
 
 export default defineConfig({
   root: fileURLToPath(new URL('.', import.meta.url)),
-  plugins: [svelte({ configFile: false })],
+  plugins: [svelte({ configFile: false }), sizeBudget()],
   build: {
     outDir: 'dist',
     emptyOutDir: true,

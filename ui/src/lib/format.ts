@@ -44,3 +44,20 @@ export function formatTime(iso: string, now = new Date()): string {
   if (t.toDateString() === now.toDateString()) return time;
   return `${t.toLocaleDateString('en-CA')} ${time}`;
 }
+
+/** A Money amount (decimal string) in dollars for people: $12.34, $0.0021. */
+export function formatMoney(money: { amount: string } | null | undefined): string {
+  if (!money) return '–';
+  return formatUsd(Number(money.amount));
+}
+
+/** 0.125 → "12.5%", 0.5 → "50%". */
+export function formatPercent(ratio: number): string {
+  const pct = ratio * 100;
+  return `${pct < 10 && pct !== 0 ? pct.toFixed(1) : Math.round(pct)}%`;
+}
+
+/** 1234 calls, 1 call. */
+export function formatCalls(n: number): string {
+  return `${formatCount(n)} ${n === 1 ? 'call' : 'calls'}`;
+}
