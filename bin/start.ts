@@ -6,6 +6,9 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Registry } from 'prom-client';
+import { createAlertDetector } from '../alerts/detector.ts';
+import { createWebhookOutbox } from '../alerts/webhook-outbox.ts';
 import { createApi } from '../api/app.ts';
 import { createReceiver } from '../collector/receiver.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
@@ -44,7 +47,7 @@ const stops: (() => Promise<void>)[] = []; // run in order on SIGTERM
 const shutdownController = new AbortController();
 
 let clickhouse: ClickHouseClient | undefined;
-if (roles.has('ingest') || roles.has('api')) {
+if (roles.has('ingest') || roles.has('api') || roles.has('alerts')) {
   const client = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir });
   clickhouse = client;
   const migrations = await migrate(client, { cluster: config.clickhouse.cluster, retentionDays: config.retentionDays, logger });
@@ -60,6 +63,21 @@ const kafkaPublisher = kafka && createKafkaPublisher(kafka, { logger });
 const queue = kafka ? undefined : createMemoryQueue({ maxMessages: config.batch.maxRows * 20 });
 const publisher: Publisher = (kafkaPublisher ?? queue)!;
 const metrics = roles.has('ingest') ? createIngestMetrics() : undefined;
+/** What /metrics serves: the ingest's, and the detector's when it runs here. */
+const registry = metrics?.registry ?? (roles.has('alerts') ? new Registry() : undefined);
+
+if (roles.has('alerts')) {
+  const alertLogger = logger.child({ component: 'alerts' });
+  const detector = createAlertDetector({
+    clickhouse: clickhouse!,
+    logger: alertLogger,
+    config: { intervalS: config.alerts.intervalS, webhookUrl: config.alerts.webhookUrl, webhookFormat: config.alerts.webhookFormat },
+    outbox: createWebhookOutbox({ dir: config.alerts.outboxDir, secret: config.alerts.webhookSecret, logger: alertLogger }),
+    registry,
+  });
+  detector.start();
+  stops.push(() => detector.stop()); // the pass under way finishes; undelivered webhooks stay in the outbox
+}
 
 let receiverServer: RunningServer | undefined;
 if (roles.has('receiver')) {
@@ -114,9 +132,9 @@ if (kafkaPublisher) stops.push(() => kafkaPublisher.disconnect());
 const api = roles.has('api') ? createApi({ clickhouse: clickhouse!, logger: logger.child({ component: 'api' }), uiDir: path.resolve(UI_DIR) }) : undefined;
 const apiServer = await listen(
   withHealth((req, res) => {
-    if (metrics && req.url === '/metrics') {
-      metrics.registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+    if (registry && req.url === '/metrics') {
+      registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': registry.contentType });
         res.end(text);
       });
     } else if (api) {
