@@ -7,6 +7,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { createSchema } from 'graphql-yoga';
 import type { ApiContext } from './context.ts';
+import * as alerts from './graphql/alerts.ts';
 import * as analytics from './graphql/analytics.ts';
 import * as audit from './graphql/audit.ts';
 import { moneyTypeDefs } from './money.ts';
@@ -21,6 +22,7 @@ export const baseTypeDefs = /* GraphQL */ `
   """
   schema {
     query: Query
+    mutation: Mutation
   }
 
   "The least role an API key needs to select this field (roles: VIEWER < OPERATOR, BILLING < ADMIN)."
@@ -34,7 +36,7 @@ export const baseTypeDefs = /* GraphQL */ `
   }
 `;
 
-const MODULES = [analytics, audit];
+const MODULES = [analytics, audit, alerts];
 
 export const typeDefs = [baseTypeDefs, moneyTypeDefs, ...MODULES.map((m) => m.typeDefs)];
 
