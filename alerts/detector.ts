@@ -28,6 +28,8 @@ export interface AlertDetectorConfig {
   settleS?: number;
   /** Settings tried on top of each tenant's stored ones (the backtest's --settings). */
   override?: SettingsOverride;
+  /** Only these tenants (the backtest's --tenant); default: every tenant with recent traffic. */
+  tenants?: string[];
 }
 
 export interface AlertDetectorDependencies {
@@ -122,7 +124,7 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
     const started = performance.now();
     const atMs = when === undefined ? now() - settleS * 1000 : typeof when === 'number' ? when : when.getTime();
     const at = Math.floor(atMs / 60_000) * 60;
-    const tenants = await tenantsOf(at);
+    const tenants = config.tenants ?? (await tenantsOf(at));
     const result: PassResult = { at, tenants: tenants.length, findings: [], opened: [], updated: [], resolved: [], durationMs: 0 };
     for (const tenant of tenants) {
       try {
