@@ -12,9 +12,9 @@ import { selectRows } from '../api/queries/select-rows.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Alert } from './alert-record.ts';
 import { createClickHouseAlertStore, type AlertStore } from './alert-store.ts';
-import { detect, type Finding } from './findings.ts';
+import { detect, newToolCandidates, type Finding } from './findings.ts';
 import { applyFindings } from './lifecycle.ts';
-import { planWindows, queryAccountWindows, queryActiveTenants, queryFirstSeen, queryToolWindows } from './rollup-windows.ts';
+import { planWindows, queryAccountWindows, queryActiveTenants, queryFirstSeen, queryTenantSince, queryToolWindows } from './rollup-windows.ts';
 import { queryUsualSessionCounts, querySessionBursts } from './session-loops.ts';
 import { DEFAULT_SETTINGS, mergeSettings, type AlertSettings, type SettingsOverride } from './settings.ts';
 import { deliveryOf, type WebhookFormat, type WebhookOutbox } from './webhook-outbox.ts';
@@ -87,8 +87,8 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
     let settings: AlertSettings = mergeSettings(DEFAULT_SETTINGS, stored);
     settings = mergeSettings(settings, config.override);
     const plan = planWindows(at, settings.windowMinutes);
-    const firstSeen = await queryFirstSeen(clickhouse, tenant, plan.at);
-    const seasonal = firstSeen.tenantSince !== undefined && firstSeen.tenantSince <= plan.at - 28 * 86_400;
+    const tenantSince = await queryTenantSince(clickhouse, tenant);
+    const seasonal = tenantSince !== undefined && tenantSince <= plan.at - 28 * 86_400;
     const loop = settings.kinds.CALL_LOOP;
     const [tools, accounts, bursts] = await Promise.all([
       queryToolWindows(clickhouse, tenant, plan, seasonal),
@@ -97,7 +97,8 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
     ]);
     const pairs = [...new Map(bursts.map((b) => [`${b.agent}\u0000${b.tool}`, [b.agent, b.tool] as [string, string]])).values()];
     const usualSessionCounts = await queryUsualSessionCounts(clickhouse, tenant, plan.at, settings.windowMinutes, pairs);
-    const findings = detect({ plan, settings, firstSeen, tools, accounts, bursts, usualSessionCounts });
+    const firstSeen = await queryFirstSeen(clickhouse, tenant, plan.at - plan.windowMinutes * 60, newToolCandidates(tools, settings));
+    const findings = detect({ plan, settings, tenantSince, firstSeen, tools, accounts, bursts, usualSessionCounts });
 
     const [open, silences] = await Promise.all([alerts.openAlerts(tenant), alerts.silences(tenant, plan.at)]);
     const transition = applyFindings(tenant, open, findings, silences, plan.at, settings);

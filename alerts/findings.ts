@@ -1,11 +1,12 @@
 /**
  * The detector's judgement, without I/O: given one tenant's windows (rollup-windows.ts) and session
  * bursts (session-loops.ts), what is firing now. Each subject is compared with its own baseline: the
- * same time of the week over the past four weeks when the tenant and the agent have that much history,
+ * same time of the week over the past four weeks when the tenant has four weeks of history and the
+ * subject was active at that time four weeks ago,
  * the recent windows otherwise. Live passes and the backtest run exactly this.
  */
 import { baselineOf, robustScore, type Baseline } from './robust-stats.ts';
-import { RECENT_WINDOWS, pairKey, seasonalWindows, type AccountWindow, type FirstSeen, type ToolWindow, type WindowPlan } from './rollup-windows.ts';
+import { RECENT_WINDOWS, SEASONAL_SPREAD, pairKey, seasonalWindows, type AccountWindow, type FirstSeen, type ToolWindow, type WindowPlan } from './rollup-windows.ts';
 import { sentenceOf, type BaselineKind, type Subject } from './sentences.ts';
 import type { SessionBurst } from './session-loops.ts';
 import type { AlertKind, AlertSettings } from './settings.ts';
@@ -28,6 +29,9 @@ export interface Finding {
 export interface DetectorInput {
   plan: WindowPlan;
   settings: AlertSettings;
+  /** Start of the tenant's history, epoch seconds. */
+  tenantSince: number | undefined;
+  /** For the NEW_TOOL candidates' agents only (newToolCandidates), before the judged window. */
   firstSeen: FirstSeen;
   tools: ToolWindow[];
   accounts: AccountWindow[];
@@ -61,16 +65,32 @@ function add(series: Series, window: number, r: Omit<Totals, 'p95Ms'> & { p95Ms?
   series.set(window, t);
 }
 
+/**
+ * Agents with a tool that may be new: called in the judged window with enough volume and in none of
+ * the baseline windows read. Only their history is then looked up (queryFirstSeen).
+ */
+export function newToolCandidates(tools: ToolWindow[], settings: AlertSettings): string[] {
+  const k = settings.kinds.NEW_TOOL;
+  if (!k.enabled) return [];
+  const seenBefore = new Set<string>();
+  for (const r of tools) if (r.window > 0) seenBefore.add(pairKey(r.agent, r.tool));
+  const agents = new Set<string>();
+  for (const r of tools) if (r.window === 0 && r.calls >= k.minVolume && !seenBefore.has(pairKey(r.agent, r.tool))) agents.add(r.agent);
+  return [...agents].sort();
+}
+
 export function detect(input: DetectorInput): Finding[] {
   const { plan, settings, firstSeen } = input;
   const { kinds } = settings;
   const at = plan.at;
-  const seasonalOk = (since: number | undefined) =>
-    since !== undefined && firstSeen.tenantSince !== undefined && firstSeen.tenantSince <= at - SEASONAL_HISTORY_S && since <= at - SEASONAL_HISTORY_S;
+  const tenantOld = input.tenantSince !== undefined && input.tenantSince <= at - SEASONAL_HISTORY_S;
+  const oldestWeek = Math.max(...plan.weekWindows) - SEASONAL_SPREAD;
+  /** Four weeks of history: the tenant's, and the subject was active at this time four weeks ago. */
+  const seasonalOk = (series: Series) => tenantOld && [...series.keys()].some((w) => w >= oldestWeek);
 
   /** The past windows a subject is judged against, and which baseline they make. */
-  function windowsFor(series: Series, since: number | undefined): { windows: number[]; baseline: BaselineKind } | undefined {
-    if (seasonalOk(since)) return { windows: seasonalWindows(plan), baseline: 'hour-of-week' };
+  function windowsFor(series: Series): { windows: number[]; baseline: BaselineKind } | undefined {
+    if (seasonalOk(series)) return { windows: seasonalWindows(plan), baseline: 'hour-of-week' };
     let oldest = 0;
     for (const w of series.keys()) if (w >= 1 && w <= RECENT_WINDOWS && w > oldest) oldest = w;
     if (oldest < MIN_RECENT_SAMPLES) return undefined;
@@ -115,11 +135,11 @@ export function detect(input: DetectorInput): Finding[] {
   const counts = (series: Series, windows: number[], pick: (t: Totals) => number) => windows.map((w) => { const t = series.get(w); return t ? pick(t) : 0; });
 
   /** Call-rate spike: observed calls well above the baseline and above the minimum volume. */
-  function callSpike(series: Series, since: number | undefined, subj: Subject): boolean {
+  function callSpike(series: Series, subj: Subject): boolean {
     const k = kinds.CALL_SPIKE;
     const observed = series.get(0)?.calls ?? 0;
     if (!k.enabled || observed < k.minVolume) return false;
-    const past = windowsFor(series, since);
+    const past = windowsFor(series);
     if (!past) return false;
     const b = baselineOf(counts(series, past.windows, (t) => t.calls))!;
     const score = robustScore(observed, b, Math.max(Math.sqrt(b.median), 1));
@@ -129,12 +149,12 @@ export function detect(input: DetectorInput): Finding[] {
   }
 
   /** Error or denial share of calls well above the baseline share. */
-  function shareSpike(kind: 'ERROR_SPIKE' | 'DENIAL_SPIKE', series: Series, since: number | undefined, agent: string) {
+  function shareSpike(kind: 'ERROR_SPIKE' | 'DENIAL_SPIKE', series: Series, agent: string) {
     const k = kinds[kind];
     const pick = (t: Totals) => (kind === 'ERROR_SPIKE' ? t.errors : t.denials);
     const now = series.get(0);
     if (!k.enabled || !now || pick(now) < k.minVolume) return;
-    const past = windowsFor(series, since);
+    const past = windowsFor(series);
     if (!past) return;
     const shares = past.windows.flatMap((w) => { const t = series.get(w); return t && t.calls >= MIN_SAMPLE_CALLS ? [pick(t) / t.calls] : []; });
     const b = baselineOf(shares.length > 0 ? shares : [0])!;
@@ -146,16 +166,15 @@ export function detect(input: DetectorInput): Finding[] {
   }
 
   for (const [agent, series] of byAgent) {
-    const since = firstSeen.agents.get(agent);
     // The agent-wide spike is reported only when no single tool of the agent explains it.
     let toolSpiked = false;
     for (const p of byPair.values()) {
-      if (p.agent === agent && callSpike(p.series, firstSeen.pairs.get(pairKey(agent, p.tool)) ?? since, subject(agent, p.tool))) toolSpiked = true;
+      if (p.agent === agent && callSpike(p.series, subject(agent, p.tool))) toolSpiked = true;
     }
-    if (!toolSpiked) callSpike(series, since, subject(agent));
+    if (!toolSpiked) callSpike(series, subject(agent));
 
     const collapse = kinds.CALL_COLLAPSE;
-    const past = windowsFor(series, since);
+    const past = windowsFor(series);
     if (collapse.enabled && past) {
       const observed = series.get(0)?.calls ?? 0;
       const b = baselineOf(counts(series, past.windows, (t) => t.calls))!;
@@ -165,32 +184,30 @@ export function detect(input: DetectorInput): Finding[] {
       }
     }
 
-    shareSpike('ERROR_SPIKE', series, since, agent);
-    shareSpike('DENIAL_SPIKE', series, since, agent);
-    costSpike(series, since, subject(agent));
+    shareSpike('ERROR_SPIKE', series, agent);
+    shareSpike('DENIAL_SPIKE', series, agent);
+    costSpike(series, subject(agent));
   }
 
-  function costSpike(series: Series, since: number | undefined, subj: Subject) {
+  function costSpike(series: Series, subj: Subject) {
     const k = kinds.COST_SPIKE;
     const observed = series.get(0)?.costUsd ?? 0;
     if (!k.enabled || observed < k.minVolume) return;
-    const past = windowsFor(series, since);
+    const past = windowsFor(series);
     if (!past) return;
     const b = baselineOf(counts(series, past.windows, (t) => t.costUsd))!;
     const score = robustScore(observed, b, Math.max(0.1 * b.median, 0.01));
     if (observed < k.ratio * b.median || score < k.threshold) return;
     emit('COST_SPIKE', subj, observed, b, score, past.baseline);
   }
-  for (const [account, series] of byAccount) costSpike(series, firstSeen.tenantSince, subject('', '', account));
+  for (const [account, series] of byAccount) costSpike(series, subject('', '', account));
 
   for (const { agent, tool, series } of byPair.values()) {
     const now = series.get(0);
     if (!now) continue;
-    const since = firstSeen.pairs.get(pairKey(agent, tool));
-
     const latency = kinds.LATENCY_REGRESSION;
     if (latency.enabled && now.calls >= latency.minVolume && now.p95Ms !== null) {
-      const past = windowsFor(series, since);
+      const past = windowsFor(series);
       const samples = past?.windows.flatMap((w) => { const t = series.get(w); return t && t.calls >= MIN_SAMPLE_CALLS && t.p95Ms !== null ? [t.p95Ms] : []; }) ?? [];
       if (past && samples.length >= 4) {
         const b = baselineOf(samples)!;
@@ -199,12 +216,14 @@ export function detect(input: DetectorInput): Finding[] {
       }
     }
 
+    // New: no call before the window in the look-back; the agent itself older than its learning period.
     const fresh = kinds.NEW_TOOL;
     const agentSince = firstSeen.agents.get(agent);
     if (
       fresh.enabled &&
       now.calls >= fresh.minVolume &&
-      since !== undefined && since >= at - plan.windowMinutes * 60 &&
+      series.size === 1 &&
+      !firstSeen.pairs.has(pairKey(agent, tool)) &&
       agentSince !== undefined && agentSince <= at - settings.learningHours * 3600
     ) {
       const none = { median: 0, spread: 0, low: 0, high: 0, samples: 0 };

@@ -120,9 +120,21 @@ export async function queryAccountWindows(clickhouse: ClickHouseClient, tenant: 
   return rows.map((r) => ({ window: r.window, account: r.account, costUsd: r.cost_usd }));
 }
 
-/** When each agent first used each tool (within `lookbackDays`), and when the tenant's history starts. */
+/** When the tenant's history starts (epoch seconds); undefined when it has none. Reads one granule. */
+const TENANT_SINCE_SQL = `
+SELECT toUInt32(minute) AS first FROM tool_calls_1m_v1 WHERE tenant = {tenant:String} ORDER BY minute LIMIT 1`;
+
+export async function queryTenantSince(clickhouse: ClickHouseClient, tenant: string): Promise<number | undefined> {
+  const rows = await selectRows(clickhouse, 'alert tenant since', TENANT_SINCE_SQL, { tenant }, z.object({ first: count }));
+  return rows[0]?.first;
+}
+
+/**
+ * For the agents given, when each first called anything and each given tool, within
+ * FIRST_SEEN_LOOKBACK_DAYS before `before`. Asked only for the rare pairs that look new, since it
+ * reads that whole span of the tenant's rollups.
+ */
 export interface FirstSeen {
-  tenantSince: number | undefined;
   pairs: Map<string, number>;
   agents: Map<string, number>;
 }
@@ -130,28 +142,28 @@ export interface FirstSeen {
 const FIRST_SEEN_SQL = `
 SELECT agent, tool, toUInt32(min(minute)) AS first
 FROM tool_calls_1m_v1
-WHERE tenant = {tenant:String} AND minute >= toDateTime({since:UInt32}) AND minute < toDateTime({at:UInt32})
+WHERE tenant = {tenant:String} AND minute >= toDateTime({since:UInt32}) AND minute < toDateTime({before:UInt32})
+  AND has({agents:Array(String)}, agent)
 GROUP BY agent, tool`;
 
 export const FIRST_SEEN_LOOKBACK_DAYS = 35;
 
-export async function queryFirstSeen(clickhouse: ClickHouseClient, tenant: string, at: number): Promise<FirstSeen> {
+export async function queryFirstSeen(clickhouse: ClickHouseClient, tenant: string, before: number, agents: string[]): Promise<FirstSeen> {
+  const pairs = new Map<string, number>();
+  const firsts = new Map<string, number>();
+  if (agents.length === 0) return { pairs, agents: firsts };
   const rows = await selectRows(
     clickhouse,
     'alert first seen',
     FIRST_SEEN_SQL,
-    { tenant, at, since: at - FIRST_SEEN_LOOKBACK_DAYS * 86_400 },
+    { tenant, before, since: before - FIRST_SEEN_LOOKBACK_DAYS * 86_400, agents },
     z.object({ agent: z.string(), tool: z.string(), first: count }),
   );
-  const pairs = new Map<string, number>();
-  const agents = new Map<string, number>();
-  let tenantSince: number | undefined;
   for (const r of rows) {
     pairs.set(pairKey(r.agent, r.tool), r.first);
-    agents.set(r.agent, Math.min(agents.get(r.agent) ?? Infinity, r.first));
-    tenantSince = Math.min(tenantSince ?? Infinity, r.first);
+    firsts.set(r.agent, Math.min(firsts.get(r.agent) ?? Infinity, r.first));
   }
-  return { tenantSince, pairs, agents };
+  return { pairs, agents: firsts };
 }
 
 export function pairKey(agent: string, tool: string): string {
