@@ -6,7 +6,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { selectRows } from '../api/queries/select-rows.ts';
-import { ALERT_COLUMNS, alertRow, fromAlertRow, subjectKey, toAlertRow, toHistoryRow, type Alert, type AlertEvent } from './alert-record.ts';
+import { ALERT_COLUMNS, alertRow, fromAlertRow, toAlertRow, toHistoryRow, type Alert, type AlertEvent } from './alert-record.ts';
 import type { Silence } from './lifecycle.ts';
 import { ALERT_KINDS, settingsOverride, type SettingsOverride } from './settings.ts';
 
@@ -85,4 +85,3 @@ export function createMemoryAlertStore(overrides = new Map<string, SettingsOverr
   return store;
 }
 
-export { subjectKey };

@@ -12,6 +12,7 @@ import { selectRows } from '../api/queries/select-rows.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Alert } from './alert-record.ts';
 import { createClickHouseAlertStore, type AlertStore } from './alert-store.ts';
+import { budgetFinding, type BudgetCrossingSource } from './budget-crossings.ts';
 import { detect, newToolCandidates, type Finding } from './findings.ts';
 import { applyFindings } from './lifecycle.ts';
 import { planWindows, queryAccountWindows, queryActiveTenants, queryFirstSeen, queryTenantSince, queryToolWindows } from './rollup-windows.ts';
@@ -40,6 +41,8 @@ export interface AlertDetectorDependencies {
   store?: AlertStore;
   outbox?: WebhookOutbox;
   registry?: Registry;
+  /** Budget thresholds crossed, from the cost side; without it no BUDGET_CROSSED alerts. */
+  budgets?: BudgetCrossingSource;
 }
 
 export interface PassResult {
@@ -65,7 +68,7 @@ const ACTIVE_HOURS = 3;
 
 const OPEN_TENANTS_SQL = `SELECT DISTINCT tenant FROM alerts_v1 FINAL WHERE status != 'RESOLVED'`;
 
-export function createAlertDetector({ clickhouse, logger, config, now = Date.now, store, outbox, registry }: AlertDetectorDependencies): AlertDetector {
+export function createAlertDetector({ clickhouse, logger, config, now = Date.now, store, outbox, registry, budgets }: AlertDetectorDependencies): AlertDetector {
   const alerts = store ?? createClickHouseAlertStore(clickhouse);
   const settleS = config.settleS ?? 10;
   const metrics = registry && {
@@ -99,6 +102,11 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
     const usualSessionCounts = await queryUsualSessionCounts(clickhouse, tenant, plan.at, settings.windowMinutes, pairs);
     const firstSeen = await queryFirstSeen(clickhouse, tenant, plan.at - plan.windowMinutes * 60, newToolCandidates(tools, settings));
     const findings = detect({ plan, settings, tenantSince, firstSeen, tools, accounts, bursts, usualSessionCounts });
+    if (budgets && settings.kinds.BUDGET_CROSSED.enabled) {
+      // A crossing keeps its alert open for the judged window, then it resolves like any other.
+      const crossings = await budgets.crossings(tenant, plan.at - settings.windowMinutes * 60, plan.at);
+      findings.push(...crossings.map(budgetFinding));
+    }
 
     const [open, silences] = await Promise.all([alerts.openAlerts(tenant), alerts.silences(tenant, plan.at)]);
     const transition = applyFindings(tenant, open, findings, silences, plan.at, settings);

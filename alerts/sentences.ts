@@ -60,6 +60,8 @@ export function sentenceOf(f: SentenceFacts): string {
         : `${name(agent)} cost ${usd(f.observed)} ${within}; ${usual(f, usd)}`;
     case 'NEW_TOOL':
       return `${name(agent)} called ${tool} for the first time (${int(f.observed)} calls ${within})`;
+    case 'BUDGET_CROSSED':
+      throw new Error('a budget crossing is worded by budget-crossings.ts, from the budget');
     case 'CALL_LOOP':
       return `${name(agent)} called ${tool} ${int(f.observed)} times ${within} in session ${session}; its usual per session is ${range(f.expectedLow, f.expectedHigh, int)}`;
   }

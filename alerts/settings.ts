@@ -13,6 +13,7 @@ export const ALERT_KINDS = [
   'COST_SPIKE',
   'NEW_TOOL',
   'CALL_LOOP',
+  'BUDGET_CROSSED',
 ] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
@@ -55,6 +56,8 @@ export const DEFAULT_SETTINGS: AlertSettings = {
     COST_SPIKE: { enabled: true, threshold: 8, minVolume: 0.5, ratio: 2.5 },
     NEW_TOOL: { enabled: true, threshold: 0, minVolume: 3, ratio: 0 },
     CALL_LOOP: { enabled: true, threshold: 8, minVolume: 30, ratio: 8 },
+    // Reported by the cost side's budgets (budget-crossings.ts); only `enabled` applies.
+    BUDGET_CROSSED: { enabled: true, threshold: 0, minVolume: 0, ratio: 0 },
   },
 };
 

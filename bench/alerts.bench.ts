@@ -16,7 +16,7 @@ import { createMemoryAlertStore } from '../alerts/alert-store.ts';
 import { ALERT_KINDS, settingsOverride, type AlertKind } from '../alerts/settings.ts';
 import { openClickHouse } from '../core/clickhouse.ts';
 import { migrate } from '../core/migrate.ts';
-import { agentProfiles, generateTraffic, injectionsFor, planStart, SEED, type Injection, type TrafficPlan } from './data/alert-traffic.ts';
+import { agentProfiles, generateTraffic, injectionsFor, MAGNITUDES, planStart, SEED, type Injection, type TrafficPlan } from './data/alert-traffic.ts';
 import { printTable, type Row } from './table.ts';
 
 const DAYS = 35;
@@ -92,7 +92,7 @@ try {
       else if (!secondary(a)) falsePositives.set(a.alert.kind, (falsePositives.get(a.alert.kind) ?? 0) + 1);
     }
   }
-  for (const kind of ALERT_KINDS) {
+  for (const kind of ALERT_KINDS.filter((k) => k in MAGNITUDES)) {
     const ofKind = found.filter((f) => f.injection.kind === kind);
     const recalled = ofKind.filter((f) => f.alerts.some((a) => matches(f.injection, a))).length;
     const tp = truePositives.get(kind) ?? 0;

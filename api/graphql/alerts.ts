@@ -72,7 +72,7 @@ export const typeDefs = /* GraphQL */ `
     expectedLow: Float!
     expectedHigh: Float!
     unit: String!
-    "COST_SPIKE only: observed and expected as money."
+    "COST_SPIKE and BUDGET_CROSSED (spent and limit): observed and expected as money."
     observedCost: Money
     expectedCost: Money
     "Deviation from the baseline's median in robust standard deviations."
@@ -160,6 +160,7 @@ const UNITS: Record<AlertKind, string> = {
   COST_SPIKE: 'usd',
   NEW_TOOL: 'calls',
   CALL_LOOP: 'calls',
+  BUDGET_CROSSED: 'usd',
 };
 
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
@@ -186,8 +187,8 @@ function alertOut(clickhouse: ClickHouseClient, a: Alert) {
     expectedLow: a.expectedLow,
     expectedHigh: a.expectedHigh,
     unit: UNITS[a.kind],
-    observedCost: a.kind === 'COST_SPIKE' ? usd(a.observed) : null,
-    expectedCost: a.kind === 'COST_SPIKE' ? usd(a.expected) : null,
+    observedCost: UNITS[a.kind] === 'usd' ? usd(a.observed) : null,
+    expectedCost: UNITS[a.kind] === 'usd' ? usd(a.expected) : null,
     score: a.score,
     baseline: a.baseline,
     sentence: a.sentence,

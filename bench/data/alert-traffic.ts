@@ -65,7 +65,7 @@ export function agentProfiles(count: number, seed = SEED, prefix = 'agent'): Age
 }
 
 /** Magnitudes at which the bench states its targets. */
-export const MAGNITUDES: Record<AlertKind, number> = {
+export const MAGNITUDES: Partial<Record<AlertKind, number>> = {
   CALL_SPIKE: 8, // × calls of one tool
   CALL_COLLAPSE: 0, // × calls of every tool
   ERROR_SPIKE: 0.4, // share of calls failing
@@ -94,7 +94,7 @@ export function injectionsFor(agents: AgentProfile[], days: number, perKind: num
       do day = days - 7 + Math.floor(rand() * 7);
       while ([5, 6].includes(dayOfWeek(day)));
       const minute = day * 1440 + (10 + Math.floor(rand() * 6)) * 60 + Math.floor(rand() * 60);
-      injections.push({ kind, agent, from: minute, minutes: 20, magnitude: MAGNITUDES[kind] });
+      injections.push({ kind, agent, from: minute, minutes: 20, magnitude: MAGNITUDES[kind]! });
     }
   }
   return injections;

@@ -224,3 +224,31 @@ describe('one alert per subject and kind, from open to resolved', () => {
     assert.deepEqual((await history.json<{ action: string; n: string }>()).map((r) => [r.action, Number(r.n)]), [['opened', 1], ['resolved', 1], ['updated', 3]]);
   });
 });
+
+test('a budget threshold crossed, from the cost side, is one alert per budget and threshold', async () => {
+  const crossing = {
+    budgetId: 'b-1',
+    scope: { agent: '', account: 'acct-9', costCentre: '' },
+    thresholdPercent: 80,
+    spentMicros: 80_500_000n,
+    limitMicros: 100_000_000n,
+    currency: 'USD',
+    at: AT / 1000 - 120,
+  };
+  const asked: Array<[string, number, number]> = [];
+  const budgets = {
+    async crossings(tenant: string, from: number, to: number) {
+      asked.push([tenant, from, to]);
+      return tenant === 'cost' && crossing.at >= from && crossing.at < to ? [crossing] : [];
+    },
+  };
+  const d = createAlertDetector({ clickhouse, logger, budgets, config: { intervalS: 60, webhookFormat: 'json', tenants: ['cost'] } });
+  const pass = await d.runOnce(AT);
+  assert.deepEqual(asked, [['cost', AT / 1000 - 600, AT / 1000]]);
+  const budget = pass.findings.filter((f) => f.kind === 'BUDGET_CROSSED');
+  assert.deepEqual(budget.map((f) => [f.severity, f.observed, f.expected, f.score, f.sentence]), [
+    ['WARNING', 80.5, 100, 80.5, 'account acct-9 has spent $80.50 of its $100.00 budget (crossed 80%)'],
+  ]);
+  const stored = (await openAlerts('cost')).filter((a) => a.kind === 'BUDGET_CROSSED');
+  assert.deepEqual(stored.map((a) => [a.status, a.account_id, a.session_id]), [['OPEN', 'acct-9', 'b-1@80%']]);
+});
