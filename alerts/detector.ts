@@ -17,7 +17,7 @@ import { detect, newToolCandidates, type Finding } from './findings.ts';
 import { applyFindings } from './lifecycle.ts';
 import { planWindows, queryAccountWindows, queryActiveTenants, queryFirstSeen, queryTenantSince, queryToolWindows } from './rollup-windows.ts';
 import { queryUsualSessionCounts, querySessionBursts } from './session-loops.ts';
-import { DEFAULT_SETTINGS, mergeSettings, type AlertSettings, type SettingsOverride } from './settings.ts';
+import { DEFAULT_SETTINGS, mergeSettings, minVolumeOf, type AlertSettings, type SettingsOverride } from './settings.ts';
 import { deliveryOf, type WebhookFormat, type WebhookOutbox } from './webhook-outbox.ts';
 
 export interface AlertDetectorConfig {
@@ -96,7 +96,7 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
     const [tools, accounts, bursts] = await Promise.all([
       queryToolWindows(clickhouse, tenant, plan, seasonal),
       settings.kinds.COST_SPIKE.enabled ? queryAccountWindows(clickhouse, tenant, plan, seasonal) : [],
-      loop.enabled ? querySessionBursts(clickhouse, tenant, plan.at, settings.windowMinutes, loop.minVolume) : [],
+      loop.enabled ? querySessionBursts(clickhouse, tenant, plan.at, settings.windowMinutes, minVolumeOf(settings, 'CALL_LOOP')) : [],
     ]);
     const pairs = [...new Map(bursts.map((b) => [`${b.agent}\u0000${b.tool}`, [b.agent, b.tool] as [string, string]])).values()];
     const usualSessionCounts = await queryUsualSessionCounts(clickhouse, tenant, plan.at, settings.windowMinutes, pairs);

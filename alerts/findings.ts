@@ -9,7 +9,7 @@ import { baselineOf, robustScore, type Baseline } from './robust-stats.ts';
 import { RECENT_WINDOWS, SEASONAL_SPREAD, pairKey, seasonalWindows, type AccountWindow, type FirstSeen, type ToolWindow, type WindowPlan } from './rollup-windows.ts';
 import { sentenceOf, type BaselineKind, type Subject } from './sentences.ts';
 import type { SessionBurst } from './session-loops.ts';
-import type { AlertKind, AlertSettings } from './settings.ts';
+import { minVolumeOf, type AlertKind, type AlertSettings } from './settings.ts';
 
 export type Severity = 'WARNING' | 'CRITICAL';
 
@@ -75,7 +75,7 @@ export function newToolCandidates(tools: ToolWindow[], settings: AlertSettings):
   const seenBefore = new Set<string>();
   for (const r of tools) if (r.window > 0) seenBefore.add(pairKey(r.agent, r.tool));
   const agents = new Set<string>();
-  for (const r of tools) if (r.window === 0 && r.calls >= k.minVolume && !seenBefore.has(pairKey(r.agent, r.tool))) agents.add(r.agent);
+  for (const r of tools) if (r.window === 0 && r.calls >= minVolumeOf(settings, 'NEW_TOOL') && !seenBefore.has(pairKey(r.agent, r.tool))) agents.add(r.agent);
   return [...agents].sort();
 }
 
@@ -138,7 +138,7 @@ export function detect(input: DetectorInput): Finding[] {
   function callSpike(series: Series, subj: Subject): boolean {
     const k = kinds.CALL_SPIKE;
     const observed = series.get(0)?.calls ?? 0;
-    if (!k.enabled || observed < k.minVolume) return false;
+    if (!k.enabled || observed < minVolumeOf(settings, 'CALL_SPIKE')) return false;
     const past = windowsFor(series);
     if (!past) return false;
     const b = baselineOf(counts(series, past.windows, (t) => t.calls))!;
@@ -153,7 +153,7 @@ export function detect(input: DetectorInput): Finding[] {
     const k = kinds[kind];
     const pick = (t: Totals) => (kind === 'ERROR_SPIKE' ? t.errors : t.denials);
     const now = series.get(0);
-    if (!k.enabled || !now || pick(now) < k.minVolume) return;
+    if (!k.enabled || !now || pick(now) < minVolumeOf(settings, kind)) return;
     const past = windowsFor(series);
     if (!past) return;
     const shares = past.windows.flatMap((w) => { const t = series.get(w); return t && t.calls >= MIN_SAMPLE_CALLS ? [pick(t) / t.calls] : []; });
@@ -179,7 +179,7 @@ export function detect(input: DetectorInput): Finding[] {
       const observed = series.get(0)?.calls ?? 0;
       const b = baselineOf(counts(series, past.windows, (t) => t.calls))!;
       const score = -robustScore(observed, b, Math.max(Math.sqrt(b.median), 1));
-      if (b.median >= collapse.minVolume && observed <= collapse.ratio * b.median && score >= collapse.threshold) {
+      if (b.median >= minVolumeOf(settings, 'CALL_COLLAPSE') && observed <= collapse.ratio * b.median && score >= collapse.threshold) {
         emit('CALL_COLLAPSE', subject(agent), observed, b, score, past.baseline);
       }
     }
@@ -192,7 +192,7 @@ export function detect(input: DetectorInput): Finding[] {
   function costSpike(series: Series, subj: Subject) {
     const k = kinds.COST_SPIKE;
     const observed = series.get(0)?.costUsd ?? 0;
-    if (!k.enabled || observed < k.minVolume) return;
+    if (!k.enabled || observed < minVolumeOf(settings, 'COST_SPIKE')) return;
     const past = windowsFor(series);
     if (!past) return;
     const b = baselineOf(counts(series, past.windows, (t) => t.costUsd))!;
@@ -206,7 +206,7 @@ export function detect(input: DetectorInput): Finding[] {
     const now = series.get(0);
     if (!now) continue;
     const latency = kinds.LATENCY_REGRESSION;
-    if (latency.enabled && now.calls >= latency.minVolume && now.p95Ms !== null) {
+    if (latency.enabled && now.calls >= minVolumeOf(settings, 'LATENCY_REGRESSION') && now.p95Ms !== null) {
       const past = windowsFor(series);
       const samples = past?.windows.flatMap((w) => { const t = series.get(w); return t && t.calls >= MIN_SAMPLE_CALLS && t.p95Ms !== null ? [t.p95Ms] : []; }) ?? [];
       if (past && samples.length >= 4) {
@@ -221,7 +221,7 @@ export function detect(input: DetectorInput): Finding[] {
     const agentSince = firstSeen.agents.get(agent);
     if (
       fresh.enabled &&
-      now.calls >= fresh.minVolume &&
+      now.calls >= minVolumeOf(settings, 'NEW_TOOL') &&
       series.size === 1 &&
       !firstSeen.pairs.has(pairKey(agent, tool)) &&
       agentSince !== undefined && agentSince <= at - settings.learningHours * 3600
@@ -234,7 +234,7 @@ export function detect(input: DetectorInput): Finding[] {
   const loop = kinds.CALL_LOOP;
   if (loop.enabled) {
     for (const burst of input.bursts) {
-      if (burst.calls < loop.minVolume) continue;
+      if (burst.calls < minVolumeOf(settings, 'CALL_LOOP')) continue;
       const samples = input.usualSessionCounts.get(pairKey(burst.agent, burst.tool)) ?? [];
       const b = baselineOf(samples.length > 0 ? samples : [1])!;
       const usual = Math.max(b.median, 1);

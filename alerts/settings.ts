@@ -22,8 +22,9 @@ export interface KindSettings {
   /** Robust score (deviation from the median in MAD-based standard deviations) that fires. */
   threshold: number;
   /**
-   * Least volume in one window before the kind can fire: calls (spike, latency, new tool, loop),
-   * the baseline's median calls (collapse), errors or denials (error and denial spikes), USD (cost).
+   * Least volume before the kind can fire, per 10 minutes (scaled to the window's length): calls
+   * (spike, latency, new tool, loop), the baseline's median calls (collapse), errors or denials
+   * (error and denial spikes), USD (cost).
    */
   minVolume: number;
   /** Least ratio of observed to expected (for a collapse: the most, e.g. 0.2 = a fifth of usual). */
@@ -60,6 +61,11 @@ export const DEFAULT_SETTINGS: AlertSettings = {
     BUDGET_CROSSED: { enabled: true, threshold: 0, minVolume: 0, ratio: 0 },
   },
 };
+
+/** A kind's minimum volume for one window of the settings' length. */
+export function minVolumeOf(settings: AlertSettings, kind: AlertKind): number {
+  return (settings.kinds[kind].minVolume * settings.windowMinutes) / 10;
+}
 
 const kindOverride = z
   .object({

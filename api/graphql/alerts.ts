@@ -128,8 +128,11 @@ export const typeDefs = /* GraphQL */ `
   type AlertKindSettings {
     kind: AlertKind!
     enabled: Boolean!
+    "Robust score (deviations from the baseline's median in MAD-based standard deviations) that fires."
     threshold: Float!
+    "Least volume per 10 minutes of window before it fires: calls, errors, denials, or US dollars (COST_SPIKE)."
     minVolume: Float!
+    "Least ratio of observed to expected (CALL_COLLAPSE: the most)."
     ratio: Float!
   }
 
