@@ -252,3 +252,16 @@ test('a budget threshold crossed, from the cost side, is one alert per budget an
   const stored = (await openAlerts('cost')).filter((a) => a.kind === 'BUDGET_CROSSED');
   assert.deepEqual(stored.map((a) => [a.status, a.account_id, a.session_id]), [['OPEN', 'acct-9', 'b-1@80%']]);
 });
+
+test('/metrics: alerts fired and open by kind, pass duration', async () => {
+  const { Registry } = await import('prom-client');
+  const registry = new Registry();
+  const steady = { agent: 'metered', tool: 'repo.Files.Read' };
+  await insertCalls(clickhouse, 'metrics', series(Array(12).fill(60), steady));
+  await createAlertDetector({ clickhouse, logger, registry, config: { intervalS: 60, webhookFormat: 'json', tenants: ['metrics'] } }).runOnce(AT);
+  const text = await registry.metrics();
+  const open = await clickhouse.query({ query: `SELECT kind, count() AS n FROM alerts_v1 FINAL WHERE status != 'RESOLVED' GROUP BY kind ORDER BY kind`, format: 'JSONEachRow' });
+  for (const r of await open.json<{ kind: string; n: string }>()) assert.match(text, new RegExp(`alerts_open\\{kind="${r.kind}"\\} ${Number(r.n)}\\n`));
+  assert.match(text, /alerts_fired_total\{kind="CALL_COLLAPSE"\} 1\n/);
+  assert.match(text, /alert_detector_pass_seconds_count 1\n/);
+});
