@@ -7,6 +7,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { createSchema } from 'graphql-yoga';
 import type { ApiContext } from './context.ts';
+import * as alerts from './graphql/alerts.ts';
 import * as analytics from './graphql/analytics.ts';
 import * as audit from './graphql/audit.ts';
 import * as me from './graphql/me.ts';
@@ -31,7 +32,7 @@ export const baseTypeDefs = /* GraphQL */ `
   }
 `;
 
-const MODULES = [analytics, audit, me, costs];
+const MODULES = [analytics, audit, me, costs, alerts];
 
 export const typeDefs = [baseTypeDefs, moneyTypeDefs, ...MODULES.map((m) => m.typeDefs)];
 

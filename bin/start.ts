@@ -8,6 +8,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
+import { createAlertDetector } from '../alerts/detector.ts';
+import { createWebhookOutbox } from '../alerts/webhook-outbox.ts';
 import { createApi } from '../api/app.ts';
 import { loadPricesFile } from '../api/prices-file.ts';
 import { checkAllBudgets } from '../api/queries/budgets.ts';
@@ -72,7 +74,7 @@ const shutdownController = new AbortController();
 const startup = new AbortController();
 
 let clickhouse: ClickHouseClient | undefined;
-if (roles.has('ingest') || roles.has('api')) {
+if (roles.has('ingest') || roles.has('api') || roles.has('alerts')) {
   const client = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir });
   clickhouse = client;
   const migrations = await migrate(client, { cluster: config.clickhouse.cluster, retentionDays: config.retentionDays, logger });
@@ -122,6 +124,22 @@ const receiverPublisher: Publisher = {
     return publisher.publish(topic, messages);
   },
 };
+
+/** The detector's figures, served at /metrics with the ingest's and the API's. */
+const alertsRegistry = roles.has('alerts') ? new Registry() : undefined;
+
+if (roles.has('alerts')) {
+  const alertLogger = logger.child({ component: 'alerts' });
+  const detector = createAlertDetector({
+    clickhouse: clickhouse!,
+    logger: alertLogger,
+    config: { intervalS: config.alerts.intervalS, webhookUrl: config.alerts.webhookUrl, webhookFormat: config.alerts.webhookFormat },
+    outbox: createWebhookOutbox({ dir: config.alerts.outboxDir, secret: config.alerts.webhookSecret, logger: alertLogger }),
+    registry: alertsRegistry,
+  });
+  detector.start();
+  stops.push(() => detector.stop()); // the pass under way finishes; undelivered webhooks stay in the outbox
+}
 
 let receiverServer: RunningServer | undefined;
 if (roles.has('receiver')) {
@@ -234,11 +252,11 @@ const api = apiClickhouse
       reads: { timeoutMs: config.api.queryTimeoutMs, concurrency: config.api.readConcurrency, maxQueuedPerCaller: config.api.readQueuePerCaller },
     })
   : undefined;
-// One registry for the process: the ingest's figures and the API's, whichever roles run here.
-const registry = Registry.merge([...(metrics ? [metrics.registry] : []), ...(api ? [apiRegistry] : [])]);
+// One registry for the process: the ingest's, the API's and the detector's figures, whichever roles run here.
+const registry = Registry.merge([...(metrics ? [metrics.registry] : []), ...(api ? [apiRegistry] : []), ...(alertsRegistry ? [alertsRegistry] : [])]);
 const apiServer = await listen(
   withHealth((req, res) => {
-    if ((metrics || api) && req.url === '/metrics') {
+    if ((metrics || api || alertsRegistry) && req.url === '/metrics') {
       registry.metrics().then(
         (text) => {
           res.writeHead(200, { 'content-type': registry.contentType });

@@ -31,7 +31,9 @@ const tokenMap = z.string().transform((s, ctx) => {
   return tokens;
 });
 
-export const ROLES = ['receiver', 'ingest', 'api'] as const;
+export const ROLES = ['receiver', 'ingest', 'api', 'alerts'] as const;
+/** Roles that hand data to each other through Kafka or, without it, through the in-process queue. */
+const PIPELINE_ROLES: readonly Role[] = ['receiver', 'ingest', 'api'];
 export type Role = (typeof ROLES)[number];
 
 const roleList = z
@@ -44,7 +46,7 @@ const roleList = z
 
 /** Name → [schema with default, meaning]. The README documents exactly these. */
 export const SETTINGS = {
-  ROLES: [roleList.prefault(ROLES.join(',')), 'What this process runs: `receiver`, `ingest`, `api`, comma-separated. Split them only with Kafka.'],
+  ROLES: [roleList.prefault(ROLES.join(',')), 'What this process runs: `receiver`, `ingest`, `api`, `alerts` (the anomaly detector), comma-separated. Split the first three only with Kafka.'],
   HOST: [z.string().min(1).default('127.0.0.1'), 'Address the API/UI and the receiver listen on.'],
   PORT: [port.default(4000), 'Port of the GraphQL API (`/graphql`) and the dashboard.'],
   RECEIVER_PORT: [port.default(4318), 'Port of the receiver: `POST /v1/audit`, `POST /v1/traces` (OTLP/HTTP).'],
@@ -73,6 +75,10 @@ export const SETTINGS = {
   API_READ_QUEUE_PER_CALLER: [positiveInt.default(64), 'Reads one API key may have waiting; more are refused with `TOO_MANY_REQUESTS` (HTTP 429).'],
   SHUTDOWN_TIMEOUT_MS: [positiveInt.default(15_000), 'How long graceful shutdown may take before the process exits anyway.'],
   PRICES_FILE: [z.string().min(1).optional(), 'YAML price book and cost-centre map loaded at start (format under "Costs and chargeback"); loading it again changes nothing.'],
+  ALERT_INTERVAL_S: [positiveInt.max(3600).default(60), 'Seconds between two passes of the anomaly detector (role `alerts`).'],
+  ALERT_WEBHOOK_URL: [z.url('must be an http(s) URL').refine((u) => /^https?:/.test(u), 'must be an http(s) URL').optional(), 'Where new, escalated and resolved alerts are POSTed as JSON. A tenant\'s own URL (`setAlertSettings`) wins.'],
+  ALERT_WEBHOOK_SECRET: [z.string().min(16, 'must be at least 16 characters').optional(), 'Key of the `X-Signature-256: sha256=<HMAC-SHA256 of the body>` header on each webhook.'],
+  ALERT_WEBHOOK_FORMAT: [z.enum(['json', 'slack']).default('json'), 'Webhook body: `json` (the alert), or `slack` (`{"text": …}`, for a Slack incoming webhook).'],
   LOG_LEVEL: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level (JSON logs on stdout).'],
 } as const;
 
@@ -109,6 +115,14 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** PRICES_FILE, resolved; loaded into the price book when the API starts. */
   pricesFile?: string;
+  alerts: {
+    intervalS: number;
+    webhookUrl?: string;
+    webhookSecret?: string;
+    webhookFormat: 'json' | 'slack';
+    /** DATA_DIR/alert-outbox: webhook deliveries kept until accepted (alerts/webhook-outbox.ts). */
+    outboxDir: string;
+  };
   logLevel: string;
 }
 
@@ -132,8 +146,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (problems.length > 0) throw new ConfigError(problems);
   const r = raw as Raw;
   if (r.PORT === r.RECEIVER_PORT) throw new ConfigError([`PORT and RECEIVER_PORT must differ (both ${r.PORT})`]);
-  if (!r.KAFKA_BROKERS && r.ROLES.size < ROLES.length) {
-    throw new ConfigError([`ROLES=${[...r.ROLES].join(',')}: without KAFKA_BROKERS one process must run all of ${ROLES.join(',')}`]);
+  if (!r.KAFKA_BROKERS && !PIPELINE_ROLES.every((role) => r.ROLES.has(role))) {
+    throw new ConfigError([`ROLES=${[...r.ROLES].join(',')}: without KAFKA_BROKERS one process must run all of ${PIPELINE_ROLES.join(',')}`]);
   }
 
   const topics = { audit: r.KAFKA_AUDIT_TOPIC, spans: r.KAFKA_SPANS_TOPIC, deadLetter: r.KAFKA_DEAD_LETTER_TOPIC };
@@ -161,6 +175,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     api: { queryTimeoutMs: r.API_QUERY_TIMEOUT_MS, readConcurrency: r.API_READ_CONCURRENCY, readQueuePerCaller: r.API_READ_QUEUE_PER_CALLER },
     shutdownTimeoutMs: r.SHUTDOWN_TIMEOUT_MS,
     pricesFile: r.PRICES_FILE && path.resolve(r.PRICES_FILE),
+    alerts: {
+      intervalS: r.ALERT_INTERVAL_S,
+      webhookUrl: r.ALERT_WEBHOOK_URL,
+      webhookSecret: r.ALERT_WEBHOOK_SECRET,
+      webhookFormat: r.ALERT_WEBHOOK_FORMAT,
+      outboxDir: path.resolve(r.DATA_DIR, 'alert-outbox'),
+    },
     logLevel: r.LOG_LEVEL,
   };
 }

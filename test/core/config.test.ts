@@ -38,6 +38,16 @@ describe('configuration', () => {
     }
   });
 
+  it('runs the alert detector by default, every minute; alone only with Kafka', () => {
+    const c = loadConfig({});
+    assert.deepEqual([...c.roles], ['receiver', 'ingest', 'api', 'alerts']);
+    assert.deepEqual(c.alerts, { intervalS: 60, webhookUrl: undefined, webhookSecret: undefined, webhookFormat: 'json', outboxDir: path.resolve('./data/alert-outbox') });
+    assert.deepEqual([...loadConfig({ ROLES: 'receiver,ingest,api' }).roles], ['receiver', 'ingest', 'api']);
+    assert.deepEqual([...loadConfig({ ROLES: 'alerts', KAFKA_BROKERS: 'k:9092' }).roles], ['alerts']);
+    assert.throws(() => loadConfig({ ROLES: 'alerts' }), /without KAFKA_BROKERS one process must run all of receiver,ingest,api/);
+    assert.throws(() => loadConfig({ ALERT_WEBHOOK_URL: 'ftp://x', ALERT_WEBHOOK_SECRET: 'short' }), /ALERT_WEBHOOK_URL="ftp:\/\/x": must be an http\(s\) URL[\s\S]*ALERT_WEBHOOK_SECRET="short": must be at least 16 characters/);
+  });
+
   it('refuses the same port for the API and the receiver', () => {
     assert.throws(() => loadConfig({ PORT: '5000', RECEIVER_PORT: '5000' }), /PORT and RECEIVER_PORT must differ/);
   });

@@ -491,11 +491,6 @@ export interface Variables {
  * for any document that still does not validate.
  */
 export const PENDING_FIELDS: Partial<Record<DocumentName, string>> = {
-  Alerts: 'alerts comes with branch alerts (issue 13)',
-  Alert: 'alert comes with branch alerts (issue 13)',
-  AcknowledgeAlert: 'acknowledgeAlert comes with branch alerts (issue 13)',
-  ResolveAlert: 'resolveAlert comes with branch alerts (issue 13)',
-  Silence: 'silence comes with branch alerts (issue 13)',
 };
 
 export class ApiError extends Error {
