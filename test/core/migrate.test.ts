@@ -30,6 +30,7 @@ describe('migrations on the embedded engine', () => {
     assert.deepEqual(
       before.map((t) => t.name),
       [
+        'alert_history_v1', 'alert_settings_v1', 'alert_silences_v1', 'alerts_v1',
         'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_v1',
         'budget_events_v1', 'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'calls_1d_mv_v1', 'calls_1d_v1',
         'calls_1h_mv_v1', 'calls_1h_v1', 'calls_1w_mv_v1', 'calls_1w_v1', 'calls_6h_mv_v1', 'calls_6h_v1',
