@@ -39,6 +39,7 @@ const CONTRACT = buildSchema(/* GraphQL */ `
   type Span { spanId: String! parentSpanId: String name: String! }
   type Trace { traceId: String! calls: [AuditEvent!]! spans: [Span!]! }
   input Filter { agent: String service: String tool: String account: String outcome: Outcome }
+  input AuditFilter { from: String to: String agent: String session: String }
   type Query {
     overview(from: String, to: String, filter: Filter): Overview!
     agents(from: String, to: String): [AgentActivity!]!
@@ -47,7 +48,7 @@ const CONTRACT = buildSchema(/* GraphQL */ `
     slowestTools(from: String, to: String, limit: Int, orderBy: ToolOrder = P99, filter: Filter): [ToolLatency!]!
     timeseries(from: String, to: String, metric: Metric!, step: Int, groupBy: GroupBy = NONE, top: Int, filter: Filter): Timeseries!
     denials(from: String, to: String, filter: Filter): Denials!
-    auditLog(from: String, to: String, first: Int, after: String, limit: Int, filter: Filter): AuditLogConnection!
+    auditLog(first: Int, after: String, filter: AuditFilter): AuditLogConnection!
     auditEvent(id: ID!): AuditEvent
     trace(id: String, traceId: String): Trace
     session(id: String!): [AuditEvent!]!
@@ -80,7 +81,7 @@ test('without a cursor for page 50, that page is n/a and says why', () => {
   assert.deepEqual(document(CONTRACT, page50, { ...CTX, page50After: undefined, page50Problem: 'the audit log ended at page 3' }, 0), { na: 'the audit log ended at page 3' });
 });
 
-test("with the product's schema, an operation runs exactly when its field and arguments exist", () => {
+test("with the product's schema, every operation runs: its field and arguments exist", () => {
   const schema = createApiSchema({ clickhouse: {} as ClickHouseClient });
   const fields = schema.getQueryType()!.getFields();
   let runnable = 0;
@@ -98,5 +99,5 @@ test("with the product's schema, an operation runs exactly when its field and ar
       assert.ok('na' in doc && doc.na.startsWith('not in this schema'), op.name);
     }
   }
-  assert.ok(runnable > 0, 'the schema has some of the operations');
+  assert.equal(runnable, OPERATIONS.length, 'the product answers every question the bench asks');
 });
