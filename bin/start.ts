@@ -8,6 +8,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
+import { createBudgetEventSource } from '../alerts/budget-events.ts';
 import { createAlertDetector } from '../alerts/detector.ts';
 import { createWebhookOutbox } from '../alerts/webhook-outbox.ts';
 import { createApi } from '../api/app.ts';
@@ -136,6 +137,8 @@ if (roles.has('alerts')) {
     config: { intervalS: config.alerts.intervalS, webhookUrl: config.alerts.webhookUrl, webhookFormat: config.alerts.webhookFormat },
     outbox: createWebhookOutbox({ dir: config.alerts.outboxDir, secret: config.alerts.webhookSecret, logger: alertLogger }),
     registry: alertsRegistry,
+    // Budget thresholds the API's minute check records become alerts too.
+    budgets: createBudgetEventSource(clickhouse!),
   });
   detector.start();
   stops.push(() => detector.stop()); // the pass under way finishes; undelivered webhooks stay in the outbox
