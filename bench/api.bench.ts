@@ -24,15 +24,13 @@
  * a field or argument that does not exist yet prints `n/a (not in this schema)`; the selection is every
  * field of the answer's type (no arguments needed, 3 levels deep), so it follows the schema as it grows.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import {
   buildClientSchema,
   getIntrospectionQuery,
@@ -55,8 +53,9 @@ import { createApi } from '../api/app.ts';
 import type { KeyStore } from '../api/plugins/use-auth.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { loadConfig } from '../core/config.ts';
-import { migrate, readMigrations } from '../core/migrate.ts';
-import { DATASET_FILE, DEFAULT_EVENTS, GENERATOR_VERSION } from './data/generate-events.ts';
+import { migrate } from '../core/migrate.ts';
+import { cachedDataSet, readDataset } from './data/dataset-cache.ts';
+import { DEFAULT_EVENTS } from './data/generate-events.ts';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? DEFAULT_EVENTS);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 40);
@@ -71,7 +70,6 @@ const WALK_BUDGET_MS = 30_000;
 const PAGE_SIZE = 50;
 const TENANT = 'acme';
 const DAY_MS = 86_400_000;
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 const progress = (message: string) => console.error(`[${(performance.now() / 1000).toFixed(1)} s] ${message}`);
 
@@ -234,52 +232,9 @@ export const OPERATIONS: Operation[] = [
 // ---------------------------------------------------------------------------
 // Data set
 
-async function migrationsHash(): Promise<string> {
-  const hash = createHash('sha256');
-  for (const m of await readMigrations()) hash.update(`${m.version}:${m.checksum}\n`);
-  return hash.digest('hex').slice(0, 10);
-}
-
-/** The data directory to use: BENCH_DATA_DIR, or the cache for (generator, N, migrations), built when missing. */
-async function dataDir(): Promise<string> {
-  if (process.env.BENCH_DATA_DIR) return path.resolve(process.env.BENCH_DATA_DIR);
-  const dir = path.join(ROOT, '.cache', 'bench', `events-g${GENERATOR_VERSION}-n${EVENTS}-m${await migrationsHash()}`);
-  if (existsSync(path.join(dir, DATASET_FILE))) return dir;
-
-  const partial = `${dir}.partial-${process.pid}`;
-  rmSync(partial, { recursive: true, force: true });
-  mkdirSync(path.dirname(dir), { recursive: true });
-  const from = process.env.BENCH_DATA_FROM;
-  const started = performance.now();
-  if (from) {
-    const description = readDataset(from);
-    if (description?.events !== EVENTS) throw new Error(`BENCH_DATA_FROM ${from} holds ${description?.events ?? 'an unknown number of'} events, not ${EVENTS} (BENCH_EVENTS)`);
-    progress(`copying ${from} to ${dir}`);
-    execFileSync('cp', ['-a', from, partial]);
-  } else {
-    progress(`building the data set (${EVENTS.toLocaleString('en-US')} events) in ${dir}: a few minutes at 10M`);
-    const { status } = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/data/generate-events.ts'), '--dir', partial, '--events', String(EVENTS)], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    if (status !== 0) throw new Error(`the data set generator failed (exit ${status})`);
-  }
-  renameSync(partial, dir);
-  progress(`data set ready in ${((performance.now() - started) / 1000).toFixed(0)} s`);
-  return dir;
-}
-
-interface Dataset {
-  events: number;
-  end: string;
-  perTenant: Record<string, number>;
-}
-
-function readDataset(dir: string): Dataset | undefined {
-  try {
-    return JSON.parse(readFileSync(path.join(dir, DATASET_FILE), 'utf8')) as Dataset;
-  } catch {
-    return undefined;
-  }
+/** The data directory to use: see bench/data/dataset-cache.ts. */
+function dataDir(): Promise<string> {
+  return cachedDataSet(EVENTS, progress);
 }
 
 async function rows(clickhouse: ClickHouseClient, query: string, query_params: Record<string, unknown>): Promise<Record<string, unknown>[]> {

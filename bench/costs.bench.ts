@@ -3,9 +3,9 @@
  *
  *   npx tsx bench/costs.bench.ts --dir /work/benchdata/<your copy> [--runs 20]
  *   COSTS_BENCH_DIR=/work/benchdata/<your copy> npm run bench costs
+ *   npm run bench costs   (a copy of the benches' cached data set, bench/data/dataset-cache.ts)
  *
  * The directory is opened and written (migrations, a price book): give it a copy, never the original.
- * Without one the bench says so and is skipped.
  *
  * Loads a realistic price book for the busiest tenant (a catch-all, a rule per service, tool globs,
  * exact tools, account-specific rules, a price change mid-month; 800 accounts and 10 agents mapped to
@@ -14,7 +14,8 @@
  * each: the raw table's time for the calls and durations per account over the same range (the raw
  * limit), and a check that the report's calls and durations per account equal the raw table's.
  */
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
@@ -25,12 +26,20 @@ import { queryCostReport } from '../api/queries/cost-report.ts';
 import { appendEntries, loadPriceBook, type NewEntry } from '../api/queries/price-book.ts';
 import { openClickHouse } from '../core/clickhouse.ts';
 import { migrate } from '../core/migrate.ts';
+import { cachedDataSet } from './data/dataset-cache.ts';
+import { DEFAULT_EVENTS } from './data/generate-events.ts';
 import { printTable, type Row } from './table.ts';
 
 const { values } = parseArgs({ options: { dir: { type: 'string', default: process.env.COSTS_BENCH_DIR }, runs: { type: 'string', default: '20' } } });
+// Without a directory: a copy of the benches' cached data set (the bench writes a price book into it).
+let scratch: string | undefined;
 if (!values.dir) {
-  console.log('skipped: give --dir (or COSTS_BENCH_DIR) a copy of the 10M-event data set');
-  process.exit(0);
+  const cached = await cachedDataSet(Number(process.env.BENCH_EVENTS ?? DEFAULT_EVENTS), (line) => console.log(line));
+  scratch = `${cached}.costs-${process.pid}`;
+  console.log(`copying ${cached} to ${scratch}`);
+  execFileSync('cp', ['-a', cached, scratch]);
+  values.dir = scratch;
+  process.once('exit', () => rmSync(scratch!, { recursive: true, force: true }));
 }
 const RUNS = Number(values.runs);
 const TENANT = 'acme';
