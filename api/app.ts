@@ -87,7 +87,7 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = n
     maskedErrors: { isDev: false },
   });
   const serveUi = createStaticHandler(uiDir, logger);
-  const chargeback = createChargebackHandler({ clickhouse, keys, logger });
+  const chargeback = createChargebackHandler({ reads: readClient, keys, logger });
 
   return {
     scheduler,

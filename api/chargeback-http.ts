@@ -5,14 +5,15 @@
  * key), 403 (role), 409 (a closed period asked at a finer grain than it was closed with).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ClickHouseClient } from '@clickhouse/client';
 import { GraphQLError } from 'graphql';
 import type { Logger } from '../core/logger.ts';
 import { CONTENT_TYPE, FORMATS, parseGroupByList, writeStatement, type ExportFormat } from './chargeback-export.ts';
 import { authenticate, type KeyStore } from './plugins/use-auth.ts';
+import { readerOf } from './plugins/use-read-scheduling.ts';
 import { roleAllows } from './plugins/use-roles.ts';
 import { buildStatement, StatementError } from './queries/chargeback.ts';
 import { parsePeriod } from './queries/closed-periods.ts';
+import type { ReadClient } from './read-client.ts';
 
 export const CHARGEBACK_PATH = '/export/chargeback';
 const DEFAULT_GROUP_BY = 'costCentre,account';
@@ -23,7 +24,12 @@ function sendError(res: ServerResponse, status: number, code: string, message: s
   res.end(body);
 }
 
-export function createChargebackHandler({ clickhouse, keys, logger }: { clickhouse: ClickHouseClient; keys?: KeyStore; logger: Logger }) {
+/**
+ * `reads` is the API's read client: the export's statements wait in the caller's fair queue and carry
+ * the statement time limit, as every GraphQL read does, so one key's exports cannot stall another's
+ * dashboard.
+ */
+export function createChargebackHandler({ reads, keys, logger }: { reads: ReadClient; keys?: KeyStore; logger: Logger }) {
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, 'METHOD_NOT_ALLOWED', `${req.method} is not allowed; use GET`, undefined, { Allow: 'GET, HEAD' });
     let caller;
@@ -50,9 +56,16 @@ export function createChargebackHandler({ clickhouse, keys, logger }: { clickhou
 
     let statement;
     try {
-      statement = await buildStatement(clickhouse, caller.tenant, period, groupBy);
+      const tenant = caller.tenant;
+      statement = await reads.runAs(readerOf(caller), () => buildStatement(reads.client, tenant, period, groupBy));
     } catch (error) {
       if (error instanceof StatementError) return sendError(res, 409, error.code, error.message, 'groupBy');
+      // The read queue's and the time limit's refusals: TOO_MANY_REQUESTS (429, Retry-After), QUERY_TIMEOUT.
+      const code = error instanceof GraphQLError ? error.extensions.code : undefined;
+      if (error instanceof GraphQLError && (code === 'TOO_MANY_REQUESTS' || code === 'QUERY_TIMEOUT')) {
+        const http = error.extensions.http as { status?: number; headers?: Record<string, string> } | undefined;
+        return sendError(res, http?.status ?? 503, code, error.message, undefined, http?.headers);
+      }
       logger.error({ err: error }, 'chargeback export failed');
       return sendError(res, 500, 'INTERNAL_SERVER_ERROR', 'the chargeback could not be computed');
     }

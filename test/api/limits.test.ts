@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { z } from 'zod';
+import type { KeyStore } from '../../api/plugins/use-auth.ts';
 import { LIMITS } from '../../api/plugins/use-limits.ts';
 import { count, selectRows } from '../../api/queries/select-rows.ts';
 import { createReadClient } from '../../api/read-client.ts';
@@ -192,6 +193,22 @@ describe('ClickHouse time limit per statement', () => {
       await own.close();
     }
   });
+});
+
+test('the chargeback export reads through the same limits: past the statement limit it answers QUERY_TIMEOUT, not 500', async () => {
+  const billing: KeyStore = { size: 1, lookup: (secret) => (secret === 'billing-acme' ? { tenant: 'acme', role: 'billing', name: 'finance' } : undefined) };
+  const own = await openClickHouse({ database: DATABASE, dataDir });
+  const strict = await startApi({ clickhouse: own, keys: billing, reads: { timeoutMs: 0.001 } });
+  try {
+    const response = await fetch(`${strict.url}/export/chargeback?period=2026-11&format=csv`, { headers: { authorization: 'Bearer billing-acme' } });
+    assert.equal(response.status, 503);
+    const body = (await response.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, 'QUERY_TIMEOUT');
+    assert.match(body.error.message, /longer than the API allows one statement to run/);
+  } finally {
+    await strict.close();
+    await own.close();
+  }
 });
 
 test('a key with more reads waiting than its queue holds gets TOO_MANY_REQUESTS, HTTP 429', async () => {
