@@ -19,6 +19,7 @@ import { useLimits } from './plugins/use-limits.ts';
 import { useMetrics } from './plugins/use-metrics.ts';
 import { useReadScheduling } from './plugins/use-read-scheduling.ts';
 import { useRoles } from './plugins/use-roles.ts';
+import { createClosedBucketCache, type ClosedBuckets } from './queries/closed-buckets.ts';
 import { createReadClient } from './read-client.ts';
 import { createReadScheduler, type ReadScheduler } from './read-scheduler.ts';
 import { createApiSchema } from './schema.ts';
@@ -34,6 +35,8 @@ export interface ApiDependencies {
   reads?: Partial<ReadLimits>;
   /** The process's metrics registry, served at `/metrics` by the caller; a registry of its own when omitted. */
   registry?: Registry;
+  /** The aggregates' cache of closed time buckets (api/queries/closed-buckets.ts); one of its own when omitted. */
+  closedBuckets?: ClosedBuckets;
 }
 
 export interface ReadLimits {
@@ -59,12 +62,12 @@ const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
 const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/', '/export/'];
 
-export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry() }: ApiDependencies): Api {
+export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry(), closedBuckets = createClosedBucketCache() }: ApiDependencies): Api {
   const limits = { ...DEFAULT_READ_LIMITS, ...reads };
   const scheduler = createReadScheduler(limits);
   const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs });
   const yoga = createYoga({
-    schema: createApiSchema({ clickhouse: readClient.client }),
+    schema: createApiSchema({ clickhouse: readClient.client, closedBuckets }),
     // Metrics first, so they see every request, refused ones too; limits before anything is executed.
     plugins: [useMetrics({ registry, scheduler }), useLimits(), useAuth(keys), useRoles(), useReadScheduling(readClient)],
     graphqlEndpoint: GRAPHQL_PATH,

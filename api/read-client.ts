@@ -1,6 +1,7 @@
 /**
  * The ClickHouse client the API's resolvers get: the same `ClickHouseClient` interface, so query modules
- * and `selectRows` are unchanged, but every `query` it runs
+ * and `selectRows` are unchanged, but every `query` and `command` it runs (commands: the aggregates'
+ * cache fills, api/queries/closed-buckets.ts)
  *  - waits for its caller's turn in the fair read scheduler (./read-scheduler.ts), the caller being the
  *    one whose GraphQL operation is executing (`runAs`, set by ./plugins/use-read-scheduling.ts), and
  *    leaves the queue unrun when that request goes away first;
@@ -12,6 +13,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { createGraphQLError } from 'graphql-yoga';
+import { errorCode } from '../core/clickhouse.ts';
 import type { ReadScheduler } from './read-scheduler.ts';
 
 export const ANONYMOUS = '';
@@ -40,11 +42,6 @@ export function queryTimeout(timeoutMs: number) {
   });
 }
 
-function errorCode(error: unknown): number | undefined {
-  if (!(error instanceof Error) || !('code' in error)) return undefined;
-  const code = Number(error.code);
-  return Number.isInteger(code) ? code : undefined;
-}
 
 export function createReadClient(clickhouse: ClickHouseClient, { scheduler, timeoutMs }: ReadClientOptions): ReadClient {
   const readerOf = new AsyncLocalStorage<{ caller: string; signal?: AbortSignal }>();
@@ -57,25 +54,30 @@ export function createReadClient(clickhouse: ClickHouseClient, { scheduler, time
     wait_end_of_query: 1,
   } as const;
 
-  const query: ClickHouseClient['query'] = (params) => {
+  const scheduled = <T>(run: () => Promise<T>): Promise<T> => {
     const reader = readerOf.getStore();
     return scheduler.run(
       reader?.caller ?? ANONYMOUS,
       async () => {
         try {
-          return await clickhouse.query({ ...params, clickhouse_settings: { ...settings, ...params.clickhouse_settings } });
+          return await run();
         } catch (error) {
           if (errorCode(error) === TIMEOUT_EXCEEDED) throw queryTimeout(timeoutMs);
           throw error;
         }
       },
       reader?.signal,
-    ) as ReturnType<ClickHouseClient['query']>;
+    );
   };
+  const query: ClickHouseClient['query'] = (params) =>
+    scheduled(() => clickhouse.query({ ...params, clickhouse_settings: { ...settings, ...params.clickhouse_settings } })) as ReturnType<ClickHouseClient['query']>;
+  const command: ClickHouseClient['command'] = (params) =>
+    scheduled(() => clickhouse.command({ ...params, clickhouse_settings: { ...settings, ...params.clickhouse_settings } }));
 
   const client = new Proxy(clickhouse, {
     get(target, property) {
       if (property === 'query') return query;
+      if (property === 'command') return command;
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
     },

@@ -5,6 +5,7 @@
  * Same-named types across modules (`type Query`, `type Mutation`) are merged.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
+import type { ClosedBuckets } from './queries/closed-buckets.ts';
 import { createSchema } from 'graphql-yoga';
 import type { ApiContext } from './context.ts';
 import * as alerts from './graphql/alerts.ts';
@@ -38,8 +39,10 @@ export const typeDefs = [baseTypeDefs, moneyTypeDefs, ...MODULES.map((m) => m.ty
 
 export interface SchemaDependencies {
   clickhouse: ClickHouseClient;
+  /** The aggregates' cache of closed time buckets; none when absent. */
+  closedBuckets?: ClosedBuckets;
 }
 
-export function createApiSchema({ clickhouse }: SchemaDependencies) {
-  return createSchema<ApiContext>({ typeDefs, resolvers: MODULES.map((m) => m.resolvers(clickhouse)) });
+export function createApiSchema({ clickhouse, closedBuckets }: SchemaDependencies) {
+  return createSchema<ApiContext>({ typeDefs, resolvers: MODULES.map((m) => m.resolvers(clickhouse, { closedBuckets })) });
 }

@@ -59,3 +59,10 @@ export async function openClickHouse(options: ClickHouseOptions): Promise<ClickH
 export function quoteIdentifier(name: string): string {
   return `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
 }
+
+/** The numeric ClickHouse error code of a failed statement (e.g. 159 TIMEOUT_EXCEEDED), if it has one. */
+export function errorCode(error: unknown): number | undefined {
+  if (!(error instanceof Error) || !('code' in error)) return undefined;
+  const code = Number(error.code);
+  return Number.isInteger(code) ? code : undefined;
+}

@@ -5,6 +5,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { Kind, type GraphQLResolveInfo } from 'graphql';
 import { tenantOf, type ApiContext } from '../context.ts';
+import { NO_CACHE, type ClosedBuckets } from '../queries/closed-buckets.ts';
 import { queryAgentActivity } from '../queries/agent-activity.ts';
 import { queryDenials } from '../queries/denials.ts';
 import { parseAggregateFilter, type AggregateFilterInput } from '../queries/filter.ts';
@@ -222,30 +223,37 @@ function selectedFields(info: GraphQLResolveInfo): Set<string> | undefined {
   return names;
 }
 
-export function resolvers(clickhouse: ClickHouseClient) {
+export function resolvers(clickhouse: ClickHouseClient, { closedBuckets = NO_CACHE }: { closedBuckets?: ClosedBuckets } = {}) {
   return {
     Query: {
       overview: (_: unknown, args: RangeArgs, ctx: ApiContext) =>
-        queryOverview(clickhouse, tenantOf(ctx, args.tenant), parseTimeRange(args), parseAggregateFilter(args.filter)),
+        queryOverview(clickhouse, tenantOf(ctx, args.tenant), parseTimeRange(args), parseAggregateFilter(args.filter), closedBuckets),
 
       agentActivity: (_: unknown, args: RangeArgs, ctx: ApiContext, info: GraphQLResolveInfo) => {
         const fields = selectedFields(info);
-        return queryAgentActivity(clickhouse, tenantOf(ctx), parseTimeRange(args), parseAggregateFilter(args.filter), {
-          tools: fields?.has('tools') ?? true,
-          accounts: fields?.has('accounts') ?? true,
-        });
+        return queryAgentActivity(
+          clickhouse,
+          tenantOf(ctx),
+          parseTimeRange(args),
+          parseAggregateFilter(args.filter),
+          {
+            tools: fields?.has('tools') ?? true,
+            accounts: fields?.has('accounts') ?? true,
+          },
+          closedBuckets,
+        );
       },
 
       agents: async (_: unknown, args: RangeArgs, ctx: ApiContext) => {
-        const rows = await queryAgentActivity(clickhouse, tenantOf(ctx, args.tenant), parseTimeRange(args), {}, { tools: false, accounts: false });
+        const rows = await queryAgentActivity(clickhouse, tenantOf(ctx, args.tenant), parseTimeRange(args), {}, { tools: false, accounts: false }, closedBuckets);
         return rows.map(({ agent, calls, errors, denials, p50Ms, p99Ms, costUsd }) => ({ agent, calls, errors, denials, p50Ms, p99Ms, costUsd }));
       },
 
       topServices: (_: unknown, args: RangeArgs & { limit?: number | null }, ctx: ApiContext) =>
-        queryTopServices(clickhouse, tenantOf(ctx), parseTimeRange(args), parseAggregateFilter(args.filter), parseLimit(args.limit, 10)),
+        queryTopServices(clickhouse, tenantOf(ctx), parseTimeRange(args), parseAggregateFilter(args.filter), parseLimit(args.limit, 10), closedBuckets),
 
       slowestTools: (_: unknown, args: RangeArgs & { limit?: number | null; orderBy?: ToolOrder | null }, ctx: ApiContext) =>
-        querySlowestTools(clickhouse, tenantOf(ctx, args.tenant), parseTimeRange(args), parseAggregateFilter(args.filter), parseLimit(args.limit, 10), args.orderBy ?? 'P99'),
+        querySlowestTools(clickhouse, tenantOf(ctx, args.tenant), parseTimeRange(args), parseAggregateFilter(args.filter), parseLimit(args.limit, 10), args.orderBy ?? 'P99', closedBuckets),
 
       timeseries: async (
         _: unknown,
@@ -256,7 +264,7 @@ export function resolvers(clickhouse: ClickHouseClient) {
         const range = parseTimeRange(args);
         const filter = parseAggregateFilter(args.filter);
         const top = parseTop(args.top);
-        const series = await queryTimeseries(clickhouse, tenant, range, filter, args.metric, buckets(range, parseStep(args.step)), args.groupBy ?? 'NONE', top);
+        const series = await queryTimeseries(clickhouse, tenant, range, filter, args.metric, buckets(range, parseStep(args.step)), args.groupBy ?? 'NONE', top, closedBuckets);
         return { ...series, step: formatStep(series.stepSeconds) };
       },
 

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { mergedRow, MERGED_METRICS, ratio, toMerged, type Merged } from './aggregate-rows.ts';
 import type { AggregateFilter } from './filter.ts';
 import type { TimeRange } from './params.ts';
-import { callsSource } from './rollup-plan.ts';
+import { NO_CACHE, type ClosedBuckets } from './closed-buckets.ts';
 import { count, selectRows } from './select-rows.ts';
 
 export interface AgentActivity extends Omit<Merged, 'maxMs'> {
@@ -37,18 +37,21 @@ export async function queryAgentActivity(
   range: TimeRange,
   filter: AggregateFilter,
   options: AgentActivityOptions = { tools: true, accounts: true },
+  buckets: ClosedBuckets = NO_CACHE,
 ): Promise<AgentActivity[]> {
-  const metrics = callsSource(tenant, { range, filter, need: ['agent'] });
-  const rowsP = selectRows(
-    clickhouse,
-    'agentActivity',
-    `SELECT agent, ${MERGED_METRICS}\nFROM ${metrics.sql}\nGROUP BY agent\nORDER BY calls DESC, agent ASC`,
-    metrics.params,
-    z.object({ agent: z.string(), ...mergedRow }),
+  const rowsP = buckets.read(clickhouse, tenant, { range, filter, need: ['agent'] }, (metrics) =>
+    selectRows(
+      clickhouse,
+      'agentActivity',
+      `SELECT agent, ${MERGED_METRICS}\nFROM ${metrics.sql}\nGROUP BY agent\nORDER BY calls DESC, agent ASC`,
+      metrics.params,
+      z.object({ agent: z.string(), ...mergedRow }),
+    ),
   );
   const distinct = async (need: 'tool' | 'account', column: string, name: string) => {
-    const source = callsSource(tenant, { range, filter, need: ['agent', need], keysOnly: true });
-    const rows = await selectRows(clickhouse, name, `SELECT agent, uniqExactIf(${column}, ${column} != '') AS n\nFROM ${source.sql}\nGROUP BY agent`, source.params, distinctRow);
+    const rows = await buckets.read(clickhouse, tenant, { range, filter, need: ['agent', need], keysOnly: true }, (source) =>
+      selectRows(clickhouse, name, `SELECT agent, uniqExactIf(${column}, ${column} != '') AS n\nFROM ${source.sql}\nGROUP BY agent`, source.params, distinctRow),
+    );
     return new Map(rows.map((r) => [r.agent, r.n]));
   };
   const [rows, tools, accounts] = await Promise.all([

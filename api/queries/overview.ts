@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { microsFromDecimal, money, type Money } from '../money.ts';
 import type { AggregateFilter } from './filter.ts';
 import { msFromNs, type TimeRange } from './params.ts';
-import { callsSource } from './rollup-plan.ts';
+import { NO_CACHE, type ClosedBuckets } from './closed-buckets.ts';
 import { count, maybeFloat, selectRows } from './select-rows.ts';
 
 export interface Overview {
@@ -21,9 +21,15 @@ export interface Overview {
 
 const row = z.object({ calls: count, errors: count, denials: count, agents: count, p99_ns: maybeFloat, cost_usd: z.string() });
 
-export async function queryOverview(clickhouse: ClickHouseClient, tenant: string, range: TimeRange, filter: AggregateFilter = {}): Promise<Overview> {
-  const source = callsSource(tenant, { range, filter, need: ['agent'] });
-  const sql = `
+export async function queryOverview(
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  range: TimeRange,
+  filter: AggregateFilter = {},
+  buckets: ClosedBuckets = NO_CACHE,
+): Promise<Overview> {
+  const [r] = await buckets.read(clickhouse, tenant, { range, filter, need: ['agent'] }, (source) => {
+    const sql = `
 SELECT
     sum(calls)                                   AS calls,
     sum(errors)                                  AS errors,
@@ -32,7 +38,8 @@ SELECT
     quantileDDMerge(0.01, 0.99)(duration_sketch) AS p99_ns,
     toString(sum(cost_usd_sum))                  AS cost_usd
 FROM ${source.sql}`;
-  const [r] = await selectRows(clickhouse, 'overview', sql, source.params, row);
+    return selectRows(clickhouse, 'overview', sql, source.params, row);
+  });
   if (!r) throw new Error('query overview returned no row');
   return { calls: r.calls, errors: r.errors, denials: r.denials, agents: r.agents, p99Ms: msFromNs(r.p99_ns), costUsd: money(microsFromDecimal(r.cost_usd)) };
 }

@@ -107,6 +107,9 @@ const RAW_METRICS = `,
         min(timestamp)                                AS first_seen,
         max(timestamp)                                AS last_seen`;
 
+/** The raw columns the metrics, the dimensions and the filter read (rows are wide: reading all costs twice). */
+const RAW_COLUMNS = 'event_id, timestamp, agent, service, tool, account_id, allowed, is_error, duration_ns, cost_usd';
+
 const DIMENSION_COLUMNS: ReadonlyArray<[Dimension, string]> = [
   ['agent', 'agent'],
   ['service', 'service'],
@@ -115,18 +118,47 @@ const DIMENSION_COLUMNS: ReadonlyArray<[Dimension, string]> = [
 ];
 
 /**
- * One subquery with the columns t (the row's bucket start: a week, day, quarter day or hour, or for raw
- * rows the step's bucket), agent, service, tool, account_id, outcome and the rollups' metrics, limited
- * to the tenant, the range and the filter. Dimensions not asked for are ''.
+ * The pieces of a calls source: one SELECT per rollup level the plan reads, the SELECT of the raw
+ * remainder at the range's edges, and an empty SELECT of the same columns. Each has the columns t (the
+ * row's bucket start: a week, day, quarter day or hour, or for raw rows the step's bucket), agent,
+ * service, tool, account_id, outcome and (unless keysOnly) the rollups' metrics, limited to the tenant,
+ * the range and the filter. Dimensions not asked for are ''.
  */
+export interface SourceParts {
+  rollups: string[];
+  raw: string | undefined;
+  empty: string;
+  params: Record<string, string | number>;
+  segments: Segment[];
+}
+
+/** One subquery of every part (see SourceParts). */
 export function callsSource(tenant: string, options: SourceOptions): Source {
+  const parts = sourceParts(tenant, options);
+  return { sql: unionOf([...parts.rollups, ...(parts.raw === undefined ? [] : [parts.raw])], parts.empty), params: parts.params, segments: parts.segments };
+}
+
+/** `(a UNION ALL b ...)`, or `(empty)` when there is nothing to read. */
+export function unionOf(selects: readonly string[], empty: string): string {
+  return `(${(selects.length === 0 ? [empty] : selects).join('\n    UNION ALL')}\n)`;
+}
+
+/**
+ * The parts of the range's plan; with `except`, only the raw reads of the range outside it (its edges:
+ * what a cache of the span `except` leaves to read).
+ */
+export function sourceParts(tenant: string, options: SourceOptions, except?: { from: bigint; to: bigint }): SourceParts {
   const need = new Set<Dimension>([...options.need, ...filterDimensions(options.filter)]);
   // An account's own calls (calls_by_account_v1) are fewer than any rollup's rows for the range.
   const byAccount = options.filter.account !== undefined;
   const set = byAccount ? undefined : dimensionSet(need, options.keysOnly);
   const step = options.stepSeconds;
-  const levels = set === undefined ? [] : LEVELS.filter((l) => l.sets.includes(set) && (step === undefined || step % l.seconds === 0));
-  const segments = planSegments(nanosOf(options.range.from), nanosOf(options.range.to), levels);
+  const levels = set === undefined || except ? [] : LEVELS.filter((l) => l.sets.includes(set) && (step === undefined || step % l.seconds === 0));
+  const from = nanosOf(options.range.from);
+  const to = nanosOf(options.range.to);
+  const segments = except
+    ? [...planSegments(from, except.from < to ? except.from : to, []), ...planSegments(except.to > from ? except.to : from, to, [])]
+    : planSegments(from, to, levels);
 
   const params: Record<string, string | number> = { tenant };
   if (set !== undefined) params.dims = set;
@@ -153,6 +185,7 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
       AND (${times.join(' OR ')})${rollupFilter.conditions.map((c) => `\n      AND ${c}`).join('')}`);
   }
 
+  let rawSelect: string | undefined;
   const raw = segments.filter((s) => s.level === undefined);
   if (raw.length > 0) {
     const times = raw.map((s, i) => {
@@ -171,25 +204,23 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
     const source = byAccount
       ? `calls_by_account_v1\n    WHERE tenant = {tenant:String}\n      AND (${times.join(' OR ')})`
       : `(
-        SELECT * FROM audit_events_v1
+        SELECT ${RAW_COLUMNS} FROM audit_events_v1
         WHERE tenant = {tenant:String} AND (counted OR report_id != event_id)
           AND (${times.join(' OR ')})
         LIMIT 1 BY event_id
     )
     WHERE 1`;
-    selects.push(`
+    rawSelect = `
     SELECT ${t} AS t, ${dims.join(', ')}, ${RAW_OUTCOME} AS outcome${rawMetrics}
-    FROM ${source}${rawFilter.conditions.map((c) => `\n      AND ${c}`).join('')}${rawGroup}`);
+    FROM ${source}${rawFilter.conditions.map((c) => `\n      AND ${c}`).join('')}${rawGroup}`;
   }
 
   // An empty range still needs a source with the right columns: the raw table, matching nothing.
-  if (selects.length === 0) {
-    selects.push(`
+  const empty = `
     SELECT toDateTime(0, 'UTC') AS t, agent, service, tool, account_id, ${RAW_OUTCOME} AS outcome${rawMetrics}
     FROM audit_events_v1
-    WHERE 0${rawGroup}`);
-  }
-  return { sql: `(${selects.join('\n    UNION ALL')}\n)`, params, segments };
+    WHERE 0${rawGroup}`;
+  return { rollups: selects, raw: rawSelect, empty, params, segments };
 }
 
 /** ClickHouse DateTime64(9) text (as parseTimeRange makes it) → epoch nanoseconds. */
@@ -199,12 +230,12 @@ export function nanosOf(text: string): bigint {
   return epochNanos(instant);
 }
 
-function floorTo(ns: bigint, unit: bigint): bigint {
+export function floorTo(ns: bigint, unit: bigint): bigint {
   const r = ns % unit;
   return r < 0n ? ns - r - unit : ns - r;
 }
 
-function ceilTo(ns: bigint, unit: bigint): bigint {
+export function ceilTo(ns: bigint, unit: bigint): bigint {
   const f = floorTo(ns, unit);
   return f === ns ? ns : f + unit;
 }

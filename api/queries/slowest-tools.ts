@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { mergedRow, MERGED_METRICS, toMerged } from './aggregate-rows.ts';
 import type { AggregateFilter } from './filter.ts';
 import type { TimeRange } from './params.ts';
-import { callsSource } from './rollup-plan.ts';
+import { NO_CACHE, type ClosedBuckets } from './closed-buckets.ts';
 import { selectRows } from './select-rows.ts';
 
 export const TOOL_ORDERS = ['AVG', 'P50', 'P95', 'P99'] as const;
@@ -45,15 +45,17 @@ export async function querySlowestTools(
   filter: AggregateFilter,
   limit: number,
   orderBy: ToolOrder = 'P99',
+  buckets: ClosedBuckets = NO_CACHE,
 ): Promise<ToolLatency[]> {
-  const source = callsSource(tenant, { range, filter, need: ['service', 'tool'] });
-  const sql = `
+  const rows = await buckets.read(clickhouse, tenant, { range, filter, need: ['service', 'tool'] }, (source) => {
+    const sql = `
 SELECT service, tool, ${MERGED_METRICS}, ${ORDER_KEY[orderBy]} AS order_key
 FROM ${source.sql}
 GROUP BY service, tool
 ORDER BY isNaN(order_key) ASC, order_key DESC, duration_max_ns DESC, service ASC, tool ASC
 LIMIT {limit:UInt32}`;
-  const rows = await selectRows(clickhouse, 'slowestTools', sql, { ...source.params, limit }, row);
+    return selectRows(clickhouse, 'slowestTools', sql, { ...source.params, limit }, row);
+  });
   return rows.map((r) => {
     const m = toMerged(r);
     return { service: r.service, tool: r.tool, calls: m.calls, avgMs: m.avgMs, p50Ms: m.p50Ms, p95Ms: m.p95Ms, p99Ms: m.p99Ms, maxMs: m.maxMs, errorRate: m.errorRate };

@@ -10,7 +10,7 @@ import { formatRfc3339 } from '../../model/timestamp.ts';
 import { microsFromDecimal } from '../money.ts';
 import { COLUMN, type AggregateFilter, type Dimension } from './filter.ts';
 import { msFromNs, type TimeRange } from './params.ts';
-import { callsSource } from './rollup-plan.ts';
+import { NO_CACHE, type ClosedBuckets } from './closed-buckets.ts';
 import { count, selectRows } from './select-rows.ts';
 import type { Buckets } from './step.ts';
 
@@ -66,11 +66,13 @@ export async function queryTimeseries(
   buckets: Buckets,
   groupBy: GroupBy,
   top: number,
+  cache: ClosedBuckets = NO_CACHE,
 ): Promise<Timeseries> {
   const dimension = groupBy === 'NONE' ? undefined : GROUP_DIMENSION[groupBy];
-  const source = callsSource(tenant, { range, filter, need: dimension ? [dimension] : [], stepSeconds: buckets.stepSeconds });
   const key = dimension ? COLUMN[dimension] : "''";
-  const sql = `
+  const options = { range, filter, need: dimension ? [dimension] : [], stepSeconds: buckets.stepSeconds };
+  const rows = await cache.read(clickhouse, tenant, options, (source) => {
+    const sql = `
 SELECT b, if(rank <= {top:UInt32}, key, '') AS key, rank > {top:UInt32} AS other, min(rank) AS first_rank, ${VALUE[metric]} AS v
 FROM (
     SELECT *, dense_rank() OVER (ORDER BY weight DESC, key ASC) AS rank
@@ -88,7 +90,8 @@ FROM (
 )
 GROUP BY b, key, other
 ORDER BY b`;
-  const rows = await selectRows(clickhouse, 'timeseries', sql, { ...source.params, step: buckets.stepSeconds, top }, row);
+    return selectRows(clickhouse, 'timeseries', sql, { ...source.params, step: buckets.stepSeconds, top }, row);
+  });
 
   const bucketIndex = (b: number) => (b - buckets.first) / buckets.stepSeconds;
   // One series per group, in rank order (the heaviest first), `other` last.

@@ -5,7 +5,7 @@ import { microsFromDecimal, money, type Money } from '../money.ts';
 import { ratio } from './aggregate-rows.ts';
 import type { AggregateFilter } from './filter.ts';
 import type { TimeRange } from './params.ts';
-import { callsSource } from './rollup-plan.ts';
+import { NO_CACHE, type ClosedBuckets } from './closed-buckets.ts';
 import { count, selectRows } from './select-rows.ts';
 
 export interface ServiceShare {
@@ -25,9 +25,10 @@ export async function queryTopServices(
   range: TimeRange,
   filter: AggregateFilter,
   limit: number,
+  buckets: ClosedBuckets = NO_CACHE,
 ): Promise<ServiceShare[]> {
-  const source = callsSource(tenant, { range, filter, need: ['service'] });
-  const sql = `
+  const rows = await buckets.read(clickhouse, tenant, { range, filter, need: ['service'] }, (source) => {
+    const sql = `
 SELECT service, calls, errors, cost_usd, sum(calls) OVER () AS total
 FROM (
     SELECT service, sum(calls) AS calls, sum(errors) AS errors, toString(sum(cost_usd_sum)) AS cost_usd
@@ -36,6 +37,7 @@ FROM (
 )
 ORDER BY calls DESC, service ASC
 LIMIT {limit:UInt32}`;
-  const rows = await selectRows(clickhouse, 'topServices', sql, { ...source.params, limit }, row);
+    return selectRows(clickhouse, 'topServices', sql, { ...source.params, limit }, row);
+  });
   return rows.map((r) => ({ service: r.service, calls: r.calls, share: ratio(r.calls, r.total), errors: r.errors, costUsd: money(microsFromDecimal(r.cost_usd)) }));
 }

@@ -32,9 +32,9 @@ describe('migrations on the embedded engine', () => {
       [
         'alert_history_v1', 'alert_settings_v1', 'alert_silences_v1', 'alerts_v1',
         'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_v1',
-        'budget_events_v1', 'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'calls_1d_mv_v1', 'calls_1d_v1',
-        'calls_1h_mv_v1', 'calls_1h_v1', 'calls_1w_mv_v1', 'calls_1w_v1', 'calls_6h_mv_v1', 'calls_6h_v1',
-        'calls_by_account_mv_v1', 'calls_by_account_v1', 'closed_periods_v1', 'dead_letters_v1', 'denied_calls_mv_v1',
+        'budget_events_v1', 'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'call_writes_mv_v1', 'call_writes_v1',
+        'calls_1d_mv_v1', 'calls_1d_v1', 'calls_1h_mv_v1', 'calls_1h_v1', 'calls_1w_mv_v1', 'calls_1w_v1', 'calls_6h_mv_v1',
+        'calls_6h_v1', 'calls_by_account_mv_v1', 'calls_by_account_v1', 'closed_buckets_v1', 'closed_periods_v1', 'dead_letters_v1', 'denied_calls_mv_v1',
         'denied_calls_v1', 'price_book_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1',
       ],
     );

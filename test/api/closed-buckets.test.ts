@@ -1,0 +1,183 @@
+/**
+ * The aggregates' cache of closed time buckets (api/queries/closed-buckets.ts): every aggregate answers
+ * the same with it as without it, on the fill and on the hits; a call written late into a cached hour
+ * shows at once; a lost entry is noticed; hours still receiving writes are not cached; one tenant's
+ * entries never answer another's question.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { queryAgentActivity } from '../../api/queries/agent-activity.ts';
+import { createClosedBucketCache, NO_CACHE, type ClosedBuckets } from '../../api/queries/closed-buckets.ts';
+import type { AggregateFilter } from '../../api/queries/filter.ts';
+import { queryOverview } from '../../api/queries/overview.ts';
+import { parseTimeRange } from '../../api/queries/params.ts';
+import { querySlowestTools } from '../../api/queries/slowest-tools.ts';
+import { buckets } from '../../api/queries/step.ts';
+import { queryTimeseries } from '../../api/queries/timeseries.ts';
+import { queryTopServices } from '../../api/queries/top-services.ts';
+import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
+import { migrate } from '../../core/migrate.ts';
+import { createClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
+import { normalizeAuditRecord, toAuditRow, type AuditRecordInput } from '../../model/audit-event.ts';
+import { formatRfc3339 } from '../../model/timestamp.ts';
+
+const MS = 1_000_000;
+const HOUR = 3_600_000;
+const iso = (ms: number) => formatRfc3339({ epochMs: ms, subMsNanos: 0 });
+/** A range of 30 hours ending 40 minutes into the current hour's predecessor: whole hours and two partial ones. */
+const END = Math.floor(Date.now() / HOUR) * HOUR - HOUR + 40 * 60_000;
+const RANGE = parseTimeRange({ from: iso(END - 30 * HOUR), to: iso(END) });
+
+const AGENTS = ['claude-desktop', 'cursor', 'planner'];
+const TOOLS = ['users.Users.Get', 'users.Users.List', 'payments.Payments.Refund', 'billing.Invoices.List'];
+
+interface Sent {
+  tenant: string;
+  at: number;
+  agent: string;
+  tool: string;
+  account: string;
+  allowed: boolean;
+  error: boolean;
+}
+
+const sent: Sent[] = [];
+function record(s: Sent, i: number): AuditRecordInput {
+  return {
+    tenant: s.tenant,
+    trace_id: `t-${i}-${s.at}`,
+    timestamp: iso(s.at),
+    tool: s.tool,
+    agent: s.agent,
+    account_id: s.account,
+    allowed: s.allowed,
+    ...(s.allowed ? { duration: (5 + (i % 40) * 7) * MS } : { denied_reason: 'missing scope', scopes_required: ['payments:write'] }),
+    ...(s.error ? { error: 'upstream timeout' } : {}),
+    cost_usd: (i % 3) * 0.001,
+  };
+}
+
+function toRow(input: AuditRecordInput) {
+  const normalized = normalizeAuditRecord(input);
+  assert.ok(normalized.ok, JSON.stringify(!normalized.ok && normalized.issues));
+  return toAuditRow(normalized.value, 'audit');
+}
+
+const dataDir = mkdtempSync(path.join(tmpdir(), 'closed-buckets-'));
+let clickhouse: ClickHouseClient;
+let write: (records: Sent[]) => Promise<void>;
+
+before(async () => {
+  clickhouse = await openClickHouse({ database: 'closed_buckets_test', dataDir });
+  await migrate(clickhouse, { retentionDays: 30 });
+  const writer = createClickHouseWriter(clickhouse);
+  write = async (records) => {
+    const start = sent.length;
+    sent.push(...records);
+    await writer.writeAudit(records.map((s, i) => toRow(record(s, start + i))));
+  };
+  const records: Sent[] = [];
+  // Every 7 minutes over 32 hours, so the range's edges and whole hours all hold calls.
+  for (let at = END - 31 * HOUR - 13 * 60_000, i = 0; at < END + HOUR; at += 7 * 60_000, i++) {
+    records.push({
+      tenant: i % 5 === 0 ? 'globex' : 'acme',
+      at,
+      agent: AGENTS[i % AGENTS.length]!,
+      tool: TOOLS[(i * 7) % TOOLS.length]!,
+      account: `acct-${i % 6}`,
+      allowed: i % 11 !== 0,
+      error: i % 13 === 0,
+    });
+  }
+  await write(records);
+});
+
+after(async () => {
+  await clickhouse?.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const QUESTIONS: Array<[string, (cache: ClosedBuckets, tenant: string, filter: AggregateFilter) => Promise<unknown>]> = [
+  ['overview', (c, t, f) => queryOverview(clickhouse, t, RANGE, f, c)],
+  ['agentActivity', (c, t, f) => queryAgentActivity(clickhouse, t, RANGE, f, { tools: true, accounts: true }, c)],
+  ['topServices', (c, t, f) => queryTopServices(clickhouse, t, RANGE, f, 10, c)],
+  ['slowestTools', (c, t, f) => querySlowestTools(clickhouse, t, RANGE, f, 10, 'P99', c)],
+  ['slowestTools AVG', (c, t, f) => querySlowestTools(clickhouse, t, RANGE, f, 10, 'AVG', c)],
+  ['timeseries calls by service', (c, t, f) => queryTimeseries(clickhouse, t, RANGE, f, 'CALLS', buckets(RANGE, 3600), 'SERVICE', 2, c)],
+  ['timeseries p95 by agent, 2 h', (c, t, f) => queryTimeseries(clickhouse, t, RANGE, f, 'P95_MS', buckets(RANGE, 7200), 'AGENT', 5, c)],
+  ['timeseries cost, 10 min', (c, t, f) => queryTimeseries(clickhouse, t, RANGE, f, 'COST', buckets(RANGE, 600), 'NONE', 5, c)],
+];
+const FILTERS: AggregateFilter[] = [{}, { agent: 'cursor' }, { outcome: 'DENIED' }, { account: 'acct-2' }, { service: 'users', tool: 'users.Users.Get' }];
+
+/** Calls per agent in the range, computed from what the test sent. */
+function expectedCalls(tenant: string): Map<string, number> {
+  const from = END - 30 * HOUR;
+  const calls = new Map<string, number>();
+  for (const s of sent) if (s.tenant === tenant && s.at >= from && s.at < END) calls.set(s.agent, (calls.get(s.agent) ?? 0) + 1);
+  return calls;
+}
+
+test('every aggregate answers the same with the cache (fill and hits) as without it, under every filter', async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 0 });
+  for (const filter of FILTERS) {
+    for (const [name, ask] of QUESTIONS) {
+      const plain = await ask(NO_CACHE, 'acme', filter);
+      assert.deepEqual(await ask(cache, 'acme', filter), plain, `${name} ${JSON.stringify(filter)}: fill`);
+      assert.deepEqual(await ask(cache, 'acme', filter), plain, `${name} ${JSON.stringify(filter)}: hit`);
+    }
+  }
+  const stats = cache.stats();
+  assert.ok(stats.fills > 0 && stats.hits >= stats.fills, JSON.stringify(stats));
+  assert.equal(stats.stale, 0);
+
+  const activity = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, { tools: true, accounts: true }, cache);
+  assert.deepEqual(new Map(activity.map((a) => [a.agent, a.calls])), expectedCalls('acme'));
+});
+
+test('a call written late into a cached hour shows at once; the entry is refilled after', async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 0 });
+  const before = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
+  const hit = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
+  assert.deepEqual(hit, before);
+  await write([{ tenant: 'acme', at: END - 5 * HOUR + 17_000, agent: 'late-agent', tool: TOOLS[0]!, account: 'acct-late', allowed: true, error: false }]);
+
+  const after = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
+  // Its three entries (metrics, distinct tools, distinct accounts) were all stale.
+  assert.equal(cache.stats().stale, 3);
+  assert.deepEqual(new Map(after.map((a) => [a.agent, a.calls])), expectedCalls('acme'));
+  assert.equal(after.find((a) => a.agent === 'late-agent')?.calls, 1);
+  assert.deepEqual(after, await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, NO_CACHE));
+  assert.deepEqual(await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache), after);
+  assert.deepEqual([cache.stats().fills, cache.stats().stale], [6, 3]);
+});
+
+test('an entry whose rows are gone is noticed, and the answer is still right', async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 0 });
+  const plain = await queryOverview(clickhouse, 'acme', RANGE, {}, NO_CACHE);
+  assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
+  await clickhouse.command({ query: 'TRUNCATE TABLE closed_buckets_v1' });
+  assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
+  assert.equal(cache.stats().stale, 1);
+  assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
+  assert.equal(cache.stats().fills, 2);
+});
+
+test('hours that received a write within the settling time are not cached', async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 3600 });
+  const plain = await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, NO_CACHE);
+  assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 1, stale: 0 });
+});
+
+test("one tenant's entries never answer another tenant's question", async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 0 });
+  const acme = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
+  const globex = await queryAgentActivity(clickhouse, 'globex', RANGE, {}, undefined, cache);
+  assert.deepEqual(globex, await queryAgentActivity(clickhouse, 'globex', RANGE, {}, undefined, NO_CACHE));
+  assert.deepEqual(new Map(globex.map((a) => [a.agent, a.calls])), expectedCalls('globex'));
+  assert.notDeepEqual(globex, acme);
+  assert.equal(cache.stats().entries, 6);
+});
