@@ -1,15 +1,17 @@
 /**
- * A cache of closed time buckets for the aggregates over callsSource() (rollup-plan.ts). A range's whole
- * hours are the same for every request until the range crosses an hour (a dashboard refreshing "the last
- * 7 days" asks the same hours for an hour), so they are read once, as callsSource() plans them, merged
- * to the keys the question groups by, into closed_buckets_v1 (sql/0017) under an entry id; every later
- * request reads those few hundred rows and the raw calls of the partial hours at the range's ends. The
- * question's own SQL is unchanged: it runs over the cached rows, a guard and the edges.
+ * A cache of closed time buckets for the aggregates over callsSource() (rollup-plan.ts). The whole
+ * minutes of a range (up to SETTLE_SECONDS ago) are the same for every request until the range moves by
+ * a minute, so they are read once, merged to the keys the question groups by, into closed_buckets_v1
+ * (sql/0017) under an entry id; every later request reads those rows and the raw calls of the seconds
+ * at the range's ends (and of the last SETTLE_SECONDS). A minutes' entry is filled the same way from an
+ * entry of the range's whole hours (filled from the rollups, as callsSource() plans them) and the raw
+ * calls of its partial hours, so a range that moves every minute does not re-merge the rollups of its
+ * days. The question's own SQL is unchanged: it runs over the cached rows, a guard and the edges.
  *
- * An entry is right while no call inside its hours is written after it was filled. The guard, in the
+ * An entry is right while no call inside its span is written after it was filled. The guard, in the
  * same statement, checks the write log (call_writes_v1) for such a write and the entry's row count, and
- * fails the statement with throwIf when either is off; the request is then answered without the cache
- * and the entry refilled by the next one. Hours that received a write in the last SETTLE_SECONDS are not
+ * fails the statement with throwIf when either is off; the request is then answered by the coarser entry
+ * (or the plan), and the entry refilled by the next one. A span that received a write in the last SETTLE_SECONDS is not
  * cached at all: an insert's rollup rows may become visible a little after its log row, and a write
  * logged before an entry was filled must be in it.
  *
@@ -65,25 +67,31 @@ interface Entry {
 const stateRow = z.object({ now: z.string(), recent: count });
 const countRow = z.object({ n: count });
 
+type Read = ClosedBuckets['read'];
+
 export function createClosedBucketCache(options: ClosedBucketOptions = {}): ClosedBucketCache {
   const maxEntries = options.maxEntries ?? MAX_ENTRIES;
   const maxAgeMs = options.maxAgeMs ?? MAX_AGE_MS;
   const settle = options.settleSeconds ?? SETTLE_SECONDS;
   const now = options.now ?? Date.now;
   const entries = new Map<string, Entry>();
-  /** Fills under way: requests for the same hours at once share one. */
+  /** Fills under way: requests for the same span at once share one. */
   const filling = new Map<string, Promise<Entry | undefined>>();
   const counters = { hits: 0, fills: 0, unsettled: 0, stale: 0 };
+  /** Nothing later than this is cached: calls of the last SETTLE_SECONDS are still arriving. */
+  const settledBefore = () => (BigInt(now()) - BigInt(settle) * 1000n) * 1_000_000n;
 
-  async function fill(clickhouse: ClickHouseClient, tenant: string, key: string, options: SourceOptions, hours: Hours) {
+  /**
+   * Fills an entry with the calls of `span`, read through `inner` (the next coarser layer, or the plan);
+   * undefined when the span received a write in the last SETTLE_SECONDS.
+   */
+  async function fill(clickhouse: ClickHouseClient, tenant: string, key: string, options: SourceOptions, span: Span, inner: Read) {
     const step = options.stepSeconds;
-    const interior = callsSource(tenant, { ...options, range: { from: hours.params.cache_from, to: hours.params.cache_to } });
-    const params = { ...interior.params, ...hours.params, cache_settle: settle, ...(step === undefined ? {} : { step }) };
     const [state] = await selectRows(
       clickhouse,
       'closedBuckets.state',
       `SELECT toString(now64(6)) AS now, (${recentWrites('now64(6)')}) AS recent`,
-      params,
+      { tenant, ...span.params, cache_settle: settle },
       stateRow,
     );
     if (!state) throw new Error('query closedBuckets.state returned no row');
@@ -93,18 +101,21 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
     }
     const id = randomBytes(8).readBigUInt64BE().toString();
     const t = step === undefined ? "toDateTime(0, 'UTC')" : "toDateTime(intDiv(toUnixTimestamp(t), {step:UInt32}) * {step:UInt32}, 'UTC')";
-    const insert = options.keysOnly
-      ? `INSERT INTO closed_buckets_v1 (entry, t, agent, service, tool, account_id, outcome)
-SELECT DISTINCT {cache_entry:UInt64}, b, agent, service, tool, account_id, outcome
-FROM (SELECT ${t} AS b, * FROM ${interior.sql})`
-      : `INSERT INTO closed_buckets_v1 (entry, t, agent, service, tool, account_id, outcome, calls, errors, denials,
+    await inner(clickhouse, tenant, { ...options, range: { from: span.params.cache_from, to: span.params.cache_to } }, (source) => {
+      const insert = options.keysOnly
+        ? `INSERT INTO closed_buckets_v1 (entry, t, agent, service, tool, account_id, outcome)
+SELECT DISTINCT {fill_entry:UInt64}, b, agent, service, tool, account_id, outcome
+FROM (SELECT ${t} AS b, * FROM ${source.sql})`
+        : `INSERT INTO closed_buckets_v1 (entry, t, agent, service, tool, account_id, outcome, calls, errors, denials,
     duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen)
-SELECT {cache_entry:UInt64}, b, agent, service, tool, account_id, outcome, sum(calls), sum(errors), sum(denials),
+SELECT {fill_entry:UInt64}, b, agent, service, tool, account_id, outcome, sum(calls), sum(errors), sum(denials),
     sum(duration_sum_ns), max(duration_max_ns), quantileDDMergeState(0.01, 0.5)(duration_sketch), sum(cost_usd_sum),
     sum(priced_calls), min(first_seen), max(last_seen)
-FROM (SELECT ${t} AS b, * FROM ${interior.sql})
+FROM (SELECT ${t} AS b, * FROM ${source.sql})
 GROUP BY b, agent, service, tool, account_id, outcome`;
-    await clickhouse.command({ query: insert, query_params: { ...params, cache_entry: id } });
+      const params = { ...source.params, fill_entry: id, ...(step === undefined ? {} : { step }) };
+      return clickhouse.command({ query: insert, query_params: params });
+    });
     const [rows] = await selectRows(clickhouse, 'closedBuckets.count', 'SELECT count() AS n FROM closed_buckets_v1 WHERE entry = {cache_entry:UInt64}', { cache_entry: id }, countRow);
     const entry: Entry = { id, rows: rows?.n ?? 0, since: state.now, createdMs: now() };
     entries.set(key, entry);
@@ -113,12 +124,13 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     return entry;
   }
 
-  return {
-    async read(clickhouse, tenant, options, query) {
-      const hours = wholeHours(options);
-      if (!hours) return query(callsSource(tenant, options));
+  /** The cache of whole `unit`s of a range, over `inner` for everything it does not hold. */
+  function layer(unit: bigint, inner: Read): Read {
+    return async (clickhouse, tenant, options, query) => {
+      const span = spanOf(options, unit, settledBefore());
+      if (!span) return inner(clickhouse, tenant, options, query);
       const keysOnly = options.keysOnly === true;
-      const key = JSON.stringify([tenant, options.filter, [...options.need].sort(), keysOnly, options.stepSeconds ?? null, hours.params]);
+      const key = JSON.stringify([String(unit), tenant, options.filter, [...options.need].sort(), keysOnly, options.stepSeconds ?? null, span.params]);
       let entry = entries.get(key);
       if (entry && now() - entry.createdMs > maxAgeMs) {
         entries.delete(key);
@@ -133,7 +145,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
         let pending = filling.get(key);
         const mine = !pending;
         if (!pending) {
-          pending = fill(clickhouse, tenant, key, options, hours).finally(() => filling.delete(key));
+          pending = fill(clickhouse, tenant, key, options, span, inner).finally(() => filling.delete(key));
           filling.set(key, pending);
         }
         // Another request's failed fill (its timeout, its client gone) is not this one's error.
@@ -141,12 +153,12 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
           if (mine) throw error;
           return undefined;
         });
-        if (!entry) return query(callsSource(tenant, options));
+        if (!entry) return inner(clickhouse, tenant, options, query);
       }
-      const edges = sourceParts(tenant, options, hours);
+      const edges = sourceParts(tenant, options, span);
       const source: Source = {
         sql: unionOf([cachedRows(keysOnly), guard(keysOnly), ...(edges.raw === undefined ? [] : [edges.raw])], edges.empty),
-        params: { ...edges.params, ...hours.params, cache_entry: entry.id, cache_rows: entry.rows, cache_since: entry.since, cache_settle: settle },
+        params: { ...edges.params, ...span.params, cache_entry: entry.id, cache_rows: entry.rows, cache_since: entry.since, cache_settle: settle },
         segments: edges.segments,
       };
       try {
@@ -155,29 +167,37 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
         if (errorCode(error) !== GUARD_FAILED) throw error;
         counters.stale++;
         entries.delete(key);
-        return query(callsSource(tenant, options));
+        return inner(clickhouse, tenant, options, query);
       }
-    },
-    stats: () => ({ entries: entries.size, ...counters }),
-  };
+    };
+  }
+
+  // Whole minutes over whole hours: a minute's entry is filled from the hours' entry and the raw calls
+  // of the partial hours, so a range that moves every minute re-reads at most two hours of raw calls,
+  // not the rollups of its days; a request reads one entry and the seconds at the range's ends.
+  const read = layer(MINUTE, layer(HOUR, NO_CACHE.read));
+  return { read, stats: () => ({ entries: entries.size, ...counters }) };
 }
 
-interface Hours {
+interface Span {
   from: bigint;
   to: bigint;
   params: { cache_from: string; cache_to: string };
 }
 
-const HOUR = 3_600_000_000_000n;
+const MINUTE = 60_000_000_000n;
+const HOUR = 60n * MINUTE;
 
-/** The whole hours inside the range; undefined when there are none. */
-function wholeHours(options: SourceOptions): Hours | undefined {
-  const from = ceilTo(nanosOf(options.range.from), HOUR);
-  const to = floorTo(nanosOf(options.range.to), HOUR);
+/** The whole units inside the range and before `settledBefore`; undefined when there are none. */
+function spanOf(options: SourceOptions, unit: bigint, settledBefore: bigint): Span | undefined {
+  const from = ceilTo(nanosOf(options.range.from), unit);
+  const end = nanosOf(options.range.to);
+  const to = floorTo(end < settledBefore ? end : settledBefore, unit);
   if (from >= to) return undefined;
   return { from, to, params: { cache_from: formatClickHouse(instantFromEpochNanos(from)), cache_to: formatClickHouse(instantFromEpochNanos(to)) } };
 }
 
+/** Writes of calls inside the cached span logged after `since` less the settling time. */
 function recentWrites(since: string): string {
   return `SELECT count() FROM call_writes_v1
         WHERE tenant = {tenant:String} AND written_at > ${since} - toIntervalSecond({cache_settle:UInt32})

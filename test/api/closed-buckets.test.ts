@@ -130,7 +130,7 @@ test('every aggregate answers the same with the cache (fill and hits) as without
     }
   }
   const stats = cache.stats();
-  assert.ok(stats.fills > 0 && stats.hits >= stats.fills, JSON.stringify(stats));
+  assert.ok(stats.fills > 0 && stats.hits > 0, JSON.stringify(stats));
   assert.equal(stats.stale, 0);
 
   const activity = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, { tools: true, accounts: true }, cache);
@@ -145,13 +145,14 @@ test('a call written late into a cached hour shows at once; the entry is refille
   await write([{ tenant: 'acme', at: END - 5 * HOUR + 17_000, agent: 'late-agent', tool: TOOLS[0]!, account: 'acct-late', allowed: true, error: false }]);
 
   const after = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
-  // Its three entries (metrics, distinct tools, distinct accounts) were all stale.
-  assert.equal(cache.stats().stale, 3);
+  // Its three reads (metrics, distinct tools, distinct accounts) each found their minutes' and their
+  // hours' entries stale.
+  assert.equal(cache.stats().stale, 6);
   assert.deepEqual(new Map(after.map((a) => [a.agent, a.calls])), expectedCalls('acme'));
   assert.equal(after.find((a) => a.agent === 'late-agent')?.calls, 1);
   assert.deepEqual(after, await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, NO_CACHE));
   assert.deepEqual(await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache), after);
-  assert.deepEqual([cache.stats().fills, cache.stats().stale], [6, 3]);
+  assert.deepEqual([cache.stats().fills, cache.stats().stale], [12, 6]);
 });
 
 test('an entry whose rows are gone is noticed, and the answer is still right', async () => {
@@ -160,16 +161,16 @@ test('an entry whose rows are gone is noticed, and the answer is still right', a
   assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
   await clickhouse.command({ query: 'TRUNCATE TABLE closed_buckets_v1' });
   assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
-  assert.equal(cache.stats().stale, 1);
+  assert.equal(cache.stats().stale, 2);
   assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
-  assert.equal(cache.stats().fills, 2);
+  assert.equal(cache.stats().fills, 4);
 });
 
 test('hours that received a write within the settling time are not cached', async () => {
   const cache = createClosedBucketCache({ settleSeconds: 3600 });
   const plain = await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, NO_CACHE);
   assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 1, stale: 0 });
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0 });
 });
 
 test("one tenant's entries never answer another tenant's question", async () => {
@@ -179,5 +180,5 @@ test("one tenant's entries never answer another tenant's question", async () => 
   assert.deepEqual(globex, await queryAgentActivity(clickhouse, 'globex', RANGE, {}, undefined, NO_CACHE));
   assert.deepEqual(new Map(globex.map((a) => [a.agent, a.calls])), expectedCalls('globex'));
   assert.notDeepEqual(globex, acme);
-  assert.equal(cache.stats().entries, 6);
+  assert.equal(cache.stats().entries, 12);
 });
