@@ -221,10 +221,14 @@ export interface PriceBook {
 export interface BillingPeriod {
   period: string;
   closed: boolean;
+  /** When it was last closed or reopened, and by which key; a reopening's reason. */
   at: string;
   by: string;
   reason: string;
+  /** SHA-256 of the stored statement, while closed. */
   sha256: string | null;
+  /** The grain it was closed with, while closed. */
+  groupBy: CostGroup[] | null;
 }
 
 export interface PriceInput {
@@ -291,6 +295,8 @@ const AUDIT_EVENT_FIELDS = /* GraphQL */ `
 `;
 
 const MONEY = '{ amount micros currency }';
+
+const PERIOD_FIELDS = 'period closed at by reason sha256 groupBy';
 
 /**
  * Every document the UI sends, by operation name. The answer types are in `Answers` below; a document and
@@ -368,7 +374,7 @@ export const DOCUMENTS = {
       }
     }
   `,
-  /** Cost per group over the range, the same per group and day, and the billing periods. */
+  /** Cost per group over the range, and the same per group and day. */
   CostReport: /* GraphQL */ `
     query CostReport($from: String!, $to: String!, $groupBy: [CostGroup!], $overTime: [CostGroup!]) {
       totals: costReport(from: $from, to: $to, groupBy: $groupBy) {
@@ -381,8 +387,16 @@ export const DOCUMENTS = {
         rows { costCentre account agent service tool day calls unpricedCalls total ${MONEY} }
         total { calls unpricedCalls total ${MONEY} }
       }
-      billingPeriods { period closed at by reason sha256 }
     }
+  `,
+  BillingPeriods: /* GraphQL */ `
+    query BillingPeriods { billingPeriods { ${PERIOD_FIELDS} } }
+  `,
+  ClosePeriod: /* GraphQL */ `
+    mutation ClosePeriod($period: String!) { closePeriod(period: $period) { ${PERIOD_FIELDS} } }
+  `,
+  ReopenPeriod: /* GraphQL */ `
+    mutation ReopenPeriod($period: String!, $reason: String!) { reopenPeriod(period: $period, reason: $reason) { ${PERIOD_FIELDS} } }
   `,
   Budgets: /* GraphQL */ `
     query Budgets($period: String) {
@@ -451,7 +465,10 @@ export interface Answers {
   AuditLog: { auditLog: AuditEventConnection };
   AuditEvent: { auditEvent: AuditEventDetail | null };
   Trace: { trace: Trace | null };
-  CostReport: { totals: CostReport; overTime: CostReport; billingPeriods: BillingPeriod[] };
+  CostReport: { totals: CostReport; overTime: CostReport };
+  BillingPeriods: { billingPeriods: BillingPeriod[] };
+  ClosePeriod: { closePeriod: BillingPeriod };
+  ReopenPeriod: { reopenPeriod: BillingPeriod };
   Budgets: { budgets: Budget[] };
   Alerts: { alerts: { nodes: AlertSummary[]; endCursor: string | null; hasNextPage: boolean } };
   Alert: { alert: Alert | null };
@@ -475,6 +492,9 @@ export interface Variables {
   AuditEvent: { id: string };
   Trace: { id: string };
   CostReport: Range & { groupBy: CostGroup[]; overTime: CostGroup[] };
+  BillingPeriods: Record<string, never>;
+  ClosePeriod: { period: string };
+  ReopenPeriod: { period: string; reason: string };
   Budgets: { period?: string };
   Alerts: { status?: AlertStatus; agent?: string; first?: number; after?: string | null };
   Alert: { id: string };
@@ -495,6 +515,13 @@ export const PENDING_FIELDS: Partial<Record<DocumentName, string>> = {
 
 export class ApiError extends Error {
   override readonly name: string = 'ApiError';
+  constructor(
+    message: string,
+    /** The first error's `extensions.code` (e.g. BAD_USER_INPUT, CONFLICT), when the API gave one. */
+    readonly code?: string,
+  ) {
+    super(message);
+  }
 }
 
 /** The API wants a (different) key: none was sent, it is not known, or its role may not read. */
@@ -502,10 +529,16 @@ export class KeyRequiredError extends ApiError {
   override readonly name = 'KeyRequiredError';
   constructor(
     message: string,
-    readonly code: 'UNAUTHENTICATED' | 'FORBIDDEN',
+    override readonly code: 'UNAUTHENTICATED' | 'FORBIDDEN',
   ) {
-    super(message);
+    super(message, code);
   }
+}
+
+/** An error for people: the API's message, after its code when it gave one. */
+export function errorText(error: unknown): string {
+  if (error instanceof ApiError && error.code) return `${error.code}: ${error.message}`;
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** Sends one document. FORBIDDEN on a mutation is an ordinary error (the key reads, it may not write). */
@@ -533,7 +566,7 @@ export async function request<N extends DocumentName>(
     (e) => e.extensions?.code === 'UNAUTHENTICATED' || (e.extensions?.code === 'FORBIDDEN' && !isMutation),
   );
   if (refusal) throw new KeyRequiredError(refusal.message, refusal.extensions!.code as 'UNAUTHENTICATED' | 'FORBIDDEN');
-  if (body.errors?.length) throw new ApiError(body.errors.map((e) => e.message).join('; '));
+  if (body.errors?.length) throw new ApiError(body.errors.map((e) => e.message).join('; '), body.errors[0]!.extensions?.code);
   if (!body.data) throw new ApiError(`The API answered ${response.status} without data.`);
   return body.data;
 }
@@ -550,12 +583,15 @@ export async function fetchChargeback(
   if (!response.ok) {
     const text = await response.text();
     let message = text;
+    let code: string | undefined;
     try {
-      message = (JSON.parse(text) as { error?: { message?: string }; message?: string }).error?.message ?? message;
+      const error = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
+      message = error?.message ?? message;
+      code = error?.code;
     } catch {
       // not JSON: the text as it came
     }
-    throw new ApiError(`The export answered ${response.status}: ${message}`);
+    throw new ApiError(`The export answered ${response.status}: ${message}`, code);
   }
   return response.blob();
 }

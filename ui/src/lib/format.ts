@@ -61,3 +61,9 @@ export function formatPercent(ratio: number): string {
 export function formatCalls(n: number): string {
   return `${formatCount(n)} ${n === 1 ? 'call' : 'calls'}`;
 }
+
+/** A day and minute in local time, e.g. "2026-12-05 07:25": when a period was closed, a threshold crossed. */
+export function formatDateTime(iso: string): string {
+  const t = new Date(iso);
+  return `${t.toLocaleDateString('en-CA')} ${t.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', hour12: false })}`;
+}
