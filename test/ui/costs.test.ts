@@ -1,16 +1,17 @@
 /**
- * The costs page's billing periods in Chromium, on seeded calls of this month and the last: a billing key
- * closes last month, whose downloads are then the export endpoint's bytes; an admin key reopens it with a
- * reason; a viewer key sees no action and the API refuses them; axe-core and 390 px checks. Screenshots
- * go to test-artifacts/ui/.
+ * The costs page's budgets and billing periods in Chromium, on seeded calls of this month and the last:
+ * budgets' spend and forecast equal the API's and an independent computation over the records; a billing
+ * key sets and edits a budget and closes last month, whose downloads are then the export endpoint's bytes;
+ * an admin key reopens it with a reason; a viewer key sees no action and the API refuses them; axe-core
+ * and 390 px checks. Screenshots go to test-artifacts/ui/.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import type { Page } from 'playwright-core';
+import type { Page, Response } from 'playwright-core';
 import { createKeyStore, generateKey, keyEntry } from '../../core/api-keys.ts';
 import { normalizeAuditRecord, toAuditRow } from '../../model/audit-event.ts';
-import { DOCUMENTS, type DocumentName } from '../../ui/src/lib/api.ts';
+import { DOCUMENTS, type Budget, type DocumentName } from '../../ui/src/lib/api.ts';
 import { axeViolations, chromiumSkip, openPage, screenshot, startHarness, type Harness } from './harness.ts';
 
 const skip = chromiumSkip();
@@ -20,9 +21,11 @@ const skip = chromiumSkip();
 const NOW = Date.now();
 const now = new Date(NOW);
 const THIS_MONTH_START = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
+const THIS_MONTH_END = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
 const LAST_MONTH_START = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1);
 const EARLIER_MONTH_START = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 2, 1);
 const label = (ms: number) => new Date(ms).toISOString().slice(0, 7);
+const THIS_MONTH = label(THIS_MONTH_START);
 const LAST_MONTH = label(LAST_MONTH_START);
 const EARLIER_MONTH = label(EARLIER_MONTH_START);
 
@@ -59,6 +62,9 @@ const ROWS = [...THIS_MONTH_CALLS, ...LAST_MONTH_CALLS].map((c, i) => {
 });
 
 const centsOf = (calls: Call[], where: (c: Call) => boolean) => calls.filter(where).reduce((a, c) => a + c.cents, 0);
+const usd = (micros: number) =>
+  new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', minimumFractionDigits: 2, maximumFractionDigits: micros !== 0 && Math.abs(micros) < 1e6 ? 4 : 2 }).format(micros / 1e6);
+const dollars = (cents: number) => (cents / 100).toFixed(2);
 
 // ---- harness ---------------------------------------------------------------------------------------------
 
@@ -114,9 +120,95 @@ async function withKey(key: string, path: string, width = 1400) {
   return opened;
 }
 
+/** Every Budgets answer the page received, in order. */
+function recordBudgets(page: Page): Budget[][] {
+  const answers: Budget[][] = [];
+  page.on('response', async (response: Response) => {
+    if (!response.url().endsWith('/graphql') || response.request().postDataJSON()?.operationName !== 'Budgets') return;
+    const body = await response.json().catch(() => null);
+    if (body?.data) answers.push(body.data.budgets);
+  });
+  return answers;
+}
+
 const text = async (page: Page, selector: string) => (await page.locator(selector).first().textContent())!.replace(/\s+/g, ' ').trim();
 
 // ---- tests -----------------------------------------------------------------------------------------------
+
+test('budgets: spend and forecast equal the records and the API; a billing key sets and edits one', { skip }, async () => {
+  const spend = (agent: string) => centsOf(THIS_MONTH_CALLS, (c) => c.agent === agent);
+  // planner at about 90% of its budget (80% crossed, 100% not); coder far below.
+  const plannerAmount = Math.ceil(spend('planner') / 0.9);
+  await answer(KEY.billing, 'SetBudget', { input: { agent: 'planner', period: THIS_MONTH, amount: dollars(plannerAmount) } });
+  await answer(KEY.billing, 'SetBudget', { input: { agent: 'coder', period: THIS_MONTH, amount: dollars(spend('coder') * 10), thresholds: [50, 100] } });
+
+  const t1 = Date.now();
+  const { page, errors } = await withKey(KEY.billing, '/costs?range=24h');
+  const answers = recordBudgets(page);
+  await page.locator('[data-budget="planner"] [data-field="spend"]').waitFor({ timeout: 15_000 });
+  await page.locator('[data-budget="coder"]').waitFor({ timeout: 15_000 });
+  const shownForecast = await text(page, '[data-budget="planner"] [data-field="forecast"]');
+  const t2 = Date.now();
+
+  // Spend: the records' own costs this month, against the amount.
+  assert.equal(await text(page, '[data-budget="planner"] [data-field="spend"]'), `${usd(spend('planner') * 1e4)} of ${usd(plannerAmount * 1e4)}`);
+  assert.equal(await text(page, '[data-budget="coder"] [data-field="spend"]'), `${usd(spend('coder') * 1e4)} of ${usd(spend('coder') * 1e5)}`);
+  assert.equal(await text(page, '[data-budget="planner"] [data-field="spent-share"]'), `${Math.round((spend('planner') / plannerAmount) * 100)}% spent`);
+
+  // Forecast: one the API sent, and the spend extended linearly from the month's start to its end, with
+  // "now" somewhere between before the page opened and after it showed the number (whole cents either way).
+  const fromApi = answers.flat().filter((b) => b.key === 'planner');
+  assert.ok(fromApi.length > 0, 'the page asked for the budgets');
+  assert.ok(fromApi.map((b) => usd(Number(b.forecast.micros))).includes(shownForecast), `${shownForecast} is one of the API's forecasts`);
+  const forecastCents = Math.round(Number(shownForecast.replace(/[$,]/g, '')) * 100);
+  const linear = (t: number) => (spend('planner') * (THIS_MONTH_END - THIS_MONTH_START)) / (t - THIS_MONTH_START);
+  assert.ok(forecastCents >= Math.floor(linear(t2)) && forecastCents <= Math.ceil(linear(t1)), `forecast ${forecastCents} cents within [${linear(t2)}, ${linear(t1)}]`);
+
+  // Thresholds crossed: planner's 80% (not 100%), none of coder's; the API says the same.
+  assert.match(await text(page, '[data-budget="planner"] [data-field="crossed"]'), /^80% crossed /);
+  assert.equal(await text(page, '[data-budget="coder"] [data-field="crossed"]'), 'none crossed');
+  const api1 = await answer<{ budgets: Budget[] }>(KEY.viewer, 'Budgets', { period: THIS_MONTH });
+  assert.deepEqual(api1.budgets.map((b) => [b.key, b.crossed.map((c) => c.threshold)]).sort(), [['coder', []], ['planner', [80]]]);
+
+  // Edit planner's budget to half its spend: 100% is crossed too.
+  await page.getByRole('button', { name: 'Edit the budget of agent planner' }).click();
+  assert.equal(await page.locator('[data-budget-form] input[name="amount"]').inputValue(), dollars(plannerAmount));
+  const halved = Math.floor(spend('planner') / 2);
+  await page.fill('[data-budget-form] input[name="amount"]', dollars(halved));
+  await page.getByRole('button', { name: 'Save budget' }).click();
+  await page.waitForFunction((t) => document.querySelector('[data-budget="planner"] [data-field="spend"]')?.textContent?.trim().endsWith(t), `of ${usd(halved * 1e4)}`, { timeout: 15_000 });
+  assert.match(await text(page, '[data-budget="planner"] [data-field="crossed"]'), /^80% crossed .*, 100% crossed /);
+
+  // A new budget for account alice, typed into the form.
+  await page.selectOption('[data-budget-form] select[name="scope"]', 'ACCOUNT');
+  await page.fill('[data-budget-form] input[name="key"]', 'alice');
+  await page.fill('[data-budget-form] input[name="amount"]', '100');
+  await page.fill('[data-budget-form] input[name="thresholds"]', '50, 90');
+  await page.getByRole('button', { name: 'Set budget' }).click();
+  await page.locator('[data-budget="alice"][data-scope="ACCOUNT"] [data-field="spend"]').waitFor({ timeout: 15_000 });
+  const alice = centsOf(THIS_MONTH_CALLS, (c) => c.account === 'alice');
+  assert.equal(await text(page, '[data-budget="alice"] [data-field="spend"]'), `${usd(alice * 1e4)} of $100.00`);
+  const api2 = await answer<{ budgets: Budget[] }>(KEY.viewer, 'Budgets', { period: THIS_MONTH });
+  const byKey = Object.fromEntries(api2.budgets.map((b) => [b.key, b]));
+  assert.deepEqual(
+    { planner: [byKey.planner!.amount.amount, byKey.planner!.crossed.map((c) => c.threshold)], alice: [byKey.alice!.scope, byKey.alice!.spend.micros, byKey.alice!.thresholds] },
+    { planner: [`${dollars(halved)}0000`, [80, 100]], alice: ['ACCOUNT', String(alice * 1e4), [50, 90]] },
+  );
+
+  // Bad input answers the API's code, shown in the form.
+  assert.equal(await page.locator('[data-budget-form] input[name="key"]').inputValue(), '', 'the form empties after a new budget');
+  await page.selectOption('[data-budget-form] select[name="scope"]', 'ACCOUNT');
+  await page.fill('[data-budget-form] input[name="key"]', 'bob');
+  await page.fill('[data-budget-form] input[name="amount"]', '1.234');
+  await page.getByRole('button', { name: 'Set budget' }).click();
+  await page.locator('[data-budget-form] [role="alert"]').waitFor({ timeout: 15_000 });
+  assert.match(await text(page, '[data-budget-form] [role="alert"]'), /^BAD_USER_INPUT: amount must be a decimal USD amount with at most 2 decimals/);
+
+  await screenshot(page, 'costs-budgets-billing');
+  assert.deepEqual(await axeViolations(page), []);
+  assert.deepEqual(errors, []);
+  await page.context().close();
+});
 
 test('a billing key closes last month: it is marked, and each download is the export endpoint’s bytes', { skip }, async () => {
   const { page, errors } = await withKey(KEY.billing, '/costs?range=24h');
@@ -186,23 +278,26 @@ test('an admin key reopens the closed month with a reason; the download is live 
   await page.context().close();
 });
 
-test('a viewer key sees closed periods but no close or reopen; the API refuses them', { skip }, async () => {
+test('a viewer key sees budgets and closed periods but no edit, close or reopen; the API refuses them', { skip }, async () => {
   // A closed month to offer a reopen on (to an admin).
   await answer(KEY.billing, 'ClosePeriod', { period: EARLIER_MONTH });
   const { page, errors } = await withKey(KEY.viewer, '/costs?range=24h');
   await page.locator(`[data-list="periods"] [data-period="${EARLIER_MONTH}"][data-closed="true"]`).waitFor({ timeout: 15_000 });
+  await page.locator('[data-budget="planner"]').waitFor({ timeout: 15_000 });
+  await page.locator('[data-budget-readonly]').waitFor();
   await page.locator('[data-periods-readonly]').waitFor();
-  for (const selector of ['[data-close-form]', '[data-reopen]', '[data-reopen-form]']) {
+  for (const selector of ['[data-budget-form]', '[data-budget-edit]', '[data-close-form]', '[data-reopen]', '[data-reopen-form]']) {
     assert.equal(await page.locator(selector).count(), 0, selector);
   }
   assert.ok(await page.getByRole('button', { name: 'CSV' }).isDisabled());
 
   const refused = await Promise.all([
+    api(KEY.viewer, 'SetBudget', { input: { agent: 'planner', period: THIS_MONTH, amount: '1.00' } }),
     api(KEY.viewer, 'ClosePeriod', { period: LAST_MONTH }),
     api(KEY.viewer, 'ReopenPeriod', { period: EARLIER_MONTH, reason: 'not mine to reopen' }),
     api(KEY.billing, 'ReopenPeriod', { period: EARLIER_MONTH, reason: 'billing may not reopen' }),
   ]);
-  assert.deepEqual(refused.map((r) => r.errors?.[0]?.extensions?.code), ['FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN']);
+  assert.deepEqual(refused.map((r) => r.errors?.[0]?.extensions?.code), ['FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN']);
 
   await screenshot(page, 'costs-viewer-periods');
   assert.deepEqual(await axeViolations(page), []);
@@ -210,9 +305,10 @@ test('a viewer key sees closed periods but no close or reopen; the API refuses t
   await page.context().close();
 });
 
-test('at 390 px the costs page with its periods and forms fits the screen', { skip }, async () => {
+test('at 390 px the costs page with its budgets, periods and forms fits the screen', { skip }, async () => {
   const { page, errors } = await withKey(KEY.admin, `/costs?range=24h&period=${EARLIER_MONTH}`, 390);
   await page.locator('[data-panel="chargeback"] [data-period-closed]').waitFor({ timeout: 15_000 });
+  await page.locator('[data-budget-form]').waitFor({ timeout: 15_000 });
   await page.getByRole('button', { name: `Reopen ${EARLIER_MONTH}…` }).click();
   await page.locator('[data-reopen-form]').waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);

@@ -274,15 +274,29 @@ export interface Alert extends AlertSummary {
   series: Array<{ minute: string; calls: number; errors: number; denials: number; cost: Money; p95Ms: number | null }>;
 }
 
+export type BudgetScope = 'COST_CENTRE' | 'ACCOUNT' | 'AGENT';
+
 export interface Budget {
-  scope: CostGroup;
+  scope: BudgetScope;
   key: string;
   period: string;
   amount: Money;
   spend: Money;
   forecast: Money;
   thresholds: number[];
-  crossed: Array<{ threshold: number; crossedAt: string }>;
+  crossed: Array<{ threshold: number; crossedAt: string; spendAtCrossing: Money }>;
+  changedAt: string;
+  changedBy: string;
+}
+
+/** Exactly one of costCentre, account and agent; an amount of "0" removes the budget. */
+export interface BudgetInput {
+  costCentre?: string;
+  account?: string;
+  agent?: string;
+  period: string;
+  amount: string;
+  thresholds?: number[];
 }
 
 const ALERT_FIELDS = /* GraphQL */ `
@@ -297,6 +311,11 @@ const AUDIT_EVENT_FIELDS = /* GraphQL */ `
 const MONEY = '{ amount micros currency }';
 
 const PERIOD_FIELDS = 'period closed at by reason sha256 groupBy';
+
+const BUDGET_FIELDS = /* GraphQL */ `
+  scope key period amount ${MONEY} spend ${MONEY} forecast ${MONEY} thresholds changedAt changedBy
+  crossed { threshold crossedAt spendAtCrossing ${MONEY} }
+`;
 
 /**
  * Every document the UI sends, by operation name. The answer types are in `Answers` below; a document and
@@ -399,11 +418,10 @@ export const DOCUMENTS = {
     mutation ReopenPeriod($period: String!, $reason: String!) { reopenPeriod(period: $period, reason: $reason) { ${PERIOD_FIELDS} } }
   `,
   Budgets: /* GraphQL */ `
-    query Budgets($period: String) {
-      budgets(period: $period) {
-        scope key period amount ${MONEY} spend ${MONEY} forecast ${MONEY} thresholds crossed { threshold crossedAt }
-      }
-    }
+    query Budgets($period: String) { budgets(period: $period) { ${BUDGET_FIELDS} } }
+  `,
+  SetBudget: /* GraphQL */ `
+    mutation SetBudget($input: BudgetInput!) { setBudget(input: $input) { ${BUDGET_FIELDS} } }
   `,
   Alerts: /* GraphQL */ `
     query Alerts($status: AlertStatus, $agent: String, $first: Int, $after: String) {
@@ -470,6 +488,7 @@ export interface Answers {
   ClosePeriod: { closePeriod: BillingPeriod };
   ReopenPeriod: { reopenPeriod: BillingPeriod };
   Budgets: { budgets: Budget[] };
+  SetBudget: { setBudget: Budget[] };
   Alerts: { alerts: { nodes: AlertSummary[]; endCursor: string | null; hasNextPage: boolean } };
   Alert: { alert: Alert | null };
   AcknowledgeAlert: { acknowledgeAlert: { id: string; status: AlertStatus } };
@@ -496,6 +515,7 @@ export interface Variables {
   ClosePeriod: { period: string };
   ReopenPeriod: { period: string; reason: string };
   Budgets: { period?: string };
+  SetBudget: { input: BudgetInput };
   Alerts: { status?: AlertStatus; agent?: string; first?: number; after?: string | null };
   Alert: { id: string };
   AcknowledgeAlert: { id: string };
