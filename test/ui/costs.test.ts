@@ -204,6 +204,24 @@ test('budgets: spend and forecast equal the records and the API; a billing key s
   await page.locator('[data-budget-form] [role="alert"]').waitFor({ timeout: 15_000 });
   assert.match(await text(page, '[data-budget-form] [role="alert"]'), /^BAD_USER_INPUT: amount must be a decimal USD amount with at most 2 decimals/);
 
+  // planner's chart: spend per day as a running sum, the forecast and the budget; its link in the address bar.
+  const [spendResponse] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/graphql') && r.request().postDataJSON()?.operationName === 'BudgetSpend', { timeout: 15_000 }),
+    page.getByRole('button', { name: 'Chart of the budget of agent planner' }).click(),
+  ]);
+  await page.locator('[data-budget="planner"] [data-budget-chart] canvas').first().waitFor({ timeout: 15_000 });
+  // Its days are planner's calls of this month by day, summing to its spend.
+  const rows = ((await spendResponse.json()) as { data: { costReport: { rows: Array<{ day: string; total: { micros: string } }> } } }).data.costReport.rows;
+  const plannerDays: Record<string, number> = {};
+  for (const c of THIS_MONTH_CALLS.filter((c) => c.agent === 'planner')) {
+    const day = new Date(c.ts).toISOString().slice(0, 10);
+    plannerDays[day] = (plannerDays[day] ?? 0) + c.cents * 1e4;
+  }
+  assert.deepEqual(Object.fromEntries(rows.map((r) => [r.day, Number(r.total.micros)])), plannerDays);
+  assert.equal(new URL(page.url()).searchParams.get('budget'), 'AGENT:planner');
+  const summary = (await page.locator('[data-budget="planner"] [data-budget-chart] figure').getAttribute('aria-label'))!;
+  assert.ok(summary.startsWith(`planner in ${THIS_MONTH}: ${usd(spend('planner') * 1e4)} spent of a ${usd(halved * 1e4)} budget, forecast $`), summary);
+
   await screenshot(page, 'costs-budgets-billing');
   assert.deepEqual(await axeViolations(page), []);
   assert.deepEqual(errors, []);
@@ -314,6 +332,15 @@ test('at 390 px the costs page with its budgets, periods and forms fits the scre
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   assert.ok(overflow <= 0, `the costs page is ${overflow} px wider than the screen`);
   await screenshot(page, 'costs-periods-390px');
+  // This month's budgets, planner's chart open (from the address bar).
+  await page.evaluate(() => {
+    history.pushState(null, '', '/costs?range=24h&budget=AGENT:planner');
+    dispatchEvent(new PopStateEvent('popstate'));
+  });
+  await page.locator('[data-budget="planner"] [data-budget-chart] canvas').first().waitFor({ timeout: 15_000 });
+  const overflowBudgets = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflowBudgets <= 0, `the costs page with a budget chart is ${overflowBudgets} px wider than the screen`);
+  await screenshot(page, 'costs-budgets-390px');
   assert.deepEqual(await axeViolations(page), []);
   assert.deepEqual(errors, []);
   await page.context().close();

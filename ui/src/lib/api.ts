@@ -417,6 +417,12 @@ export const DOCUMENTS = {
   ReopenPeriod: /* GraphQL */ `
     mutation ReopenPeriod($period: String!, $reason: String!) { reopenPeriod(period: $period, reason: $reason) { ${PERIOD_FIELDS} } }
   `,
+  /** A budget's spend per day of its period (a running sum on its chart). */
+  BudgetSpend: /* GraphQL */ `
+    query BudgetSpend($from: String!, $to: String!, $filter: CostFilter) {
+      costReport(from: $from, to: $to, groupBy: [DAY], filter: $filter) { rows { day total ${MONEY} } }
+    }
+  `,
   Budgets: /* GraphQL */ `
     query Budgets($period: String) { budgets(period: $period) { ${BUDGET_FIELDS} } }
   `,
@@ -487,6 +493,7 @@ export interface Answers {
   BillingPeriods: { billingPeriods: BillingPeriod[] };
   ClosePeriod: { closePeriod: BillingPeriod };
   ReopenPeriod: { reopenPeriod: BillingPeriod };
+  BudgetSpend: { costReport: { rows: Array<{ day: string; total: Money }> } };
   Budgets: { budgets: Budget[] };
   SetBudget: { setBudget: Budget[] };
   Alerts: { alerts: { nodes: AlertSummary[]; endCursor: string | null; hasNextPage: boolean } };
@@ -514,6 +521,7 @@ export interface Variables {
   BillingPeriods: Record<string, never>;
   ClosePeriod: { period: string };
   ReopenPeriod: { period: string; reason: string };
+  BudgetSpend: Range & { filter: { costCentre?: string; account?: string; agent?: string } };
   Budgets: { period?: string };
   SetBudget: { input: BudgetInput };
   Alerts: { status?: AlertStatus; agent?: string; first?: number; after?: string | null };
