@@ -7,6 +7,7 @@
  *   BENCH_DATA_FROM=/work/benchdata/10m npm run bench api      # build the cache by copying this directory
  *   BENCH_DATA_DIR=/tmp/my-copy npm run bench api             # use (and migrate) this directory as it is
  *   BENCH_REQUESTS=40 BENCH_CLIENTS=4 BENCH_BUDGET_S=480 npm run bench api
+ *   BENCH_CONNECTIONS=1 npm run bench api                     # the engine's connections (default: the API's read concurrency)
  *
  * Data: bench/data/generate-events.ts's data set (BENCH_EVENTS, default 10,000,000 events over 30 days),
  * cached under .cache/bench/ keyed by the generator's version, N and the migrations in sql/; built in a
@@ -49,7 +50,7 @@ import {
   type IntrospectionQuery,
 } from 'graphql';
 import { pino } from 'pino';
-import { createApi } from '../api/app.ts';
+import { createApi, DEFAULT_READ_LIMITS } from '../api/app.ts';
 import type { KeyStore } from '../api/plugins/use-auth.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { loadConfig } from '../core/config.ts';
@@ -60,6 +61,7 @@ import { DEFAULT_EVENTS } from './data/generate-events.ts';
 const EVENTS = Number(process.env.BENCH_EVENTS ?? DEFAULT_EVENTS);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 40);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? DEFAULT_READ_LIMITS.concurrency);
 /** Wall-time cap of one operation's timed requests (API), and of its raw statements. */
 const OP_BUDGET_MS = 10_000;
 const RAW_BUDGET_MS = 6_000;
@@ -450,7 +452,8 @@ async function main(): Promise<void> {
     process.exit(1);
   }, TOTAL_BUDGET_MS + 4 * 60_000);
   watchdog.unref();
-  const clickhouse = await openClickHouse({ database: 'mcp_analytics', dataDir: dir });
+  // As bin/start.ts opens the API's client: a connection per read sent at once (BENCH_CONNECTIONS to compare).
+  const clickhouse = await openClickHouse({ database: 'mcp_analytics', dataDir: dir, connections: CONNECTIONS });
   let server: Server | undefined;
   try {
     const migrated = await migrate(clickhouse, { retentionDays: loadConfig({}).retentionDays });
@@ -513,7 +516,7 @@ async function main(): Promise<void> {
     const loadEnded = machineBusy();
 
     console.log(
-      `\nAPI over HTTP (${CLIENTS} concurrent clients, ${REQUESTS} requests per operation after 1 warm-up, each capped at ${OP_BUDGET_MS / 1000} s) vs the raw table ` +
+      `\nAPI over HTTP (${CLIENTS} concurrent clients, ${CONNECTIONS} engine connections, ${REQUESTS} requests per operation after 1 warm-up, each capped at ${OP_BUDGET_MS / 1000} s) vs the raw table ` +
         `(plain SQL on audit_events_v1, same clients and count, capped at ${RAW_BUDGET_MS / 1000} s); tenant ${TENANT}, ranges ending ${iso(end)}; times in ms\n`,
     );
     printColumns(['operation', 'API p50 / p99', 'raw p50 / p99', 'API/raw p50 / p99', 'RSS', 'target', 'result'], table);

@@ -241,9 +241,12 @@ if (roles.has('api')) {
 }
 
 
-// The API reads through a client of its own: on the embedded engine a client is one session, and the
-// API's per-statement settings (max_execution_time) then never apply to the ingest's inserts.
-const apiClickhouse = roles.has('api') ? await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir }) : undefined;
+// The API reads through a client of its own: on the embedded engine its sessions are its own, so the
+// API's per-statement settings (max_execution_time) never apply to the ingest's inserts; and it has as
+// many connections as reads it sends at once, so those run in parallel.
+const apiClickhouse = roles.has('api')
+  ? await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, connections: config.api.readConcurrency })
+  : undefined;
 const apiRegistry = new Registry();
 const api = apiClickhouse
   ? createApi({

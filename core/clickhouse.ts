@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { createChdbConnection } from 'chdb/connection';
+import { createChdbPool } from './chdb-pool.ts';
 
 export type { ClickHouseClient };
 
@@ -18,6 +18,11 @@ export interface ClickHouseOptions {
   cluster?: string;
   /** Data directory of the embedded engine. */
   dataDir: string;
+  /**
+   * Embedded engine only: connections to the data directory, so that this many statements run at once
+   * (core/chdb-pool.ts); 1 when omitted.
+   */
+  connections?: number;
 }
 
 /**
@@ -43,15 +48,16 @@ export async function openClickHouse(options: ClickHouseOptions): Promise<ClickH
 
   const dir = path.join(options.dataDir, 'clickhouse');
   mkdirSync(dir, { recursive: true });
+  // Every connection is a session of its own: USE and SET hold for its later statements. (A setting
+  // passed with each query would be a SET statement before each one: ~4 ms per look-up.)
+  const connection = await createChdbPool({
+    path: dir,
+    connections: options.connections ?? 1,
+    setup: [createDatabase, `USE ${quoteIdentifier(options.database)}`, `SET max_query_size = ${MAX_QUERY_SIZE}`],
+  });
   // chdb types its Connection against @clickhouse/client-common, the client bundles its own copy of
   // the same interface; the shapes are identical, the declarations are not.
-  const connection = createChdbConnection({ path: dir }) as unknown as ClientConnection;
-  const client = createClient({ connection });
-  await client.command({ query: createDatabase });
-  // The embedded engine is one session: USE and SET hold for every later statement. (A setting passed
-  // with each query would be a SET statement before each one: ~4 ms per look-up.)
-  await client.command({ query: `USE ${quoteIdentifier(options.database)}` });
-  await client.command({ query: `SET max_query_size = ${MAX_QUERY_SIZE}` });
+  const client = createClient({ connection: connection as unknown as ClientConnection });
   return client;
 }
 
