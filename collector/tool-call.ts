@@ -213,13 +213,16 @@ export function finishSpan(call: ToolCall, span: SpanEnd): Outcome {
   return { denial, errorText };
 }
 
-/** The call's audit record; `otelTraceId`/`otelSpanId` empty when the call has no valid span context. */
-export function auditRecordOf(call: ToolCall, outcome: Outcome, otelTraceId: string, otelSpanId: string): AuditRecordInput {
+/**
+ * The call's audit record; `otelTraceId`/`otelSpanId` empty when the call has no valid span context.
+ * `timeOrigin`: the `performance.timeOrigin` of the thread that timed the call.
+ */
+export function auditRecordOf(call: ToolCall, outcome: Outcome, otelTraceId: string, otelSpanId: string, timeOrigin = TIME_ORIGIN): AuditRecordInput {
   const { client } = call;
   const { denial } = outcome;
   const record: AuditRecordInput = {
     trace_id: call.traceId,
-    timestamp: rfc3339Micros(TIME_ORIGIN + call.start),
+    timestamp: rfc3339Micros(timeOrigin + call.start),
     tool: call.tool,
     allowed: !denial,
     duration: Math.round((call.end - call.start) * 1e6),
