@@ -32,7 +32,7 @@ import { createSender, type Sender } from './sender.ts';
 import { openSpool, type Spool } from './spool.ts';
 import { writeTraceRequest } from '../model/otlp-span-writer.ts';
 import type { SpoolRecord } from './spool.ts';
-import type { ToolCall } from './tool-call.ts';
+import { ToolCallPool, type ToolCall } from './tool-call.ts';
 import { createToolCallBatch, fastRouteOf, type FastRoute, type ToolCallBatch } from './tool-call-spans.ts';
 import { wireable } from './tool-call-wire.ts';
 import { createSpanProcessor, createSpanSink, untraced } from './tracing.ts';
@@ -176,6 +176,8 @@ export function createCollector(options: CollectorOptions): Collector {
     return (ownPublisher = createKafkaPublisher(kafka, { logger, ackTimeoutMs: 10_000 }));
   }
 
+  /** instrumentServer's calls, reused once posted to the worker's threads (~100 ms of calls at 10,000/s). */
+  const toolCallPool = new ToolCallPool(1024);
   let sender: Sender<QueueItem>;
   /** The worker sender, which also takes recorded tool calls to finish in its threads. */
   let workerSender: WorkerSender | undefined;
@@ -209,6 +211,7 @@ export function createCollector(options: CollectorOptions): Collector {
             warnings,
             createFallback: inThread,
             finishInThread: (call) => toolCalls.add(call),
+            recycle: (call) => toolCallPool.release(call),
           }));
   }
 
@@ -336,7 +339,7 @@ export function createCollector(options: CollectorOptions): Collector {
     auditFunc,
     instrumentServer(server, instrumentOptions) {
       try {
-        instrumentServer(server, { audit: auditOwned, tracer: tracer(), fast, logger }, instrumentOptions);
+        instrumentServer(server, { audit: auditOwned, tracer: tracer(), fast, calls: toolCallPool, logger }, instrumentOptions);
       } catch (error) {
         logger.error({ err: error }, 'instrumentServer failed; tool calls are not audited');
       }

@@ -35,6 +35,8 @@ export interface WorkerSenderOptions {
   createFallback(): Sender<QueueItem>;
   /** Finishes a tool call in the gateway's thread (its record and span to the fallback), when the worker cannot run. */
   finishInThread(call: ToolCall): void;
+  /** Takes back a tool call once posted: nothing refers to it any more. */
+  recycle?(call: ToolCall): void;
 }
 
 export interface WorkerSender extends Sender<QueueItem> {
@@ -211,7 +213,8 @@ export function createWorkerSender(options: WorkerSenderOptions): WorkerSender {
     const spans: SpoolRecord[] = [];
     for (const item of items) {
       if (item instanceof ToolCall) {
-        if (!calls.add(item)) options.finishInThread(item); // its route cannot be posted: finished here
+        if (calls.add(item)) options.recycle?.(item);
+        else options.finishInThread(item); // its route cannot be posted: finished here
       } else if (item instanceof EncodedMessage) spans.push(item.record);
       else audits.push(item);
     }

@@ -15,6 +15,7 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { createCollector, ToolDeniedError, TOOL_DENIED_CODE } from '../../collector/index.ts';
 import { fastRouteOf } from '../../collector/tool-call-spans.ts';
+import { ToolCallPool } from '../../collector/tool-call.ts';
 import { ToolCallWriter } from '../../collector/tool-call-wire.ts';
 import type { OutboundMessage, Publisher } from '../../core/publisher.ts';
 import { normalizeAuditRecord, type AuditEvent } from '../../model/audit-event.ts';
@@ -94,6 +95,8 @@ async function run(mode: 'sdk' | 'recorded' | 'worker'): Promise<Outcome> {
   await client.callTool({ name: 't.ok', arguments: {}, _meta: { traceparent: `00-${PARENT_TRACE}-${PARENT_SPAN}-01`, tracestate: 'rojo=00f067aa0ba902b7', baggage: 'userId=alice' } });
   await client.callTool({ name: 't.ok', arguments: {}, _meta: { traceparent: `00-${PARENT_TRACE}-${PARENT_SPAN}-00` } }); // not sampled: ids, no span
   await client.callTool({ name: 't.ok', arguments: {}, _meta: { baggage: 'userId=bob' } });
+  // The worker sender posts what it holds, and so gives its calls back for the next calls to reuse.
+  await collector.flush();
   await client.callTool({ name: 't.fail', arguments: {} });
   await client.callTool({ name: 't.soft', arguments: {} });
   await client.callTool({ name: 't.deny', arguments: {} });
@@ -202,17 +205,29 @@ test('through the worker threads, where the ordinary calls are finished in the e
     if (taken) wired++;
     return taken;
   };
-  t.after(() => void (ToolCallWriter.prototype.add = add));
+  // Calls taken from the pool that were calls before (given back once posted).
+  let reused = 0;
+  const take = ToolCallPool.prototype.take;
+  ToolCallPool.prototype.take = function (this: ToolCallPool, ...args: Parameters<ToolCallPool['take']>) {
+    if (this.size > 0) reused++;
+    return take.apply(this, args);
+  };
+  t.after(() => {
+    ToolCallWriter.prototype.add = add;
+    ToolCallPool.prototype.take = take;
+  });
   for (const withManager of [false, true]) {
     if (withManager) context.setGlobalContextManager(new AsyncLocalStorageContextManager());
     const sdk = inCallOrder(await run('sdk'));
     wired = 0;
+    reused = 0;
     const worker = inCallOrder(await run('worker'));
     if (withManager) context.disable();
 
     // Plain, unsampled, baggage only, the two under the ambient span, except (with a context manager,
     // where the ambient span is active) the linked one; the others have a trace state or an error.
     assert.equal(wired, withManager ? 4 : 5, 'ordinary calls went to the worker as columns');
+    assert.ok(reused >= 3, `later calls reuse the posted ones (${reused})`);
     assert.equal(worker.events.length, 10);
     assert.equal(new Set(worker.events.map((e) => e.event_id)).size, 10);
     assert.deepEqual(worker.events.map(comparableEvent), sdk.events.map(comparableEvent));
