@@ -1,11 +1,12 @@
 // Recorded tool calls posted as columns (collector/tool-call-wire.ts): what the worker makes of them is
 // exactly what the gateway's thread makes of the same calls (the same audit records, the same OTLP
-// bytes), and the columns let go of the calls' strings once posted.
+// bytes), and the columns let go of the calls' strings once posted. Then through the worker sender's
+// real threads to the test run's broker, with and without the encoder thread.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TraceFlags, type SpanContext } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import type { AuditRecordInput } from '../../model/audit-event.ts';
+import { normalizeAuditRecord, type AuditRecordInput } from '../../model/audit-event.ts';
 import { decodeTraceRequest } from '../../model/otlp.ts';
 import { writeTraceRequest } from '../../model/otlp-span-writer.ts';
 import { ToolCall } from '../../collector/tool-call.ts';
@@ -13,7 +14,10 @@ import { createToolCallBatch, type FastRoute } from '../../collector/tool-call-s
 import { createToolCallReader, ToolCallWriter, wireable, type ReadCalls } from '../../collector/tool-call-wire.ts';
 import { createSpanSink } from '../../collector/tracing.ts';
 import { createWarnings } from '../../collector/warnings.ts';
-import { captureLogger } from './helpers.ts';
+import { createWorkerSender } from '../../collector/worker-sender.ts';
+import { captureLogger, consumeExactly, createTopic, suffix, tempDir } from './helpers.ts';
+
+const brokers = process.env.KAFKA_TEST_BROKERS;
 
 const ORIGIN = 1_796_000_000_123.456;
 const routeA: FastRoute = { resource: resourceFromAttributes({ 'service.name': 'gateway-a', 'host.cpus': 8, ratio: 0.5, tags: ['x', 'y'] }), scope: { name: 'mcp-audit-analytics/collector', version: '0.1.0' } };
@@ -41,7 +45,7 @@ function calls(ids: boolean): ToolCall[] {
   call(1, routeA, () => {}, 1300.000001, 'users.Users.List', 'stdio', undefined, undefined, undefined, 'req-a');
   call(2, routeB, (c) => (c.parent = remoteParent), 1400.9, 'orders.Get', 'websocket', '', { name: 'cursor' }, 'session-8', undefined);
   call(3, routeB, (c) => ((c.parent = { ...remoteParent, traceFlags: TraceFlags.NONE }), (c.sampled = false)), 1500, 'orders.Put', 'memory', 'acct-2', { version: '9' }, undefined, 7.5);
-  call(4, routeA, (c) => (c.parent = { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: TraceFlags.SAMPLED }), 1600.25, 'x'.repeat(300), 'http', 'acct-1', { name: 'claude-code', version: '2.1.0' }, 'session-7', 43);
+  call(4, routeA, (c) => (c.parent = { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: TraceFlags.SAMPLED }), 1600.25, 'x'.repeat(256), 'http', 'acct-1', { name: 'claude-code', version: '2.1.0' }, 'session-7', 43);
   return made;
 }
 
@@ -152,5 +156,58 @@ test('wireable: only calls whose inputs are numbers and strings', () => {
     const call = ordinary();
     change(call);
     assert.equal(wireable(call), false, what);
+  }
+});
+
+test('tool calls through the worker sender, with and without the encoder thread: on the broker, the gateway thread\'s records and span bytes', { skip: brokers ? false : 'KAFKA_TEST_BROKERS is not set; run through `npm test`, which starts a broker' }, async () => {
+  const expected = inThread(calls(true));
+  for (const encoderThread of [true, false]) {
+    const id = suffix();
+    const topics = { audit: `wire-audit-${id}`, spans: `wire-spans-${id}` };
+    for (const topic of Object.values(topics)) await createTopic(brokers!, topic);
+    const { logger, lines } = captureLogger();
+    const sender = createWorkerSender({
+      config: {
+        brokers: [brokers!],
+        clientId: `wire-${id}`,
+        tenant: 'acme',
+        auditTopic: topics.audit,
+        spansTopic: topics.spans,
+        gateway: 'gw-1',
+        timeOrigin: ORIGIN,
+        spoolDir: await tempDir('tool-call-wire'),
+        spoolMaxBytes: 1 << 20,
+        queueMaxRecords: 100,
+        batchMaxRecords: 100,
+        batchMaxWaitMs: 5,
+        maxMessageBytes: 1_000_000,
+        encoderThread,
+      },
+      logger,
+      warnings: createWarnings(logger),
+      createFallback: () => assert.fail('the worker stopped'),
+      finishInThread: () => assert.fail('a call was finished in the gateway thread'),
+    });
+    for (const call of calls(true)) assert.ok(sender.enqueueToolCall(call));
+    await sender.flush();
+    const stats = sender.stats();
+    await sender.close(5_000);
+    assert.deepEqual({ sent: stats.sent, queued: stats.queued, dropped: stats.dropped, invalid: stats.invalid, failed: stats.failed }, { sent: 8, queued: 0, dropped: 0, invalid: 0, failed: 0 }, JSON.stringify(lines));
+
+    const audits = await consumeExactly(brokers!, topics.audit, 5);
+    const events = audits.map((m) => JSON.parse(m.value.toString()) as { event_id: string; trace_id: string });
+    const wanted = expected.records.map((record) => {
+      const sent = events.find((e) => e.trace_id === record.trace_id);
+      assert.ok(sent, `the record of ${record.trace_id} arrived`);
+      const normalized = normalizeAuditRecord({ ...record, event_id: sent.event_id }, { tenant: 'acme' });
+      assert.ok(normalized.ok);
+      return JSON.parse(JSON.stringify(normalized.value)) as typeof normalized.value;
+    });
+    assert.deepEqual(events, wanted, `encoderThread: ${encoderThread}`);
+    assert.deepEqual(audits.map((m) => m.key), wanted.map((e) => `acme/${e.agent}`));
+
+    const spans = await consumeExactly(brokers!, topics.spans, 3);
+    assert.deepEqual(spans.map((m) => m.value.toString('hex')), expected.spans.map((m) => Buffer.from(m.value).toString('hex')), `encoderThread: ${encoderThread}`);
+    assert.deepEqual(spans.map((m) => m.headers), expected.spans.map((m) => m.headers));
   }
 });
