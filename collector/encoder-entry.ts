@@ -1,5 +1,6 @@
 /**
- * The collector's encoder thread: validates and encodes the gateway's audit records (prepare.ts) and
+ * The collector's encoder thread: validates and encodes the gateway's audit records (prepare.ts), makes
+ * the records and spans of the tool calls the gateway posted as columns (tool-call-wire.ts), and
  * hands the encoded messages to the Kafka thread (worker-entry.ts, which started it). Splitting the
  * two keeps the Kafka thread's work per record what raw kafkajs needs: with validation and JSON on
  * the same thread, the sender ran at ~16 µs of CPU per record against kafkajs's ~10.
@@ -15,12 +16,20 @@ import type { AuditRecordInput } from '../model/audit-event.ts';
 import { createPrepare } from './prepare.ts';
 import type { DeliveryCounters } from './sender.ts';
 import type { SpoolRecord } from './spool.ts';
+import { createToolCallReader, type WireCalls } from './tool-call-wire.ts';
 import type { ToWorker } from './worker-entry.ts';
 import { threadLogging, type ThreadLogMessage } from './worker-thread.ts';
 
 export interface EncoderConfig {
   tenant: string;
   auditTopic: string;
+  /** Topic of the tool calls' spans; their messages at most `maxMessageBytes`. */
+  spansTopic: string;
+  maxMessageBytes: number;
+  /** Filled into the tool calls' records. */
+  gateway?: string;
+  /** The gateway thread's `performance.timeOrigin`: the tool calls' times are relative to it. */
+  timeOrigin: number;
   logLevel: string;
   /** Where the gateway posts. */
   port: MessagePort;
@@ -36,6 +45,8 @@ export interface EncodedBatch {
   /** Audit records that were not valid, or could not be encoded: settled here, counted by the Kafka thread. */
   invalid: number;
   failed: number;
+  /** Items the posted tool calls became beyond one each (their spans' messages), less the calls that became nothing. */
+  made: number;
 }
 
 export type FromEncoder = { type: 'ready' } | EncodedBatch | Extract<ToWorker, { type: 'flush' | 'close' }> | ThreadLogMessage;
@@ -46,8 +57,25 @@ const post = (message: FromEncoder) => parent.postMessage(message);
 const { logger, warnings } = threadLogging(post, config.logLevel);
 const prepare = createPrepare({ tenant: config.tenant, auditTopic: config.auditTopic, warnings });
 
-function encode(audits: AuditRecordInput[], spans: SpoolRecord[]): EncodedBatch {
+const readCalls = createToolCallReader({
+  tenant: config.tenant,
+  spansTopic: config.spansTopic,
+  maxMessageBytes: config.maxMessageBytes,
+  gateway: config.gateway,
+  timeOrigin: config.timeOrigin,
+  warnings,
+  onError: (error) => logger.debug({ err: error }, 'could not audit a tool call'),
+});
+
+function encode(audits: AuditRecordInput[], spans: SpoolRecord[], calls: WireCalls | undefined): EncodedBatch {
   const counters: DeliveryCounters = { sent: 0, spilled: 0, dropped: 0, failed: 0, invalid: 0 };
+  let made = 0;
+  if (calls) {
+    const read = readCalls(calls);
+    made = read.records.length + read.spans.length - calls.count;
+    audits = audits.length === 0 ? read.records : audits.concat(read.records);
+    spans = spans.length === 0 ? read.spans : spans.concat(read.spans);
+  }
   let records: SpoolRecord[] = [];
   try {
     records = prepare(audits, counters);
@@ -61,11 +89,11 @@ function encode(audits: AuditRecordInput[], spans: SpoolRecord[]): EncodedBatch 
     keys[i] = records[i]!.key;
     values[i] = records[i]!.value;
   }
-  return { type: 'encoded', keys, values, spans, invalid: counters.invalid, failed: counters.failed };
+  return { type: 'encoded', keys, values, spans, invalid: counters.invalid, failed: counters.failed, made };
 }
 
 config.port.on('message', (message: ToWorker) => {
-  if (message.type === 'items') post(encode(message.audits, message.spans));
+  if (message.type === 'items') post(encode(message.audits, message.spans, message.calls));
   else post(message);
 });
 

@@ -14,7 +14,8 @@
  * with a disk spool (spool.ts) for when Kafka is down or slow; with its own Kafka producer the sender
  * runs in worker threads, off the gateway's event loop: one validates and encodes (encoder-entry.ts),
  * one sends (worker-entry.ts), fed by worker-sender.ts. `instrumentServer` records are made by the
- * collector itself and are queued without the check and the copy.
+ * collector itself and are queued without the check and the copy; with the worker threads, an ordinary
+ * call's record and span are made in the encoder thread (tool-call-wire.ts).
  */
 import { trace, type ProxyTracerProvider, type TracerProvider } from '@opentelemetry/api';
 import type { BufferConfig, SpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -31,10 +32,12 @@ import { createSender, type Sender } from './sender.ts';
 import { openSpool, type Spool } from './spool.ts';
 import { writeTraceRequest } from '../model/otlp-span-writer.ts';
 import type { SpoolRecord } from './spool.ts';
-import { createToolCallBatch, fastRouteOf, type FastRoute } from './tool-call-spans.ts';
+import { ToolCallPool, type ToolCall } from './tool-call.ts';
+import { createToolCallBatch, fastRouteOf, type FastRoute, type ToolCallBatch } from './tool-call-spans.ts';
+import { wireable } from './tool-call-wire.ts';
 import { createSpanProcessor, createSpanSink, untraced } from './tracing.ts';
 import { createWarnings } from './warnings.ts';
-import { createWorkerSender } from './worker-sender.ts';
+import { createWorkerSender, type WorkerSender } from './worker-sender.ts';
 
 export { ToolDeniedError, TOOL_DENIED_CODE, type ToolDeniedOptions, type InstrumentOptions } from './instrument-server.ts';
 
@@ -173,7 +176,11 @@ export function createCollector(options: CollectorOptions): Collector {
     return (ownPublisher = createKafkaPublisher(kafka, { logger, ackTimeoutMs: 10_000 }));
   }
 
+  /** instrumentServer's calls, reused once posted to the worker's threads (~100 ms of calls at 10,000/s). */
+  const toolCallPool = new ToolCallPool(1024);
   let sender: Sender<QueueItem>;
+  /** The worker sender, which also takes recorded tool calls to finish in its threads. */
+  let workerSender: WorkerSender | undefined;
   if (options.publisher) {
     sender = inThreadSender(options.publisher);
   } else {
@@ -183,12 +190,15 @@ export function createCollector(options: CollectorOptions): Collector {
     sender =
       options.thread === 'gateway'
         ? inThread()
-        : createWorkerSender({
+        : (workerSender = createWorkerSender({
             config: {
               brokers,
               clientId,
               tenant,
               auditTopic,
+              spansTopic,
+              gateway,
+              timeOrigin: performance.timeOrigin,
               spoolDir: options.spoolDir,
               spoolMaxBytes,
               queueMaxRecords,
@@ -200,18 +210,33 @@ export function createCollector(options: CollectorOptions): Collector {
             logger,
             warnings,
             createFallback: inThread,
-          });
+            finishInThread: (call) => toolCalls.add(call),
+            recycle: (call) => toolCallPool.release(call),
+          }));
   }
 
   let closed = false;
 
   function enqueue(item: QueueItem): boolean {
-    if (closed) {
-      local.dropped++;
-      warnings.warn('closed', {}, 'records reported after shutdown are dropped');
-      return false;
-    }
-    if (sender.enqueue(item)) return true;
+    if (closed) return refuseClosed();
+    return sender.enqueue(item) || refuseFull();
+  }
+
+  /** A recorded tool call, to be finished in the worker's threads: true when taken (queued or counted as dropped). */
+  function offload(call: ToolCall): boolean {
+    if (workerSender === undefined || !wireable(call)) return false;
+    if (closed) refuseClosed();
+    else if (!workerSender.enqueueToolCall(call)) refuseFull();
+    return true;
+  }
+
+  function refuseClosed(): false {
+    local.dropped++;
+    warnings.warn('closed', {}, 'records reported after shutdown are dropped');
+    return false;
+  }
+
+  function refuseFull(): false {
     local.dropped++;
     warnings.warn('queue-full', { queueMaxRecords }, 'the collector queue is full (the disk spool cannot keep up); records are dropped');
     return false;
@@ -250,7 +275,7 @@ export function createCollector(options: CollectorOptions): Collector {
   const spanSink = { topic: spansTopic, tenant, maxMessageBytes, enqueue: (record: SpoolRecord) => enqueue(new EncodedMessage(record)), warnings };
   const batchProcessor = createSpanProcessor(spanSink, options.spanProcessorConfig);
   const exportSpans = createSpanSink(spanSink, writeTraceRequest);
-  /** instrumentServer's calls whose spans are recorded without the SDK (tool-call-spans.ts). */
+  /** instrumentServer's calls whose spans are recorded without the SDK (tool-call-spans.ts), finished in this thread. */
   const toolCalls = createToolCallBatch({
     audit: auditOwned,
     exportSpans: (spans) => void exportSpans(spans),
@@ -275,8 +300,15 @@ export function createCollector(options: CollectorOptions): Collector {
   // The fast route of the provider the calls' spans go to, looked up again only when that provider changes.
   let routedProvider: TracerProvider | undefined;
   let route: FastRoute | undefined;
+  /** Where a recorded call goes: to the worker's threads when it can, else to the batch. */
+  const recorded: ToolCallBatch = {
+    add(call) {
+      if (!offload(call)) toolCalls.add(call);
+    },
+    flush: () => toolCalls.flush(),
+  };
   const fast = {
-    batch: toolCalls,
+    batch: recorded,
     route(): FastRoute | undefined {
       if (options.toolCallSpans === 'sdk') return undefined;
       let provider = tracerProvider();
@@ -307,7 +339,7 @@ export function createCollector(options: CollectorOptions): Collector {
     auditFunc,
     instrumentServer(server, instrumentOptions) {
       try {
-        instrumentServer(server, { audit: auditOwned, tracer: tracer(), fast, logger }, instrumentOptions);
+        instrumentServer(server, { audit: auditOwned, tracer: tracer(), fast, calls: toolCallPool, logger }, instrumentOptions);
       } catch (error) {
         logger.error({ err: error }, 'instrumentServer failed; tool calls are not audited');
       }

@@ -29,7 +29,7 @@ import type { Logger } from '../core/logger.ts';
 import { LIMITS, type AuditRecordInput } from '../model/audit-event.ts';
 import { newOtelSpanId, newOtelTraceId } from '../model/ids.ts';
 import { TOOL_CALL_SPAN } from '../model/span.ts';
-import { auditRecordOf, clip, finishSpan, jsonBytes, startAttributes, ToolCall } from './tool-call.ts';
+import { auditRecordOf, clip, finishSpan, jsonBytes, startAttributes, ToolCall, type ToolCallPool } from './tool-call.ts';
 import type { FastRoute, ToolCallBatch } from './tool-call-spans.ts';
 import { parentContextFrom } from './tracing.ts';
 
@@ -48,6 +48,8 @@ export interface InstrumentDeps {
   tracer: Tracer;
   /** The fast path (tool-call-spans.ts): the tracer's route now, when its spans can be recorded without the SDK. */
   fast?: { route(): FastRoute | undefined; batch: ToolCallBatch };
+  /** Where calls are taken from (and given back to, once finished elsewhere); else each call is a new one. */
+  calls?: ToolCallPool;
   logger: Logger;
 }
 
@@ -173,7 +175,10 @@ function begin(request: ToolCallRequest, extra: RequestExtra, low: LowLevelServe
     const tool = clip(typeof params?.name === 'string' && params.name !== '' ? params.name : '(unnamed)', LIMITS.toolLength);
     const accountId = options.accountId ? options.accountId(extra) : extra?.authInfo?.clientId;
     const transport = options.transport ?? transportName(low.transport);
-    const call = new ToolCall(start, tool, transport, accountId, low.getClientVersion?.(), extra?.sessionId, extra?.requestId);
+    const client = low.getClientVersion?.();
+    const call = deps.calls
+      ? deps.calls.take(start, tool, transport, accountId, client, extra?.sessionId, extra?.requestId)
+      : new ToolCall(start, tool, transport, accountId, client, extra?.sessionId, extra?.requestId);
     call.requestBytes = jsonBytes(params?.arguments);
     const active = context.active();
     const route = isTracingSuppressed(active) ? undefined : deps.fast?.route();

@@ -7,6 +7,8 @@
  * `mcp.tool.call` span (the same attributes, status, events, links and flags the SDK would make, as a
  * `ReadableSpan` for the same OTLP serializer) and its audit record. That was most of the gateway
  * thread's garbage per call (the SDK's startSpan, its ids, attribute copies and context copies).
+ * With the collector's worker threads, the same batch runs in the encoder thread for the ordinary
+ * calls, which are posted there as columns (tool-call-wire.ts).
  *
  * Anything else keeps the SDK span: another span processor (an OTLP exporter, an in-memory one), a
  * custom sampler or id generator, span limits below what a tool call uses, span metrics, or no SDK
@@ -75,6 +77,8 @@ export interface ToolCallBatchOptions {
   /** Encodes and queues a batch of spans (the collector's span exporter, without the SDK's processor). */
   exportSpans(spans: ReadableSpan[]): void;
   onError(error: unknown): void;
+  /** The `performance.timeOrigin` of the thread that timed the calls (default: this one's). */
+  timeOrigin?: number;
 }
 
 export interface ToolCallBatch {
@@ -85,6 +89,7 @@ export interface ToolCallBatch {
 }
 
 export function createToolCallBatch(options: ToolCallBatchOptions): ToolCallBatch {
+  const timeOrigin = options.timeOrigin ?? TIME_ORIGIN;
   let calls: ToolCall[] = [];
   let scheduled = false;
   /**
@@ -117,8 +122,8 @@ export function createToolCallBatch(options: ToolCallBatchOptions): ToolCallBatc
         const call = taken[i]!;
         try {
           if (spans.length === BATCH_CALLS || (spans.length > 0 && call.route !== spans[0]!.route)) exportPending();
-          const span = (pool[spans.length] ??= new RecordedSpan());
-          if (finish(call, span, options.audit)) spans.push(span);
+          const span = (pool[spans.length] ??= new RecordedSpan(timeOrigin));
+          if (finish(call, span, options.audit, timeOrigin)) spans.push(span);
         } catch (error) {
           options.onError(error);
         }
@@ -144,7 +149,7 @@ export function createToolCallBatch(options: ToolCallBatchOptions): ToolCallBatc
 }
 
 /** The call's ids, span (into `span`; true when sampled) and audit record. */
-function finish(call: ToolCall, span: RecordedSpan, audit: (record: AuditRecordInput) => void): boolean {
+function finish(call: ToolCall, span: RecordedSpan, audit: (record: AuditRecordInput) => void, timeOrigin: number): boolean {
   if (call.otelSpanId === '') {
     call.otelTraceId = call.parent ? call.parent.traceId : newOtelTraceId();
     call.otelSpanId = newOtelSpanId();
@@ -157,7 +162,7 @@ function finish(call: ToolCall, span: RecordedSpan, audit: (record: AuditRecordI
     if (call.traceId === '') call.traceId = newTraceId();
     outcome = finishSpan(call, NOT_RECORDED);
   }
-  audit(auditRecordOf(call, outcome, call.otelTraceId, call.otelSpanId));
+  audit(auditRecordOf(call, outcome, call.otelTraceId, call.otelSpanId, timeOrigin));
   return call.sampled;
 }
 
@@ -212,6 +217,9 @@ class RecordedSpan implements ReadableSpan, SpanEnd, SpanContext {
   private startMs = 0;
   private endMs = 0;
 
+  /** `timeOrigin`: the `performance.timeOrigin` of the thread that timed the calls. */
+  constructor(private readonly timeOrigin: number) {}
+
   /** Becomes the span of `call`. */
   reset(call: ToolCall, route: FastRoute): void {
     fillStartAttributes(call, this.attributes);
@@ -219,8 +227,8 @@ class RecordedSpan implements ReadableSpan, SpanEnd, SpanContext {
     this.spanId = call.otelSpanId;
     this.traceState = call.parent?.traceState;
     this.parentSpanContext = call.parent;
-    this.startMs = TIME_ORIGIN + call.start;
-    this.endMs = TIME_ORIGIN + call.end;
+    this.startMs = this.timeOrigin + call.start;
+    this.endMs = this.timeOrigin + call.end;
     setHrTime(this.startTime, this.startMs);
     setHrTime(this.endTime, this.endMs);
     this.status = STATUS_UNSET;

@@ -39,10 +39,14 @@ export class ToolDeniedError extends McpError {
   }
 }
 
-/** The call, as known at its start and at its end: fixed fields, nothing computed that can wait. */
+/**
+ * The call, as known at its start and at its end: fixed fields, nothing computed that can wait. A
+ * call finished elsewhere (posted as columns, tool-call-wire.ts) is reused for a later call
+ * (`ToolCallPool`): `init` sets every field.
+ */
 export class ToolCall {
   /** performance.now() at the start and at the end. */
-  start: number;
+  start = 0;
   end = 0;
   /** The per-call id (`mcp.trace_id`, the record's `trace_id`): made at the start for an SDK span, else in the batch. */
   traceId = '';
@@ -65,17 +69,97 @@ export class ToolCall {
   route: FastRoute | undefined = undefined;
   /** Where the handler runs: the span's context, with the client's baggage (undefined: the active one). */
   context: Context | undefined = undefined;
+  tool = '';
+  transport = '';
+  accountId: string | undefined = undefined;
+  client: { name?: string; version?: string } | undefined = undefined;
+  sessionId: unknown = undefined;
+  requestId: unknown = undefined;
 
   constructor(
     start: number,
-    readonly tool: string,
-    readonly transport: string,
-    readonly accountId: string | undefined,
-    readonly client: { name?: string; version?: string } | undefined,
-    readonly sessionId: unknown,
-    readonly requestId: unknown,
+    tool: string,
+    transport: string,
+    accountId: string | undefined,
+    client: { name?: string; version?: string } | undefined,
+    sessionId: unknown,
+    requestId: unknown,
   ) {
+    this.init(start, tool, transport, accountId, client, sessionId, requestId);
+  }
+
+  /** Becomes a new call: the fields given, every other one as a new call's. */
+  init(
+    start: number,
+    tool: string,
+    transport: string,
+    accountId: string | undefined,
+    client: { name?: string; version?: string } | undefined,
+    sessionId: unknown,
+    requestId: unknown,
+  ): this {
     this.start = start;
+    this.end = 0;
+    this.traceId = '';
+    this.requestBytes = 0;
+    this.responseBytes = 0;
+    this.failed = false;
+    this.isErrorResult = false;
+    this.cause = undefined;
+    this.span = undefined;
+    this.parent = undefined;
+    this.link = undefined;
+    this.otelTraceId = '';
+    this.otelSpanId = '';
+    this.sampled = true;
+    this.route = undefined;
+    this.context = undefined;
+    this.tool = tool;
+    this.transport = transport;
+    this.accountId = accountId;
+    this.client = client;
+    this.sessionId = sessionId;
+    this.requestId = requestId;
+    return this;
+  }
+}
+
+/**
+ * Calls to reuse: the ones whose fields were copied out (posted as columns) come back, emptied, and
+ * the next calls take them, so that a call in the steady state allocates no ToolCall. At most `max`
+ * are kept; a fixed array with a top index (pop and push would shrink and regrow its store).
+ */
+export class ToolCallPool {
+  private readonly free: (ToolCall | undefined)[];
+  private top = 0;
+
+  constructor(readonly max: number) {
+    this.free = new Array<ToolCall | undefined>(max).fill(undefined);
+  }
+
+  get size(): number {
+    return this.top;
+  }
+
+  take(
+    start: number,
+    tool: string,
+    transport: string,
+    accountId: string | undefined,
+    client: { name?: string; version?: string } | undefined,
+    sessionId: unknown,
+    requestId: unknown,
+  ): ToolCall {
+    if (this.top === 0) return new ToolCall(start, tool, transport, accountId, client, sessionId, requestId);
+    const call = this.free[--this.top]!;
+    this.free[this.top] = undefined;
+    return call.init(start, tool, transport, accountId, client, sessionId, requestId);
+  }
+
+  /** Takes back a call nothing refers to any more (emptied here: it holds on to nothing of its call). */
+  release(call: ToolCall): void {
+    if (this.top === this.max) return;
+    this.free[this.top++] = call.init(0, '', '', undefined, undefined, undefined, undefined);
   }
 }
 
@@ -213,13 +297,16 @@ export function finishSpan(call: ToolCall, span: SpanEnd): Outcome {
   return { denial, errorText };
 }
 
-/** The call's audit record; `otelTraceId`/`otelSpanId` empty when the call has no valid span context. */
-export function auditRecordOf(call: ToolCall, outcome: Outcome, otelTraceId: string, otelSpanId: string): AuditRecordInput {
+/**
+ * The call's audit record; `otelTraceId`/`otelSpanId` empty when the call has no valid span context.
+ * `timeOrigin`: the `performance.timeOrigin` of the thread that timed the call.
+ */
+export function auditRecordOf(call: ToolCall, outcome: Outcome, otelTraceId: string, otelSpanId: string, timeOrigin = TIME_ORIGIN): AuditRecordInput {
   const { client } = call;
   const { denial } = outcome;
   const record: AuditRecordInput = {
     trace_id: call.traceId,
-    timestamp: rfc3339Micros(TIME_ORIGIN + call.start),
+    timestamp: rfc3339Micros(timeOrigin + call.start),
     tool: call.tool,
     allowed: !denial,
     duration: Math.round((call.end - call.start) * 1e6),

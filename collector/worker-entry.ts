@@ -11,7 +11,7 @@
  * on in its own thread as for any failure of the worker.
  *
  * Protocol (plain objects; logs go back as pino lines):
- *   in:  workerData: WorkerConfig; { type: 'items', audits, spans }; { type: 'flush', id };
+ *   in:  workerData: WorkerConfig; { type: 'items', audits, spans, calls? } (calls: tool-call-wire.ts); { type: 'flush', id };
  *        { type: 'close', id, timeoutMs } (from the encoder when there is one, else from the gateway)
  *   out: { type: 'ready', port? }; { type: 'progress', stats, done }; { type: 'flushed', id };
  *        { type: 'closed', id }; { type: 'log', line }; { type: 'warn', kind, fields, message }
@@ -24,6 +24,7 @@ import type { EncodedBatch, EncoderConfig, FromEncoder } from './encoder-entry.t
 import { createPrepare, EncodedMessage, type QueueItem } from './prepare.ts';
 import { createSender, type SenderStats } from './sender.ts';
 import { openSpool, type SpoolRecord } from './spool.ts';
+import { createToolCallReader, type WireCalls } from './tool-call-wire.ts';
 import { startWorker, threadLogging, type ThreadLogMessage } from './worker-thread.ts';
 
 export interface WorkerConfig {
@@ -31,6 +32,12 @@ export interface WorkerConfig {
   clientId: string;
   tenant: string;
   auditTopic: string;
+  /** Topic of the spans of the tool calls posted as `calls`. */
+  spansTopic: string;
+  /** Filled into the records of those calls. */
+  gateway?: string;
+  /** The gateway thread's `performance.timeOrigin`: those calls' times are relative to it. */
+  timeOrigin: number;
   spoolDir: string;
   spoolMaxBytes: number;
   queueMaxRecords: number;
@@ -44,7 +51,7 @@ export interface WorkerConfig {
 }
 
 export type ToWorker =
-  | { type: 'items'; audits: AuditRecordInput[]; spans: SpoolRecord[] }
+  | { type: 'items'; audits: AuditRecordInput[]; spans: SpoolRecord[]; calls?: WireCalls }
   | { type: 'flush'; id: number }
   | { type: 'close'; id: number; timeoutMs: number };
 
@@ -73,8 +80,12 @@ const publisher = createKafkaPublisher(kafka, { logger, ackTimeoutMs: 10_000 });
 
 /** Items refused by a full queue here (the gateway side counts them as posted). */
 let refused = 0;
-/** Items the encoder settled: invalid, or not encodable. */
-const encoderCounts = { invalid: 0, failed: 0 };
+/**
+ * Items the encoder settled (invalid, or not encodable), and `made`: the items the posted tool calls
+ * became beyond one each (their spans' messages), less the calls that became nothing, in the encoder
+ * or (without one) here.
+ */
+const encoderCounts = { invalid: 0, failed: 0, made: 0 };
 let reportPending = false;
 let closing = false;
 
@@ -109,7 +120,7 @@ function reportSoon(): void {
 function report(): void {
   reportPending = false;
   const s = stats();
-  post({ type: 'progress', stats: s, done: s.settled + refused + encoderCounts.invalid + encoderCounts.failed });
+  post({ type: 'progress', stats: s, done: s.settled + refused + encoderCounts.invalid + encoderCounts.failed - encoderCounts.made });
 }
 
 function enqueue(item: QueueItem): void {
@@ -117,6 +128,17 @@ function enqueue(item: QueueItem): void {
   refused++;
   warnings.warn('queue-full', { queueMaxRecords: config.queueMaxRecords }, 'the collector queue is full (the disk spool cannot keep up); records are dropped');
 }
+
+/** Tool calls posted as columns, when there is no encoder thread. */
+const readCalls = createToolCallReader({
+  tenant: config.tenant,
+  spansTopic: config.spansTopic,
+  maxMessageBytes: config.maxMessageBytes,
+  gateway: config.gateway,
+  timeOrigin: config.timeOrigin,
+  warnings,
+  onError: (error) => logger.debug({ err: error }, 'could not audit a tool call'),
+});
 
 /** Structured clone turns a Buffer into a Uint8Array: the same bytes, as a Buffer again. */
 const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -133,16 +155,24 @@ function enqueueEncoded(batch: EncodedBatch): void {
   enqueueSpans(batch.spans);
   encoderCounts.invalid += batch.invalid;
   encoderCounts.failed += batch.failed;
+  encoderCounts.made += batch.made;
   reportSoon();
 }
 
 function handle(message: ToWorker): void {
   switch (message.type) {
-    case 'items':
+    case 'items': {
       for (const audit of message.audits) enqueue(audit);
       enqueueSpans(message.spans);
+      if (message.calls) {
+        const { records, spans } = readCalls(message.calls);
+        for (const record of records) enqueue(record);
+        enqueueSpans(spans);
+        encoderCounts.made += records.length + spans.length - message.calls.count;
+      }
       reportSoon();
       return;
+    }
     case 'flush':
       void sender.flush().then(() => {
         report();
@@ -166,7 +196,16 @@ port.on('message', handle);
 /** Starts the encoder; resolves with the gateway's end of its port, or undefined when it cannot run. */
 function startEncoder(): Promise<MessagePort | undefined> {
   const channel = new MessageChannel();
-  const encoderConfig: EncoderConfig = { tenant: config.tenant, auditTopic: config.auditTopic, logLevel: config.logLevel, port: channel.port1 };
+  const encoderConfig: EncoderConfig = {
+    tenant: config.tenant,
+    auditTopic: config.auditTopic,
+    spansTopic: config.spansTopic,
+    gateway: config.gateway,
+    timeOrigin: config.timeOrigin,
+    maxMessageBytes: config.maxMessageBytes,
+    logLevel: config.logLevel,
+    port: channel.port1,
+  };
   let encoder: Worker;
   try {
     encoder = startWorker(new URL('./encoder-entry.ts', import.meta.url), {

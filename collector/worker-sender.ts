@@ -5,9 +5,13 @@
  * with its 'ready', else to the Kafka thread itself. At most `queueMaxRecords` records are in the worker at a time;
  * beyond that they wait here, and beyond this queue's capacity they are dropped and counted.
  *
+ * Recorded tool calls (`enqueueToolCall`) wait in the same queue and are posted as columns
+ * (tool-call-wire.ts): the encoder thread makes their records and spans.
+ *
  * If the worker cannot start (or dies), the collector carries on with an in-thread sender on the same
- * spool directory (`createFallback`), after the worker has exited; records that were inside the dead
- * worker are counted as dropped (spooled ones are on disk and are sent by the fallback).
+ * spool directory (`createFallback`), after the worker has exited, and tool calls are finished in the
+ * gateway's thread (`finishInThread`); records that were inside the dead worker are counted as dropped
+ * (spooled ones are on disk and are sent by the fallback).
  */
 import type { MessagePort, Worker } from 'node:worker_threads';
 import type { Logger } from '../core/logger.ts';
@@ -15,6 +19,8 @@ import { BoundedQueue } from './bounded-queue.ts';
 import { EncodedMessage, type QueueItem } from './prepare.ts';
 import type { Sender, SenderStats } from './sender.ts';
 import type { SpoolRecord } from './spool.ts';
+import { ToolCall } from './tool-call.ts';
+import { ToolCallWriter } from './tool-call-wire.ts';
 import type { Warnings } from './warnings.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-entry.ts';
 import { startWorker } from './worker-thread.ts';
@@ -27,6 +33,15 @@ export interface WorkerSenderOptions {
   warnings: Warnings;
   /** An in-thread sender, used when the worker cannot run. */
   createFallback(): Sender<QueueItem>;
+  /** Finishes a tool call in the gateway's thread (its record and span to the fallback), when the worker cannot run. */
+  finishInThread(call: ToolCall): void;
+  /** Takes back a tool call once posted: nothing refers to it any more. */
+  recycle?(call: ToolCall): void;
+}
+
+export interface WorkerSender extends Sender<QueueItem> {
+  /** Queues a call `wireable` says can be finished in the worker; false when the queue is full. */
+  enqueueToolCall(call: ToolCall): boolean;
 }
 
 /** Items per postMessage: cloning is synchronous on the gateway's loop, so it is done in small slices. */
@@ -48,12 +63,13 @@ const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' 
   60: 'fatal',
 };
 
-export function createWorkerSender(options: WorkerSenderOptions): Sender<QueueItem> {
+export function createWorkerSender(options: WorkerSenderOptions): WorkerSender {
   const { config, logger } = options;
   const { batchMaxRecords, batchMaxWaitMs, queueMaxRecords } = config;
   const postChunk = Math.min(batchMaxRecords, POST_CHUNK);
   const postDelayMs = Math.min(batchMaxWaitMs, POST_DELAY_MS);
-  const local = new BoundedQueue<QueueItem>(queueMaxRecords);
+  const local = new BoundedQueue<QueueItem | ToolCall>(queueMaxRecords);
+  const calls = new ToolCallWriter(postChunk);
   let remote: SenderStats = EMPTY;
   let posted = 0;
   let done = 0;
@@ -112,7 +128,10 @@ export function createWorkerSender(options: WorkerSenderOptions): Sender<QueueIt
     if (!closing) {
       logger.error({ exitCode: code, lostRecords: posted - done }, 'the collector worker stopped; continuing in the gateway thread');
       fallback = options.createFallback();
-      for (const item of local.take(local.length)) fallback.enqueue(item);
+      for (const item of local.take(local.length)) {
+        if (item instanceof ToolCall) options.finishInThread(item);
+        else fallback.enqueue(item);
+      }
     }
     for (const resolve of readyWaiters.splice(0)) resolve();
     for (const resolve of replies.values()) resolve();
@@ -131,6 +150,18 @@ export function createWorkerSender(options: WorkerSenderOptions): Sender<QueueIt
 
   function enqueue(item: QueueItem): boolean {
     if (fallback) return fallback.enqueue(item);
+    return push(item);
+  }
+
+  function enqueueToolCall(call: ToolCall): boolean {
+    if (fallback) {
+      options.finishInThread(call);
+      return true;
+    }
+    return push(call);
+  }
+
+  function push(item: QueueItem | ToolCall): boolean {
     if (!local.push(item)) return false;
     if (local.length >= postChunk) pumpSoon();
     else if (batchTimer === undefined) armTimer();
@@ -181,11 +212,19 @@ export function createWorkerSender(options: WorkerSenderOptions): Sender<QueueIt
     const audits: AuditRecordInput[] = [];
     const spans: SpoolRecord[] = [];
     for (const item of items) {
-      if (item instanceof EncodedMessage) spans.push(item.record);
+      if (item instanceof ToolCall) {
+        if (calls.add(item)) options.recycle?.(item);
+        else options.finishInThread(item); // its route cannot be posted: finished here
+      } else if (item instanceof EncodedMessage) spans.push(item.record);
       else audits.push(item);
     }
-    target.postMessage({ type: 'items', audits, spans } satisfies ToWorker);
-    posted += items.length;
+    const count = audits.length + spans.length + calls.length;
+    try {
+      target.postMessage({ type: 'items', audits, spans, calls: calls.length > 0 ? calls.take() : undefined } satisfies ToWorker);
+    } finally {
+      calls.clear();
+    }
+    posted += count;
   }
 
   /** Sends a request and waits for its reply, keeping the process alive meanwhile. */
@@ -236,6 +275,7 @@ export function createWorkerSender(options: WorkerSenderOptions): Sender<QueueIt
 
   return {
     enqueue,
+    enqueueToolCall,
     stats() {
       const inWorker = exited ? 0 : posted - done;
       const base = fallback ? sum(remote, fallback.stats()) : remote;
