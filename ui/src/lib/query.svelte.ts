@@ -3,9 +3,11 @@
  * key), aborting the older request, and on each refresh tick unless a request is still running (so a query
  * slower than the refresh period still finishes). An error replaces the data (nothing stale is shown under
  * it) and clears with the next answer. A refresh never empties what is shown while it loads.
+ * Each load that is not a refresh counts towards the page's data-shown mark (./data-shown.ts).
  */
 import { untrack } from 'svelte';
 import { KeyRequiredError } from './api.ts';
+import { loading } from './data-shown.ts';
 import { session } from './session.svelte.ts';
 
 export interface Query<T> {
@@ -24,6 +26,8 @@ export function useQuery<T>(load: (apiKey: string | null, signal: AbortSignal) =
     if (session.keyProblem) return;
     let controller: AbortController | undefined;
     let busy = false;
+    /** Ends the first load's count towards data-shown; a no-op for refreshes. */
+    let shown: ReturnType<typeof loading> = () => {};
     const run = () => {
       const current = new AbortController();
       controller = current;
@@ -35,9 +39,11 @@ export function useQuery<T>(load: (apiKey: string | null, signal: AbortSignal) =
           state.data = data;
           state.error = null;
           session.updatedAt = new Date();
+          shown('data');
         },
         (error: unknown) => {
           if (current.signal.aborted) return;
+          shown('error');
           if (error instanceof KeyRequiredError) return session.refuse(error, apiKey);
           state.data = null;
           state.error = error instanceof Error ? error.message : String(error);
@@ -48,12 +54,14 @@ export function useQuery<T>(load: (apiKey: string | null, signal: AbortSignal) =
         state.loading = false;
       });
     };
+    shown = loading();
     run(); // reads the inputs: this effect runs again when one changes
     refresh = () => {
       if (!busy) untrack(run);
     };
     return () => {
       controller?.abort();
+      shown('dropped');
       refresh = null;
     };
   });
