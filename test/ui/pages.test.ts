@@ -290,6 +290,28 @@ test('a query slower than the 5 s refresh still finishes (the refresh waits for 
   await slow.context().close();
 });
 
+test('while one panel still loads, the refresh leaves the answered ones alone', { skip: skipFor('Overview', 'Activity', 'Alerts') }, async () => {
+  const { page: slow, errors: slowErrors } = await openPage(h.browser);
+  const sent: string[] = [];
+  await slow.route('**/graphql', async (route) => {
+    const name = route.request().postDataJSON()?.operationName as string;
+    sent.push(name);
+    if (name === 'Activity') await new Promise((resolve) => setTimeout(resolve, 7000));
+    await route.continue();
+  });
+  await slow.goto(`${baseUrl}/?range=1h`);
+  await slow.waitForFunction(() => document.documentElement.dataset.shown === 'data', null, { timeout: 15_000 });
+  // Over 5 s passed with the tiles and alerts shown and the chart loading: no tick refreshed them.
+  assert.deepEqual(sent.filter((n) => n === 'Overview' || n === 'Alerts').sort(), ['Alerts', 'Overview']);
+  // Once everything is shown, the next tick refreshes again.
+  const overviews = () => sent.filter((n) => n === 'Overview').length;
+  const deadline = Date.now() + 8000;
+  while (overviews() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(overviews(), 2, `a refresh after the page settled: ${sent.join(', ')}`);
+  assert.deepEqual(slowErrors, []);
+  await slow.context().close();
+});
+
 test('the range picker: a preset and a custom range narrow the totals, kept in the address bar', { skip: skipFor('Overview', 'Activity', 'Alerts') }, async () => {
   await page.getByRole('radio', { name: 'Last 15 min' }).click();
   const last15 = within(NOW - 15 * 60_000);

@@ -8,7 +8,7 @@
  *
  * A query that loads anew (a new page, range or filter) takes the attribute away until everything has
  * answered again; a refresh of what is shown does not count. The cost to users: a counter, and one
- * attribute and one mark per view.
+ * attribute and one mark per view. The same count holds refreshes back while the view is loading.
  */
 import { tick } from 'svelte';
 
@@ -39,6 +39,11 @@ export function loading(): (outcome: Outcome) => void {
     if (outcome !== 'dropped') answered = true;
     if (--pending === 0) void settle(++generation);
   };
+}
+
+/** Whether some query of the page is still on its first load (then refreshes wait: ./query.svelte.ts). */
+export function viewLoading(): boolean {
+  return pending > 0;
 }
 
 async function settle(at: number): Promise<void> {

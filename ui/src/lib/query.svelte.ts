@@ -1,13 +1,15 @@
 /**
  * A page's data: `load` runs again whenever the reactive state it reads changes (route, range, filters,
  * key), aborting the older request, and on each refresh tick unless a request is still running (so a query
- * slower than the refresh period still finishes). An error replaces the data (nothing stale is shown under
- * it) and clears with the next answer. A refresh never empties what is shown while it loads.
+ * slower than the refresh period still finishes) or a query of the page is still on its first load (the
+ * engine runs reads one at a time: a refresh of what is shown would delay what is not shown yet). An error
+ * replaces the data (nothing stale is shown under it) and clears with the next answer. A refresh never
+ * empties what is shown while it loads.
  * Each load that is not a refresh counts towards the page's data-shown mark (./data-shown.ts).
  */
 import { untrack } from 'svelte';
 import { KeyRequiredError } from './api.ts';
-import { loading } from './data-shown.ts';
+import { loading, viewLoading } from './data-shown.ts';
 import { session } from './session.svelte.ts';
 
 export interface Query<T> {
@@ -57,7 +59,7 @@ export function useQuery<T>(load: (apiKey: string | null, signal: AbortSignal) =
     shown = loading();
     run(); // reads the inputs: this effect runs again when one changes
     refresh = () => {
-      if (!busy) untrack(run);
+      if (!busy && !viewLoading()) untrack(run);
     };
     return () => {
       controller?.abort();
