@@ -78,12 +78,16 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = n
     renderGraphiQL,
     // The dashboard is served from this origin; other origins get no CORS grant.
     cors: false,
-    // Yoga logs every error it masks through this logger: log the cause, with its stack.
+    // Yoga logs every error it masks through this logger: log the cause, with its stack; a request whose
+    // client went away (its reads were dropped) is routine, a debug line without a stack.
     logging: {
       debug: (...args: unknown[]) => logger.debug({ args }, 'graphql-yoga'),
       info: (...args: unknown[]) => logger.info({ args }, 'graphql-yoga'),
       warn: (...args: unknown[]) => logger.warn({ args }, 'graphql-yoga'),
-      error: (...args: unknown[]) => logger.error(describeError(args[0]), 'graphql request failed'),
+      error: (...args: unknown[]) => {
+        if (isClientGone(args[0])) logger.debug({ path: args[0] instanceof GraphQLError ? args[0].path : undefined }, 'graphql request abandoned: the client went away');
+        else logger.error(describeError(args[0]), 'graphql request failed');
+      },
     },
     // Errors we create (GraphQLError with extensions.code, e.g. BAD_USER_INPUT) reach the client as
     // they are; anything else becomes "Unexpected error." Never revealed, whatever NODE_ENV says.
@@ -116,6 +120,16 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = n
       });
     },
   };
+}
+
+/**
+ * An error that only says the request's signal aborted: the client closed the connection (whatwg-node
+ * aborts the request's signal then, and the read scheduler rejects that request's waiting reads with the
+ * signal's reason). Decided by the DOMException's name, its type.
+ */
+function isClientGone(error: unknown): boolean {
+  const cause = error instanceof GraphQLError ? error.originalError : error;
+  return cause instanceof DOMException && cause.name === 'AbortError';
 }
 
 function describeError(error: unknown): Record<string, unknown> {

@@ -25,7 +25,8 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-export async function startApi(deps: Omit<ApiDependencies, 'logger'>): Promise<ApiServer> {
+/** The API with the `key-<tenant>` keys; silent unless a test passes a logger to read what it logs. */
+export async function startApi(deps: Omit<ApiDependencies, 'logger'> & { logger?: ApiDependencies['logger'] }): Promise<ApiServer> {
   const api = createApi({ logger: pino({ level: 'silent' }), keys: KEYS, ...deps });
   const server: Server = createServer(api.handle);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

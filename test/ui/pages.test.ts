@@ -211,6 +211,68 @@ test('overview: totals, agents as sentences, service shares, the chart, equal to
   await checkPage('overview');
 });
 
+/**
+ * Each page, and what must be on screen when its data-shown mark is set: no "Loading…" placeholder left,
+ * and the page's own data (checked at that moment, by an observer of the attribute, not later).
+ */
+const SHOWN_PAGES: Array<[name: string, path: string, documents: DocumentName[], selectors: string[]]> = [
+  ['overview', '/?range=1h', ['Overview', 'Activity', 'Alerts'], ['[data-tile="calls"]', '[data-panel="activity"] canvas', '[data-panel="open-alerts"] [data-alert]', '[data-list="agents"] li', '[data-list="services"] li']],
+  ['agent', '/agents/planner?range=1h', ['Overview', 'Activity', 'Alerts', 'Denials', 'AuditLog'], ['[data-tile="calls"]', '[data-table="tools"] tbody tr', '[data-list="sessions"] li', '[data-panel="recent-calls"] tbody tr', '[data-list="by-reason"] li']],
+  ['tool', '/tools/repo.Files.Read?range=1h', ['Overview', 'Latency', 'Prices', 'AuditLog'], ['[data-table="tools"] tbody tr', '[data-panel="tool-charts"] canvas', '[data-tool-price]', '[data-list="agents"] li', '[data-panel="recent-calls"] tbody tr']],
+  ['costs', '/costs?range=24h', ['CostReport', 'Budgets', 'Prices'], ['[data-table="costs"] tbody tr', '[data-table="prices"]', '[data-panel="budgets"]']],
+  ['alerts', `/alerts?status=ALL&alert=${ALERT_ID}`, ['Alerts', 'Alert'], ['[data-panel="alerts"] [data-alert]', '[data-alert-sentence]']],
+  ['audit log', '/audit?range=1h', ['AuditLog'], ['[data-table="audit-log"] tbody tr']],
+  ['trace', '/traces/ui-trace-0', ['Trace'], ['[data-waterfall] li']],
+  ['denials', '/denials?range=1h', ['Denials', 'AuditLog'], ['[data-list="by-reason"] li', '[data-panel="recent-calls"] tbody tr']],
+];
+
+test('every page sets its data-shown mark once its data is on screen, and "error" when a query failed', { skip: anyPage }, async () => {
+  const { page: fresh, errors: freshErrors } = await openPage(h.browser);
+  // At the moment the attribute appears: which selectors match, and whether a placeholder is left.
+  await fresh.addInitScript(() => {
+    const w = window as unknown as { shownAt?: { state: string; missing: string[]; placeholders: number }; expected?: string[] };
+    new MutationObserver(() => {
+      const state = document.documentElement.dataset.shown;
+      if (!state || w.shownAt) return;
+      const expected: string[] = JSON.parse(sessionStorage.getItem('test.expected') ?? '[]');
+      w.shownAt = { state, missing: expected.filter((sel) => !document.querySelector(sel)), placeholders: document.querySelectorAll('.placeholder').length };
+    }).observe(document, { attributes: true, subtree: true, attributeFilter: ['data-shown'] }); // <html> is not there yet
+  });
+  for (const [name, path, documents, selectors] of SHOWN_PAGES) {
+    if (skipFor(...documents)) continue;
+    await fresh.goto(`${baseUrl}/`);
+    await fresh.evaluate((expected) => sessionStorage.setItem('test.expected', JSON.stringify(expected)), selectors);
+    await fresh.goto(`${baseUrl}${path}`);
+    await fresh.waitForFunction(() => document.documentElement.dataset.shown !== undefined, null, { timeout: 15_000 });
+    const seen = await fresh.evaluate(() => ({
+      at: (window as unknown as { shownAt?: { state: string; missing: string[]; placeholders: number } }).shownAt,
+      marks: performance.getEntriesByName('data-shown', 'mark').map((m) => m.startTime),
+    }));
+    assert.deepEqual(seen.at, { state: 'data', missing: [], placeholders: 0 }, name);
+    assert.equal(seen.marks.length, 1, `${name}: one mark`);
+    assert.ok(seen.marks[0]! > 0, `${name}: the mark is timed from the navigation's start`);
+  }
+
+  // A record that does not exist: the detail panel's error, and the mark says so.
+  await fresh.goto(`${baseUrl}/audit?range=1h&event=not-an-event-id`);
+  await fresh.waitForFunction(() => document.documentElement.dataset.shown !== undefined, null, { timeout: 15_000 });
+  assert.equal(await fresh.evaluate(() => document.documentElement.dataset.shown), 'error');
+  // A new range loads anew: the attribute goes, and comes back once the new answers are shown.
+  await fresh.goto(`${baseUrl}/?range=1h`);
+  await fresh.waitForFunction(() => document.documentElement.dataset.shown === 'data', null, { timeout: 15_000 });
+  await fresh.evaluate(() => {
+    const w = window as unknown as { cleared?: boolean };
+    new MutationObserver(() => {
+      if (document.documentElement.dataset.shown === undefined) w.cleared = true;
+    }).observe(document, { attributes: true, subtree: true, attributeFilter: ['data-shown'] }); // <html> is not there yet
+  });
+  await fresh.getByRole('radio', { name: 'Last 15 min' }).click();
+  await fresh.waitForFunction(() => (window as unknown as { cleared?: boolean }).cleared === true && document.documentElement.dataset.shown === 'data', null, { timeout: 15_000 });
+  assert.equal(await fresh.evaluate(() => performance.getEntriesByName('data-shown', 'mark').length), 2);
+  assert.deepEqual(freshErrors, []);
+  await fresh.context().close();
+});
+
 test('a query slower than the 5 s refresh still finishes (the refresh waits for it)', { skip: skipFor('Overview', 'Activity', 'Alerts') }, async () => {
   const { page: slow, errors: slowErrors } = await openPage(h.browser);
   let overviewRequests = 0;
@@ -224,6 +286,28 @@ test('a query slower than the 5 s refresh still finishes (the refresh waits for 
   await slow.goto(`${baseUrl}/?range=1h`);
   await slow.waitForFunction((n) => document.querySelector('[data-tile="calls"] .tile-value')?.textContent === n, fmt(lastHour.length), { timeout: 12_000 });
   assert.equal(overviewRequests, 1, 'the tick during the slow answer sent no second request');
+  assert.deepEqual(slowErrors, []);
+  await slow.context().close();
+});
+
+test('while one panel still loads, the refresh leaves the answered ones alone', { skip: skipFor('Overview', 'Activity', 'Alerts') }, async () => {
+  const { page: slow, errors: slowErrors } = await openPage(h.browser);
+  const sent: string[] = [];
+  await slow.route('**/graphql', async (route) => {
+    const name = route.request().postDataJSON()?.operationName as string;
+    sent.push(name);
+    if (name === 'Activity') await new Promise((resolve) => setTimeout(resolve, 7000));
+    await route.continue();
+  });
+  await slow.goto(`${baseUrl}/?range=1h`);
+  await slow.waitForFunction(() => document.documentElement.dataset.shown === 'data', null, { timeout: 15_000 });
+  // Over 5 s passed with the tiles and alerts shown and the chart loading: no tick refreshed them.
+  assert.deepEqual(sent.filter((n) => n === 'Overview' || n === 'Alerts').sort(), ['Alerts', 'Overview']);
+  // Once everything is shown, the next tick refreshes again.
+  const overviews = () => sent.filter((n) => n === 'Overview').length;
+  const deadline = Date.now() + 8000;
+  while (overviews() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(overviews(), 2, `a refresh after the page settled: ${sent.join(', ')}`);
   assert.deepEqual(slowErrors, []);
   await slow.context().close();
 });
