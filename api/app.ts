@@ -62,10 +62,12 @@ const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
 const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/', '/export/'];
 
-export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry(), closedBuckets = createClosedBucketCache() }: ApiDependencies): Api {
+export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry(), closedBuckets: given }: ApiDependencies): Api {
   const limits = { ...DEFAULT_READ_LIMITS, ...reads };
   const scheduler = createReadScheduler(limits);
   const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs });
+  // Background fills wait in their caller's queue, but not on their request.
+  const closedBuckets = given ?? createClosedBucketCache({ detach: readClient.detached });
   const yoga = createYoga({
     schema: createApiSchema({ clickhouse: readClient.client, closedBuckets }),
     // Metrics first, so they see every request, refused ones too; limits before anything is executed.

@@ -34,6 +34,8 @@ export interface ReadClient {
    * and dropped while it waits once `signal` (the request's) aborts.
    */
   runAs<T>(caller: string, work: () => T, signal?: AbortSignal): T;
+  /** Runs `work` as the current caller's but not bound to its request: reads that outlive the request. */
+  detached<T>(work: () => T): T;
 }
 
 export function queryTimeout(timeoutMs: number) {
@@ -83,5 +85,9 @@ export function createReadClient(clickhouse: ClickHouseClient, { scheduler, time
     },
   });
 
-  return { client, runAs: (caller, work, signal) => readerOf.run({ caller, signal }, work) };
+  return {
+    client,
+    runAs: (caller, work, signal) => readerOf.run({ caller, signal }, work),
+    detached: (work) => readerOf.run({ caller: readerOf.getStore()?.caller ?? ANONYMOUS }, work),
+  };
 }

@@ -15,6 +15,10 @@
  * cached at all: an insert's rollup rows may become visible a little after its log row, and a write
  * logged before an entry was filled must be in it.
  *
+ * A request never waits for a fill: one that finds no entry is answered as if the layer were not there,
+ * and the entry is filled in the background for the requests after it (a fill costs more than the
+ * answer it replaces: on a range that moves every minute, each first look would otherwise pay it).
+ *
  * One cache per API process (createApi makes it); entries live MAX_AGE_MS, the least recently used
  * are dropped beyond MAX_ENTRIES.
  */
@@ -41,11 +45,18 @@ export interface ClosedBucketOptions {
   maxAgeMs?: number;
   settleSeconds?: number;
   now?: () => number;
+  /**
+   * Runs a fill that outlives the request that started it (the API's: as the same caller, without the
+   * request's abort signal). Without it, fills run in the request's own context.
+   */
+  detach?: <T>(work: () => Promise<T>) => Promise<T>;
 }
 
 export interface ClosedBucketCache extends ClosedBuckets {
   /** Entries held, and how requests were answered, for tests and the bench. */
-  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number };
+  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number; failed: number };
+  /** Resolves once the fills under way now have ended. */
+  settled(): Promise<void>;
 }
 
 /** An entry older than this is refilled (closed_buckets_v1 keeps rows two hours). */
@@ -68,6 +79,14 @@ const stateRow = z.object({ now: z.string(), recent: count });
 const countRow = z.object({ n: count });
 
 type Read = ClosedBuckets['read'];
+/** A layer's read: `answer` for a request, `fill` for the finer layer's fill (which waits for entries). */
+type LayerRead = <T>(
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  options: SourceOptions,
+  query: (source: Source) => Promise<T>,
+  mode?: 'answer' | 'fill',
+) => Promise<T>;
 
 export function createClosedBucketCache(options: ClosedBucketOptions = {}): ClosedBucketCache {
   const maxEntries = options.maxEntries ?? MAX_ENTRIES;
@@ -77,7 +96,8 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
   const entries = new Map<string, Entry>();
   /** Fills under way: requests for the same span at once share one. */
   const filling = new Map<string, Promise<Entry | undefined>>();
-  const counters = { hits: 0, fills: 0, unsettled: 0, stale: 0 };
+  const counters = { hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0 };
+  const detach = options.detach ?? ((work) => work());
   /** Nothing later than this is cached: calls of the last SETTLE_SECONDS are still arriving. */
   const settledBefore = () => (BigInt(now()) - BigInt(settle) * 1000n) * 1_000_000n;
 
@@ -85,7 +105,7 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
    * Fills an entry with the calls of `span`, read through `inner` (the next coarser layer, or the plan);
    * undefined when the span received a write in the last SETTLE_SECONDS.
    */
-  async function fill(clickhouse: ClickHouseClient, tenant: string, key: string, options: SourceOptions, span: Span, inner: Read) {
+  async function fill(clickhouse: ClickHouseClient, tenant: string, key: string, options: SourceOptions, span: Span, inner: Read): Promise<Entry | undefined> {
     const step = options.stepSeconds;
     const [state] = await selectRows(
       clickhouse,
@@ -124,11 +144,26 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     return entry;
   }
 
-  /** The cache of whole `unit`s of a range, over `inner` for everything it does not hold. */
-  function layer(unit: bigint, inner: Read): Read {
-    return async (clickhouse, tenant, options, query) => {
+  /** Starts the fill of `key` unless one is under way; the promise is the entry, or undefined. */
+  function startFill(clickhouse: ClickHouseClient, tenant: string, key: string, options: SourceOptions, span: Span, inner: LayerRead) {
+    let pending = filling.get(key);
+    if (!pending) {
+      // The entry is filled through the coarser layer, waiting for that layer's own entry.
+      pending = fill(clickhouse, tenant, key, options, span, (c, t, o, q) => inner(c, t, o, q, 'fill')).finally(() => filling.delete(key));
+      filling.set(key, pending);
+    }
+    return pending;
+  }
+
+  /**
+   * The cache of whole `unit`s of a range, over `inner` for everything it does not hold. A request
+   * (`answer`) that finds no entry is answered by `inner` at once while the entry is filled in the
+   * background, for the requests after it; a fill of the next finer layer (`fill`) waits for it.
+   */
+  function layer(unit: bigint, inner: LayerRead): LayerRead {
+    return async (clickhouse, tenant, options, query, mode = 'answer') => {
       const span = spanOf(options, unit, settledBefore());
-      if (!span) return inner(clickhouse, tenant, options, query);
+      if (!span) return inner(clickhouse, tenant, options, query, mode);
       const keysOnly = options.keysOnly === true;
       const key = JSON.stringify([String(unit), tenant, options.filter, [...options.need].sort(), keysOnly, options.stepSeconds ?? null, span.params]);
       let entry = entries.get(key);
@@ -141,19 +176,15 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
         entries.delete(key);
         entries.set(key, entry);
         counters.hits++;
-      } else {
-        let pending = filling.get(key);
-        const mine = !pending;
-        if (!pending) {
-          pending = fill(clickhouse, tenant, key, options, span, inner).finally(() => filling.delete(key));
-          filling.set(key, pending);
-        }
-        // Another request's failed fill (its timeout, its client gone) is not this one's error.
-        entry = await pending.catch((error: unknown) => {
-          if (mine) throw error;
-          return undefined;
+      } else if (mode === 'answer') {
+        // Another request's fill (or this one's, in the background) is not this request's error.
+        void detach(() => startFill(clickhouse, tenant, key, options, span, inner)).catch(() => {
+          counters.failed++;
         });
-        if (!entry) return inner(clickhouse, tenant, options, query);
+        return inner(clickhouse, tenant, options, query, mode);
+      } else {
+        entry = await startFill(clickhouse, tenant, key, options, span, inner);
+        if (!entry) return inner(clickhouse, tenant, options, query, mode);
       }
       const edges = sourceParts(tenant, options, span);
       const source: Source = {
@@ -167,7 +198,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
         if (errorCode(error) !== GUARD_FAILED) throw error;
         counters.stale++;
         entries.delete(key);
-        return inner(clickhouse, tenant, options, query);
+        return inner(clickhouse, tenant, options, query, mode);
       }
     };
   }
@@ -175,8 +206,15 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
   // Whole minutes over whole hours: a minute's entry is filled from the hours' entry and the raw calls
   // of the partial hours, so a range that moves every minute re-reads at most two hours of raw calls,
   // not the rollups of its days; a request reads one entry and the seconds at the range's ends.
-  const read = layer(MINUTE, layer(HOUR, NO_CACHE.read));
-  return { read, stats: () => ({ entries: entries.size, ...counters }) };
+  const read = layer(MINUTE, layer(HOUR, (c, t, o, q) => NO_CACHE.read(c, t, o, q)));
+  return {
+    read: (c, t, o, q) => read(c, t, o, q),
+    stats: () => ({ entries: entries.size, ...counters }),
+    settled: async () => {
+      // A fill may start another (the coarser layer's): wait until none is under way.
+      while (filling.size > 0) await Promise.allSettled([...filling.values()]);
+    },
+  };
 }
 
 interface Span {

@@ -125,13 +125,15 @@ test('every aggregate answers the same with the cache (fill and hits) as without
   for (const filter of FILTERS) {
     for (const [name, ask] of QUESTIONS) {
       const plain = await ask(NO_CACHE, 'acme', filter);
-      assert.deepEqual(await ask(cache, 'acme', filter), plain, `${name} ${JSON.stringify(filter)}: fill`);
+      assert.deepEqual(await ask(cache, 'acme', filter), plain, `${name} ${JSON.stringify(filter)}: first, while the entries fill`);
+      await cache.settled();
       assert.deepEqual(await ask(cache, 'acme', filter), plain, `${name} ${JSON.stringify(filter)}: hit`);
     }
   }
   const stats = cache.stats();
   assert.ok(stats.fills > 0 && stats.hits > 0, JSON.stringify(stats));
   assert.equal(stats.stale, 0);
+  assert.equal(stats.failed, 0);
 
   const activity = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, { tools: true, accounts: true }, cache);
   assert.deepEqual(new Map(activity.map((a) => [a.agent, a.calls])), expectedCalls('acme'));
@@ -140,8 +142,10 @@ test('every aggregate answers the same with the cache (fill and hits) as without
 test('a call written late into a cached hour shows at once; the entry is refilled after', async () => {
   const cache = createClosedBucketCache({ settleSeconds: 0 });
   const before = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
+  await cache.settled();
   const hit = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
   assert.deepEqual(hit, before);
+  assert.deepEqual([cache.stats().fills, cache.stats().hits], [6, 3]);
   await write([{ tenant: 'acme', at: END - 5 * HOUR + 17_000, agent: 'late-agent', tool: TOOLS[0]!, account: 'acct-late', allowed: true, error: false }]);
 
   const after = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
@@ -151,34 +155,67 @@ test('a call written late into a cached hour shows at once; the entry is refille
   assert.deepEqual(new Map(after.map((a) => [a.agent, a.calls])), expectedCalls('acme'));
   assert.equal(after.find((a) => a.agent === 'late-agent')?.calls, 1);
   assert.deepEqual(after, await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, NO_CACHE));
+  // The next request finds no entry and starts the refills; the one after reads them.
   assert.deepEqual(await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache), after);
-  assert.deepEqual([cache.stats().fills, cache.stats().stale], [12, 6]);
+  await cache.settled();
+  assert.deepEqual(await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache), after);
+  // Hits: 3 before the write, 6 entries found and then found stale, 3 after the refills.
+  assert.deepEqual([cache.stats().fills, cache.stats().stale, cache.stats().hits], [12, 6, 12]);
 });
 
 test('an entry whose rows are gone is noticed, and the answer is still right', async () => {
   const cache = createClosedBucketCache({ settleSeconds: 0 });
   const plain = await queryOverview(clickhouse, 'acme', RANGE, {}, NO_CACHE);
   assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
+  await cache.settled();
   await clickhouse.command({ query: 'TRUNCATE TABLE closed_buckets_v1' });
   assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
   assert.equal(cache.stats().stale, 2);
   assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
+  await cache.settled();
   assert.equal(cache.stats().fills, 4);
+  assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
+  // Hits: the two entries found and then found stale, and this one.
+  assert.equal(cache.stats().hits, 3);
 });
 
 test('hours that received a write within the settling time are not cached', async () => {
   const cache = createClosedBucketCache({ settleSeconds: 3600 });
   const plain = await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, NO_CACHE);
   assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0 });
+  await cache.settled();
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0 });
 });
 
 test("one tenant's entries never answer another tenant's question", async () => {
   const cache = createClosedBucketCache({ settleSeconds: 0 });
   const acme = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
+  await cache.settled();
   const globex = await queryAgentActivity(clickhouse, 'globex', RANGE, {}, undefined, cache);
+  await cache.settled();
+  assert.deepEqual(await queryAgentActivity(clickhouse, 'globex', RANGE, {}, undefined, cache), globex);
   assert.deepEqual(globex, await queryAgentActivity(clickhouse, 'globex', RANGE, {}, undefined, NO_CACHE));
   assert.deepEqual(new Map(globex.map((a) => [a.agent, a.calls])), expectedCalls('globex'));
   assert.notDeepEqual(globex, acme);
   assert.equal(cache.stats().entries, 12);
+});
+
+test('a request never waits for a fill: it is answered at once, and the fill serves the requests after it', async () => {
+  const held: Array<() => Promise<unknown>> = [];
+  // Fills are held back until the test lets them run.
+  const cache = createClosedBucketCache({
+    settleSeconds: 0,
+    detach: <T>(work: () => Promise<T>) => {
+      held.push(work);
+      return new Promise<T>(() => {});
+    },
+  });
+  const plain = await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', NO_CACHE);
+  assert.deepEqual(await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', cache), plain);
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0 });
+  assert.equal(held.length, 2, 'the minutes and the hours');
+  await Promise.all(held.map((work) => work()));
+  assert.equal(cache.stats().fills, 2);
+  assert.deepEqual(await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', cache), plain);
+  assert.equal(cache.stats().hits, 1);
 });
