@@ -134,6 +134,10 @@ export const typeDefs = /* GraphQL */ `
     minVolume: Float!
     "Least ratio of observed to expected (CALL_COLLAPSE: the most)."
     ratio: Float!
+    "Spike kinds: also judged on the latest this many minutes against the baseline scaled to them, so a sharp anomaly is seen within a minute or two; 0: not."
+    shortWindowMinutes: Int!
+    "Least volume in the short window, per 10 minutes like minVolume (scaled to the short window)."
+    shortMinVolume: Float!
   }
 
   input AlertSettingsInput {
@@ -151,6 +155,9 @@ export const typeDefs = /* GraphQL */ `
     threshold: Float
     minVolume: Float
     ratio: Float
+    "CALL_SPIKE, ERROR_SPIKE, DENIAL_SPIKE, LATENCY_REGRESSION and COST_SPIKE only; shorter than windowMinutes; 0 turns it off."
+    shortWindowMinutes: Int
+    shortMinVolume: Float
   }
 `;
 
@@ -245,7 +252,15 @@ interface SettingsInput {
   resolveAfterMinutes?: number | null;
   learningHours?: number | null;
   webhookUrl?: string | null;
-  kinds?: Array<{ kind: AlertKind; enabled?: boolean | null; threshold?: number | null; minVolume?: number | null; ratio?: number | null }> | null;
+  kinds?: Array<{
+    kind: AlertKind;
+    enabled?: boolean | null;
+    threshold?: number | null;
+    minVolume?: number | null;
+    ratio?: number | null;
+    shortWindowMinutes?: number | null;
+    shortMinVolume?: number | null;
+  }> | null;
 }
 
 function parseSettings(input: SettingsInput): SettingsOverride {

@@ -8,8 +8,9 @@ import { z } from 'zod';
 import { ALERT_COLUMNS, alertRow, eventOf, fromAlertRow, toAlertRow, toHistoryRow, type Alert, type AlertStatus } from '../../alerts/alert-record.ts';
 import { readOverride } from '../../alerts/alert-store.ts';
 import type { Subject } from '../../alerts/sentences.ts';
-import { combineOverrides, DEFAULT_SETTINGS, mergeSettings, settingsOverride, type AlertKind, type AlertSettings, type SettingsOverride } from '../../alerts/settings.ts';
+import { combineOverrides, DEFAULT_SETTINGS, mergeSettings, settingsOverride, settingsProblem, type AlertKind, type AlertSettings, type SettingsOverride } from '../../alerts/settings.ts';
 import { count, selectRows } from './select-rows.ts';
+import { badInput } from './params.ts';
 
 export interface AlertFilter {
   status?: AlertStatus;
@@ -193,6 +194,9 @@ export async function alertSettings(clickhouse: ClickHouseClient, tenant: string
 /** Stores `change` on top of the tenant's overrides; returns the effective settings. */
 export async function setAlertSettings(clickhouse: ClickHouseClient, tenant: string, change: SettingsOverride, by: string, nowMs: number): Promise<AlertSettings> {
   const combined = settingsOverride.parse(combineOverrides((await readOverride(clickhouse, tenant)) ?? {}, change));
+  // Each setting was checked alone (parseSettings); together with the stored ones they must agree too.
+  const problem = settingsProblem(mergeSettings(DEFAULT_SETTINGS, combined));
+  if (problem) throw badInput(`settings.${problem.path}: ${problem.message}`, `settings.${problem.path}`);
   await clickhouse.insert({
     table: 'alert_settings_v1',
     format: 'JSONEachRow',
