@@ -1,7 +1,8 @@
 /**
  * The anomaly detector: every ALERT_INTERVAL_S it judges each active tenant's last window against its
  * own baseline (findings.ts), turns what fires into alerts (lifecycle.ts), keeps them (alert-store.ts)
- * and queues the webhook deliveries (webhook-outbox.ts) before storing, so none is lost to a crash.
+ * and queues the webhook deliveries (webhook-outbox.ts) before storing, so none is lost to a crash;
+ * the outbox, shared with the API's announcements, is started and stopped by its owner (bin/start.ts).
  * Two processes running it make the same alert ids for the same anomaly (alert-record.ts), so the
  * table keeps one. The backtest runs the same `runOnce` with an in-memory store and no webhook.
  */
@@ -214,7 +215,6 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
     runOnce,
     start() {
       if (timer) return;
-      outbox?.start();
       schedule();
       tick();
     },
@@ -222,7 +222,6 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
       if (timer) clearTimeout(timer);
       timer = undefined;
       await running;
-      await outbox?.stop();
     },
   };
 }

@@ -76,7 +76,7 @@ export const SETTINGS = {
   SHUTDOWN_TIMEOUT_MS: [positiveInt.default(15_000), 'How long graceful shutdown may take before the process exits anyway.'],
   PRICES_FILE: [z.string().min(1).optional(), 'YAML price book and cost-centre map loaded at start (format under "Costs and chargeback"); loading it again changes nothing.'],
   ALERT_INTERVAL_S: [positiveInt.max(3600).default(60), 'Seconds between two passes of the anomaly detector (role `alerts`), aligned to the clock: each pass runs 10 s after a multiple of it (each minute\'s end at 60) and judges the windows ending there.'],
-  ALERT_WEBHOOK_URL: [z.url('must be an http(s) URL').refine((u) => /^https?:/.test(u), 'must be an http(s) URL').optional(), 'Where new, escalated and resolved alerts are POSTed as JSON. A tenant\'s own URL (`setAlertSettings`) wins.'],
+  ALERT_WEBHOOK_URL: [z.url('must be an http(s) URL').refine((u) => /^https?:/.test(u), 'must be an http(s) URL').optional(), 'Where new, escalated and resolved alerts, and acknowledgements and resolutions by people (roles `alerts` and `api`), are POSTed as JSON. A tenant\'s own URL (`setAlertSettings`) wins.'],
   ALERT_WEBHOOK_SECRET: [z.string().min(16, 'must be at least 16 characters').optional(), 'Key of the `X-Signature-256: sha256=<HMAC-SHA256 of the body>` header on each webhook.'],
   ALERT_WEBHOOK_FORMAT: [z.enum(['json', 'slack']).default('json'), 'Webhook body: `json` (the alert), or `slack` (`{"text": …}`, for a Slack incoming webhook).'],
   LOG_LEVEL: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'Log level (JSON logs on stdout).'],

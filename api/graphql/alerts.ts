@@ -4,6 +4,7 @@ import { createGraphQLError } from 'graphql-yoga';
 import type { Alert, AlertStatus } from '../../alerts/alert-record.ts';
 import type { Subject } from '../../alerts/sentences.ts';
 import { ALERT_KINDS, settingsOverride, type AlertKind, type AlertSettings, type SettingsOverride } from '../../alerts/settings.ts';
+import type { AlertWebhooks } from '../../alerts/webhook-announcer.ts';
 import { tenantOf, type ApiContext } from '../context.ts';
 import { money } from '../money.ts';
 import { alertHistory, alertSeries, alertSettings, changeAlertStatus, getAlert, listAlerts, setAlertSettings, silenceSubject, type AlertCursor } from '../queries/alerts.ts';
@@ -279,7 +280,21 @@ function parseSettings(input: SettingsInput): SettingsOverride {
   return parsed.data;
 }
 
-export function resolvers(clickhouse: ClickHouseClient) {
+export function resolvers(clickhouse: ClickHouseClient, { alertWebhooks }: { alertWebhooks?: AlertWebhooks }) {
+  /** A person's change, stored, then announced to the tenant's webhook (once kept in the outbox). */
+  async function changeStatus(id: string, action: 'acknowledged' | 'resolved', ctx: ApiContext) {
+    const tenant = tenantOf(ctx);
+    const at = Date.now();
+    const by = who(ctx);
+    const result = await changeAlertStatus(clickhouse, tenant, parseId(id), action, by, at);
+    if (!result) throw notFound(id);
+    if (result.changed && alertWebhooks) {
+      const { webhookUrl } = await alertSettings(clickhouse, tenant);
+      await alertWebhooks.announce({ alert: result.alert, action, at, by }, webhookUrl);
+    }
+    return alertOut(clickhouse, result.alert);
+  }
+
   return {
     Query: {
       async alerts(
@@ -315,19 +330,8 @@ export function resolvers(clickhouse: ClickHouseClient) {
     },
 
     Mutation: {
-      async acknowledgeAlert(_: unknown, args: { id: string }, ctx: ApiContext) {
-        const tenant = tenantOf(ctx);
-        const alert = await changeAlertStatus(clickhouse, tenant, parseId(args.id), 'acknowledged', who(ctx), Date.now());
-        if (!alert) throw notFound(args.id);
-        return alertOut(clickhouse, alert);
-      },
-
-      async resolveAlert(_: unknown, args: { id: string }, ctx: ApiContext) {
-        const tenant = tenantOf(ctx);
-        const alert = await changeAlertStatus(clickhouse, tenant, parseId(args.id), 'resolved', who(ctx), Date.now());
-        if (!alert) throw notFound(args.id);
-        return alertOut(clickhouse, alert);
-      },
+      acknowledgeAlert: (_: unknown, args: { id: string }, ctx: ApiContext) => changeStatus(args.id, 'acknowledged', ctx),
+      resolveAlert: (_: unknown, args: { id: string }, ctx: ApiContext) => changeStatus(args.id, 'resolved', ctx),
 
       async silence(_: unknown, args: { subject: Partial<Record<keyof Subject, string | null>>; kind: AlertKind; until: string }, ctx: ApiContext) {
         const tenant = tenantOf(ctx);

@@ -135,7 +135,8 @@ export async function alertSeries(clickhouse: ClickHouseClient, tenant: string, 
 
 /**
  * A person acknowledges or resolves an alert: a new version of its row (who and when) and a history
- * row. Resolving a resolved alert, or acknowledging one, changes nothing and returns it as it is.
+ * row. Resolving a resolved alert, or acknowledging an acknowledged one, changes nothing and returns
+ * it as it is (`changed` false).
  */
 export async function changeAlertStatus(
   clickhouse: ClickHouseClient,
@@ -144,9 +145,10 @@ export async function changeAlertStatus(
   change: 'acknowledged' | 'resolved',
   by: string,
   nowMs: number,
-): Promise<Alert | undefined> {
+): Promise<{ alert: Alert; changed: boolean } | undefined> {
   const alert = await getAlert(clickhouse, tenant, id);
-  if (!alert || alert.status === 'RESOLVED' || (change === 'acknowledged' && alert.status === 'ACKNOWLEDGED')) return alert;
+  if (!alert) return undefined;
+  if (alert.status === 'RESOLVED' || (change === 'acknowledged' && alert.status === 'ACKNOWLEDGED')) return { alert, changed: false };
   const updatedAt = Math.max(nowMs, alert.updatedAt + 1);
   const next: Alert =
     change === 'acknowledged'
@@ -154,7 +156,7 @@ export async function changeAlertStatus(
       : { ...alert, status: 'RESOLVED', resolvedBy: by, resolvedAt: nowMs, updatedAt };
   await clickhouse.insert({ table: 'alert_history_v1', values: [toHistoryRow(eventOf(next, change, nowMs, by))], format: 'JSONEachRow' });
   await clickhouse.insert({ table: 'alerts_v1', values: [toAlertRow(next)], format: 'JSONEachRow' });
-  return next;
+  return { alert: next, changed: true };
 }
 
 export interface SilenceRecord {
