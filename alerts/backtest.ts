@@ -1,18 +1,19 @@
 /**
- * The detector over stored history, as if it had run live: one pass per interval from `from` to `to`,
- * alerts kept in memory (nothing written, nobody paged). Settings can be tried before they are saved.
+ * The detector over stored history, as if it had run live: one pass per boundary the live timer
+ * judges (passBoundaries) from `from` to `to`, the same detection (long and short windows), alerts
+ * kept in memory (nothing written, nobody paged). Settings can be tried before they are saved.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from '../core/logger.ts';
 import type { Alert } from './alert-record.ts';
 import { createMemoryAlertStore, readOverride } from './alert-store.ts';
-import { createAlertDetector } from './detector.ts';
+import { createAlertDetector, passBoundaries } from './detector.ts';
 import type { SettingsOverride } from './settings.ts';
 
 export interface BacktestOptions {
   clickhouse: ClickHouseClient;
   logger: Logger;
-  /** Epoch milliseconds; passes judge windows ending at from + k·interval, up to `to`. */
+  /** Epoch milliseconds; passes judge the windows ending at each multiple of the interval in [from, to]. */
   from: number;
   to: number;
   intervalS: number;
@@ -49,8 +50,8 @@ export async function runBacktest(options: BacktestOptions, onAlert?: (a: Backte
     config: { intervalS, webhookFormat: 'json', override: options.override, tenants: options.tenants },
   });
   const result: BacktestResult = { opened: [], passes: 0, slowestPassMs: 0 };
-  const step = intervalS * 1000;
-  for (let at = Math.ceil(options.from / 60_000) * 60_000; at <= options.to; at += step) {
+  // The boundaries the live detector judges, each as it would right after it settled.
+  for (const at of passBoundaries(options.from, options.to, intervalS)) {
     const pass = await detector.runOnce(at);
     result.passes++;
     result.slowestPassMs = Math.max(result.slowestPassMs, pass.durationMs);

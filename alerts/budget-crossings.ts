@@ -26,12 +26,14 @@ export interface BudgetCrossingSource {
 
 const amount = (micros: bigint, currency: string) => `${currency === 'USD' ? '$' : `${currency} `}${(Number(micros) / 1e6).toFixed(2)}`;
 
-export function budgetFinding(c: BudgetCrossing): Finding {
+/** `windowMinutes`: the judged window the crossing fell in. */
+export function budgetFinding(c: BudgetCrossing, windowMinutes: number): Finding {
   const who = c.scope.costCentre ? `cost centre ${c.scope.costCentre}` : c.scope.account ? `account ${c.scope.account}` : c.scope.agent || `budget ${c.budgetId}`;
   return {
     kind: 'BUDGET_CROSSED',
     // The budget and threshold are the subject: one alert per threshold crossed.
     subject: { agent: c.scope.agent, tool: '', account: c.scope.account || c.scope.costCentre, session: `${c.budgetId}@${c.thresholdPercent}%` },
+    windowMinutes,
     severity: c.thresholdPercent >= 100 ? 'CRITICAL' : 'WARNING',
     observed: Number(c.spentMicros) / 1e6,
     expected: Number(c.limitMicros) / 1e6,

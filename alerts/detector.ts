@@ -1,7 +1,8 @@
 /**
  * The anomaly detector: every ALERT_INTERVAL_S it judges each active tenant's last window against its
  * own baseline (findings.ts), turns what fires into alerts (lifecycle.ts), keeps them (alert-store.ts)
- * and queues the webhook deliveries (webhook-outbox.ts) before storing, so none is lost to a crash.
+ * and queues the webhook deliveries (webhook-outbox.ts) before storing, so none is lost to a crash;
+ * the outbox, shared with the API's announcements, is started and stopped by its owner (bin/start.ts).
  * Two processes running it make the same alert ids for the same anomaly (alert-record.ts), so the
  * table keeps one. The backtest runs the same `runOnce` with an in-memory store and no webhook.
  */
@@ -15,9 +16,9 @@ import { createClickHouseAlertStore, type AlertStore } from './alert-store.ts';
 import { budgetFinding, type BudgetCrossingSource } from './budget-crossings.ts';
 import { detect, newToolCandidates, type Finding } from './findings.ts';
 import { applyFindings } from './lifecycle.ts';
-import { planWindows, queryAccountWindows, queryActiveTenants, queryFirstSeen, queryTenantSince, queryToolWindows } from './rollup-windows.ts';
+import { planWindows, queryAccountWindows, queryActiveTenants, queryFirstSeen, queryShortWindows, queryTenantSince, queryToolWindows } from './rollup-windows.ts';
 import { queryUsualSessionCounts, querySessionBursts } from './session-loops.ts';
-import { DEFAULT_SETTINGS, mergeSettings, minVolumeOf, type AlertSettings, type SettingsOverride } from './settings.ts';
+import { DEFAULT_SETTINGS, mergeSettings, minVolumeOf, SHORT_WINDOW_KINDS, shortWindowOf, type AlertSettings, type SettingsOverride } from './settings.ts';
 import { deliveryOf, type WebhookFormat, type WebhookOutbox } from './webhook-outbox.ts';
 
 export interface AlertDetectorConfig {
@@ -25,7 +26,10 @@ export interface AlertDetectorConfig {
   /** The product-wide webhook; a tenant's own URL (alertSettings.webhookUrl) wins. */
   webhookUrl?: string;
   webhookFormat: WebhookFormat;
-  /** A pass judges the windows ending this long before it runs, so the ingest has stored the last minute. */
+  /**
+   * A pass runs this long after the boundary it judges, so the ingest has stored that minute's
+   * rollups (its batches wait up to BATCH_MAX_WAIT_MS, and gateways' clocks differ a little). 10 s.
+   */
   settleS?: number;
   /** Settings tried on top of each tenant's stored ones (the backtest's --settings). */
   override?: SettingsOverride;
@@ -59,8 +63,27 @@ export interface PassResult {
 export interface AlertDetector {
   start(): void;
   stop(): Promise<void>;
-  /** One pass judging the window that ends at `at` (epoch ms, or a Date; default: now less the settle time). */
+  /** One pass judging the window that ends at `at` (epoch ms, or a Date; default: the last boundary settled). */
   runOnce(at?: number | Date): Promise<PassResult>;
+}
+
+/**
+ * When the live detector next runs, after `nowMs`: passes judge the windows ending at whole multiples
+ * of the interval (each minute's end at the default 60 s) and run `settleS` after that boundary, so a
+ * minute is judged as soon as it is complete. The backtest judges the same boundaries (passBoundaries).
+ */
+export function nextPass(nowMs: number, intervalS: number, settleS: number): { at: number; runAt: number } {
+  const step = intervalS * 1000;
+  const at = Math.floor((nowMs - settleS * 1000) / step) * step + step;
+  return { at, runAt: at + settleS * 1000 };
+}
+
+/** The boundaries the live detector judges in [fromMs, toMs], epoch ms. */
+export function passBoundaries(fromMs: number, toMs: number, intervalS: number): number[] {
+  const step = intervalS * 1000;
+  const boundaries: number[] = [];
+  for (let at = Math.ceil(fromMs / step) * step; at <= toMs; at += step) boundaries.push(at);
+  return boundaries;
 }
 
 /** A tenant stays in the passes this long after its last call, so that its falling silent is seen. */
@@ -93,19 +116,21 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
     const tenantSince = await queryTenantSince(clickhouse, tenant);
     const seasonal = tenantSince !== undefined && tenantSince <= plan.at - 28 * 86_400;
     const loop = settings.kinds.CALL_LOOP;
-    const [tools, accounts, bursts] = await Promise.all([
+    const shortLengths = [...new Set(SHORT_WINDOW_KINDS.filter((k) => settings.kinds[k].enabled).map((k) => shortWindowOf(settings, k)).filter((m) => m > 0))];
+    const [tools, accounts, short, bursts] = await Promise.all([
       queryToolWindows(clickhouse, tenant, plan, seasonal),
       settings.kinds.COST_SPIKE.enabled ? queryAccountWindows(clickhouse, tenant, plan, seasonal) : [],
+      queryShortWindows(clickhouse, tenant, plan.at, shortLengths),
       loop.enabled ? querySessionBursts(clickhouse, tenant, plan.at, settings.windowMinutes, minVolumeOf(settings, 'CALL_LOOP')) : [],
     ]);
     const pairs = [...new Map(bursts.map((b) => [`${b.agent}\u0000${b.tool}`, [b.agent, b.tool] as [string, string]])).values()];
     const usualSessionCounts = await queryUsualSessionCounts(clickhouse, tenant, plan.at, settings.windowMinutes, pairs);
     const firstSeen = await queryFirstSeen(clickhouse, tenant, plan.at - plan.windowMinutes * 60, newToolCandidates(tools, settings));
-    const findings = detect({ plan, settings, tenantSince, firstSeen, tools, accounts, bursts, usualSessionCounts });
+    const findings = detect({ plan, settings, tenantSince, firstSeen, tools, accounts, short, bursts, usualSessionCounts });
     if (budgets && settings.kinds.BUDGET_CROSSED.enabled) {
       // A crossing keeps its alert open for the judged window, then it resolves like any other.
       const crossings = await budgets.crossings(tenant, plan.at - settings.windowMinutes * 60, plan.at);
-      findings.push(...crossings.map(budgetFinding));
+      findings.push(...crossings.map((c) => budgetFinding(c, settings.windowMinutes)));
     }
 
     const [open, silences] = await Promise.all([alerts.openAlerts(tenant), alerts.silences(tenant, plan.at)]);
@@ -131,7 +156,7 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
 
   async function runOnce(when?: number | Date): Promise<PassResult> {
     const started = performance.now();
-    const atMs = when === undefined ? now() - settleS * 1000 : typeof when === 'number' ? when : when.getTime();
+    const atMs = when === undefined ? nextPass(now(), config.intervalS, settleS).at - config.intervalS * 1000 : typeof when === 'number' ? when : when.getTime();
     const at = Math.floor(atMs / 60_000) * 60;
     const tenants = config.tenants ?? (await tenantsOf(at));
     const result: PassResult = { at, tenants: tenants.length, findings: [], opened: [], updated: [], resolved: [], durationMs: 0 };
@@ -167,27 +192,36 @@ export function createAlertDetector({ clickhouse, logger, config, now = Date.now
     for (const r of rows) gauge.set({ kind: r.kind }, r.open);
   }
 
-  function tick() {
+  /** One pass judging `at` (epoch ms); a pass still running when the next is due makes that one skip. */
+  function tick(at?: number) {
     if (running) return;
-    running = runOnce()
+    running = runOnce(at)
       .catch((err: unknown) => logger.error({ err }, 'alert detector pass failed'))
       .finally(() => (running = undefined));
+  }
+
+  /** Timers aligned to the boundaries, not a free-running interval that judges a minute up to a minute late. */
+  function schedule() {
+    const next = nextPass(now(), config.intervalS, settleS);
+    timer = setTimeout(() => {
+      if (!timer) return;
+      tick(next.at);
+      schedule();
+    }, Math.max(0, next.runAt - now()));
+    timer.unref();
   }
 
   return {
     runOnce,
     start() {
       if (timer) return;
-      outbox?.start();
-      timer = setInterval(tick, config.intervalS * 1000);
-      timer.unref();
+      schedule();
       tick();
     },
     async stop() {
-      if (timer) clearInterval(timer);
+      if (timer) clearTimeout(timer);
       timer = undefined;
       await running;
-      await outbox?.stop();
     },
   };
 }

@@ -72,7 +72,8 @@ export function applyFindings(
       continue;
     }
     if (isSilenced(silences, f.kind, f.subject, at)) continue;
-    const windowStart = at - settings.windowMinutes * 60;
+    // The window it was first seen in: the long one, or a spike kind's short window.
+    const windowStart = at - f.windowMinutes * 60;
     const alert: Alert = {
       id: alertId(tenant, f.kind, f.subject, windowStart),
       tenant,

@@ -120,6 +120,67 @@ export async function queryAccountWindows(clickhouse: ClickHouseClient, tenant: 
   return rows.map((r) => ({ window: r.window, account: r.account, costUsd: r.cost_usd }));
 }
 
+/**
+ * The latest few minutes before the pass's time, for the kinds also judged on a short window
+ * (settings.ts, shortWindowMinutes): per agent × tool, and per account for costs, one row per
+ * short-window length asked for. Reads only those minutes.
+ */
+export interface ShortWindow {
+  minutes: number;
+  agent: string;
+  tool: string;
+  /** Set on the account rows only (agent and tool empty there); empty on the agent × tool rows. */
+  account: string;
+  calls: number;
+  errors: number;
+  denials: number;
+  costUsd: number;
+  p95Ms: number | null;
+}
+
+const SHORT_SQL = `
+SELECT
+    m                                                 AS minutes,
+    agent,
+    tool,
+    -- 1 on the agent × tool rows, 0 on the account rows (standard GROUPING: 1 when not grouped by it).
+    if(grouping(account_id) = 1, '', account_id)      AS account,
+    sum(calls)                                        AS calls,
+    sum(errors)                                       AS errors,
+    sum(denials)                                      AS denials,
+    toFloat64(sum(cost_usd_sum))                      AS cost_usd,
+    quantileTDigestMerge(0.95)(duration_digest) / 1e6 AS p95_ms
+FROM tool_calls_1m_v1
+ARRAY JOIN {lengths:Array(UInt32)} AS m
+WHERE tenant = {tenant:String}
+  AND minute >= toDateTime({from:UInt32}) AND minute < toDateTime({at:UInt32})
+  AND toUInt32(minute) >= {at:UInt32} - m * 60
+GROUP BY GROUPING SETS ((m, agent, tool), (m, account_id))
+HAVING grouping(account_id) = 1 OR account_id != ''`;
+
+const shortRow = z.tuple([count, z.string(), z.string(), z.string(), count, count, count, z.number(), z.number().nullable()]);
+
+export async function queryShortWindows(clickhouse: ClickHouseClient, tenant: string, at: number, lengths: number[]): Promise<ShortWindow[]> {
+  if (lengths.length === 0) return [];
+  const result = await clickhouse.query({
+    query: SHORT_SQL,
+    query_params: { tenant, at, from: at - Math.max(...lengths) * 60, lengths },
+    format: 'JSONCompactEachRow',
+  });
+  const rows = z.array(shortRow).parse(await result.json());
+  return rows.map(([minutes, agent, tool, account, calls, errors, denials, costUsd, p95]) => ({
+    minutes,
+    agent,
+    tool,
+    account,
+    calls,
+    errors,
+    denials,
+    costUsd,
+    p95Ms: p95 === null || !Number.isFinite(p95) ? null : p95,
+  }));
+}
+
 /** When the tenant's history starts (epoch seconds); undefined when it has none. Reads one granule. */
 const TENANT_SINCE_SQL = `
 SELECT toUInt32(minute) AS first FROM tool_calls_1m_v1 WHERE tenant = {tenant:String} ORDER BY minute LIMIT 1`;

@@ -29,6 +29,17 @@ export interface KindSettings {
   minVolume: number;
   /** Least ratio of observed to expected (for a collapse: the most, e.g. 0.2 = a fifth of usual). */
   ratio: number;
+  /**
+   * Spike kinds (SHORT_WINDOW_KINDS) are also judged on the latest `shortWindowMinutes` against the
+   * baseline scaled to that length, so a sharp anomaly is seen a minute or two after it starts rather
+   * than once it fills most of the long window. 0: the long window only.
+   */
+  shortWindowMinutes: number;
+  /**
+   * Least volume in the short window, per 10 minutes like `minVolume` (scaled to the short window's
+   * length). Higher than `minVolume`: a few minutes of counts are noisier than ten.
+   */
+  shortMinVolume: number;
 }
 
 export interface AlertSettings {
@@ -43,22 +54,28 @@ export interface AlertSettings {
   kinds: Record<AlertKind, KindSettings>;
 }
 
+/** The kinds a short window applies to: those whose observation grows at once when the anomaly starts. */
+export const SHORT_WINDOW_KINDS = ['CALL_SPIKE', 'ERROR_SPIKE', 'DENIAL_SPIKE', 'LATENCY_REGRESSION', 'COST_SPIKE'] as const satisfies readonly AlertKind[];
+const hasShortWindow = (kind: AlertKind) => (SHORT_WINDOW_KINDS as readonly AlertKind[]).includes(kind);
+
+const LONG_ONLY = { shortWindowMinutes: 0, shortMinVolume: 0 };
+
 export const DEFAULT_SETTINGS: AlertSettings = {
   windowMinutes: 10,
   resolveAfterMinutes: 15,
   learningHours: 48,
   webhookUrl: null,
   kinds: {
-    CALL_SPIKE: { enabled: true, threshold: 8, minVolume: 30, ratio: 2.5 },
-    CALL_COLLAPSE: { enabled: true, threshold: 6, minVolume: 40, ratio: 0.2 },
-    ERROR_SPIKE: { enabled: true, threshold: 6, minVolume: 10, ratio: 3 },
-    DENIAL_SPIKE: { enabled: true, threshold: 6, minVolume: 10, ratio: 3 },
-    LATENCY_REGRESSION: { enabled: true, threshold: 8, minVolume: 30, ratio: 1.8 },
-    COST_SPIKE: { enabled: true, threshold: 8, minVolume: 0.5, ratio: 2.5 },
-    NEW_TOOL: { enabled: true, threshold: 0, minVolume: 3, ratio: 0 },
-    CALL_LOOP: { enabled: true, threshold: 8, minVolume: 30, ratio: 8 },
+    CALL_SPIKE: { enabled: true, threshold: 8, minVolume: 30, ratio: 2.5, shortWindowMinutes: 2, shortMinVolume: 60 },
+    CALL_COLLAPSE: { enabled: true, threshold: 6, minVolume: 40, ratio: 0.2, ...LONG_ONLY },
+    ERROR_SPIKE: { enabled: true, threshold: 6, minVolume: 10, ratio: 3, shortWindowMinutes: 2, shortMinVolume: 20 },
+    DENIAL_SPIKE: { enabled: true, threshold: 6, minVolume: 10, ratio: 3, shortWindowMinutes: 2, shortMinVolume: 20 },
+    LATENCY_REGRESSION: { enabled: true, threshold: 8, minVolume: 30, ratio: 1.8, shortWindowMinutes: 2, shortMinVolume: 60 },
+    COST_SPIKE: { enabled: true, threshold: 8, minVolume: 0.5, ratio: 2.5, shortWindowMinutes: 2, shortMinVolume: 1 },
+    NEW_TOOL: { enabled: true, threshold: 0, minVolume: 3, ratio: 0, ...LONG_ONLY },
+    CALL_LOOP: { enabled: true, threshold: 8, minVolume: 30, ratio: 8, ...LONG_ONLY },
     // Reported by the cost side's budgets (budget-crossings.ts); only `enabled` applies.
-    BUDGET_CROSSED: { enabled: true, threshold: 0, minVolume: 0, ratio: 0 },
+    BUDGET_CROSSED: { enabled: true, threshold: 0, minVolume: 0, ratio: 0, ...LONG_ONLY },
   },
 };
 
@@ -67,12 +84,25 @@ export function minVolumeOf(settings: AlertSettings, kind: AlertKind): number {
   return (settings.kinds[kind].minVolume * settings.windowMinutes) / 10;
 }
 
+/** A kind's short window in minutes, when it has one and it is shorter than the long window; else 0. */
+export function shortWindowOf(settings: AlertSettings, kind: AlertKind): number {
+  const minutes = settings.kinds[kind].shortWindowMinutes;
+  return minutes > 0 && minutes < settings.windowMinutes ? minutes : 0;
+}
+
+/** A kind's minimum volume for its short window. */
+export function shortMinVolumeOf(settings: AlertSettings, kind: AlertKind): number {
+  return (settings.kinds[kind].shortMinVolume * shortWindowOf(settings, kind)) / 10;
+}
+
 const kindOverride = z
   .object({
     enabled: z.boolean(),
     threshold: z.number().min(0).max(1000),
     minVolume: z.number().min(0).max(1e9),
     ratio: z.number().min(0).max(1000),
+    shortWindowMinutes: z.number().int().min(0).max(59),
+    shortMinVolume: z.number().min(0).max(1e9),
   })
   .partial()
   .strict();
@@ -87,8 +117,29 @@ export const settingsOverride = z
     kinds: z.partialRecord(z.enum(ALERT_KINDS), kindOverride),
   })
   .partial()
-  .strict();
+  .strict()
+  .superRefine((o, ctx) => {
+    for (const [kind, k] of Object.entries(o.kinds ?? {}) as Array<[AlertKind, z.infer<typeof kindOverride>]>) {
+      if (!hasShortWindow(kind) && k.shortWindowMinutes) {
+        ctx.addIssue({ code: 'custom', path: ['kinds', kind, 'shortWindowMinutes'], message: `only ${SHORT_WINDOW_KINDS.join(', ')} have a short window; 0 or omit it` });
+      }
+    }
+  });
 export type SettingsOverride = z.infer<typeof settingsOverride>;
+
+/**
+ * What is wrong with settings as a whole (a short window not shorter than the long one), with the
+ * path of the setting to change; undefined when they are consistent.
+ */
+export function settingsProblem(settings: AlertSettings): { path: string; message: string } | undefined {
+  for (const kind of SHORT_WINDOW_KINDS) {
+    const minutes = settings.kinds[kind].shortWindowMinutes;
+    if (minutes > 0 && minutes >= settings.windowMinutes) {
+      return { path: `kinds.${kind}.shortWindowMinutes`, message: `must be shorter than windowMinutes (${settings.windowMinutes}), or 0 for none; got ${minutes}` };
+    }
+  }
+  return undefined;
+}
 
 export function mergeSettings(base: AlertSettings, override: SettingsOverride | undefined): AlertSettings {
   if (!override) return base;

@@ -10,6 +10,7 @@ import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises
 import path from 'node:path';
 import type { Logger } from '../core/logger.ts';
 import type { Alert, AlertAction } from './alert-record.ts';
+import { DETECTOR } from './lifecycle.ts';
 
 export type WebhookFormat = 'json' | 'slack';
 
@@ -41,14 +42,24 @@ export interface WebhookOutbox {
   stop(): Promise<void>;
 }
 
-export function deliveryOf(alert: Alert, action: Extract<AlertAction, 'opened' | 'escalated' | 'resolved'>, at: number, url: string, format: WebhookFormat): Delivery {
+/** What is announced: the detector's opened, escalated and resolved; a person's acknowledged and resolved. */
+export type AnnouncedAction = Extract<AlertAction, 'opened' | 'escalated' | 'acknowledged' | 'resolved'>;
+
+/**
+ * One webhook delivery of an alert's change. `at` is when it happened (epoch ms) and `by` who did it:
+ * `detector`, or the API key's name for a person's acknowledgement or resolution.
+ */
+export function deliveryOf(alert: Alert, action: AnnouncedAction, at: number, url: string, format: WebhookFormat, by = DETECTOR): Delivery {
   const id = createHash('sha256').update(JSON.stringify([alert.tenant, alert.id, action, at])).digest('hex').slice(0, 32);
+  const kind = alert.kind.toLowerCase().replace(/_/g, ' ');
   const payload =
     format === 'slack'
-      ? { text: `[${alert.severity}] ${alert.kind.toLowerCase().replace(/_/g, ' ')} ${action}: ${alert.sentence}`, deliveryId: id, alertId: alert.id }
+      ? { text: `[${alert.severity}] ${kind} ${action}${by === DETECTOR ? '' : ` by ${by}`}: ${alert.sentence}`, deliveryId: id, alertId: alert.id }
       : {
           deliveryId: id,
           event: action,
+          at: new Date(at).toISOString(),
+          by,
           alert: {
             id: alert.id,
             tenant: alert.tenant,
@@ -64,6 +75,10 @@ export function deliveryOf(alert: Alert, action: Extract<AlertAction, 'opened' |
             expectedHigh: alert.expectedHigh,
             score: alert.score,
             sentence: alert.sentence,
+            acknowledgedBy: alert.acknowledgedBy || null,
+            acknowledgedAt: alert.acknowledgedAt === null ? null : new Date(alert.acknowledgedAt).toISOString(),
+            resolvedBy: alert.resolvedBy || null,
+            resolvedAt: alert.resolvedAt === null ? null : new Date(alert.resolvedAt).toISOString(),
           },
         };
   return { id, url, body: JSON.stringify(payload) };

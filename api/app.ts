@@ -12,6 +12,7 @@ import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { Registry } from 'prom-client';
+import type { AlertWebhooks } from '../alerts/webhook-announcer.ts';
 import type { Logger } from '../core/logger.ts';
 import { CHARGEBACK_PATH, createChargebackHandler } from './chargeback-http.ts';
 import { useAuth, type KeyStore } from './plugins/use-auth.ts';
@@ -37,6 +38,8 @@ export interface ApiDependencies {
   registry?: Registry;
   /** The aggregates' cache of closed time buckets (api/queries/closed-buckets.ts); one of its own when omitted. */
   closedBuckets?: ClosedBuckets;
+  /** Announces a person's acknowledgement or resolution of an alert to its webhook (alerts/webhook-announcer.ts). */
+  alertWebhooks?: AlertWebhooks;
 }
 
 export interface ReadLimits {
@@ -62,14 +65,14 @@ const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
 const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/', '/export/'];
 
-export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry(), closedBuckets: given }: ApiDependencies): Api {
+export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry(), closedBuckets: given, alertWebhooks }: ApiDependencies): Api {
   const limits = { ...DEFAULT_READ_LIMITS, ...reads };
   const scheduler = createReadScheduler(limits);
   const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs });
-  // Background fills wait in their caller's queue, but not on their request.
+  // Background fills wait in a queue of their caller's, but not on their request.
   const closedBuckets = given ?? createClosedBucketCache({ detach: readClient.detached });
   const yoga = createYoga({
-    schema: createApiSchema({ clickhouse: readClient.client, closedBuckets }),
+    schema: createApiSchema({ clickhouse: readClient.client, closedBuckets, alertWebhooks }),
     // Metrics first, so they see every request, refused ones too; limits before anything is executed.
     plugins: [useMetrics({ registry, scheduler }), useLimits(), useAuth(keys), useRoles(), useReadScheduling(readClient)],
     graphqlEndpoint: GRAPHQL_PATH,

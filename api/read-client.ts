@@ -34,7 +34,10 @@ export interface ReadClient {
    * and dropped while it waits once `signal` (the request's) aborts.
    */
   runAs<T>(caller: string, work: () => T, signal?: AbortSignal): T;
-  /** Runs `work` as the current caller's but not bound to its request: reads that outlive the request. */
+  /**
+   * Runs `work` not bound to the current request, for reads that outlive it, in a queue of the caller's
+   * own beside its requests' (so they neither take its requests' places nor jump ahead of other callers).
+   */
   detached<T>(work: () => T): T;
 }
 
@@ -88,6 +91,6 @@ export function createReadClient(clickhouse: ClickHouseClient, { scheduler, time
   return {
     client,
     runAs: (caller, work, signal) => readerOf.run({ caller, signal }, work),
-    detached: (work) => readerOf.run({ caller: readerOf.getStore()?.caller ?? ANONYMOUS }, work),
+    detached: (work) => readerOf.run({ caller: `${readerOf.getStore()?.caller ?? ANONYMOUS}#background` }, work),
   };
 }

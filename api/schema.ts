@@ -5,6 +5,7 @@
  * Same-named types across modules (`type Query`, `type Mutation`) are merged.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
+import type { AlertWebhooks } from '../alerts/webhook-announcer.ts';
 import type { ClosedBuckets } from './queries/closed-buckets.ts';
 import { createSchema } from 'graphql-yoga';
 import type { ApiContext } from './context.ts';
@@ -41,8 +42,10 @@ export interface SchemaDependencies {
   clickhouse: ClickHouseClient;
   /** The aggregates' cache of closed time buckets; none when absent. */
   closedBuckets?: ClosedBuckets;
+  /** Where a person's acknowledgement or resolution of an alert is announced; not announced when absent. */
+  alertWebhooks?: AlertWebhooks;
 }
 
-export function createApiSchema({ clickhouse, closedBuckets }: SchemaDependencies) {
-  return createSchema<ApiContext>({ typeDefs, resolvers: MODULES.map((m) => m.resolvers(clickhouse, { closedBuckets })) });
+export function createApiSchema({ clickhouse, closedBuckets, alertWebhooks }: SchemaDependencies) {
+  return createSchema<ApiContext>({ typeDefs, resolvers: MODULES.map((m) => m.resolvers(clickhouse, { closedBuckets, alertWebhooks })) });
 }

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { runBacktest } from '../alerts/backtest.ts';
-import { settingsOverride } from '../alerts/settings.ts';
+import { DEFAULT_SETTINGS, mergeSettings, settingsOverride, settingsProblem } from '../alerts/settings.ts';
 import { openClickHouse } from '../core/clickhouse.ts';
 import { ConfigError, loadConfig } from '../core/config.ts';
 import { createLogger } from '../core/logger.ts';
@@ -46,6 +46,8 @@ try {
     const parsed = settingsOverride.safeParse((() => { try { return JSON.parse(values.settings); } catch { return undefined; } })());
     if (!parsed.success) throw new UsageError(`--settings must be JSON alert settings: ${parsed.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') ?? 'not JSON'}`);
     override = parsed.data;
+    const problem = settingsProblem(mergeSettings(DEFAULT_SETTINGS, override));
+    if (problem) throw new UsageError(`--settings: ${problem.path}: ${problem.message}`);
   }
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, 'alerts');
   const clickhouse = await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir });

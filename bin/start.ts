@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { createBudgetEventSource } from '../alerts/budget-events.ts';
 import { createAlertDetector } from '../alerts/detector.ts';
+import { createAlertWebhookAnnouncer } from '../alerts/webhook-announcer.ts';
 import { createWebhookOutbox } from '../alerts/webhook-outbox.ts';
 import { createApi } from '../api/app.ts';
 import { loadPricesFile } from '../api/prices-file.ts';
@@ -128,20 +129,26 @@ const receiverPublisher: Publisher = {
 
 /** The detector's figures, served at /metrics with the ingest's and the API's. */
 const alertsRegistry = roles.has('alerts') ? new Registry() : undefined;
+const alertLogger = logger.child({ component: 'alerts' });
+/**
+ * One webhook outbox for the process: the detector's alerts and the API's acknowledgements and
+ * resolutions are sent from the same directory by one sender, so none is sent twice by two.
+ */
+const alertOutbox = roles.has('alerts') || roles.has('api') ? createWebhookOutbox({ dir: config.alerts.outboxDir, secret: config.alerts.webhookSecret, logger: alertLogger }) : undefined;
+alertOutbox?.start();
 
 if (roles.has('alerts')) {
-  const alertLogger = logger.child({ component: 'alerts' });
   const detector = createAlertDetector({
     clickhouse: clickhouse!,
     logger: alertLogger,
     config: { intervalS: config.alerts.intervalS, webhookUrl: config.alerts.webhookUrl, webhookFormat: config.alerts.webhookFormat },
-    outbox: createWebhookOutbox({ dir: config.alerts.outboxDir, secret: config.alerts.webhookSecret, logger: alertLogger }),
+    outbox: alertOutbox,
     registry: alertsRegistry,
     // Budget thresholds the API's minute check records become alerts too.
     budgets: createBudgetEventSource(clickhouse!),
   });
   detector.start();
-  stops.push(() => detector.stop()); // the pass under way finishes; undelivered webhooks stay in the outbox
+  stops.push(() => detector.stop()); // the pass under way finishes and queues its webhooks
 }
 
 let receiverServer: RunningServer | undefined;
@@ -256,6 +263,7 @@ const api = apiClickhouse
       registry: apiRegistry,
       keys,
       reads: { timeoutMs: config.api.queryTimeoutMs, concurrency: config.api.readConcurrency, maxQueuedPerCaller: config.api.readQueuePerCaller },
+      alertWebhooks: createAlertWebhookAnnouncer({ outbox: alertOutbox!, logger: alertLogger, webhookUrl: config.alerts.webhookUrl, webhookFormat: config.alerts.webhookFormat }),
     })
   : undefined;
 // One registry for the process: the ingest's, the API's and the detector's figures, whichever roles run here.
@@ -283,6 +291,7 @@ const apiServer = await listen(
   config.host,
 );
 stops.push(() => apiServer.close());
+if (alertOutbox) stops.push(() => alertOutbox.stop()); // last: what is still undelivered waits in the outbox for the next start
 logger.info(
   {
     roles: [...roles],

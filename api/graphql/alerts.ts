@@ -4,6 +4,7 @@ import { createGraphQLError } from 'graphql-yoga';
 import type { Alert, AlertStatus } from '../../alerts/alert-record.ts';
 import type { Subject } from '../../alerts/sentences.ts';
 import { ALERT_KINDS, settingsOverride, type AlertKind, type AlertSettings, type SettingsOverride } from '../../alerts/settings.ts';
+import type { AlertWebhooks } from '../../alerts/webhook-announcer.ts';
 import { tenantOf, type ApiContext } from '../context.ts';
 import { money } from '../money.ts';
 import { alertHistory, alertSeries, alertSettings, changeAlertStatus, getAlert, listAlerts, setAlertSettings, silenceSubject, type AlertCursor } from '../queries/alerts.ts';
@@ -134,6 +135,10 @@ export const typeDefs = /* GraphQL */ `
     minVolume: Float!
     "Least ratio of observed to expected (CALL_COLLAPSE: the most)."
     ratio: Float!
+    "Spike kinds: also judged on the latest this many minutes against the baseline scaled to them, so a sharp anomaly is seen within a minute or two; 0: not."
+    shortWindowMinutes: Int!
+    "Least volume in the short window, per 10 minutes like minVolume (scaled to the short window)."
+    shortMinVolume: Float!
   }
 
   input AlertSettingsInput {
@@ -151,6 +156,9 @@ export const typeDefs = /* GraphQL */ `
     threshold: Float
     minVolume: Float
     ratio: Float
+    "CALL_SPIKE, ERROR_SPIKE, DENIAL_SPIKE, LATENCY_REGRESSION and COST_SPIKE only; shorter than windowMinutes; 0 turns it off."
+    shortWindowMinutes: Int
+    shortMinVolume: Float
   }
 `;
 
@@ -245,7 +253,15 @@ interface SettingsInput {
   resolveAfterMinutes?: number | null;
   learningHours?: number | null;
   webhookUrl?: string | null;
-  kinds?: Array<{ kind: AlertKind; enabled?: boolean | null; threshold?: number | null; minVolume?: number | null; ratio?: number | null }> | null;
+  kinds?: Array<{
+    kind: AlertKind;
+    enabled?: boolean | null;
+    threshold?: number | null;
+    minVolume?: number | null;
+    ratio?: number | null;
+    shortWindowMinutes?: number | null;
+    shortMinVolume?: number | null;
+  }> | null;
 }
 
 function parseSettings(input: SettingsInput): SettingsOverride {
@@ -264,7 +280,21 @@ function parseSettings(input: SettingsInput): SettingsOverride {
   return parsed.data;
 }
 
-export function resolvers(clickhouse: ClickHouseClient) {
+export function resolvers(clickhouse: ClickHouseClient, { alertWebhooks }: { alertWebhooks?: AlertWebhooks }) {
+  /** A person's change, stored, then announced to the tenant's webhook (once kept in the outbox). */
+  async function changeStatus(id: string, action: 'acknowledged' | 'resolved', ctx: ApiContext) {
+    const tenant = tenantOf(ctx);
+    const at = Date.now();
+    const by = who(ctx);
+    const result = await changeAlertStatus(clickhouse, tenant, parseId(id), action, by, at);
+    if (!result) throw notFound(id);
+    if (result.changed && alertWebhooks) {
+      const { webhookUrl } = await alertSettings(clickhouse, tenant);
+      await alertWebhooks.announce({ alert: result.alert, action, at, by }, webhookUrl);
+    }
+    return alertOut(clickhouse, result.alert);
+  }
+
   return {
     Query: {
       async alerts(
@@ -300,19 +330,8 @@ export function resolvers(clickhouse: ClickHouseClient) {
     },
 
     Mutation: {
-      async acknowledgeAlert(_: unknown, args: { id: string }, ctx: ApiContext) {
-        const tenant = tenantOf(ctx);
-        const alert = await changeAlertStatus(clickhouse, tenant, parseId(args.id), 'acknowledged', who(ctx), Date.now());
-        if (!alert) throw notFound(args.id);
-        return alertOut(clickhouse, alert);
-      },
-
-      async resolveAlert(_: unknown, args: { id: string }, ctx: ApiContext) {
-        const tenant = tenantOf(ctx);
-        const alert = await changeAlertStatus(clickhouse, tenant, parseId(args.id), 'resolved', who(ctx), Date.now());
-        if (!alert) throw notFound(args.id);
-        return alertOut(clickhouse, alert);
-      },
+      acknowledgeAlert: (_: unknown, args: { id: string }, ctx: ApiContext) => changeStatus(args.id, 'acknowledged', ctx),
+      resolveAlert: (_: unknown, args: { id: string }, ctx: ApiContext) => changeStatus(args.id, 'resolved', ctx),
 
       async silence(_: unknown, args: { subject: Partial<Record<keyof Subject, string | null>>; kind: AlertKind; until: string }, ctx: ApiContext) {
         const tenant = tenantOf(ctx);

@@ -8,8 +8,9 @@ import { z } from 'zod';
 import { ALERT_COLUMNS, alertRow, eventOf, fromAlertRow, toAlertRow, toHistoryRow, type Alert, type AlertStatus } from '../../alerts/alert-record.ts';
 import { readOverride } from '../../alerts/alert-store.ts';
 import type { Subject } from '../../alerts/sentences.ts';
-import { combineOverrides, DEFAULT_SETTINGS, mergeSettings, settingsOverride, type AlertKind, type AlertSettings, type SettingsOverride } from '../../alerts/settings.ts';
+import { combineOverrides, DEFAULT_SETTINGS, mergeSettings, settingsOverride, settingsProblem, type AlertKind, type AlertSettings, type SettingsOverride } from '../../alerts/settings.ts';
 import { count, selectRows } from './select-rows.ts';
+import { badInput } from './params.ts';
 
 export interface AlertFilter {
   status?: AlertStatus;
@@ -134,7 +135,8 @@ export async function alertSeries(clickhouse: ClickHouseClient, tenant: string, 
 
 /**
  * A person acknowledges or resolves an alert: a new version of its row (who and when) and a history
- * row. Resolving a resolved alert, or acknowledging one, changes nothing and returns it as it is.
+ * row. Resolving a resolved alert, or acknowledging an acknowledged one, changes nothing and returns
+ * it as it is (`changed` false).
  */
 export async function changeAlertStatus(
   clickhouse: ClickHouseClient,
@@ -143,9 +145,10 @@ export async function changeAlertStatus(
   change: 'acknowledged' | 'resolved',
   by: string,
   nowMs: number,
-): Promise<Alert | undefined> {
+): Promise<{ alert: Alert; changed: boolean } | undefined> {
   const alert = await getAlert(clickhouse, tenant, id);
-  if (!alert || alert.status === 'RESOLVED' || (change === 'acknowledged' && alert.status === 'ACKNOWLEDGED')) return alert;
+  if (!alert) return undefined;
+  if (alert.status === 'RESOLVED' || (change === 'acknowledged' && alert.status === 'ACKNOWLEDGED')) return { alert, changed: false };
   const updatedAt = Math.max(nowMs, alert.updatedAt + 1);
   const next: Alert =
     change === 'acknowledged'
@@ -153,7 +156,7 @@ export async function changeAlertStatus(
       : { ...alert, status: 'RESOLVED', resolvedBy: by, resolvedAt: nowMs, updatedAt };
   await clickhouse.insert({ table: 'alert_history_v1', values: [toHistoryRow(eventOf(next, change, nowMs, by))], format: 'JSONEachRow' });
   await clickhouse.insert({ table: 'alerts_v1', values: [toAlertRow(next)], format: 'JSONEachRow' });
-  return next;
+  return { alert: next, changed: true };
 }
 
 export interface SilenceRecord {
@@ -193,6 +196,9 @@ export async function alertSettings(clickhouse: ClickHouseClient, tenant: string
 /** Stores `change` on top of the tenant's overrides; returns the effective settings. */
 export async function setAlertSettings(clickhouse: ClickHouseClient, tenant: string, change: SettingsOverride, by: string, nowMs: number): Promise<AlertSettings> {
   const combined = settingsOverride.parse(combineOverrides((await readOverride(clickhouse, tenant)) ?? {}, change));
+  // Each setting was checked alone (parseSettings); together with the stored ones they must agree too.
+  const problem = settingsProblem(mergeSettings(DEFAULT_SETTINGS, combined));
+  if (problem) throw badInput(`settings.${problem.path}: ${problem.message}`, `settings.${problem.path}`);
   await clickhouse.insert({
     table: 'alert_settings_v1',
     format: 'JSONEachRow',

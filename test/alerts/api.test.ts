@@ -159,6 +159,25 @@ describe('changing alerts', () => {
     assert.match(bad.errors![0]!.message, /settings\.windowMinutes/);
   });
 
+  test('settings: the short window per kind, refused when not shorter than the window or on a kind without one', async () => {
+    const query = '{ alertSettings { kinds { kind shortWindowMinutes shortMinVolume } } }';
+    const kinds = (data: any) => Object.fromEntries(data.alertSettings.kinds.map((k: any) => [k.kind, [k.shortWindowMinutes, k.shortMinVolume]]));
+    const defaults = kinds(await data('key-globex-viewer', query));
+    assert.deepEqual([defaults.CALL_SPIKE, defaults.ERROR_SPIKE, defaults.CALL_COLLAPSE, defaults.CALL_LOOP], [[2, 60], [2, 20], [0, 0], [0, 0]]);
+    const set = `mutation ($s: AlertSettingsInput!) { setAlertSettings(settings: $s) { windowMinutes } }`;
+    await data('key-globex-operator', set, { s: { kinds: [{ kind: 'COST_SPIKE', shortWindowMinutes: 3, shortMinVolume: 2 }] } });
+    assert.deepEqual(kinds(await data('key-globex-viewer', query)).COST_SPIKE, [3, 2]);
+
+    const tooLong = await gql('key-globex-operator', set, { s: { windowMinutes: 2 } });
+    assert.equal(tooLong.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
+    assert.equal(tooLong.errors![0]!.message, 'settings.kinds.CALL_SPIKE.shortWindowMinutes: must be shorter than windowMinutes (2), or 0 for none; got 2');
+    const noShort = await gql('key-globex-operator', set, { s: { kinds: [{ kind: 'CALL_LOOP', shortWindowMinutes: 2 }] } });
+    assert.equal(noShort.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
+    assert.match(noShort.errors![0]!.message, /^settings\.kinds\.CALL_LOOP\.shortWindowMinutes: only CALL_SPIKE, ERROR_SPIKE, DENIAL_SPIKE, LATENCY_REGRESSION, COST_SPIKE have a short window/);
+    // Refused changes are not kept.
+    assert.equal((await data('key-globex-viewer', '{ alertSettings { windowMinutes } }')).alertSettings.windowMinutes, 10);
+  });
+
   test('silence: no new alert for the subject until then', async () => {
     const until = new Date(Date.now() + 3600_000).toISOString();
     const { silence } = await data('key-globex-operator', 'mutation ($u: String!) { silence(subject: { agent: "intruder" }, kind: CALL_SPIKE, until: $u) { kind subject { agent tool } createdBy } }', { u: until });

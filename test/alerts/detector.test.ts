@@ -11,6 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { median, quantile } from 'simple-statistics';
+import { createMemoryAlertStore } from '../../alerts/alert-store.ts';
 import { createAlertDetector, type AlertDetector } from '../../alerts/detector.ts';
 import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
@@ -81,6 +82,14 @@ before(async () => {
     // A new agent learning its tools: no alert.
     ...windowCalls(AT, 0, 5, { agent: 'newcomer', tool: 'admin.Users.Delete' }),
   ]);
+
+  // A spike that began a minute before the pass: 6 calls a minute, then 60 in the last minute.
+  const early = { agent: 'early', tool: 'repo.Files.Read' };
+  await insertCalls(clickhouse, 'early-spike', [
+    ...series(Array(12).fill(60), early),
+    ...windowCalls(AT, 0, 54, early, 9 * MIN).map((c) => ({ ...c, at: c.at - MIN })),
+    ...windowCalls(AT, 0, 60, early, MIN),
+  ].map((c, i) => ({ ...c, session: `early-${i % 100}` })));
 
   const sessions = Array.from({ length: 10 }, (_, s) => `s-${s}`);
   await insertCalls(clickhouse, 'loop', [
@@ -164,9 +173,26 @@ describe('each kind fires on its injected case with its sentence', () => {
   });
 });
 
-test('quiet on clean noisy data, pass after pass', async () => {
-  for (let m = -50; m <= 0; m += 5) {
-    const result = await createAlertDetector({ clickhouse, logger, config: { intervalS: 60, webhookFormat: 'json' } }).runOnce(AT + m * MIN);
+describe('the short window', () => {
+  test('a spike one minute old is seen in the last 2 minutes, with a sentence saying so', async () => {
+    const pass = await createAlertDetector({ clickhouse, logger, store: createMemoryAlertStore(), config: { intervalS: 60, webhookFormat: 'json', tenants: ['early-spike'] } }).runOnce(AT);
+    // 114 calls in 10 min against a usual 60 is under 2.5 × usual; 66 in 2 min against 12 is not.
+    assert.deepEqual(pass.findings.map((f) => [f.kind, f.windowMinutes, f.observed, f.expected, f.sentence]), [
+      ['CALL_SPIKE', 2, 66, 12, 'early called repo.Files.Read 66 times in 2 min; its usual over the last hours is 12'],
+    ]);
+    assert.deepEqual(pass.opened.map((a) => [a.windowStart, a.windowEnd]), [[AT / 1000 - 120, AT / 1000]]);
+  });
+
+  test('turned off (shortWindowMinutes 0), the same minute raises nothing yet', async () => {
+    const override = { kinds: { CALL_SPIKE: { shortWindowMinutes: 0 } } };
+    const pass = await createAlertDetector({ clickhouse, logger, store: createMemoryAlertStore(), config: { intervalS: 60, webhookFormat: 'json', tenants: ['early-spike'], override } }).runOnce(AT);
+    assert.deepEqual(pass.findings, []);
+  });
+});
+
+test('quiet on clean noisy data, pass after pass (every minute of the last 20, so every short window)', async () => {
+  for (let m = -50; m <= 0; m += m < -20 ? 5 : 1) {
+    const result = await createAlertDetector({ clickhouse, logger, config: { intervalS: 60, webhookFormat: 'json', tenants: ['calm'] } }).runOnce(AT + m * MIN);
     assert.deepEqual(result.findings.filter((f) => f.subject.agent.startsWith('calm') || f.subject.account === 'acct-calm'), []);
   }
   assert.deepEqual(await openAlerts('calm'), []);
@@ -223,6 +249,26 @@ describe('one alert per subject and kind, from open to resolved', () => {
     // Opened at AT; updated by the restarted detector at AT (same row), at AT+1 and AT+10 min; resolved.
     assert.deepEqual((await history.json<{ action: string; n: string }>()).map((r) => [r.action, Number(r.n)]), [['opened', 1], ['resolved', 1], ['updated', 3]]);
   });
+});
+
+test('live, a pass runs just after each boundary settles and judges that boundary', async () => {
+  // A clock 3 s before the pass judging AT is due (AT plus the 10 s settle time).
+  const t0 = Date.now();
+  const now = () => AT + 10_000 - 3000 + (Date.now() - t0);
+  const store = createMemoryAlertStore();
+  const live = createAlertDetector({ clickhouse, logger, store, now, config: { intervalS: 60, webhookFormat: 'json', tenants: ['collapse'] } });
+  live.start();
+  try {
+    const deadline = Date.now() + 15_000;
+    while (!store.events.some((e) => e.at === AT)) {
+      assert.ok(Date.now() < deadline, `no pass judged ${new Date(AT).toISOString()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await live.stop();
+  }
+  // At start, the last boundary settled (AT − 1 min); then AT, once its 10 s had passed; nothing else.
+  assert.deepEqual(store.events.map((e) => [e.action, e.at]), [['opened', AT - MIN], ['updated', AT]]);
 });
 
 test('a budget threshold crossed, from the cost side, is one alert per budget and threshold', async () => {

@@ -9,7 +9,7 @@ import { DEFAULT_SETTINGS } from '../../alerts/settings.ts';
 const AT = 1_800_000_000 - (1_800_000_000 % 600);
 const subject = { agent: 'a', tool: 't', account: '', session: '' };
 const finding = (severity: Finding['severity'], observed: number): Finding => ({
-  kind: 'CALL_SPIKE', subject, severity, observed, expected: 5, expectedLow: 4, expectedHigh: 8, score: severity === 'CRITICAL' ? 20 : 9, baseline: 'recent', sentence: `a called t ${observed} times`,
+  kind: 'CALL_SPIKE', subject, windowMinutes: 10, severity, observed, expected: 5, expectedLow: 4, expectedHigh: 8, score: severity === 'CRITICAL' ? 20 : 9, baseline: 'recent', sentence: `a called t ${observed} times`,
 });
 
 test('opens with a deterministic id, updates, escalates once, resolves after the quiet time', () => {

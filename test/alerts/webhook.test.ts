@@ -99,6 +99,7 @@ test('retried after failures, signed, exactly the alerts fired; none lost across
   assert.equal(resolvedPass.resolved.length, 2);
   await new Promise((r) => setTimeout(r, 50));
   await detector.stop();
+  await first.stop();
   assert.equal(readdirSync(outboxDir).filter((f) => f.endsWith('.json')).length, 2);
   assert.deepEqual(accepted(), pass.opened.map((a) => `${a.id}:opened`).sort());
 
@@ -117,4 +118,7 @@ test('a Slack-compatible body', () => {
   } as const;
   const d = deliveryOf({ ...alert, subject: { ...alert.subject } }, 'opened', 600_000, hookUrl, 'slack');
   assert.deepEqual(JSON.parse(d.body).text, '[CRITICAL] call loop opened: a called x 60 times in 10 min in session s; its usual per session is 2');
+  // A person's change names the person.
+  const ack = deliveryOf({ ...alert, subject: { ...alert.subject }, status: 'ACKNOWLEDGED', acknowledgedBy: 'ops', acknowledgedAt: 660_000 }, 'acknowledged', 660_000, hookUrl, 'slack', 'ops');
+  assert.deepEqual(JSON.parse(ack.body).text, '[CRITICAL] call loop acknowledged by ops: a called x 60 times in 10 min in session s; its usual per session is 2');
 });
