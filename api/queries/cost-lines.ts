@@ -51,7 +51,7 @@ export interface CostLine {
 
 const ATTO_PER_NANO = 1_000_000_000n;
 
-const groupRow = z.object({
+const lineRow = z.object({
   k_cc: z.coerce.number().int().optional(),
   k_account: z.string().optional(),
   k_agent: z.string().optional(),
@@ -60,10 +60,13 @@ const groupRow = z.object({
   k_day: z.string().optional(),
   k_month: z.string().optional(),
   k_minute: z.string().optional(),
-  ri: z.coerce.number().int(),
-  g_calls: z.coerce.bigint(),
-  g_duration_ns: z.coerce.bigint(),
-  g_reported_nanos: z.coerce.bigint(),
+  l_calls: z.coerce.bigint(),
+  l_duration_ns: z.coerce.bigint(),
+  l_reported_nanos: z.coerce.bigint(),
+  l_priced_atto: z.coerce.bigint(),
+  l_unpriced_calls: z.coerce.bigint(),
+  /** Indexes (1-based, precedence order) of the rules that priced some of the line's calls. */
+  l_rules: z.array(z.coerce.number().int().positive()),
 });
 
 /** The segment boundaries (epoch ms, ascending, starting at 0) where some rule or mapping starts or ends. */
@@ -308,20 +311,40 @@ export async function computeCostLines(
     const grouped = columns.filter(([d]) => (d === 'minute' ? options.byMinute === true : groupBy.includes(d) || (d === 'costCentre' && needsCostCentre)));
     // The reported cost as integer nano-units: the minute rollup keeps Decimal(38, 9), the coarse ones Int64 nano-units.
     const reported = level === 'minute' ? 'toInt128(sum(cost_usd_sum) * 1000000000)' : 'sum(toInt128(reported_nanos))';
+    const keys = grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4));
     return [
-      `
-    SELECT ${[...grouped.map(([, c]) => c), `${rule} AS ri`].join(', ')},
-           sum(calls) AS g_calls, toString(sum(duration_sum_ns)) AS g_duration_ns, toString(${reported}) AS g_reported_nanos
-    FROM ${level === 'minute' ? 'tool_calls_1m_v1' : COARSE_TABLES[level]}
-    WHERE ${['tenant = {tenant:String}', `(${times.join(' OR ')})`, ...filters].join(' AND ')}
-    GROUP BY ${[...grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4)), 'ri'].join(', ')}`
-        .replace(/\bseg\b/g, `(${segment(time)})`)
-        .replaceAll(ACCOUNT_INDEX, 'transform(account_id, {account_keys:Array(String)}, {account_ids:Array(UInt32)}, toUInt32(0))'),
+      {
+        keys,
+        sql: `
+        SELECT ${[...grouped.map(([, c]) => c), `${rule} AS ri`].join(', ')},
+               sum(calls) AS g_calls, sum(duration_sum_ns) AS g_duration_ns, ${reported} AS g_reported_nanos
+        FROM ${level === 'minute' ? 'tool_calls_1m_v1' : COARSE_TABLES[level]}
+        WHERE ${['tenant = {tenant:String}', `(${times.join(' OR ')})`, ...filters].join(' AND ')}
+        GROUP BY ${[...keys, 'ri'].join(', ')}`
+          .replace(/\bseg\b/g, `(${segment(time)})`)
+          .replaceAll(ACCOUNT_INDEX, 'transform(account_id, {account_keys:Array(String)}, {account_ids:Array(UInt32)}, toUInt32(0))'),
+      },
     ];
   });
-  // Each level's rows are already grouped; the lines below add up a group's rows across levels.
-  const rows = await selectRows(clickhouse, 'cost-lines', selects.join('\n    UNION ALL'), params, groupRow);
-  const lines = new Map<string, CostLine & { ruleIndexes: Set<number> }>();
+  // Each level's rows are grouped by output group and rule (tens of thousands for a month by account);
+  // priced here, exactly (prices in nano-units, Int256: no price the book accepts can overflow), and
+  // summed per output group, so only the lines travel back.
+  if (selects.length === 0) return [];
+  params.rule_call_nanos = rules.map((r) => r.perCallNanos);
+  params.rule_second_nanos = rules.map((r) => r.perSecondNanos);
+  const keys = selects[0]!.keys;
+  const query = `
+    SELECT ${[...keys,
+      'toString(sum(g_calls)) AS l_calls',
+      'toString(sum(g_duration_ns)) AS l_duration_ns',
+      'toString(sum(g_reported_nanos)) AS l_reported_nanos',
+      `toString(sum(toInt256(g_calls) * arrayElement({rule_call_nanos:Array(Int256)}, ri) * ${ATTO_PER_NANO} + toInt256(g_duration_ns) * arrayElement({rule_second_nanos:Array(Int256)}, ri))) AS l_priced_atto`,
+      'toString(sumIf(g_calls, ri = 0)) AS l_unpriced_calls',
+      'arraySort(groupUniqArrayIf(ri, ri > 0)) AS l_rules'].join(',\n           ')}
+    FROM (${selects.map((s) => s.sql).join('\n        UNION ALL')}
+    )${keys.length ? `\n    GROUP BY ${keys.join(', ')}` : ''}`;
+  const rows = await selectRows(clickhouse, 'cost-lines', query, params, lineRow);
+  const lines: Array<{ id: string; line: CostLine }> = [];
   for (const r of rows) {
     const costCentreName = r.k_cc === undefined ? undefined : names[r.k_cc]!;
     if (filter.costCentre !== undefined && costCentreName !== filter.costCentre) continue;
@@ -331,21 +354,20 @@ export async function computeCostLines(
       key[d] = d === 'costCentre' ? costCentreName! : r[`k_${d}` as 'k_account']!;
     }
     const id = JSON.stringify([...COST_DIMENSIONS.map((d) => key[d] ?? null), r.k_minute ?? null]);
-    const line = lines.get(id) ?? { key, calls: 0n, durationNs: 0n, pricedAtto: 0n, reportedAtto: 0n, unpricedCalls: 0n, rules: [], ruleIndexes: new Set<number>(), ...(r.k_minute !== undefined && { minute: r.k_minute }) };
-    const rule = r.ri > 0 ? rules[r.ri - 1]! : undefined;
-    line.calls += r.g_calls;
-    line.durationNs += r.g_duration_ns;
-    line.reportedAtto += r.g_reported_nanos * ATTO_PER_NANO;
-    if (rule) {
-      line.pricedAtto += r.g_calls * rule.perCallNanos * ATTO_PER_NANO + r.g_duration_ns * rule.perSecondNanos;
-      line.ruleIndexes.add(r.ri);
-    } else {
-      line.unpricedCalls += r.g_calls;
-    }
-    lines.set(id, line);
+    const line: CostLine = {
+      key,
+      calls: r.l_calls,
+      durationNs: r.l_duration_ns,
+      pricedAtto: r.l_priced_atto,
+      reportedAtto: r.l_reported_nanos * ATTO_PER_NANO,
+      unpricedCalls: r.l_unpriced_calls,
+      rules: r.l_rules.map((i) => rules[i - 1]!),
+      ...(r.k_minute !== undefined && { minute: r.k_minute }),
+    };
+    lines.push({ id, line });
   }
-  return [...lines.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, { ruleIndexes, ...line }]) => ({ ...line, rules: [...ruleIndexes].sort((a, b) => a - b).map((i) => rules[i - 1]!) }))
+  return lines
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map(({ line }) => line)
     .filter((l) => l.calls > 0n || l.reportedAtto !== 0n);
 }
