@@ -10,7 +10,8 @@
  * Loads a realistic price book for the busiest tenant (a catch-all, a rule per service, tool globs,
  * exact tools, account-specific rules, a price change mid-month; 800 accounts and 10 agents mapped to
  * 16 cost centres), then measures, one client: `costReport` over the data set's 30 days grouped by
- * cost centre and account (p50 / p99), and the chargeback export of a month (CSV, whole file). Beside
+ * cost centre and account (p50 / p99; beside it the same lines from the minute rollup alone, which
+ * must be equal), and the chargeback export of a month (CSV, whole file). Beside
  * each: the raw table's time for the calls and durations per account over the same range (the raw
  * limit), and a check that the report's calls and durations per account equal the raw table's.
  */
@@ -22,6 +23,7 @@ import { parseArgs } from 'node:util';
 import { writeStatement } from '../api/chargeback-export.ts';
 import { buildStatement } from '../api/queries/chargeback.ts';
 import { parsePeriod } from '../api/queries/closed-periods.ts';
+import { computeCostLines } from '../api/queries/cost-lines.ts';
 import { queryCostReport } from '../api/queries/cost-report.ts';
 import { appendEntries, loadPriceBook, type NewEntry } from '../api/queries/price-book.ts';
 import { openClickHouse } from '../core/clickhouse.ts';
@@ -109,6 +111,11 @@ const rawPerAccount = async () =>
 let shift = 0;
 const cold = await timed(() => queryCostReport(clickhouse, TENANT, { ...range, toMs: range.toMs + ++shift * 60_000 }, ['costCentre', 'account'], {}, priceBook), Math.max(3, Math.floor(RUNS / 2)));
 const report = await timed(() => queryCostReport(clickhouse, TENANT, range, ['costCentre', 'account'], {}, priceBook), RUNS);
+// The same lines from the minute rollup alone (no daily or weekly rollup), uncached: what the plan saves.
+let minutesRange = range;
+const minutesOnly = await timed(() => computeCostLines(clickhouse, TENANT, (minutesRange = { ...range, toMs: range.toMs + ++shift * 60_000 }), ['costCentre', 'account'], {}, priceBook, { sources: 'minutes' }), 3);
+const text = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? String(x) : x));
+const samePricing = text(await computeCostLines(clickhouse, TENANT, minutesRange, ['costCentre', 'account'], {}, priceBook)) === text(minutesOnly.last);
 const raw = await timed(rawPerAccount, Math.max(3, Math.floor(RUNS / 4)));
 
 // The same calls and durations per account as the raw table.
@@ -144,6 +151,8 @@ const rows: Row[] = [
   ['costReport 30 d by cost centre, account, cold: p99', ms(cold.p99), '≤ 300 ms', cold.p99 <= 300 ? 'PASS' : 'FAIL'],
   ['costReport 30 d by cost centre, account, warm: p50', ms(report.p50), '', ''],
   ['costReport 30 d by cost centre, account, warm: p99', ms(report.p99), '≤ 300 ms', report.p99 <= 300 ? 'PASS' : 'FAIL'],
+  ['  minute rollup alone, cold (p50)', `${ms(minutesOnly.p50)} (cold report ${(cold.p50 / minutesOnly.p50).toFixed(2)}× minutes)`, '', ''],
+  ['  same lines (exact amounts) as from the minute rollup alone', samePricing ? 'yes' : 'no', 'yes', samePricing ? 'PASS' : 'FAIL'],
   ['  raw table, calls and durations per account (p50)', `${ms(raw.p50)} (cold report ${(cold.p50 / raw.p50).toFixed(2)}× raw)`, '', ''],
   ['  same calls and durations as the raw table', `${sameAnswer ? 'yes' : `no (${mismatches.length} accounts differ)`}, ${report.last.lines.length} lines`, 'yes', sameAnswer ? 'PASS' : 'FAIL'],
   [`chargeback export ${period.label} (CSV, whole file), first run`, `${ms(exportRuns.first)} (${exportRuns.last} lines, ${bytes} bytes)`, '≤ 2000 ms', exportRuns.first <= 2000 ? 'PASS' : 'FAIL'],

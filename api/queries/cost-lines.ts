@@ -1,15 +1,18 @@
 /**
- * Costs from the per-minute rollups: each minute's calls and duration sum priced by the rule in force at
- * that minute, in one statement. The price book is small, so it travels as parameters: time is cut into
- * segments at every instant a rule or a cost-centre mapping starts or ends; each rollup row finds its
- * winning rule with bit masks (`ruleMasks`) and its cost centre with one look-up (`costCentreIndex`);
- * rows are summed per output group and rule. Money stays integer: the sums come back as integers and
- * the rollup's Decimal(38, 9) as text, and are priced here with bigint (prices in nano-units, amounts in
- * atto-units, 10^-18 USD), exactly; they are rounded only when a line is printed.
+ * Costs from the rollups: each minute's calls and duration sum priced by the rule in force at that
+ * minute, in one statement. Whole days and weeks in which the book does not change are read from the
+ * daily and weekly cost rollups and priced once per bucket, the rest from the minute rollup
+ * (./cost-plan.ts): the same amounts. The price book is small, so it travels as parameters: time is cut
+ * into segments at every instant a rule or a cost-centre mapping starts or ends; each rollup row finds
+ * its winning rule with bit masks (`ruleMasks`) and its cost centre with one look-up
+ * (`costCentreIndex`); rows are summed per output group and rule. Money stays integer: sums and the
+ * reported cost (nano-units) come back as integer text and are priced here with bigint (prices in
+ * nano-units, amounts in atto-units, 10^-18 USD), exactly; they are rounded only when a line is printed.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { formatClickHouse } from '../../model/timestamp.ts';
+import { planCostSources, type CostLevel, type CostSpan } from './cost-plan.ts';
 import { comparePrecedence, globToLike, isGlob, UNALLOCATED, type PriceBook, type PriceVersion } from './price-book.ts';
 import { selectRows } from './select-rows.ts';
 
@@ -48,7 +51,7 @@ export interface CostLine {
 
 const ATTO_PER_NANO = 1_000_000_000n;
 
-const groupRow = z.object({
+const lineRow = z.object({
   k_cc: z.coerce.number().int().optional(),
   k_account: z.string().optional(),
   k_agent: z.string().optional(),
@@ -57,19 +60,14 @@ const groupRow = z.object({
   k_day: z.string().optional(),
   k_month: z.string().optional(),
   k_minute: z.string().optional(),
-  ri: z.coerce.number().int(),
-  g_calls: z.coerce.bigint(),
-  g_duration_ns: z.coerce.bigint(),
-  g_reported: z.string(),
+  l_calls: z.coerce.bigint(),
+  l_duration_ns: z.coerce.bigint(),
+  l_reported_nanos: z.coerce.bigint(),
+  l_priced_atto: z.coerce.bigint(),
+  l_unpriced_calls: z.coerce.bigint(),
+  /** Indexes (1-based, precedence order) of the rules that priced some of the line's calls. */
+  l_rules: z.array(z.coerce.number().int().positive()),
 });
-
-/** `"0.063000000"` (Decimal(38, 9) as text) → 63_000_000_000_000_000n atto-units. */
-export function attoFromDecimal9(text: string): bigint {
-  const m = /^(-)?(\d+)(?:\.(\d{1,9}))?$/.exec(text);
-  if (!m) throw new Error(`ClickHouse returned an unexpected decimal: ${JSON.stringify(text)}`);
-  const nanos = BigInt(m[2]!) * ATTO_PER_NANO + BigInt((m[3] ?? '').padEnd(9, '0'));
-  return (m[1] ? -nanos : nanos) * ATTO_PER_NANO;
-}
 
 /** The segment boundaries (epoch ms, ascending, starting at 0) where some rule or mapping starts or ends. */
 function segmentPoints(book: PriceBook): number[] {
@@ -178,9 +176,9 @@ function costCentreIndex(book: PriceBook, points: number[], accountKeys: string[
 
 /**
  * Answers for the same tenant, range, grouping, filter and price-book version are reused while the
- * rollup's active parts in the months the range touches are the same ones: any insert (a late record
- * too), merge or TTL deletion there makes new parts, and a changed price or mapping a new book version.
- * At most 64 answers per ClickHouse client.
+ * active parts of the tables it reads, in the months the range touches, are the same ones: any insert
+ * (a late record too), merge or TTL deletion there makes new parts, and a changed price or mapping a
+ * new book version. At most 64 answers per ClickHouse client.
  */
 const caches = new WeakMap<ClickHouseClient, Map<string, { watermark: string; lines: CostLine[] }>>();
 const CACHE_SIZE = 64;
@@ -199,12 +197,23 @@ async function rangeWatermark(clickhouse: ClickHouseClient, range: MsRange): Pro
   const [row] = await selectRows(
     clickhouse,
     'cost-watermark',
-    `SELECT toString(cityHash64(arraySort(groupArray(name)))) AS parts FROM system.parts
-     WHERE database = currentDatabase() AND table = 'tool_calls_1m_v1' AND active AND partition_id IN {months:Array(String)}`,
-    { months: monthsOf(range) },
+    `SELECT toString(cityHash64(arraySort(groupArray(concat(table, '/', name))))) AS parts FROM system.parts
+     WHERE database = currentDatabase() AND table IN {tables:Array(String)} AND active AND partition_id IN {months:Array(String)}`,
+    { months: monthsOf(range), tables: ['tool_calls_1m_v1', ...Object.values(COARSE_TABLES)] },
     z.object({ parts: z.string() }),
   );
   return row!.parts;
+}
+
+export interface CostLineOptions {
+  /** One line per group and minute (`CostLine.minute`): every minute is read from the minute rollup. */
+  byMinute?: boolean;
+  /**
+   * `planned` (the default): whole days and weeks without a change of the book from the coarse rollups,
+   * the rest by minute (./cost-plan.ts). `minutes`: every minute from the minute rollup; the same
+   * amounts, slower.
+   */
+  sources?: 'planned' | 'minutes';
 }
 
 export async function queryCostLines(
@@ -214,11 +223,11 @@ export async function queryCostLines(
   groupBy: readonly CostDimension[],
   filter: CostFilter,
   book: PriceBook,
-  options: { byMinute?: boolean } = {},
+  options: CostLineOptions = {},
 ): Promise<CostLine[]> {
   let cache = caches.get(clickhouse);
   if (!cache) caches.set(clickhouse, (cache = new Map()));
-  const key = JSON.stringify([tenant, range, groupBy, filter, book.version, options.byMinute === true]);
+  const key = JSON.stringify([tenant, range, groupBy, filter, book.version, options.byMinute === true, options.sources ?? 'planned']);
   const watermark = await rangeWatermark(clickhouse, range);
   const hit = cache.get(key);
   cache.delete(key);
@@ -232,58 +241,110 @@ export async function queryCostLines(
   return lines;
 }
 
-async function computeCostLines(
+/** The coarse rollups (sql/0019, sql/0020): the dimensions pricing needs, per bucket. */
+const COARSE_TABLES: Record<Exclude<CostLevel, 'minute'>, string> = { week: 'cost_calls_1w_v1', day: 'cost_calls_1d_v1' };
+
+/** The plan for a question: weeks only when no grouping needs a finer time, none for minute lines. */
+export function planFor(book: PriceBook, range: MsRange, groupBy: readonly CostDimension[], options: CostLineOptions): CostSpan[] {
+  const levels = new Set<Exclude<CostLevel, 'minute'>>();
+  if (!options.byMinute && options.sources !== 'minutes') {
+    levels.add('day');
+    if (!groupBy.includes('day')) levels.add('week');
+  }
+  return planCostSources(book, range, { levels, byMonth: groupBy.includes('month') });
+}
+
+/** Uncached; exported for tests that compare the plan's answer with the minute rollup's. */
+export async function computeCostLines(
   clickhouse: ClickHouseClient,
   tenant: string,
   range: MsRange,
   groupBy: readonly CostDimension[],
   filter: CostFilter,
   book: PriceBook,
-  options: { byMinute?: boolean },
+  options: CostLineOptions = {},
 ): Promise<CostLine[]> {
   const rules = [...book.prices].sort(comparePrecedence);
   const points = segmentPoints(book);
   const needsCostCentre = groupBy.includes('costCentre') || filter.costCentre !== undefined;
-  const params: Record<string, unknown> = { tenant, from: dt(range.fromMs), to: dt(range.toMs) };
-  // A minute is in a segment from the first whole second at or after the segment's start: compared as
-  // integers, with no conversion of each row's minute to DateTime64.
+  const params: Record<string, unknown> = { tenant };
+  // A minute (or a bucket: no segment starts inside one the plan reads whole) is in a segment from the
+  // first whole second at or after the segment's start: compared as integers, with no conversion of
+  // each row's time to DateTime64.
   points.forEach((p, i) => (params[`p${i}`] = Math.ceil(p / 1000)));
-  const segment = points.length === 1 ? 'toUInt32(1)' : points.map((_, i) => `(toUInt32(minute) >= {p${i}:UInt32})`).join(' + ');
+  const segment = (time: string) => (points.length === 1 ? 'toUInt32(1)' : points.map((_, i) => `(toUInt32(${time}) >= {p${i}:UInt32})`).join(' + '));
   const names = [UNALLOCATED];
   const accountKeys = [...new Set([...rules.map((r) => r.account), ...book.costCentres.filter((c) => c.dimension === 'account').map((c) => c.key)].filter((a) => a !== ''))];
   params.account_keys = accountKeys;
   params.account_ids = accountKeys.map((_, i) => i + 1);
   const costCentre = needsCostCentre ? costCentreIndex(book, points, accountKeys, params, names) : '0';
+  const rule = ruleMasks(rules, points, accountKeys, params);
 
-  const where = ['tenant = {tenant:String}', "minute >= {from:DateTime64(3, 'UTC')}", "minute < {to:DateTime64(3, 'UTC')}"];
+  const filters: string[] = [];
   for (const [name, column] of [['agent', 'agent'], ['account', 'account_id'], ['service', 'service'], ['tool', 'tool']] as const) {
     if (filter[name] !== undefined) {
-      where.push(`${column} = {f_${name}:String}`);
+      filters.push(`${column} = {f_${name}:String}`);
       params[`f_${name}`] = filter[name];
     }
   }
 
-  const columns: Array<[CostDimension, string]> = [
-    ['costCentre', `${costCentre} AS k_cc`],
-    ['account', 'account_id AS k_account'],
-    ['agent', 'toString(agent) AS k_agent'],
-    ['service', 'toString(service) AS k_service'],
-    ['tool', 'toString(tool) AS k_tool'],
-    ['day', 'toString(toDate(minute)) AS k_day'],
-    ['month', 'toString(toStartOfMonth(minute)) AS k_month'],
-  ];
-  const grouped = columns.filter(([d]) => groupBy.includes(d) || (d === 'costCentre' && needsCostCentre));
-  if (options.byMinute) grouped.push(['day', 'toString(minute) AS k_minute']);
+  const spans = planFor(book, range, groupBy, options);
+  const selects = (['minute', 'day', 'week'] as const).flatMap((level) => {
+    const mine = spans.filter((s) => s.level === level);
+    if (mine.length === 0) return [];
+    const time = level === 'minute' ? 'minute' : 'bucket';
+    const times = mine.map((s, i) => {
+      params[`${level}${i}_from`] = dt(s.fromMs);
+      params[`${level}${i}_to`] = dt(s.toMs);
+      return `(${time} >= {${level}${i}_from:DateTime64(3, 'UTC')} AND ${time} < {${level}${i}_to:DateTime64(3, 'UTC')})`;
+    });
+    const columns: Array<[CostDimension | 'minute', string]> = [
+      ['costCentre', `${costCentre} AS k_cc`],
+      ['account', 'toString(account_id) AS k_account'],
+      ['agent', 'toString(agent) AS k_agent'],
+      ['service', 'toString(service) AS k_service'],
+      ['tool', 'toString(tool) AS k_tool'],
+      ['day', `toString(toDate(${time})) AS k_day`],
+      ['month', `toString(toStartOfMonth(${time})) AS k_month`],
+      ['minute', `toString(${time}) AS k_minute`],
+    ];
+    const grouped = columns.filter(([d]) => (d === 'minute' ? options.byMinute === true : groupBy.includes(d) || (d === 'costCentre' && needsCostCentre)));
+    // The reported cost as integer nano-units: the minute rollup keeps Decimal(38, 9), the coarse ones Int64 nano-units.
+    const reported = level === 'minute' ? 'toInt128(sum(cost_usd_sum) * 1000000000)' : 'sum(toInt128(reported_nanos))';
+    const keys = grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4));
+    return [
+      {
+        keys,
+        sql: `
+        SELECT ${[...grouped.map(([, c]) => c), `${rule} AS ri`].join(', ')},
+               sum(calls) AS g_calls, sum(duration_sum_ns) AS g_duration_ns, ${reported} AS g_reported_nanos
+        FROM ${level === 'minute' ? 'tool_calls_1m_v1' : COARSE_TABLES[level]}
+        WHERE ${['tenant = {tenant:String}', `(${times.join(' OR ')})`, ...filters].join(' AND ')}
+        GROUP BY ${[...keys, 'ri'].join(', ')}`
+          .replace(/\bseg\b/g, `(${segment(time)})`)
+          .replaceAll(ACCOUNT_INDEX, 'transform(account_id, {account_keys:Array(String)}, {account_ids:Array(UInt32)}, toUInt32(0))'),
+      },
+    ];
+  });
+  // Each level's rows are grouped by output group and rule (tens of thousands for a month by account);
+  // priced here, exactly (prices in nano-units, Int256: no price the book accepts can overflow), and
+  // summed per output group, so only the lines travel back.
+  if (selects.length === 0) return [];
+  params.rule_call_nanos = rules.map((r) => r.perCallNanos);
+  params.rule_second_nanos = rules.map((r) => r.perSecondNanos);
+  const keys = selects[0]!.keys;
   const query = `
-    SELECT ${[...grouped.map(([, c]) => c), `${ruleMasks(rules, points, accountKeys, params)} AS ri`].join(', ')},
-           sum(calls) AS g_calls, toString(sum(duration_sum_ns)) AS g_duration_ns, toString(sum(cost_usd_sum)) AS g_reported
-    FROM tool_calls_1m_v1
-    WHERE ${where.join(' AND ')}
-    GROUP BY ${[...grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4)), 'ri'].join(', ')}`.replace(/\bseg\b/g, `(${segment})`)
-    .replaceAll(ACCOUNT_INDEX, 'transform(account_id, {account_keys:Array(String)}, {account_ids:Array(UInt32)}, toUInt32(0))');
-
-  const rows = await selectRows(clickhouse, 'cost-lines', query, params, groupRow);
-  const lines = new Map<string, CostLine & { ruleIndexes: Set<number> }>();
+    SELECT ${[...keys,
+      'toString(sum(g_calls)) AS l_calls',
+      'toString(sum(g_duration_ns)) AS l_duration_ns',
+      'toString(sum(g_reported_nanos)) AS l_reported_nanos',
+      `toString(sum(toInt256(g_calls) * arrayElement({rule_call_nanos:Array(Int256)}, ri) * ${ATTO_PER_NANO} + toInt256(g_duration_ns) * arrayElement({rule_second_nanos:Array(Int256)}, ri))) AS l_priced_atto`,
+      'toString(sumIf(g_calls, ri = 0)) AS l_unpriced_calls',
+      'arraySort(groupUniqArrayIf(ri, ri > 0)) AS l_rules'].join(',\n           ')}
+    FROM (${selects.map((s) => s.sql).join('\n        UNION ALL')}
+    )${keys.length ? `\n    GROUP BY ${keys.join(', ')}` : ''}`;
+  const rows = await selectRows(clickhouse, 'cost-lines', query, params, lineRow);
+  const lines: Array<{ id: string; line: CostLine }> = [];
   for (const r of rows) {
     const costCentreName = r.k_cc === undefined ? undefined : names[r.k_cc]!;
     if (filter.costCentre !== undefined && costCentreName !== filter.costCentre) continue;
@@ -293,21 +354,20 @@ async function computeCostLines(
       key[d] = d === 'costCentre' ? costCentreName! : r[`k_${d}` as 'k_account']!;
     }
     const id = JSON.stringify([...COST_DIMENSIONS.map((d) => key[d] ?? null), r.k_minute ?? null]);
-    const line = lines.get(id) ?? { key, calls: 0n, durationNs: 0n, pricedAtto: 0n, reportedAtto: 0n, unpricedCalls: 0n, rules: [], ruleIndexes: new Set<number>(), ...(r.k_minute !== undefined && { minute: r.k_minute }) };
-    const rule = r.ri > 0 ? rules[r.ri - 1]! : undefined;
-    line.calls += r.g_calls;
-    line.durationNs += r.g_duration_ns;
-    line.reportedAtto += attoFromDecimal9(r.g_reported);
-    if (rule) {
-      line.pricedAtto += r.g_calls * rule.perCallNanos * ATTO_PER_NANO + r.g_duration_ns * rule.perSecondNanos;
-      line.ruleIndexes.add(r.ri);
-    } else {
-      line.unpricedCalls += r.g_calls;
-    }
-    lines.set(id, line);
+    const line: CostLine = {
+      key,
+      calls: r.l_calls,
+      durationNs: r.l_duration_ns,
+      pricedAtto: r.l_priced_atto,
+      reportedAtto: r.l_reported_nanos * ATTO_PER_NANO,
+      unpricedCalls: r.l_unpriced_calls,
+      rules: r.l_rules.map((i) => rules[i - 1]!),
+      ...(r.k_minute !== undefined && { minute: r.k_minute }),
+    };
+    lines.push({ id, line });
   }
-  return [...lines.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, { ruleIndexes, ...line }]) => ({ ...line, rules: [...ruleIndexes].sort((a, b) => a - b).map((i) => rules[i - 1]!) }))
+  return lines
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map(({ line }) => line)
     .filter((l) => l.calls > 0n || l.reportedAtto !== 0n);
 }

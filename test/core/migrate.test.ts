@@ -34,7 +34,8 @@ describe('migrations on the embedded engine', () => {
         'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_v1',
         'budget_events_v1', 'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'call_writes_mv_v1', 'call_writes_v1',
         'calls_1d_mv_v1', 'calls_1d_v1', 'calls_1h_mv_v1', 'calls_1h_v1', 'calls_1w_mv_v1', 'calls_1w_v1', 'calls_6h_mv_v1',
-        'calls_6h_v1', 'calls_by_account_mv_v1', 'calls_by_account_v1', 'closed_buckets_v1', 'closed_periods_v1', 'dead_letters_v1', 'denied_calls_mv_v1',
+        'calls_6h_v1', 'calls_by_account_mv_v1', 'calls_by_account_v1', 'closed_buckets_v1', 'closed_periods_v1', 'cost_calls_1d_mv_v1', 'cost_calls_1d_v1',
+        'cost_calls_1w_mv_v1', 'cost_calls_1w_v1', 'dead_letters_v1', 'denied_calls_mv_v1',
         'denied_calls_v1', 'price_book_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1',
       ],
     );
@@ -53,7 +54,7 @@ describe('migrations on the embedded engine', () => {
     assert.match(audit.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(7\)/);
     const rollup = tables.find((t) => t.name === 'tool_calls_1m_v1')!;
     assert.match(rollup.create_table_query, /TTL minute \+ toIntervalDay\(28\)/);
-    for (const name of ['calls_1h_v1', 'calls_6h_v1', 'calls_1d_v1', 'calls_1w_v1']) {
+    for (const name of ['calls_1h_v1', 'calls_6h_v1', 'calls_1d_v1', 'calls_1w_v1', 'cost_calls_1d_v1', 'cost_calls_1w_v1']) {
       assert.match(tables.find((t) => t.name === name)!.create_table_query, /TTL bucket \+ toIntervalDay\(28\)/, name);
     }
     assert.match(tables.find((t) => t.name === 'denied_calls_v1')!.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(28\)/);
@@ -128,6 +129,41 @@ describe('migrations on the embedded engine', () => {
         { kind: 'otel_trace', key: '0af7651916cd43dd8448eb211c80319c', timestamp: '2026-11-24 10:00:00.000000000', span_fact: true },
         { kind: 'session', key: 's-1', timestamp: '2026-11-24 10:00:00.000000000', span_fact: true },
         { kind: 'replaced', key: '01a20f64-c9e1-74d3-92cf-2e71ca718516', timestamp: '2026-11-24 10:00:02.000000000', span_fact: false },
+      ]);
+    } finally {
+      await client.command({ query: 'USE migrate_test' });
+    }
+  });
+
+  it('copies the minute rollup into the daily and weekly cost rollups when 0019 and 0020 are applied', async () => {
+    const { cpSync, readdirSync } = await import('node:fs');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sql-'));
+    const sqlDir = path.join(import.meta.dirname, '../../sql');
+    for (const file of readdirSync(sqlDir).filter((f) => f < '0019')) cpSync(path.join(sqlDir, file), path.join(dir, file));
+    await client.command({ query: 'CREATE DATABASE IF NOT EXISTS migrate_backfill_0019' });
+    await client.command({ query: 'USE migrate_backfill_0019' });
+    try {
+      await migrate(client, { retentionDays: 30, dir });
+      const insert = 'INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, tool, service, account_id, agent, duration_ns, cost_usd, source) VALUES';
+      await client.command({
+        query: `${insert} ('01a20f64-c9e1-74d3-92cf-2e71ca718516', 'acme', '2026-11-24 10:00:00', 't-1', 'users.Users.Get', 'users', 'a1', 'planner', 1000, 0.000000125, 'audit'),
+                          ('01a20f64-c9e1-74d3-92cf-2e71ca718517', 'acme', '2026-11-24 23:59:59', 't-2', 'users.Users.Get', 'users', 'a1', 'planner', 2000, NULL, 'audit'),
+                          ('01a20f64-c9e1-74d3-92cf-2e71ca718518', 'acme', '2026-11-27 00:00:00', 't-3', 'users.Users.Get', 'users', 'a1', 'planner', 4000, 1.5, 'audit')`,
+      });
+      for (const file of ['0019-daily-cost-rollup.sql', '0020-weekly-cost-rollup.sql']) cpSync(path.join(sqlDir, file), path.join(dir, file));
+      assert.deepEqual((await migrate(client, { retentionDays: 30, dir })).applied, ['0019-daily-cost-rollup', '0020-weekly-cost-rollup']);
+      // After the views exist, a call goes through them once, not again through the copy.
+      await client.command({ query: `${insert} ('01a20f64-c9e1-74d3-92cf-2e71ca718519', 'acme', '2026-11-24 12:00:00', 't-4', 'users.Users.Get', 'users', 'a1', 'planner', 8000, NULL, 'audit')` });
+      const rows = async (table: string) =>
+        (await client.query({ query: `SELECT toString(bucket) AS bucket, toUInt32(sum(calls)) AS calls, toUInt32(sum(duration_sum_ns)) AS ns, toUInt32(sum(reported_nanos)) AS nanos FROM ${table} GROUP BY bucket ORDER BY bucket`, format: 'JSONEachRow' })).json();
+      // 2026-11-19 and 2026-11-26 are week starts (weeks from 1970-01-01, a Thursday).
+      assert.deepEqual(await rows('cost_calls_1d_v1'), [
+        { bucket: '2026-11-24 00:00:00', calls: 3, ns: 11000, nanos: 125 },
+        { bucket: '2026-11-27 00:00:00', calls: 1, ns: 4000, nanos: 1500000000 },
+      ]);
+      assert.deepEqual(await rows('cost_calls_1w_v1'), [
+        { bucket: '2026-11-19 00:00:00', calls: 3, ns: 11000, nanos: 125 },
+        { bucket: '2026-11-26 00:00:00', calls: 1, ns: 4000, nanos: 1500000000 },
       ]);
     } finally {
       await client.command({ query: 'USE migrate_test' });
