@@ -162,16 +162,29 @@ describe('migrations on the embedded engine', () => {
       cpSync(path.join(sqlDir, '0018-trace-reads.sql'), path.join(dir, '0018-trace-reads.sql'));
       assert.deepEqual((await migrate(client, { retentionDays: 30, dir })).applied, ['0018-trace-reads']);
       const rows = async (query: string) => (await client.query({ query, format: 'JSONEachRow' })).json();
-      // Each call once per id it carries; a row leaves out the id its key holds.
-      assert.deepEqual(await rows('SELECT tenant, id, kind, toString(event_id) AS event_id, trace_id, otel_trace_id, otel_span_id, agent FROM calls_by_id_v1 ORDER BY tenant, id, kind'), [
-        { tenant: 'acme', id: otel, kind: 'otel_trace', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718516', trace_id: 't-1', otel_trace_id: '', otel_span_id: 'b7ad6b7169203331', agent: 'planner' },
-        { tenant: 'acme', id: 't-1', kind: 'trace', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718516', trace_id: '', otel_trace_id: otel, otel_span_id: 'b7ad6b7169203331', agent: 'planner' },
-        { tenant: 'acme', id: 't-2', kind: 'trace', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718517', trace_id: '', otel_trace_id: '', otel_span_id: '', agent: 'coder' },
-        { tenant: 'globex', id: otel, kind: 'trace', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718519', trace_id: '', otel_trace_id: otel, otel_span_id: 'b7ad6b7169203332', agent: 'coder' },
-        { tenant: 'globex', id: otel, kind: 'otel_trace', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718519', trace_id: otel, otel_trace_id: '', otel_span_id: 'b7ad6b7169203332', agent: 'coder' },
+      // Each call once per id it carries, the call as a JSON array without the id its key holds.
+      const calls = await rows('SELECT tenant, id, kind, call FROM calls_by_id_v1 ORDER BY tenant, id, kind');
+      const shown = (calls as Array<{ tenant: string; id: string; kind: string; call: string }>).map(({ call, ...key }) => {
+        const [eventId, source, counted, traceId, otelTraceId, otelSpanId, session, , agent] = JSON.parse(call);
+        return { ...key, eventId, source, counted, traceId, otelTraceId, otelSpanId, session, agent };
+      });
+      const e = '01a20f64-c9e1-74d3-92cf-2e71ca7185';
+      assert.deepEqual(shown, [
+        { tenant: 'acme', id: otel, kind: 'otel_trace', eventId: `${e}16`, source: 'audit', counted: true, traceId: 't-1', otelTraceId: '', otelSpanId: 'b7ad6b7169203331', session: 's-1', agent: 'planner' },
+        { tenant: 'acme', id: 't-1', kind: 'trace', eventId: `${e}16`, source: 'audit', counted: true, traceId: '', otelTraceId: otel, otelSpanId: 'b7ad6b7169203331', session: 's-1', agent: 'planner' },
+        { tenant: 'acme', id: 't-2', kind: 'trace', eventId: `${e}17`, source: 'audit', counted: true, traceId: '', otelTraceId: '', otelSpanId: '', session: '', agent: 'coder' },
+        { tenant: 'globex', id: otel, kind: 'trace', eventId: `${e}19`, source: 'span', counted: true, traceId: '', otelTraceId: otel, otelSpanId: 'b7ad6b7169203332', session: '', agent: 'coder' },
+        { tenant: 'globex', id: otel, kind: 'otel_trace', eventId: `${e}19`, source: 'span', counted: true, traceId: otel, otelTraceId: '', otelSpanId: 'b7ad6b7169203332', session: '', agent: 'coder' },
       ]);
-      assert.deepEqual(await rows('SELECT tenant, trace_id, span_id, name, attributes FROM trace_spans_v1'), [
-        { tenant: 'acme', trace_id: otel, span_id: 'b7ad6b7169203331', name: 'mcp.tool.call', attributes: { 'mcp.tool.name': 'users.Users.Get' } },
+      const spans = await rows('SELECT tenant, trace_id, span_id, start_time, span FROM trace_spans_v1');
+      assert.deepEqual(spans, [
+        {
+          tenant: 'acme',
+          trace_id: otel,
+          span_id: 'b7ad6b7169203331',
+          start_time: '2026-11-24 10:00:00.000000000',
+          span: JSON.stringify(['', 'mcp.tool.call', 'server', 'gw', 5000, 'ok', '', { 'mcp.tool.name': 'users.Users.Get' }, []]),
+        },
       ]);
     } finally {
       await client.command({ query: 'USE migrate_test' });
