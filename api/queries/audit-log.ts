@@ -6,7 +6,8 @@
  * A page is read from audit_timeline_v1 (sorted by tenant, timestamp, event_id: the newest granules
  * are read first and the read stops at the page's end), filtered on its columns; a session or trace
  * filter narrows it to the keys audit_lookup_v1 holds for that id. Of the rows, those to show
- * (audit-rows.ts); a page short of them reads on.
+ * (audit-rows.ts); a page short of them reads on. One thread: a page is a granule or two at the end
+ * of each part, which more threads only read in more streams to merge.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { AuditLogFilter } from './audit-params.ts';
@@ -43,7 +44,8 @@ SELECT ${columns}
 FROM audit_timeline_v1
 WHERE tenant = {tenant:String}${conditions.map((c) => `\n  AND ${c}`).join('')}
 ORDER BY timestamp DESC, event_id DESC
-LIMIT {limit:UInt32}`;
+LIMIT {limit:UInt32}
+SETTINGS max_threads = 1`;
 }
 
 export async function queryAuditLog(
