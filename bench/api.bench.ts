@@ -8,6 +8,7 @@
  *   BENCH_DATA_DIR=/tmp/my-copy npm run bench api             # use (and migrate) this directory as it is
  *   BENCH_REQUESTS=40 BENCH_CLIENTS=4 BENCH_BUDGET_S=480 npm run bench api
  *   BENCH_CONNECTIONS=1 npm run bench api                     # the engine's connections (default: the API's read concurrency)
+ *   BENCH_ONLY=trace,auditLog npm run bench api                # only these operations (by name or GraphQL field)
  *
  * Data: bench/data/generate-events.ts's data set (BENCH_EVENTS, default 10,000,000 events over 30 days),
  * cached under .cache/bench/ keyed by the generator's version, N and the migrations in sql/; built in a
@@ -21,7 +22,8 @@
  * BENCH_BUDGET_S (480) after the first are reported as skipped. The raw statements run the same way on
  * the engine directly, capped at RAW_BUDGET_MS. RSS is this process's: the API, the embedded engine and the clients.
  *
- * Operations are the table OPERATIONS below. Each is checked against the API's schema (introspection):
+ * Operations are the table OPERATIONS below; BENCH_ONLY (comma-separated) keeps those whose name or GraphQL field
+ * it lists, e.g. `BENCH_ONLY='trace,auditLog first page (connection)'`; a name that matches none is an error. Each is checked against the API's schema (introspection):
  * a field or argument that does not exist yet prints `n/a (not in this schema)`; the selection is every
  * field of the answer's type (no arguments needed, 3 levels deep), so it follows the schema as it grows.
  */
@@ -230,6 +232,20 @@ export const OPERATIONS: Operation[] = [
     raw: { run: (ch, c, i) => rows(ch, 'SELECT * FROM audit_events_v1 WHERE tenant = {tenant:String} AND session_id = {id:String} ORDER BY timestamp', { tenant: TENANT, id: sample(c, i).sessionId }) },
   },
 ];
+
+/**
+ * The operations `only` (BENCH_ONLY: comma-separated operation names or GraphQL fields) selects, in
+ * table order; all of them when it is unset or blank. A name that selects nothing throws, listing the names.
+ */
+export function selectOperations(only: string | undefined, operations: readonly Operation[] = OPERATIONS): Operation[] {
+  const names = (only ?? '').split(',').map((n) => n.trim()).filter(Boolean);
+  if (names.length === 0) return [...operations];
+  const unknown = names.filter((n) => !operations.some((op) => op.name === n || op.field === n));
+  if (unknown.length) {
+    throw new Error(`BENCH_ONLY: no operation named ${unknown.map((n) => JSON.stringify(n)).join(', ')}; names: ${operations.map((op) => op.name).join(', ')}; fields: ${[...new Set(operations.map((op) => op.field))].join(', ')}`);
+  }
+  return operations.filter((op) => names.includes(op.name) || names.includes(op.field));
+}
 
 // ---------------------------------------------------------------------------
 // Data set
@@ -445,6 +461,7 @@ function printColumns(header: string[], body: string[][]): void {
 // ---------------------------------------------------------------------------
 
 async function main(): Promise<void> {
+  const operations = selectOperations(process.env.BENCH_ONLY);
   const dir = await dataDir();
   // Bounded whatever happens once the data set is there: operations stop starting after TOTAL_BUDGET_MS.
   const watchdog = setTimeout(() => {
@@ -470,7 +487,7 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     const client = new GraphQLClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`, secret);
     const schema = await introspect(client);
-    await walkToPage50(client, schema, ctx);
+    if (operations.some((op) => op.name.startsWith('auditLog 50th page'))) await walkToPage50(client, schema, ctx);
 
     const rssStart = process.memoryUsage.rss();
     let rssMax = rssStart;
@@ -479,7 +496,7 @@ async function main(): Promise<void> {
     const opsStarted = performance.now();
     const cpuStarted = process.cpuUsage();
     const loadStarted = machineBusy();
-    for (const op of OPERATIONS) {
+    for (const op of operations) {
       const doc = document(schema, op, ctx, 0);
       const target = op.targetMs === undefined ? '—' : `p99 ≤ ${op.targetMs} ms`;
       if ('na' in doc) {

@@ -135,6 +135,8 @@ async function applyRetention(client: ClickHouseClient, options: MigrationOption
     cost_calls_1w_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
     denied_calls_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays * 4})`,
     calls_by_account_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
+    calls_by_id_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
+    trace_spans_v1: `toDateTime(start_time) + toIntervalDay(${options.retentionDays})`,
   };
   const tables = await (
     await client.query({

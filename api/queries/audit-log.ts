@@ -6,12 +6,14 @@
  * A page is read from audit_timeline_v1 (sorted by tenant, timestamp, event_id: the newest granules
  * are read first and the read stops at the page's end), filtered on its columns; a session or trace
  * filter narrows it to the keys audit_lookup_v1 holds for that id. Of the rows, those to show
- * (audit-rows.ts); a page short of them reads on.
+ * (audit-rows.ts); a page short of them reads on. One thread: a page is a granule or two at the end
+ * of each part, which more threads only read in more streams to merge.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { AuditLogFilter } from './audit-params.ts';
 import { otelTraceIdOf } from './audit-params.ts';
 import { eventColumns, eventRow, keyOfRow, pageOf, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
+import { formatClickHouse, parseRfc3339 } from '../../model/timestamp.ts';
 import { selectRows } from './select-rows.ts';
 
 export type { AuditLogEntry };
@@ -43,7 +45,24 @@ SELECT ${columns}
 FROM audit_timeline_v1
 WHERE tenant = {tenant:String}${conditions.map((c) => `\n  AND ${c}`).join('')}
 ORDER BY timestamp DESC, event_id DESC
-LIMIT {limit:UInt32}`;
+LIMIT {limit:UInt32}
+SETTINGS max_threads = 1`;
+}
+
+/** How far back from a page's end its rows are looked for first. */
+const RECENT_MS = 3_600_000;
+
+/**
+ * The start of the hour before `end` (a cursor's or the filter's upper bound, ClickHouse text; now when
+ * neither), or undefined when that is not after `from`. An unfiltered page's rows lie in the last hour
+ * of its range unless the tenant sends under a page an hour: a read that asks for those first touches
+ * only the parts (by their min-max time index) and granules of that hour, not the tail of every part of
+ * every month. A page short of its rows there reads the rest before the hour, in a second statement.
+ */
+function recentWindowStart(end: string | undefined, from: string | undefined): string | undefined {
+  const endMs = end === undefined ? Date.now() : parseRfc3339(`${end.replace(' ', 'T')}Z`)!.epochMs;
+  const start = formatClickHouse({ epochMs: Math.max(0, endMs - RECENT_MS), subMsNanos: 0 });
+  return from === undefined || start > from ? start : undefined;
 }
 
 export async function queryAuditLog(
@@ -58,14 +77,21 @@ export async function queryAuditLog(
   const active = (Object.keys(CONDITIONS) as Array<keyof AuditLogFilter>).filter((k) => filter[k] !== undefined);
   const params: Record<string, unknown> = { tenant, ...filter };
   if (filter.traceId !== undefined) params.otelTraceId = otelTraceIdOf(filter.traceId) ?? '';
-  const read = (from: EventKey | undefined, limit: number) =>
+  const select = (from: EventKey | undefined, limit: number, bounds: string[], extra: Record<string, unknown> = {}) =>
     selectRows(
       clickhouse,
       'auditLog',
-      pageSql(eventColumns(fields), [...active.map((k) => CONDITIONS[k]), ...(from ? [AFTER] : [])]),
-      { ...params, limit, ...(from && { afterTime: from.timestamp, afterId: from.eventId }) },
+      pageSql(eventColumns(fields), [...active.map((k) => CONDITIONS[k]), ...(from ? [AFTER] : []), ...bounds]),
+      { ...params, ...extra, limit, ...(from && { afterTime: from.timestamp, afterId: from.eventId }) },
       eventRow,
     );
+  const read = async (from: EventKey | undefined, limit: number) => {
+    const windowStart = active.every((k) => k === 'from' || k === 'to') ? recentWindowStart(from?.timestamp ?? filter.to, filter.from) : undefined;
+    if (windowStart === undefined) return select(from, limit, []);
+    const recent = await select(from, limit, ['timestamp >= {windowStart:DateTime64(9, \'UTC\')}'], { windowStart });
+    if (recent.length === limit) return recent;
+    return [...recent, ...(await select(from, limit - recent.length, ['timestamp < {windowStart:DateTime64(9, \'UTC\')}'], { windowStart }))];
+  };
   const page = await pageOf(read, keyOfRow, clickhouse, tenant, first, after);
   return { items: page.items.map((r) => ({ key: keyOfRow(r), node: toEntry(r) })), hasNextPage: page.hasNextPage };
 }

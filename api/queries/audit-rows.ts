@@ -1,6 +1,6 @@
 /**
- * What every raw-record question shares: an audit event's columns and their mapping, the rows of a
- * list of keys, which rows to show, and paging.
+ * What every raw-record question shares: an audit event's columns and their mapping, which rows to
+ * show, and paging.
  *
  * Nothing here reads FINAL. The writer never stores an event_id twice, except for a call reported by
  * its span first and its audit record second: the audit record is then stored under the span's
@@ -168,10 +168,6 @@ export interface KeyRow extends EventKey {
   spanFact: boolean;
 }
 
-export const keyRow = z
-  .object({ event_id: z.string(), timestamp: z.string(), span_fact: z.boolean() })
-  .transform((r): KeyRow => ({ timestamp: r.timestamp, eventId: r.event_id, spanFact: r.span_fact }));
-
 /** Of `ids`, those whose call's span fact was replaced by its audit record (sql/0005). */
 export async function replacedAmong(clickhouse: ClickHouseClient, tenant: string, ids: readonly string[]): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
@@ -204,32 +200,6 @@ export async function visible<T>(clickhouse: ClickHouseClient, tenant: string, i
 
 export function keyOfRow(r: EventRow): KeyRow {
   return { timestamp: r.timestamp, eventId: r.event_id, spanFact: r.source === 'span' && r.counted };
-}
-
-/**
- * The full rows of `keys`, in the same order (a key whose row has expired since is left out), from
- * audit_timeline_v1 by its primary key: each key reads the granule that holds it.
- */
-export async function eventsAt(
-  clickhouse: ClickHouseClient,
-  tenant: string,
-  keys: readonly EventKey[],
-  fields?: ReadonlySet<string>,
-): Promise<EventRow[]> {
-  if (keys.length === 0) return [];
-  const rows = await selectRows(
-    clickhouse,
-    'eventsAt',
-    `SELECT ${eventColumns(fields)}
-     FROM audit_timeline_v1
-     WHERE tenant = {tenant:String}
-       AND timestamp IN {times:Array(DateTime64(9, 'UTC'))}
-       AND event_id IN {ids:Array(UUID)}`,
-    { tenant, times: distinct(keys.map((k) => k.timestamp)), ids: distinct(keys.map((k) => k.eventId)) },
-    eventRow,
-  );
-  const byKey = new Map(rows.map((r) => [`${r.timestamp}/${r.event_id}`, r]));
-  return keys.flatMap((k) => byKey.get(`${k.timestamp}/${k.eventId}`) ?? []);
 }
 
 export interface Page<T> {

@@ -1,27 +1,55 @@
 /**
- * The calls of one MCP session, oldest first, a page at a time: keyset paging on (timestamp, event_id)
- * over the session's keys in audit_lookup_v1 (sorted by tenant, kind, id, timestamp, event_id), then
- * the page's rows from audit_timeline_v1 by their keys.
+ * The calls of one MCP session, oldest first, a page at a time, in one statement: keyset paging on
+ * (timestamp, event_id) over the session's keys in audit_lookup_v1 (sorted by tenant, kind, id,
+ * timestamp, event_id), and the page's rows from audit_timeline_v1 by those keys (its primary key).
+ *
+ * A call whose first report was replaced by the merge of both (sql/0005) has two rows under its
+ * event_id, and the replacement is stamped no later than the first (ingest/merge-reports.ts: the
+ * earlier of the two reports' times, on the stored row's day). So of one event_id's keys the earliest
+ * is the one shown (on a tie, the key not of a span fact), chosen over all the session's keys before
+ * the cursor applies, so that a page never shows a call an earlier page showed. Of two rows under one
+ * key, the replacement (not `counted`). A span fact whose replacement went to another session (its
+ * audit record named another) is left out there as audit-rows.ts says: by the 'replaced' key of its
+ * event_id, looked up for the session's span facts only.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
-import { eventsAt, keyOfRow, keyRow, pageOf, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
+import { eventColumns, eventRow, keyOfRow, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
 import { selectRows } from './select-rows.ts';
 
-function keysSql(after: boolean): string {
+function pageSql(columns: string, after: boolean): string {
   return `
-SELECT event_id, timestamp, span_fact
-FROM audit_lookup_v1
+SELECT ${columns}
+FROM audit_timeline_v1
 WHERE tenant = {tenant:String}
-  AND kind = 'session'
-  AND key = {session:String}${
-    after
-      ? `
-  AND timestamp >= {afterTime:DateTime64(9, 'UTC')}
-  AND (timestamp, event_id) > ({afterTime:DateTime64(9, 'UTC')}, {afterId:UUID})`
-      : ''
-  }
-ORDER BY timestamp ASC, event_id ASC
-LIMIT {limit:UInt32}`;
+  AND (timestamp, event_id) IN (
+    SELECT timestamp, event_id
+    FROM
+    (
+        SELECT timestamp, event_id, span_fact
+        FROM audit_lookup_v1
+        WHERE tenant = {tenant:String} AND kind = 'session' AND key = {session:String}
+        ORDER BY event_id ASC, timestamp ASC, span_fact ASC
+        LIMIT 1 BY event_id
+    )
+    WHERE NOT (span_fact AND toString(event_id) IN (
+        SELECT key
+        FROM audit_lookup_v1
+        WHERE tenant = {tenant:String}
+          AND kind = 'replaced'
+          AND key IN (
+            SELECT toString(event_id)
+            FROM audit_lookup_v1
+            WHERE tenant = {tenant:String} AND kind = 'session' AND key = {session:String} AND span_fact)))${
+      after
+        ? `
+      AND (timestamp, event_id) > ({afterTime:DateTime64(9, 'UTC')}, {afterId:UUID})`
+        : ''
+    }
+    ORDER BY timestamp ASC, event_id ASC
+    LIMIT {limit:UInt32})
+ORDER BY timestamp ASC, event_id ASC, counted ASC
+LIMIT 1 BY timestamp, event_id
+SETTINGS max_threads = 1`;
 }
 
 export async function querySession(
@@ -33,15 +61,15 @@ export async function querySession(
   /** The AuditEvent fields asked for (all when undefined). */
   fields?: ReadonlySet<string>,
 ): Promise<Page<AuditLogEntry>> {
-  const read = (from: EventKey | undefined, limit: number) =>
-    selectRows(
-      clickhouse,
-      'sessionKeys',
-      keysSql(from !== undefined),
-      { tenant, session, limit, ...(from && { afterTime: from.timestamp, afterId: from.eventId }) },
-      keyRow,
-    );
-  const page = await pageOf(read, (k) => k, clickhouse, tenant, first, after);
-  const rows = await eventsAt(clickhouse, tenant, page.items, fields);
-  return { items: rows.map((r) => ({ key: keyOfRow(r), node: toEntry(r) })), hasNextPage: page.hasNextPage };
+  const rows = await selectRows(
+    clickhouse,
+    'session',
+    pageSql(eventColumns(fields), after !== undefined),
+    { tenant, session, limit: first + 1, ...(after && { afterTime: after.timestamp, afterId: after.eventId }) },
+    eventRow,
+  );
+  return {
+    items: rows.slice(0, first).map((r) => ({ key: keyOfRow(r), node: toEntry(r) })),
+    hasNextPage: rows.length > first,
+  };
 }

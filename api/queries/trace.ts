@@ -3,16 +3,21 @@
  * a UUID or any string) or OpenTelemetry's (32 hex digits). Answers the calls (audit events) that
  * carry the id, in time order, and the span tree of every OpenTelemetry trace among them.
  *
- * The calls' keys come from audit_lookup_v1 by primary key (tenant, kind, id), their rows from
- * audit_timeline_v1 by theirs, in one statement; the spans from spans_v1 by its primary key (tenant, trace_id), on the
- * days of the calls. A span delivered twice is listed once (LIMIT 1 BY, not FINAL, which would read
- * every partition of the tenant's spans).
+ * Two point reads (sql/0018): the calls from calls_by_id_v1 by its primary key (tenant, id), the spans
+ * from trace_spans_v1 by its (tenant, trace_id), whatever day they started on (spans that arrive after
+ * their calls, or start days away, are found). Each runs on one thread: a read of a granule or two per
+ * part gains nothing from more, and the API's statements run one at a time on a shared machine.
+ *
+ * A call reported twice, its span first and its audit record second, is stored twice under one
+ * event_id (sql/0005): the span fact (`counted`) and the merged row that replaces it (not `counted`).
+ * The merged row carries the span fact's ids (the same gateway trace id, which is what pairs them, and
+ * the span's OpenTelemetry trace id), so a look-up that finds one finds both, and of one event_id the
+ * row not `counted` is shown. A span delivered twice is listed once.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { otelTraceIdOf } from './audit-params.ts';
-import { formatClickHouse, parseRfc3339 } from '../../model/timestamp.ts';
-import { EVENT_COLUMNS, eventRow, keyOfRow, replacedAmong, toEntry, type AuditLogEntry, type EventRow } from './audit-rows.ts';
+import { eventRow, toEntry, type AuditLogEntry, type EventRow } from './audit-rows.ts';
 import { isoFromClickHouse, msFromNs } from './params.ts';
 import { count, selectRows } from './select-rows.ts';
 
@@ -61,68 +66,65 @@ export interface Trace {
   truncated: boolean;
 }
 
-// The calls' rows by their keys, in one statement: the keys (by audit_lookup_v1's primary key) are a
-// set the timeline's primary key is searched with.
+/**
+ * The fields of calls_by_id_v1's `call` and trace_spans_v1's `span` JSON arrays, in their order
+ * (sql/0018 writes them; a row's other fields are its columns).
+ */
+const CALL_FIELDS = [
+  'event_id', 'source', 'counted', 'trace_id', 'otel_trace_id', 'otel_span_id', 'session_id', 'account_id', 'agent', 'agent_version',
+  'gateway', 'transport', 'service', 'tool', 'scopes_required', 'allowed', 'is_error', 'denied_reason', 'error', 'duration_ns',
+  'request_bytes', 'response_bytes', 'cost_usd', 'attributes',
+] as const;
+const SPAN_FIELDS = ['parent_span_id', 'name', 'kind', 'service', 'duration_ns', 'status_code', 'status_message', 'attributes', 'events'] as const;
+
+// The rows that carry the id, in time order: up to two per call (its first report and the row that
+// replaced it), so twice the calls asked for. An id that is not an OpenTelemetry one binds otelTraceId
+// to '', which no row has.
 const CALLS_SQL = `
-SELECT ${EVENT_COLUMNS}
-FROM audit_timeline_v1
+SELECT id, kind, timestamp, call
+FROM calls_by_id_v1
 WHERE tenant = {tenant:String}
-  AND (timestamp, event_id) IN (
-    SELECT timestamp, event_id
-    FROM audit_lookup_v1
-    WHERE tenant = {tenant:String}
-      AND ((kind = 'trace' AND key = {id:String}) OR (kind = 'otel_trace' AND key = {otelTraceId:String}))
-    ORDER BY timestamp ASC, event_id ASC
-    LIMIT {limit:UInt32})
-ORDER BY timestamp ASC, event_id ASC
-LIMIT 1 BY timestamp, event_id`;
+  AND ((kind = 'trace' AND id = {id:String}) OR (kind = 'otel_trace' AND id = {otelTraceId:String}))
+ORDER BY timestamp ASC
+LIMIT {limit:UInt32}
+SETTINGS max_threads = 1`;
 
-const REPLACEMENTS_SQL = `
-SELECT ${EVENT_COLUMNS}
-FROM audit_events_v1
+const SPANS_SQL = `
+SELECT trace_id, span_id, start_time, span
+FROM trace_spans_v1
 WHERE tenant = {tenant:String}
-  AND event_id IN {ids:Array(UUID)}
-  AND NOT counted`;
-
-function spansSql(window: boolean): string {
-  return `
-SELECT
-    trace_id,
-    span_id,
-    parent_span_id,
-    name,
-    kind,
-    service,
-    start_time,
-    duration_ns,
-    status_code,
-    status_message,
-    attributes,
-    events
-FROM spans_v1
-WHERE tenant = {tenant:String}
-  AND trace_id IN {traceIds:Array(String)}${
-    window
-      ? `
-  AND start_time >= {from:DateTime64(9, 'UTC')}
-  AND start_time <= {to:DateTime64(9, 'UTC')}`
-      : ''
-  }
+  AND trace_id IN {traceIds:Array(String)}
 ORDER BY start_time ASC, span_id ASC
 LIMIT 1 BY trace_id, span_id
-LIMIT {limit:UInt32}`;
+LIMIT {limit:UInt32}
+SETTINGS max_threads = 1`;
+
+/** A JSON array of `fields`, as an object with those names. */
+function jsonFields<F extends readonly string[]>(fields: F) {
+  return z.string().transform((text, ctx) => {
+    try {
+      const values: unknown = JSON.parse(text);
+      if (Array.isArray(values) && values.length === fields.length) return Object.fromEntries(fields.map((f, i) => [f, values[i]]));
+    } catch {
+      // reported below
+    }
+    ctx.addIssue({ code: 'custom', message: `not a JSON array of ${fields.length} fields` });
+    return z.NEVER;
+  });
 }
 
-/** ClickHouse DateTime64(9) text `days` days later (or earlier), clamped to what the type holds. */
-function shiftDays(text: string, days: number): string {
-  const instant = parseRfc3339(`${text.replace(' ', 'T')}Z`)!;
-  const epochMs = Math.min(Math.max(instant.epochMs + days * 86_400_000, 0), Date.UTC(2262, 3, 11));
-  return formatClickHouse({ epochMs, subMsNanos: instant.subMsNanos });
-}
+// A call row: the key's id put back where the row leaves it out, then checked as any event row.
+const callRow = z
+  .object({ id: z.string(), kind: z.enum(['trace', 'otel_trace']), timestamp: z.string(), call: jsonFields(CALL_FIELDS) })
+  .transform(
+    ({ id, kind, timestamp, call }) =>
+      ({ ...call, timestamp, trace_id: kind === 'trace' ? id : call.trace_id, otel_trace_id: kind === 'otel_trace' ? id : call.otel_trace_id }) as z.input<typeof eventRow>,
+  )
+  .pipe(eventRow);
 
 const attributeMap = z.record(z.string(), z.string());
 
-const spanRow = z.object({
+const spanFields = z.object({
   trace_id: z.string(),
   span_id: z.string(),
   parent_span_id: z.string(),
@@ -137,38 +139,38 @@ const spanRow = z.object({
   events: z.array(z.object({ time: z.string(), name: z.string(), attributes: attributeMap })),
 });
 
+const spanRow = z
+  .object({ trace_id: z.string(), span_id: z.string(), start_time: z.string(), span: jsonFields(SPAN_FIELDS) })
+  .transform(({ span, ...key }) => ({ ...span, ...key }) as z.input<typeof spanFields>)
+  .pipe(spanFields);
+
+/** Of `rows` (in time order), one per event_id: the row that replaced the call's first report when there is one. */
+function oneRowPerCall(rows: readonly EventRow[]): EventRow[] {
+  const byId = new Map<string, EventRow>();
+  for (const row of rows) {
+    const kept = byId.get(row.event_id);
+    if (!kept || (kept.counted && !row.counted)) byId.set(row.event_id, row);
+  }
+  return [...byId.values()].sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0));
+}
+
 /** Null when the tenant has neither a call nor a span with that id. */
 export async function queryTrace(tenant: string, clickhouse: ClickHouseClient, id: string): Promise<Trace | null> {
   const otelTraceId = otelTraceIdOf(id);
-  const rows = await selectRows(clickhouse, 'traceCalls', CALLS_SQL, { tenant, id, otelTraceId: otelTraceId ?? '', limit: MAX_TRACE_CALLS + 1 }, eventRow);
-  const found = rows.slice(0, MAX_TRACE_CALLS);
-  // A span fact replaced by its audit record (sql/0005) is shown as that record, which may carry
-  // neither this id nor a time near the span's: it is read by its event_id. The span's OpenTelemetry
-  // trace is the call's all the same.
-  const replaced = await replacedAmong(clickhouse, tenant, found.map(keyOfRow).filter((k) => k.spanFact).map((k) => k.eventId));
-  const missing = [...replaced].filter((id) => !found.some((r) => r.event_id === id && !r.counted));
-  const replacements = missing.length === 0 ? [] : await selectRows(clickhouse, 'traceReplacements', REPLACEMENTS_SQL, { tenant, ids: missing }, eventRow);
-  const byId = new Map<string, EventRow>();
-  for (const r of [...found, ...replacements]) {
-    if (!byId.has(r.event_id) && !(keyOfRow(r).spanFact && replaced.has(r.event_id))) byId.set(r.event_id, r);
-  }
-  const calls = [...byId.values()].sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0)).map(toEntry);
-
-  const otelTraceIds = [...new Set([...(otelTraceId ? [otelTraceId] : []), ...found.flatMap((r) => (r.otel_trace_id ? [r.otel_trace_id] : []))])].sort();
-  // A trace's spans start within a day of its calls: only those days are read.
-  const times = found.map((r) => r.timestamp).sort();
-  const window = times.length === 0 ? {} : { from: shiftDays(times[0]!, -1), to: shiftDays(times[times.length - 1]!, 1) };
+  const limit = 2 * (MAX_TRACE_CALLS + 1);
+  const rows = await selectRows(clickhouse, 'traceCalls', CALLS_SQL, { tenant, id, otelTraceId: otelTraceId ?? '', limit }, callRow);
+  const found = oneRowPerCall(rows);
+  const calls = found.slice(0, MAX_TRACE_CALLS).map(toEntry);
+  const traceIds = [...new Set([...(otelTraceId ? [otelTraceId] : []), ...calls.flatMap((c) => (c.otelTraceId ? [c.otelTraceId] : []))])].sort();
   const spans =
-    otelTraceIds.length === 0
-      ? []
-      : await selectRows(clickhouse, 'traceSpans', spansSql(times.length > 0), { tenant, traceIds: otelTraceIds, limit: MAX_TRACE_SPANS + 1, ...window }, spanRow);
+    traceIds.length === 0 ? [] : await selectRows(clickhouse, 'traceSpans', SPANS_SQL, { tenant, traceIds, limit: MAX_TRACE_SPANS + 1 }, spanRow);
   if (calls.length === 0 && spans.length === 0) return null;
   return {
     id,
     calls,
     otelTraceIds: [...new Set([...calls.flatMap((c) => (c.otelTraceId ? [c.otelTraceId] : [])), ...spans.map((s) => s.trace_id)])].sort(),
     spans: spanTree(spans.slice(0, MAX_TRACE_SPANS).map(toSpan)),
-    truncated: rows.length > MAX_TRACE_CALLS || spans.length > MAX_TRACE_SPANS,
+    truncated: found.length > MAX_TRACE_CALLS || rows.length === limit || spans.length > MAX_TRACE_SPANS,
   };
 }
 

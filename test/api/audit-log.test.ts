@@ -398,6 +398,18 @@ describe('auditLog', () => {
     assert.deepEqual(await allPages({ agent: 'span-agent' }, 10), []);
   });
 
+  test('pages whose records lie partly in the hour before their end and partly before it (read in two parts): the newest, in order, each once', async () => {
+    const shownRows = acmeShown().sort(newestFirst);
+    const to = shownRows[100]!;
+    const toIso = `${to.timestamp.replace(' ', 'T')}Z`;
+    const before = shownRows.filter((r) => nanosOf(r) < nanosOf(to));
+    const inLastHour = before.filter((r) => nanosOf(r) >= nanosOf(to) - 3_600_000_000_000n).length;
+    assert.ok(inLastHour > 3 && inLastHour < 40, `${inLastHour} records in the last hour`);
+    const { auditLog } = await data(AUDIT_LOG, { filter: { to: toIso }, first: 40 });
+    assert.deepEqual(auditLog.edges.map((e: any) => e.node.eventId), before.slice(0, 40).map((r) => r.event_id));
+    assert.deepEqual(await allPages({ to: toIso }, 3), before.map((r) => r.event_id));
+  });
+
   test("tenant B's records are never listed for tenant A", async () => {
     const acme = new Set(await allPages({}, 500));
     const globex = await allPages({}, 500, 'globex');

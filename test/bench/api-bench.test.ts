@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { buildSchema, parse, validate } from 'graphql';
-import { document, OPERATIONS, type Context } from '../../bench/api.bench.ts';
+import { document, OPERATIONS, selectOperations, type Context } from '../../bench/api.bench.ts';
 import { createApiSchema } from '../../api/schema.ts';
 
 const CTX: Context = {
@@ -100,4 +100,15 @@ test("with the product's schema, every operation runs: its field and arguments e
     }
   }
   assert.equal(runnable, OPERATIONS.length, 'the product answers every question the bench asks');
+});
+
+test('BENCH_ONLY selects operations by name or by GraphQL field, in table order; an unknown name is an error', () => {
+  assert.equal(selectOperations(undefined).length, OPERATIONS.length);
+  assert.equal(selectOperations(' , ').length, OPERATIONS.length);
+  assert.deepEqual(
+    selectOperations('session, trace').map((op) => op.name),
+    ['trace(id) by gateway trace id', 'trace(id) by OpenTelemetry id', 'session(id)'],
+  );
+  assert.deepEqual(selectOperations('auditLog 50th page (connection)').map((op) => op.name), ['auditLog 50th page (connection)']);
+  assert.throws(() => selectOperations('trace,nope'), /BENCH_ONLY: no operation named "nope"; names: overview 7 d, /);
 });

@@ -34,9 +34,10 @@ describe('migrations on the embedded engine', () => {
         'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_v1',
         'budget_events_v1', 'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'call_writes_mv_v1', 'call_writes_v1',
         'calls_1d_mv_v1', 'calls_1d_v1', 'calls_1h_mv_v1', 'calls_1h_v1', 'calls_1w_mv_v1', 'calls_1w_v1', 'calls_6h_mv_v1',
-        'calls_6h_v1', 'calls_by_account_mv_v1', 'calls_by_account_v1', 'closed_buckets_v1', 'closed_periods_v1', 'cost_calls_1d_mv_v1', 'cost_calls_1d_v1',
-        'cost_calls_1w_mv_v1', 'cost_calls_1w_v1', 'dead_letters_v1', 'denied_calls_mv_v1',
+        'calls_6h_v1', 'calls_by_account_mv_v1', 'calls_by_account_v1', 'calls_by_id_mv_v1', 'calls_by_id_v1', 'closed_buckets_v1', 'closed_periods_v1',
+        'cost_calls_1d_mv_v1', 'cost_calls_1d_v1', 'cost_calls_1w_mv_v1', 'cost_calls_1w_v1', 'dead_letters_v1', 'denied_calls_mv_v1',
         'denied_calls_v1', 'price_book_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1',
+        'trace_spans_mv_v1', 'trace_spans_v1',
       ],
     );
 
@@ -65,6 +66,8 @@ describe('migrations on the embedded engine', () => {
       ['audit_timeline_v1', 'timestamp'],
       ['audit_lookup_v1', 'timestamp'],
       ['calls_by_account_v1', 'timestamp'],
+      ['calls_by_id_v1', 'timestamp'],
+      ['trace_spans_v1', 'start_time'],
     ]) {
       const table = tables.find((t) => t.name === name)!;
       assert.match(table.create_table_query, new RegExp(`TTL toDateTime\\(${column}\\) \\+ toIntervalDay\\(7\\)`), name);
@@ -164,6 +167,60 @@ describe('migrations on the embedded engine', () => {
       assert.deepEqual(await rows('cost_calls_1w_v1'), [
         { bucket: '2026-11-19 00:00:00', calls: 3, ns: 11000, nanos: 125 },
         { bucket: '2026-11-26 00:00:00', calls: 1, ns: 4000, nanos: 1500000000 },
+      ]);
+    } finally {
+      await client.command({ query: 'USE migrate_test' });
+    }
+  });
+
+  it('copies the calls and spans already stored into calls_by_id_v1 and trace_spans_v1 when 0018 is applied', async () => {
+    const { cpSync, readdirSync } = await import('node:fs');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sql-'));
+    const sqlDir = path.join(import.meta.dirname, '../../sql');
+    for (const file of readdirSync(sqlDir).filter((f) => f < '0018')) cpSync(path.join(sqlDir, file), path.join(dir, file));
+    await client.command({ query: 'CREATE DATABASE IF NOT EXISTS migrate_backfill_0018' });
+    await client.command({ query: 'USE migrate_backfill_0018' });
+    try {
+      await migrate(client, { retentionDays: 30, dir });
+      // A call with both ids, one with only the gateway's, one with neither, and one whose gateway trace id is its OpenTelemetry one.
+      const otel = '0af7651916cd43dd8448eb211c80319c';
+      await client.command({
+        query: `INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, otel_trace_id, otel_span_id, session_id, tool, agent, source) VALUES
+                ('01a20f64-c9e1-74d3-92cf-2e71ca718516', 'acme', '2026-11-24 10:00:00', 't-1', '${otel}', 'b7ad6b7169203331', 's-1', 'users.Users.Get', 'planner', 'audit'),
+                ('01a20f64-c9e1-74d3-92cf-2e71ca718517', 'acme', '2026-11-24 10:00:01', 't-2', '', '', '', 'users.Users.List', 'coder', 'audit'),
+                ('01a20f64-c9e1-74d3-92cf-2e71ca718518', 'acme', '2026-11-24 10:00:02', '', '', '', '', 'users.Users.List', 'coder', 'audit'),
+                ('01a20f64-c9e1-74d3-92cf-2e71ca718519', 'globex', '2026-11-24 10:00:03', '${otel}', '${otel}', 'b7ad6b7169203332', '', 'users.Users.Get', 'coder', 'span')`,
+      });
+      await client.command({
+        query: `INSERT INTO spans_v1 (tenant, trace_id, span_id, parent_span_id, name, kind, service, scope_name, start_time, duration_ns, status_code, attributes, resource_attributes)
+                VALUES ('acme', '${otel}', 'b7ad6b7169203331', '', 'mcp.tool.call', 'server', 'gw', 'go-micro', '2026-11-24 10:00:00', 5000, 'ok', map('mcp.tool.name', 'users.Users.Get'), map('service.name', 'gw'))`,
+      });
+      cpSync(path.join(sqlDir, '0018-trace-reads.sql'), path.join(dir, '0018-trace-reads.sql'));
+      assert.deepEqual((await migrate(client, { retentionDays: 30, dir })).applied, ['0018-trace-reads']);
+      const rows = async (query: string) => (await client.query({ query, format: 'JSONEachRow' })).json();
+      // Each call once per id it carries, the call as a JSON array without the id its key holds.
+      const calls = await rows('SELECT tenant, id, kind, call FROM calls_by_id_v1 ORDER BY tenant, id, kind');
+      const shown = (calls as Array<{ tenant: string; id: string; kind: string; call: string }>).map(({ call, ...key }) => {
+        const [eventId, source, counted, traceId, otelTraceId, otelSpanId, session, , agent] = JSON.parse(call);
+        return { ...key, eventId, source, counted, traceId, otelTraceId, otelSpanId, session, agent };
+      });
+      const e = '01a20f64-c9e1-74d3-92cf-2e71ca7185';
+      assert.deepEqual(shown, [
+        { tenant: 'acme', id: otel, kind: 'otel_trace', eventId: `${e}16`, source: 'audit', counted: true, traceId: 't-1', otelTraceId: '', otelSpanId: 'b7ad6b7169203331', session: 's-1', agent: 'planner' },
+        { tenant: 'acme', id: 't-1', kind: 'trace', eventId: `${e}16`, source: 'audit', counted: true, traceId: '', otelTraceId: otel, otelSpanId: 'b7ad6b7169203331', session: 's-1', agent: 'planner' },
+        { tenant: 'acme', id: 't-2', kind: 'trace', eventId: `${e}17`, source: 'audit', counted: true, traceId: '', otelTraceId: '', otelSpanId: '', session: '', agent: 'coder' },
+        { tenant: 'globex', id: otel, kind: 'trace', eventId: `${e}19`, source: 'span', counted: true, traceId: '', otelTraceId: otel, otelSpanId: 'b7ad6b7169203332', session: '', agent: 'coder' },
+        { tenant: 'globex', id: otel, kind: 'otel_trace', eventId: `${e}19`, source: 'span', counted: true, traceId: otel, otelTraceId: '', otelSpanId: 'b7ad6b7169203332', session: '', agent: 'coder' },
+      ]);
+      const spans = await rows('SELECT tenant, trace_id, span_id, start_time, span FROM trace_spans_v1');
+      assert.deepEqual(spans, [
+        {
+          tenant: 'acme',
+          trace_id: otel,
+          span_id: 'b7ad6b7169203331',
+          start_time: '2026-11-24 10:00:00.000000000',
+          span: JSON.stringify(['', 'mcp.tool.call', 'server', 'gw', 5000, 'ok', '', { 'mcp.tool.name': 'users.Users.Get' }, []]),
+        },
       ]);
     } finally {
       await client.command({ query: 'USE migrate_test' });

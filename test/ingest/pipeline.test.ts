@@ -119,6 +119,8 @@ async function scalar(query: string): Promise<number> {
 }
 
 const rawCount = () => scalar('SELECT count() FROM audit_events_v1');
+/** The rows calls_by_id_v1 holds for `rows`: one per trace id a row carries (sql/0018). */
+const idRows = (rows: readonly AuditRow[]) => rows.reduce((n, r) => n + (r.trace_id ? 1 : 0) + (r.otel_trace_id ? 1 : 0), 0);
 const rollupCalls = () => scalar('SELECT sum(calls) FROM tool_calls_1m_v1');
 const rollupDenials = () => scalar('SELECT sum(denials) FROM tool_calls_1m_v1');
 
@@ -134,7 +136,7 @@ function withInserts(exec: (target: ClickHouseClient, params: Parameters<ClickHo
 
 /** Runs `run` with the materialized views detached: an insert then reaches the raw table only. */
 async function withoutViews<T>(run: () => Promise<T>): Promise<T> {
-  const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1', 'audit_timeline_mv_v1', 'audit_lookup_mv_v1'];
+  const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1', 'audit_timeline_mv_v1', 'audit_lookup_mv_v1', 'calls_by_id_mv_v1'];
   for (const view of views) await clickhouse.command({ query: `DETACH TABLE ${view}` });
   try {
     return await run();
@@ -154,7 +156,7 @@ describe('ingest pipeline on the embedded engine', () => {
   });
   after(() => clickhouse.close());
   beforeEach(async () => {
-    for (const table of ['audit_events_v1', 'call_reports_v1', 'tool_calls_1m_v1', 'spans_v1', 'dead_letters_v1', 'audit_timeline_v1', 'audit_lookup_v1']) {
+    for (const table of ['audit_events_v1', 'call_reports_v1', 'tool_calls_1m_v1', 'spans_v1', 'dead_letters_v1', 'audit_timeline_v1', 'audit_lookup_v1', 'calls_by_id_v1', 'trace_spans_v1']) {
       await clickhouse.command({ query: `TRUNCATE TABLE ${table}` });
     }
   });
@@ -404,6 +406,7 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.deepEqual(readdirSync(journalDir), []);
     assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [50, 50, 50]);
     assert.equal(await scalar('SELECT count() FROM audit_timeline_v1'), 50);
+    assert.equal(await scalar('SELECT count() FROM calls_by_id_v1'), idRows(rows));
     assert.deepEqual(await createClickHouseWriter(clickhouse, { journalDir }).writeAudit(rows), { inserted: 0, duplicates: 50 });
 
     // An insert that did complete, replayed all the same (killed before it could forget it): no table takes it twice.
@@ -412,6 +415,7 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 0 });
     assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [70, 70, 70]);
     assert.equal(await scalar('SELECT count() FROM audit_timeline_v1'), 70);
+    assert.equal(await scalar('SELECT count() FROM calls_by_id_v1'), idRows([...rows, ...more]));
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 0, refused: 0 });
   });
 
