@@ -177,11 +177,14 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
         entries.set(key, entry);
         counters.hits++;
       } else if (mode === 'answer') {
-        // Another request's fill (or this one's, in the background) is not this request's error.
-        void detach(() => startFill(clickhouse, tenant, key, options, span, inner)).catch(() => {
-          counters.failed++;
-        });
-        return inner(clickhouse, tenant, options, query, mode);
+        try {
+          return await inner(clickhouse, tenant, options, query, mode);
+        } finally {
+          // After the answer, so that its reads go first; a fill's failure is not this request's error.
+          void detach(() => startFill(clickhouse, tenant, key, options, span, inner)).catch(() => {
+            counters.failed++;
+          });
+        }
       } else {
         entry = await startFill(clickhouse, tenant, key, options, span, inner);
         if (!entry) return inner(clickhouse, tenant, options, query, mode);
