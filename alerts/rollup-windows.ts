@@ -51,6 +51,16 @@ const RANGES = `(
     OR (minute >= toDateTime({w1_from:UInt32}) AND minute < toDateTime({w1_to:UInt32}))
     OR (minute >= toDateTime({w2_from:UInt32}) AND minute < toDateTime({w2_to:UInt32}))
     OR (minute >= toDateTime({w3_from:UInt32}) AND minute < toDateTime({w3_to:UInt32})))`;
+/**
+ * What the kinds judge, over a group of tool_calls_1m_v1 rows: calls, errors, denials, cost, and the p95
+ * of the allowed calls' durations in ms (NaN or NULL when there were none).
+ */
+export const WINDOW_METRICS = `sum(calls)                                        AS calls,
+    sum(errors)                                       AS errors,
+    sum(denials)                                      AS denials,
+    toFloat64(sum(cost_usd_sum))                      AS cost_usd,
+    quantileTDigestMerge(0.95)(duration_digest) / 1e6 AS p95_ms`;
+
 const WINDOW = `intDiv({at:UInt32} - toUInt32(minute) - 1, {window_s:UInt32})`;
 
 export interface ToolWindow {
@@ -70,11 +80,7 @@ SELECT
     ${WINDOW}                                         AS window,
     agent,
     tool,
-    sum(calls)                                        AS calls,
-    sum(errors)                                       AS errors,
-    sum(denials)                                      AS denials,
-    toFloat64(sum(cost_usd_sum))                      AS cost_usd,
-    quantileTDigestMerge(0.95)(duration_digest) / 1e6 AS p95_ms
+    ${WINDOW_METRICS}
 FROM tool_calls_1m_v1
 WHERE tenant = {tenant:String} AND ${RANGES}
 GROUP BY window, agent, tool`;
@@ -145,11 +151,7 @@ SELECT
     tool,
     -- 1 on the agent × tool rows, 0 on the account rows (standard GROUPING: 1 when not grouped by it).
     if(grouping(account_id) = 1, '', account_id)      AS account,
-    sum(calls)                                        AS calls,
-    sum(errors)                                       AS errors,
-    sum(denials)                                      AS denials,
-    toFloat64(sum(cost_usd_sum))                      AS cost_usd,
-    quantileTDigestMerge(0.95)(duration_digest) / 1e6 AS p95_ms
+    ${WINDOW_METRICS}
 FROM tool_calls_1m_v1
 ARRAY JOIN {lengths:Array(UInt32)} AS m
 WHERE tenant = {tenant:String}

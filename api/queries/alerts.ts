@@ -7,6 +7,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { ALERT_COLUMNS, alertRow, eventOf, fromAlertRow, toAlertRow, toHistoryRow, type Alert, type AlertStatus } from '../../alerts/alert-record.ts';
 import { readOverride } from '../../alerts/alert-store.ts';
+import { WINDOW_METRICS } from '../../alerts/rollup-windows.ts';
 import type { Subject } from '../../alerts/sentences.ts';
 import { combineOverrides, DEFAULT_SETTINGS, mergeSettings, settingsOverride, settingsProblem, type AlertKind, type AlertSettings, type SettingsOverride } from '../../alerts/settings.ts';
 import { count, selectRows } from './select-rows.ts';
@@ -108,11 +109,7 @@ export interface SeriesPoint {
 const SERIES_SQL = `
 SELECT
     minute,
-    sum(calls)                                        AS calls,
-    sum(errors)                                       AS errors,
-    sum(denials)                                      AS denials,
-    toFloat64(sum(cost_usd_sum))                      AS cost_usd,
-    quantileTDigestMerge(0.95)(duration_digest) / 1e6 AS p95_ms
+    ${WINDOW_METRICS}
 FROM tool_calls_1m_v1
 WHERE tenant = {tenant:String}
   AND minute >= toDateTime({from:UInt32}) AND minute < toDateTime({to:UInt32})
