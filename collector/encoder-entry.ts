@@ -57,15 +57,7 @@ const post = (message: FromEncoder) => parent.postMessage(message);
 const { logger, warnings } = threadLogging(post, config.logLevel);
 const prepare = createPrepare({ tenant: config.tenant, auditTopic: config.auditTopic, warnings });
 
-const readCalls = createToolCallReader({
-  tenant: config.tenant,
-  spansTopic: config.spansTopic,
-  maxMessageBytes: config.maxMessageBytes,
-  gateway: config.gateway,
-  timeOrigin: config.timeOrigin,
-  warnings,
-  onError: (error) => logger.debug({ err: error }, 'could not audit a tool call'),
-});
+const readCalls = createToolCallReader({ ...config, warnings, onError: (error) => logger.debug({ err: error }, 'could not audit a tool call') });
 
 function encode(audits: AuditRecordInput[], spans: SpoolRecord[], calls: WireCalls | undefined): EncodedBatch {
   const counters: DeliveryCounters = { sent: 0, spilled: 0, dropped: 0, failed: 0, invalid: 0 };

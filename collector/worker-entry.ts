@@ -130,15 +130,7 @@ function enqueue(item: QueueItem): void {
 }
 
 /** Tool calls posted as columns, when there is no encoder thread. */
-const readCalls = createToolCallReader({
-  tenant: config.tenant,
-  spansTopic: config.spansTopic,
-  maxMessageBytes: config.maxMessageBytes,
-  gateway: config.gateway,
-  timeOrigin: config.timeOrigin,
-  warnings,
-  onError: (error) => logger.debug({ err: error }, 'could not audit a tool call'),
-});
+const readCalls = createToolCallReader({ ...config, warnings, onError: (error) => logger.debug({ err: error }, 'could not audit a tool call') });
 
 /** Structured clone turns a Buffer into a Uint8Array: the same bytes, as a Buffer again. */
 const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
