@@ -12,7 +12,7 @@ import type { Page, Response } from 'playwright-core';
 import { createKeyStore, generateKey, keyEntry } from '../../core/api-keys.ts';
 import { normalizeAuditRecord, toAuditRow } from '../../model/audit-event.ts';
 import { DOCUMENTS, type Budget, type DocumentName } from '../../ui/src/lib/api.ts';
-import { axeViolations, chromiumSkip, openPage, screenshot, startHarness, type Harness } from './harness.ts';
+import { axeViolations, chromiumSkip, openWithKey, screenshot, startHarness, type Harness } from './harness.ts';
 
 const skip = chromiumSkip();
 
@@ -106,19 +106,7 @@ async function answer<T>(key: string, name: DocumentName, variables: object = {}
 }
 
 /** A page that entered `key` in the key form, then went to `path` (the key never in an address). */
-async function withKey(key: string, path: string, width = 1400) {
-  const opened = await openPage(h.browser, width);
-  await opened.page.goto(`${url}/`);
-  await opened.page.locator('#api-key').waitFor({ timeout: 15_000 });
-  await opened.page.fill('#api-key', key);
-  await opened.page.press('#api-key', 'Enter');
-  await opened.page.locator('[data-tenant]').waitFor({ timeout: 15_000 });
-  await opened.page.evaluate((p) => {
-    history.pushState(null, '', p);
-    dispatchEvent(new PopStateEvent('popstate'));
-  }, path);
-  return opened;
-}
+const withKey = (key: string, path: string, width?: number) => openWithKey(h.browser, url, key, path, width);
 
 /** Every Budgets answer the page received, in order. */
 function recordBudgets(page: Page): Budget[][] {

@@ -81,6 +81,24 @@ export async function openPage(browser: Browser, width = 1400): Promise<{ page: 
   return { page, errors };
 }
 
+/**
+ * A page that entered `key` in the dashboard's key form at `baseUrl`, then went to `path` inside the app
+ * (the key never in an address).
+ */
+export async function openWithKey(browser: Browser, baseUrl: string, key: string, path: string, width = 1400): Promise<{ page: Page; errors: string[] }> {
+  const opened = await openPage(browser, width);
+  await opened.page.goto(`${baseUrl}/`);
+  await opened.page.locator('#api-key').waitFor({ timeout: 15_000 });
+  await opened.page.fill('#api-key', key);
+  await opened.page.press('#api-key', 'Enter');
+  await opened.page.locator('[data-tenant]').waitFor({ timeout: 15_000 });
+  await opened.page.evaluate((p) => {
+    history.pushState(null, '', p);
+    dispatchEvent(new PopStateEvent('popstate'));
+  }, path);
+  return opened;
+}
+
 const AXE = readFileSync(path.join(ROOT, 'node_modules/axe-core/axe.min.js'), 'utf8');
 
 /** axe-core's serious and critical violations on the page as it is, one line each. */

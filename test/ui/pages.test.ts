@@ -12,7 +12,7 @@ import type { Page } from 'playwright-core';
 import { createKeyStore, generateKey, keyEntry } from '../../core/api-keys.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditRecordInput } from '../../model/audit-event.ts';
 import { DOCUMENTS, PENDING_FIELDS, type DocumentName } from '../../ui/src/lib/api.ts';
-import { axeViolations, chromiumSkip, openPage, screenshot, startHarness, type Harness } from './harness.ts';
+import { axeViolations, chromiumSkip, openPage, openWithKey, screenshot, startHarness, type Harness } from './harness.ts';
 
 const noChromium = chromiumSkip();
 
@@ -483,19 +483,7 @@ test('denials page: counts by reason equal the records', { skip: skipFor('Denial
 // ---- costs, with keys: an admin edits the price book, a viewer cannot -------------------------------------
 
 
-async function withKey(key: string, path: string, width = 1400) {
-  const opened = await openPage(h.browser, width);
-  await opened.page.goto(`${keyedUrl}/`);
-  await opened.page.locator('#api-key').waitFor({ timeout: 15_000 });
-  await opened.page.fill('#api-key', key);
-  await opened.page.press('#api-key', 'Enter');
-  await opened.page.locator('[data-tenant]').waitFor({ timeout: 15_000 });
-  await opened.page.evaluate((p) => {
-    history.pushState(null, '', p);
-    dispatchEvent(new PopStateEvent('popstate'));
-  }, path);
-  return opened;
-}
+const withKey = (key: string, path: string, width?: number) => openWithKey(h.browser, keyedUrl, key, path, width);
 
 test('costs: an admin key sets a price, the totals equal the API, the chargeback download equals the export', { skip: skipFor('CostReport', 'Prices', 'SetPrice', 'Budgets') }, async () => {
   const { page: admin, errors: adminErrors } = await withKey(KEY.admin, '/costs?range=24h&by=TOOL');
