@@ -9,6 +9,7 @@
  *   BENCH_REQUESTS=40 BENCH_CLIENTS=4 BENCH_BUDGET_S=480 npm run bench api
  *   BENCH_CONNECTIONS=1 npm run bench api                     # the engine's connections (default: the API's read concurrency)
  *   BENCH_ONLY=trace,auditLog npm run bench api                # only these operations (by name or GraphQL field)
+ *   BENCH_STATEMENTS=1 npm run bench api                      # also each operation's engine statements, timed by kind
  *
  * Data: bench/data/generate-events.ts's data set (BENCH_EVENTS, default 10,000,000 events over 30 days),
  * cached under .cache/bench/ keyed by the generator's version, N and the migrations in sql/; built in a
@@ -59,11 +60,14 @@ import { loadConfig } from '../core/config.ts';
 import { migrate } from '../core/migrate.ts';
 import { cachedDataSet, readDataset } from './data/dataset-cache.ts';
 import { DEFAULT_EVENTS } from './data/generate-events.ts';
+import { timeStatements } from './statement-timings.ts';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? DEFAULT_EVENTS);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 40);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? DEFAULT_READ_LIMITS.concurrency);
+/** Print each operation's statements (count, p50 / p99 / total ms per kind) after its API timings. */
+const STATEMENTS = process.env.BENCH_STATEMENTS === '1';
 /** Wall-time cap of one operation's timed requests (API), and of its raw statements. */
 const OP_BUDGET_MS = 10_000;
 const RAW_BUDGET_MS = 6_000;
@@ -458,6 +462,17 @@ function printColumns(header: string[], body: string[][]): void {
   for (const r of body) console.log(line(r));
 }
 
+/** One operation's statements by kind: count, p50 / p99 / total of their engine times. */
+function printStatements(name: string, byLabel: Map<string, number[]>, requests: number[]): void {
+  const lines = [...byLabel].map(([label, times]) => {
+    const sorted = [...times].sort((a, b) => a - b);
+    const total = times.reduce((a, b) => a + b, 0);
+    return `    ${String(times.length).padStart(4)}× ${ms(quantile(sorted, 0.5)).padStart(6)} / ${ms(quantile(sorted, 0.99)).padStart(6)} ms, total ${ms(total).padStart(6)}  ${label}`;
+  });
+  console.error(`  requests of ${name} in the order they ended (ms): ${requests.map((t) => ms(t)).join(' ')}`);
+  console.error(`  statements of ${name} (n× p50 / p99, engine time incl. its connection's line):\n${lines.join('\n')}`);
+}
+
 // ---------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -482,7 +497,8 @@ async function main(): Promise<void> {
 
     const secret = randomBytes(32).toString('base64url');
     const keys: KeyStore = { size: 1, lookup: (s) => (s === secret ? { tenant: TENANT, role: 'viewer', name: 'bench' } : undefined) };
-    const api = createApi({ clickhouse, logger: pino({ level: 'warn' }, pino.destination(2)), keys });
+    const timings = STATEMENTS ? timeStatements(clickhouse) : undefined;
+    const api = createApi({ clickhouse: timings?.client ?? clickhouse, logger: pino({ level: 'warn' }, pino.destination(2)), keys });
     server = createServer((req, res) => api.handle(req, res));
     await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
     const client = new GraphQLClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}/graphql`, secret);
@@ -508,11 +524,13 @@ async function main(): Promise<void> {
         continue;
       }
       progress(op.name);
+      timings?.take();
       const apiTiming = await drive(REQUESTS, OP_BUDGET_MS, (i) => {
         const d = document(schema, op, ctx, i);
         return 'query' in d ? client.request(d.query) : Promise.reject(new Error(d.na));
       });
       rssMax = Math.max(rssMax, process.memoryUsage.rss());
+      if (timings) printStatements(op.name, timings.take(), apiTiming.times);
       const rawTiming = await drive(REQUESTS, RAW_BUDGET_MS, (i) => op.raw.run(clickhouse, ctx, i));
       rssMax = Math.max(rssMax, process.memoryUsage.rss());
       const a = summary(apiTiming);
