@@ -1,12 +1,12 @@
 /**
  * Where an aggregate reads its calls from (sql/0008): whole weeks from `calls_1w_v1`, whole days around
  * them from `calls_1d_v1`, whole quarters of a day and hours at the edges from `calls_6h_v1` and
- * `calls_1h_v1`, and what is left at each end
- * from `audit_events_v1` itself (with an account filter, everything from that account's calls in
- * `calls_by_account_v1`), so that a range is exact to the nanosecond while its middle costs a few
- * hundred rows per day or week. Each rollup keeps its
- * calls once per dimension set (`dims`); a question reads the smallest set holding every dimension it
- * groups or filters by, and a level without such a set is skipped (its span read from the next finer one).
+ * `calls_1h_v1`, and what is left at each end from the raw calls in time order, `audit_timeline_v1`
+ * (with an account filter, everything from that account's calls in `calls_by_account_v1`), so that a
+ * range is exact to the nanosecond while its middle costs a few hundred rows per day or week. Each
+ * rollup keeps its calls once per dimension set (`dims`); a question reads the smallest set holding
+ * every dimension it groups or filters by, and a level without such a set is skipped (its span read
+ * from the next finer one).
  *
  * `callsSource()` returns one subquery whose rows all have the same columns, whatever table they come
  * from: the caller merges them (sum, max, quantilesDDMerge, min, max) grouped as it needs; or, for
@@ -107,9 +107,6 @@ const RAW_METRICS = `,
         min(timestamp)                                AS first_seen,
         max(timestamp)                                AS last_seen`;
 
-/** The raw columns the metrics, the dimensions and the filter read (rows are wide: reading all costs twice). */
-const RAW_COLUMNS = 'event_id, timestamp, agent, service, tool, account_id, allowed, is_error, duration_ns, cost_usd';
-
 const DIMENSION_COLUMNS: ReadonlyArray<[Dimension, string]> = [
   ['agent', 'agent'],
   ['service', 'service'],
@@ -197,19 +194,20 @@ export function sourceParts(tenant: string, options: SourceOptions, except?: { f
     if (step !== undefined) params.step = step;
     const t = step === undefined ? "toDateTime(0, 'UTC')" : "toDateTime(intDiv(toUnixTimestamp(timestamp), {step:UInt32}) * {step:UInt32}, 'UTC')";
     const dims = DIMENSION_COLUMNS.map(([d, column]) => (need.has(d) ? column : `'' AS ${column}`));
-    // calls_by_account_v1 holds one row per counted call. In audit_events_v1 a call reported twice has
-    // its counted row and, under the same event_id, the merged second report (counted = false, its
-    // report_id its own; sql/0005): until a merge both rows are there, after it only the second. So
-    // one row per event_id of either kind is each call once, before and after merges.
+    // calls_by_account_v1 holds one row per counted call, sorted by account. audit_timeline_v1
+    // (sql/0010) holds every row of audit_events_v1, sorted by time: a call reported twice has its
+    // counted row (the one the rollups count) and, under the same event_id, its second report
+    // (counted = false, sql/0005), which is what the raw table shows of the call. So a call is its
+    // counted row in the range, or its second report in its place when that is in the range too.
+    // Read by time, a range's edges are a few granules, not every granule of their days in
+    // audit_events_v1 (sorted by event id).
+    const within = `tenant = {tenant:String}\n      AND (${times.join(' OR ')})`;
+    const replaced = `SELECT event_id FROM audit_timeline_v1 WHERE ${within} AND NOT counted`;
     const source = byAccount
-      ? `calls_by_account_v1\n    WHERE tenant = {tenant:String}\n      AND (${times.join(' OR ')})`
-      : `(
-        SELECT ${RAW_COLUMNS} FROM audit_events_v1
-        WHERE tenant = {tenant:String} AND (counted OR report_id != event_id)
-          AND (${times.join(' OR ')})
-        LIMIT 1 BY event_id
-    )
-    WHERE 1`;
+      ? `calls_by_account_v1\n    WHERE ${within}`
+      : `audit_timeline_v1\n    WHERE ${within}
+      AND (counted AND event_id NOT IN (${replaced})
+        OR NOT counted AND event_id IN (SELECT event_id FROM audit_timeline_v1 WHERE ${within} AND counted AND event_id IN (${replaced})))`;
     rawSelect = `
     SELECT ${t} AS t, ${dims.join(', ')}, ${RAW_OUTCOME} AS outcome${rawMetrics}
     FROM ${source}${rawFilter.conditions.map((c) => `\n      AND ${c}`).join('')}${rawGroup}`;
