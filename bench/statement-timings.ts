@@ -25,7 +25,7 @@ export function statementLabel(sql: string): string {
   const head = /^SELECT\s+([\s\S]*?)\bFROM\b/.exec(text)?.[1] ?? text;
   const shape = head.replace(/\s+/g, ' ').slice(0, 40);
   const cached = text.includes('FROM closed_buckets_v1');
-  const raw = /FROM audit_events_v1\s+WHERE tenant/.test(text) || text.includes('calls_by_account_v1');
+  const raw = /FROM audit_(events|timeline)_v1\s+WHERE tenant/.test(text) || text.includes('calls_by_account_v1');
   const rollups = /FROM calls_1[hdw]_v1|FROM calls_6h_v1/.test(text);
   const source = [cached && 'entry', rollups && 'rollups', raw && 'raw'].filter(Boolean).join('+') || 'other';
   return `${source}: ${shape}`;

@@ -28,6 +28,7 @@ import { z } from 'zod';
 import { errorCode } from '../../core/clickhouse.ts';
 import { formatClickHouse, instantFromEpochNanos } from '../../model/timestamp.ts';
 import { callsSource, ceilTo, floorTo, nanosOf, sourceParts, unionOf, type Source, type SourceOptions } from './rollup-plan.ts';
+import type { Dimension } from './filter.ts';
 import { count, selectRows } from './select-rows.ts';
 
 export interface ClosedBuckets {
@@ -121,17 +122,18 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
     }
     const id = randomBytes(8).readBigUInt64BE().toString();
     const t = step === undefined ? "toDateTime(0, 'UTC')" : "toDateTime(intDiv(toUnixTimestamp(t), {step:UInt32}) * {step:UInt32}, 'UTC')";
+    const keys = entryKeys(options.need);
     await inner(clickhouse, tenant, { ...options, range: { from: span.params.cache_from, to: span.params.cache_to } }, (source) => {
       const insert = options.keysOnly
         ? `INSERT INTO closed_buckets_v1 (entry, t, agent, service, tool, account_id, outcome)
 SELECT DISTINCT {fill_entry:UInt64}, b, agent, service, tool, account_id, outcome
-FROM (SELECT ${t} AS b, * FROM ${source.sql})`
+FROM (SELECT ${t} AS b, ${keys} FROM ${source.sql})`
         : `INSERT INTO closed_buckets_v1 (entry, t, agent, service, tool, account_id, outcome, calls, errors, denials,
     duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen)
 SELECT {fill_entry:UInt64}, b, agent, service, tool, account_id, outcome, sum(calls), sum(errors), sum(denials),
     sum(duration_sum_ns), max(duration_max_ns), quantileDDMergeState(0.01, 0.5)(duration_sketch), sum(cost_usd_sum),
     sum(priced_calls), min(first_seen), max(last_seen)
-FROM (SELECT ${t} AS b, * FROM ${source.sql})
+FROM (SELECT ${t} AS b, ${keys}, ${METRICS} FROM ${source.sql})
 GROUP BY b, agent, service, tool, account_id, outcome`;
       const params = { ...source.params, fill_entry: id, ...(step === undefined ? {} : { step }) };
       return clickhouse.command({ query: insert, query_params: params });
@@ -246,6 +248,16 @@ function recentWrites(since: string): string {
 }
 
 const KEYS = 't, agent, service, tool, account_id, outcome';
+
+/**
+ * An entry's keys: the dimensions its question groups by, the others '' (the source's rows may be finer,
+ * e.g. tools under a question by service, and a filter is applied before the entry is filled); and no
+ * outcome, which no question reads. So an entry holds as few rows as its answer can come from.
+ */
+function entryKeys(need: readonly Dimension[]): string {
+  const keep = (dimension: Dimension, column: string) => (need.includes(dimension) ? column : `'' AS ${column}`);
+  return `${keep('agent', 'agent')}, ${keep('service', 'service')}, ${keep('tool', 'tool')}, ${keep('account', 'account_id')}, '' AS outcome`;
+}
 const METRICS = 'calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen';
 
 function cachedRows(keysOnly: boolean): string {

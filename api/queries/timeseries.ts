@@ -39,6 +39,9 @@ const VALUE: Record<Metric, string> = {
   P95_MS: 'toString(ifNotFinite(quantileDDMerge(0.01, 0.95)(n_sketch), 0))',
 };
 
+/** The bucket's merged durations: only P95_MS reads them (merging every row's sketch costs more than the rest). */
+const SKETCH = '\n            quantileDDMergeState(0.01, 0.5)(duration_sketch) AS n_sketch,';
+
 export interface Series {
   /** The agent, service, tool or account; null for the one series of groupBy NONE and for `other`. */
   key: string | null;
@@ -81,8 +84,7 @@ FROM (
             intDiv(toUnixTimestamp(t), {step:UInt32}) * {step:UInt32} AS b,
             ${key} AS key,
             sum(calls) AS n_calls, sum(errors) AS n_errors, sum(denials) AS n_denials,
-            sum(duration_sum_ns) AS n_duration, sum(cost_usd_sum) AS n_cost,
-            quantileDDMergeState(0.01, 0.5)(duration_sketch) AS n_sketch,
+            sum(duration_sum_ns) AS n_duration, sum(cost_usd_sum) AS n_cost,${metric === 'P95_MS' ? SKETCH : ''}
             sum(sum(${WEIGHT[metric]})) OVER (PARTITION BY key) AS weight
         FROM ${source.sql}
         GROUP BY b, key
