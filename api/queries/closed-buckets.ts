@@ -27,19 +27,30 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { errorCode } from '../../core/clickhouse.ts';
 import { formatClickHouse, instantFromEpochNanos } from '../../model/timestamp.ts';
-import { callsSource, ceilTo, floorTo, nanosOf, sourceParts, unionOf, type Source, type SourceOptions } from './rollup-plan.ts';
+import { callsSource, ceilTo, floorTo, nanosOf, prefixed, sourceParts, unionOf, type Source, type SourceOptions } from './rollup-plan.ts';
 import type { Dimension } from './filter.ts';
 import { count, selectRows } from './select-rows.ts';
 
 export interface ClosedBuckets {
   /** Runs `query` (which reads `source.sql` with `source.params`) over the calls of `options`. */
   read<T>(clickhouse: ClickHouseClient, tenant: string, options: SourceOptions, query: (source: Source) => Promise<T>): Promise<T>;
+  /**
+   * Runs `query`, one statement reading several sources at once (their params merged, so they must
+   * not clash: callsSource()'s do not, for the same tenant and range), over the calls of each options.
+   */
+  readAll<T>(clickhouse: ClickHouseClient, tenant: string, options: readonly SourceOptions[], query: (sources: Source[]) => Promise<T>): Promise<T>;
 }
 
 /** Every read from the rollups and the raw table, as callsSource() plans it. */
 export const NO_CACHE: ClosedBuckets = {
   read: (_clickhouse, tenant, options, query) => query(callsSource(tenant, options)),
+  readAll: (_clickhouse, tenant, options, query) => query(apart(options.map((o) => callsSource(tenant, o)))),
 };
+
+/** Sources read in one statement, each with parameter names of its own (`s<i>_...`). */
+function apart(sources: Source[]): Source[] {
+  return sources.length === 1 ? sources : sources.map((source, i) => prefixed(source, `s${i}_`));
+}
 
 export interface ClosedBucketOptions {
   maxEntries?: number;
@@ -84,10 +95,17 @@ type Read = ClosedBuckets['read'];
 type LayerRead = <T>(
   clickhouse: ClickHouseClient,
   tenant: string,
-  options: SourceOptions,
-  query: (source: Source) => Promise<T>,
+  options: readonly SourceOptions[],
+  query: (sources: Source[]) => Promise<T>,
   mode?: 'answer' | 'fill',
 ) => Promise<T>;
+
+/** An entry a layer found for one of a read's options. */
+interface Found {
+  key: string;
+  entry: Entry;
+  source: Source;
+}
 
 export function createClosedBucketCache(options: ClosedBucketOptions = {}): ClosedBucketCache {
   const maxEntries = options.maxEntries ?? MAX_ENTRIES;
@@ -151,69 +169,88 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     let pending = filling.get(key);
     if (!pending) {
       // The entry is filled through the coarser layer, waiting for that layer's own entry.
-      pending = fill(clickhouse, tenant, key, options, span, (c, t, o, q) => inner(c, t, o, q, 'fill')).finally(() => filling.delete(key));
+      const read: Read = (c, t, o, q) => inner(c, t, [o], ([source]) => q(source!), 'fill');
+      pending = fill(clickhouse, tenant, key, options, span, read).finally(() => filling.delete(key));
       filling.set(key, pending);
     }
     return pending;
   }
 
+  /** The entry of `key` if it is held and young enough (then most recently used). */
+  function held(key: string): Entry | undefined {
+    const entry = entries.get(key);
+    if (!entry) return undefined;
+    entries.delete(key);
+    if (now() - entry.createdMs > maxAgeMs) return undefined;
+    entries.set(key, entry);
+    return entry;
+  }
+
   /**
    * The cache of whole `unit`s of a range, over `inner` for everything it does not hold. A request
-   * (`answer`) that finds no entry is answered by `inner` at once while the entry is filled in the
-   * background, for the requests after it; a fill of the next finer layer (`fill`) waits for it.
+   * (`answer`) is answered at once, each source without an entry read through `inner`, and the missing
+   * entries are filled in the background afterwards, for the requests after it; a fill of the next finer
+   * layer (`fill`) waits for them. When the statement finds an entry stale, every entry it read from
+   * this layer is dropped and the request answered by `inner` alone.
    */
   function layer(unit: bigint, inner: LayerRead): LayerRead {
-    return async (clickhouse, tenant, options, query, mode = 'answer') => {
-      const span = spanOf(options, unit, settledBefore());
-      if (!span) return inner(clickhouse, tenant, options, query, mode);
-      const keysOnly = options.keysOnly === true;
-      const key = JSON.stringify([String(unit), tenant, options.filter, [...options.need].sort(), keysOnly, options.stepSeconds ?? null, span.params]);
-      let entry = entries.get(key);
-      if (entry && now() - entry.createdMs > maxAgeMs) {
-        entries.delete(key);
-        entry = undefined;
+    return async (clickhouse, tenant, list, query, mode = 'answer') => {
+      const found: Array<Found | undefined> = [];
+      const missing: Array<() => Promise<unknown>> = [];
+      for (const options of list) {
+        const span = spanOf(options, unit, settledBefore());
+        if (!span) {
+          found.push(undefined);
+          continue;
+        }
+        const keysOnly = options.keysOnly === true;
+        const key = JSON.stringify([String(unit), tenant, options.filter, [...options.need].sort(), keysOnly, options.stepSeconds ?? null, span.params]);
+        let entry = held(key);
+        if (entry) counters.hits++;
+        else if (mode === 'fill') entry = await startFill(clickhouse, tenant, key, options, span, inner);
+        else missing.push(() => startFill(clickhouse, tenant, key, options, span, inner));
+        found.push(entry && { key, entry, source: cachedSource(tenant, options, span, entry, keysOnly) });
       }
-      if (entry) {
-        // Most recently used last.
-        entries.delete(key);
-        entries.set(key, entry);
-        counters.hits++;
-      } else if (mode === 'answer') {
-        try {
-          return await inner(clickhouse, tenant, options, query, mode);
-        } finally {
-          // After the answer, so that its reads go first; a fill's failure is not this request's error.
-          void detach(() => startFill(clickhouse, tenant, key, options, span, inner)).catch(() => {
+      const rest = list.filter((_, i) => !found[i]);
+      try {
+        return await inner(clickhouse, tenant, rest, (sources) => {
+          let next = 0;
+          return query(found.map((f) => f?.source ?? sources[next++]!));
+        }, mode);
+      } catch (error) {
+        const used = found.filter((f) => f !== undefined);
+        if (errorCode(error) !== GUARD_FAILED || used.length === 0) throw error;
+        counters.stale += used.length;
+        for (const f of used) entries.delete(f.key);
+        return inner(clickhouse, tenant, list, query, mode);
+      } finally {
+        // After the answer, so that its reads go first; a fill's failure is not this request's error.
+        for (const start of missing) {
+          void detach(start).catch(() => {
             counters.failed++;
           });
         }
-      } else {
-        entry = await startFill(clickhouse, tenant, key, options, span, inner);
-        if (!entry) return inner(clickhouse, tenant, options, query, mode);
       }
-      const edges = sourceParts(tenant, options, span);
-      const source: Source = {
-        sql: unionOf([cachedRows(keysOnly), guard(keysOnly), ...(edges.raw === undefined ? [] : [edges.raw])], edges.empty),
-        params: { ...edges.params, ...span.params, cache_entry: entry.id, cache_rows: entry.rows, cache_since: entry.since, cache_settle: settle },
-        segments: edges.segments,
-      };
-      try {
-        return await query(source);
-      } catch (error) {
-        if (errorCode(error) !== GUARD_FAILED) throw error;
-        counters.stale++;
-        entries.delete(key);
-        return inner(clickhouse, tenant, options, query, mode);
-      }
+    };
+  }
+
+  /** The entry's rows, its guard and the raw calls of the range outside its span. */
+  function cachedSource(tenant: string, options: SourceOptions, span: Span, entry: Entry, keysOnly: boolean): Source {
+    const edges = sourceParts(tenant, options, span);
+    return {
+      sql: unionOf([cachedRows(keysOnly), guard(keysOnly), ...(edges.raw === undefined ? [] : [edges.raw])], edges.empty),
+      params: { ...edges.params, ...span.params, cache_entry: entry.id, cache_rows: entry.rows, cache_since: entry.since, cache_settle: settle },
+      segments: edges.segments,
     };
   }
 
   // Whole minutes over whole hours: a minute's entry is filled from the hours' entry and the raw calls
   // of the partial hours, so a range that moves every minute re-reads at most two hours of raw calls,
   // not the rollups of its days; a request reads one entry and the seconds at the range's ends.
-  const read = layer(MINUTE, layer(HOUR, (c, t, o, q) => NO_CACHE.read(c, t, o, q)));
+  const read = layer(MINUTE, layer(HOUR, (_c, t, o, q) => q(o.map((options) => callsSource(t, options)))));
   return {
-    read: (c, t, o, q) => read(c, t, o, q),
+    read: (c, t, o, q) => read(c, t, [o], ([source]) => q(source!)),
+    readAll: (c, t, o, q) => read(c, t, o, (sources) => q(apart(sources))),
     stats: () => ({ entries: entries.size, ...counters }),
     settled: async () => {
       // A fill may start another (the coarser layer's): wait until none is under way.

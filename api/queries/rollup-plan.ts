@@ -135,6 +135,18 @@ export function callsSource(tenant: string, options: SourceOptions): Source {
   return { sql: unionOf([...parts.rollups, ...(parts.raw === undefined ? [] : [parts.raw])], parts.empty), params: parts.params, segments: parts.segments };
 }
 
+/**
+ * `source` with each of its parameters renamed `<prefix><name>`, so that several sources can be read in
+ * one statement: each has its own tenant-free names for its times, dimension set and cache entry.
+ */
+export function prefixed(source: Source, prefix: string): Source {
+  return {
+    sql: source.sql.replace(/\{([A-Za-z_][A-Za-z0-9_]*):/g, `{${prefix}$1:`),
+    params: Object.fromEntries(Object.entries(source.params).map(([name, value]) => [`${prefix}${name}`, value])),
+    segments: source.segments,
+  };
+}
+
 /** `(a UNION ALL b ...)`, or `(empty)` when there is nothing to read. */
 export function unionOf(selects: readonly string[], empty: string): string {
   return `(${(selects.length === 0 ? [empty] : selects).join('\n    UNION ALL')}\n)`;

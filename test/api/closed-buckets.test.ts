@@ -149,7 +149,7 @@ test('a call written late into a cached hour shows at once; the entry is refille
   await write([{ tenant: 'acme', at: END - 5 * HOUR + 17_000, agent: 'late-agent', tool: TOOLS[0]!, account: 'acct-late', allowed: true, error: false }]);
 
   const after = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, cache);
-  // Its three reads (metrics, distinct tools, distinct accounts) each found their minutes' and their
+  // Its three sources (metrics, distinct tools, distinct accounts) each found their minutes' and their
   // hours' entries stale.
   assert.equal(cache.stats().stale, 6);
   assert.deepEqual(new Map(after.map((a) => [a.agent, a.calls])), expectedCalls('acme'));
