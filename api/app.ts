@@ -20,7 +20,7 @@ import { useLimits } from './plugins/use-limits.ts';
 import { useMetrics } from './plugins/use-metrics.ts';
 import { useReadScheduling } from './plugins/use-read-scheduling.ts';
 import { useRoles } from './plugins/use-roles.ts';
-import { createClosedBucketCache, type ClosedBuckets } from './queries/closed-buckets.ts';
+import { createClosedBucketCache, type ClosedBucketCache, type ClosedBuckets } from './queries/closed-buckets.ts';
 import { createReadClient } from './read-client.ts';
 import { createReadScheduler, type ReadScheduler } from './read-scheduler.ts';
 import { createApiSchema } from './schema.ts';
@@ -58,6 +58,8 @@ export interface Api {
   /** The fair queue in front of ClickHouse reads. */
   scheduler: ReadScheduler;
   registry: Registry;
+  /** Resolves once the work requests left running in the background (closed-bucket fills) has ended. */
+  settled(): Promise<void>;
 }
 
 const GRAPHQL_PATH = '/graphql';
@@ -104,6 +106,7 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = n
   return {
     scheduler,
     registry,
+    settled: () => ('settled' in closedBuckets ? (closedBuckets as ClosedBucketCache).settled() : Promise.resolve()),
     handle(req, res) {
       const pathname = (req.url ?? '/').split('?', 1)[0]!;
       if (pathname === GRAPHQL_PATH || pathname === HEALTH_PATH) {
