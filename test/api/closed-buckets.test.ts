@@ -219,3 +219,13 @@ test('a request never waits for a fill: it is answered at once, and the fill ser
   assert.deepEqual(await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', cache), plain);
   assert.equal(cache.stats().hits, 1);
 });
+
+test('a request that finds the fill of its entry under way waits for it and reads the entry', async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 0 });
+  const plain = await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, NO_CACHE);
+  assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
+  // The first request's answer started the fills (the minutes' entry waits for the hours'); they run now.
+  assert.deepEqual([cache.stats().fills, cache.stats().hits], [0, 0]);
+  assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
+  assert.deepEqual([cache.stats().fills, cache.stats().hits], [2, 1], 'answered from the minutes\' entry its fill ended with');
+});
