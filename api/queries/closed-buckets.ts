@@ -105,7 +105,8 @@ type LayerRead = <T>(
 interface Found {
   key: string;
   entry: Entry;
-  source: Source;
+  options: SourceOptions;
+  span: Span;
 }
 
 export function createClosedBucketCache(options: ClosedBucketOptions = {}): ClosedBucketCache {
@@ -203,8 +204,8 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
    * after it. A request that finds the fill of its entry under way waits for it and reads the entry: the
    * fill is paid for already, and reading the same calls through `inner` beside it would slow both (on
    * the 10M set, a burst of 4 requests over the rollups while the fills ran took up to 1.4 s). A fill of
-   * the next finer layer (`fill`) waits for the entries it reads. When the statement finds an entry stale, every entry it read from
-   * this layer is dropped and the request answered by `inner` alone.
+   * the next finer layer (`fill`) waits for the entries it reads. When the statement finds an entry
+   * stale, every entry it read from this layer is dropped and the request answered by `inner` alone.
    */
   function layer(unit: bigint, inner: LayerRead): LayerRead {
     return async (clickhouse, tenant, list, query, mode = 'answer') => {
@@ -224,18 +225,25 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
         else if (filling.has(key)) {
           entry = await filled(filling.get(key)!);
           if (entry) counters.hits++;
-        }
-        else missing.push(() => startFill(clickhouse, tenant, key, options, span, inner));
-        found.push(entry && { key, entry, source: cachedSource(tenant, options, span, entry, keysOnly) });
+        } else missing.push(() => startFill(clickhouse, tenant, key, options, span, inner));
+        found.push(entry && { key, entry, options, span });
       }
+      const used = found.filter((f) => f !== undefined);
+      // One guard, in the first source read from an entry, checks every entry the statement reads here.
+      const cached = new Map(used.map((f, i) => [f, cachedSource(tenant, f, i === 0 ? used : [])]));
       const rest = list.filter((_, i) => !found[i]);
       try {
-        return await inner(clickhouse, tenant, rest, (sources) => {
-          let next = 0;
-          return query(found.map((f) => f?.source ?? sources[next++]!));
-        }, mode);
+        return await inner(
+          clickhouse,
+          tenant,
+          rest,
+          (sources) => {
+            let next = 0;
+            return query(found.map((f) => (f ? cached.get(f)! : sources[next++]!)));
+          },
+          mode,
+        );
       } catch (error) {
-        const used = found.filter((f) => f !== undefined);
         if (errorCode(error) !== GUARD_FAILED || used.length === 0) throw error;
         counters.stale += used.length;
         for (const f of used) entries.delete(f.key);
@@ -251,12 +259,15 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     };
   }
 
-  /** The entry's rows, its guard and the raw calls of the range outside its span. */
-  function cachedSource(tenant: string, options: SourceOptions, span: Span, entry: Entry, keysOnly: boolean): Source {
+  /** The entry's rows, the guard of `guarded` (none when empty) and the raw calls of the range outside its span. */
+  function cachedSource(tenant: string, { entry, options, span }: Found, guarded: readonly Found[]): Source {
+    const keysOnly = options.keysOnly === true;
     const edges = sourceParts(tenant, options, span);
+    const checks: Record<string, string | number> = {};
+    guarded.forEach((g, i) => Object.assign(checks, { [`cache_entry_${i}`]: g.entry.id, [`cache_since_${i}`]: g.entry.since, [`cache_from_${i}`]: g.span.params.cache_from, [`cache_to_${i}`]: g.span.params.cache_to }));
     return {
-      sql: unionOf([cachedRows(keysOnly), guard(keysOnly), ...(edges.raw === undefined ? [] : [edges.raw])], edges.empty),
-      params: { ...edges.params, ...span.params, cache_entry: entry.id, cache_rows: entry.rows, cache_since: entry.since, cache_settle: settle },
+      sql: unionOf([cachedRows(keysOnly), ...(guarded.length ? [guard(keysOnly, guarded.length)] : []), ...(edges.raw === undefined ? [] : [edges.raw])], edges.empty),
+      params: { ...edges.params, ...checks, cache_entry: entry.id, cache_rows: guarded.reduce((n, g) => n + g.entry.rows, 0), cache_settle: settle },
       segments: edges.segments,
     };
   }
@@ -297,8 +308,13 @@ function spanOf(options: SourceOptions, unit: bigint, settledBefore: bigint): Sp
 /** Writes of calls inside the cached span logged after `since` less the settling time. */
 function recentWrites(since: string): string {
   return `SELECT count() FROM call_writes_v1
-        WHERE tenant = {tenant:String} AND written_at > ${since} - toIntervalSecond({cache_settle:UInt32})
-          AND earliest < {cache_to:DateTime64(9, 'UTC')} AND latest >= {cache_from:DateTime64(9, 'UTC')}`;
+        WHERE tenant = {tenant:String} AND ${writtenInto(since, '')}`;
+}
+
+/** A write logged after `since` less the settling time, of calls inside the span `cache_from<suffix>`, `cache_to<suffix>`. */
+function writtenInto(since: string, suffix: string): string {
+  return `written_at > ${since} - toIntervalSecond({cache_settle:UInt32})
+          AND earliest < {cache_to${suffix}:DateTime64(9, 'UTC')} AND latest >= {cache_from${suffix}:DateTime64(9, 'UTC')}`;
 }
 
 const KEYS = 't, agent, service, tool, account_id, outcome';
@@ -322,10 +338,13 @@ function cachedRows(keysOnly: boolean): string {
 }
 
 /**
- * No row, or the statement fails (throwIf) when the entry is not all there or a call was written into
- * its hours since it was filled. system.one has one row, so the condition is always evaluated.
+ * No row, or the statement fails (throwIf) when one of `n` entries (cache_entry_<i>) is not all there
+ * (their rows together are not cache_rows) or a call was written into its span since it was filled.
+ * system.one has one row, so the condition is always evaluated.
  */
-function guard(keysOnly: boolean): string {
+function guard(keysOnly: boolean, n: number): string {
+  const ids = Array.from({ length: n }, (_, i) => `{cache_entry_${i}:UInt64}`);
+  const writes = Array.from({ length: n }, (_, i) => `(${writtenInto(`{cache_since_${i}:DateTime64(6, 'UTC')}`, `_${i}`)})`);
   const keys = `toDateTime(0, 'UTC') AS t, '' AS agent, '' AS service, '' AS tool, '' AS account_id, '' AS outcome`;
   const metrics = `, toUInt64(0) AS calls, toUInt64(0) AS errors, toUInt64(0) AS denials, toUInt64(0) AS duration_sum_ns,
         toUInt64(0) AS duration_max_ns, initializeAggregation('quantileDDState(0.01, 0.5)', toUInt64(0)) AS duration_sketch,
@@ -335,7 +354,7 @@ function guard(keysOnly: boolean): string {
     SELECT ${keys}${keysOnly ? '' : metrics}
     FROM system.one
     WHERE throwIf(
-        (SELECT count() FROM closed_buckets_v1 WHERE entry = {cache_entry:UInt64}) != {cache_rows:UInt64}
-        OR (${recentWrites("{cache_since:DateTime64(6, 'UTC')}")}) > 0,
+        (SELECT count() FROM closed_buckets_v1 WHERE entry IN (${ids.join(', ')})) != {cache_rows:UInt64}
+        OR (SELECT count() FROM call_writes_v1 WHERE tenant = {tenant:String} AND (${writes.join('\n          OR ')})) > 0,
         'closed-bucket cache entry missing or stale')`;
 }
