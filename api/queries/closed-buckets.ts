@@ -143,15 +143,17 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
     const id = randomBytes(8).readBigUInt64BE().toString();
     const t = step === undefined ? "toDateTime(0, 'UTC')" : "toDateTime(intDiv(toUnixTimestamp(t), {step:UInt32}) * {step:UInt32}, 'UTC')";
     const keys = entryKeys(options.need);
+    // Without it the column takes its default, an empty sketch.
+    const sketch = options.sketch !== false;
     await inner(clickhouse, tenant, { ...options, range: { from: span.params.cache_from, to: span.params.cache_to } }, (source) => {
       const insert = options.keysOnly
         ? `INSERT INTO closed_buckets_v1 (entry, t, agent, service, tool, account_id, outcome)
 SELECT DISTINCT {fill_entry:UInt64}, b, agent, service, tool, account_id, outcome
 FROM (SELECT ${t} AS b, ${keys} FROM ${source.sql})`
         : `INSERT INTO closed_buckets_v1 (entry, t, agent, service, tool, account_id, outcome, calls, errors, denials,
-    duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen)
+    duration_sum_ns, duration_max_ns,${sketch ? ' duration_sketch,' : ''} cost_usd_sum, priced_calls, first_seen, last_seen)
 SELECT {fill_entry:UInt64}, b, agent, service, tool, account_id, outcome, sum(calls), sum(errors), sum(denials),
-    sum(duration_sum_ns), max(duration_max_ns), quantileDDMergeState(0.01, 0.5)(duration_sketch), sum(cost_usd_sum),
+    sum(duration_sum_ns), max(duration_max_ns),${sketch ? ' quantileDDMergeState(0.01, 0.5)(duration_sketch),' : ''} sum(cost_usd_sum),
     sum(priced_calls), min(first_seen), max(last_seen)
 FROM (SELECT ${t} AS b, ${keys}, ${METRICS} FROM ${source.sql})
 GROUP BY b, agent, service, tool, account_id, outcome`;
@@ -218,7 +220,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
           continue;
         }
         const keysOnly = options.keysOnly === true;
-        const key = JSON.stringify([String(unit), tenant, options.filter, [...options.need].sort(), keysOnly, options.stepSeconds ?? null, span.params]);
+        const key = JSON.stringify([String(unit), tenant, options.filter, [...options.need].sort(), keysOnly, options.sketch ?? true, options.stepSeconds ?? null, span.params]);
         let entry = held(key);
         if (entry) counters.hits++;
         else if (mode === 'fill') entry = await startFill(clickhouse, tenant, key, options, span, inner);

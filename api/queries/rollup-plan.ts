@@ -84,6 +84,11 @@ export interface SourceOptions {
   stepSeconds?: number;
   /** Only the keys (t, dimensions, outcome), for distinct counts: no metric is read or computed. */
   keysOnly?: boolean;
+  /**
+   * false: the question merges no duration sketch, so a cache entry is filled without them (merging the
+   * rollups' sketches is most of a fill's work; the entry's are then empty).
+   */
+  sketch?: false;
 }
 
 export interface Source {

@@ -12,6 +12,7 @@ import { COLUMN, type AggregateFilter, type Dimension } from './filter.ts';
 import { msFromNs, type TimeRange } from './params.ts';
 import { NO_CACHE, type ClosedBuckets } from './closed-buckets.ts';
 import { count, selectRows } from './select-rows.ts';
+import type { SourceOptions } from './rollup-plan.ts';
 import type { Buckets } from './step.ts';
 
 export const METRICS = ['CALLS', 'ERRORS', 'DENIALS', 'COST', 'AVG_MS', 'P95_MS'] as const;
@@ -73,7 +74,7 @@ export async function queryTimeseries(
 ): Promise<Timeseries> {
   const dimension = groupBy === 'NONE' ? undefined : GROUP_DIMENSION[groupBy];
   const key = dimension ? COLUMN[dimension] : "''";
-  const options = { range, filter, need: dimension ? [dimension] : [], stepSeconds: buckets.stepSeconds };
+  const options: SourceOptions = { range, filter, need: dimension ? [dimension] : [], stepSeconds: buckets.stepSeconds, ...(metric === 'P95_MS' ? {} : { sketch: false as const }) };
   const rows = await cache.read(clickhouse, tenant, options, (source) => {
     const sql = `
 SELECT b, if(rank <= {top:UInt32}, key, '') AS key, rank > {top:UInt32} AS other, min(rank) AS first_rank, ${VALUE[metric]} AS v
