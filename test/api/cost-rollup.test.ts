@@ -245,6 +245,19 @@ describe('costs from the daily and weekly rollups', () => {
     assert.ok(gaps >= 4, `days read by minute for a change inside them: ${gaps}`);
   });
 
+  test('equal the minute rollup\'s exactly for books without agent rules: mapped accounts read without the agent, the rest by agent', async () => {
+    for (let seed = 11; seed <= 14; seed++) {
+      // Cost centres for some accounts and agents (randomBook maps both), no price on an agent.
+      const random = randomBook(seed, seed <= 12 ? 0 : 0.5);
+      const book = resolveBook(random.entries.filter((e) => e.kind !== 'price' || e.agent === ''));
+      assert.ok(book.costCentres.some((c) => c.dimension === 'agent') && book.prices.every((p) => p.agent === ''));
+      for (const range of RANGES.filter((r) => r.toMs - r.fromMs > DAY_MS)) {
+        for (const groupBy of GROUPINGS) await assertSameAsMinutes('acme', book, range, groupBy, {});
+        for (const filter of FILTERS) await assertSameAsMinutes('acme', book, range, ['costCentre', 'account'], filter);
+      }
+    }
+  });
+
   test('a book stored through the log, changed mid-day and back-dated afterwards, applies at once', async () => {
     const tenant = 'globex';
     const at = (day: number, ms = 0) => START + day * DAY_MS + ms;
