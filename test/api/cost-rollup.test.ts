@@ -280,6 +280,22 @@ describe('costs from the daily and weekly rollups', () => {
     assert.equal(priced(after) - priced(before), expected * 1_000_000_000n);
   });
 
+  test('a tool the weekly rows do not hold is still matched by its glob', async () => {
+    // Calls of a tool whose weekly rows are gone (as for a tool inserted after the statement began).
+    const tenant = 'initech';
+    const range = { fromMs: START + 2 * DAY_MS + 5 * 3_600_000, toMs: START + 5 * DAY_MS + 3 * 3_600_000 };
+    const late = [range.fromMs + 60_000, range.fromMs + DAY_MS].map((atMs) => ({ tenant, atMs, agent: 'coder', account: 'alice', tool: 'payments.Late.Create', ns: 1_000 }));
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: late.map((c, i) => auditRow(c, 10_000 + i)) });
+    await clickhouse.command({ query: `ALTER TABLE cost_calls_agentless_1w_v1 DELETE WHERE tenant = '${tenant}' SETTINGS mutations_sync = 1` });
+    const price = (tool: string, perCall: bigint) => ({ kind: 'price' as const, service: '', tool, account: '', agent: '', effectiveFrom: START - DAY_MS, perCallNanos: perCall, perSecondNanos: 0n, costCentre: '', retired: false, changedAt: '2026-12-01T00:00:00.000Z', changedBy: 'test', source: 'api', note: '' });
+    const book = resolveBook([price('', 1_000n), { ...price('*.Create', 7_000n), changedAt: '2026-12-01T00:00:00.001Z' }]);
+    const lines = await assertSameAsMinutes(tenant, book, range, ['tool'], {});
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.calls, 2n);
+    assert.deepEqual(lines[0]!.rules.map((r) => r.tool), ['*.Create']);
+    assert.equal(lines[0]!.pricedAtto, lines[0]!.calls * 7_000n * 1_000_000_000n);
+  });
+
   test('a tenant\'s answer counts its own calls only, read from the coarse rollups', async () => {
     const book = randomBook(7, 0);
     for (const [tenant, fixture] of [['acme', ACME], ['globex', GLOBEX]] as const) {
