@@ -219,37 +219,6 @@ function hoistArrayParameters(sql: string, params: Record<string, unknown>, bind
   return all.length === 0 ? sql : `WITH ${all.join(', ')}${body}`;
 }
 
-/**
- * Answers for the same tenant, range, grouping, filter and price-book version are reused while the
- * active parts of the tables it reads, in the months the range touches, are the same ones: any insert
- * (a late record too), merge or TTL deletion there makes new parts, and a changed price or mapping a
- * new book version. At most 64 answers per ClickHouse client.
- */
-const caches = new WeakMap<ClickHouseClient, Map<string, { watermark: string; lines: CostLine[] }>>();
-const CACHE_SIZE = 64;
-
-function monthsOf(range: MsRange): string[] {
-  const months: string[] = [];
-  const d = new Date(Date.UTC(new Date(range.fromMs).getUTCFullYear(), new Date(range.fromMs).getUTCMonth(), 1));
-  while (d.getTime() < range.toMs) {
-    months.push(`${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}`);
-    d.setUTCMonth(d.getUTCMonth() + 1);
-  }
-  return months;
-}
-
-async function rangeWatermark(clickhouse: ClickHouseClient, range: MsRange): Promise<string> {
-  const [row] = await selectRows(
-    clickhouse,
-    'cost-watermark',
-    `SELECT toString(cityHash64(arraySort(groupArray(concat(table, '/', name))))) AS parts FROM system.parts
-     WHERE database = currentDatabase() AND table IN {tables:Array(String)} AND active AND partition_id IN {months:Array(String)}`,
-    { months: monthsOf(range), tables: ['tool_calls_1m_v1', ...Object.values(COARSE_TABLES), ...Object.values(AGENTLESS_TABLES)] },
-    z.object({ parts: z.string() }),
-  );
-  return row!.parts;
-}
-
 export interface CostLineOptions {
   /** One line per group and minute (`CostLine.minute`): every minute is read from the minute rollup. */
   byMinute?: boolean;
@@ -259,37 +228,14 @@ export interface CostLineOptions {
    * amounts, slower.
    */
   sources?: 'planned' | 'minutes';
-}
-
-export async function queryCostLines(
-  clickhouse: ClickHouseClient,
-  tenant: string,
-  range: MsRange,
-  groupBy: readonly CostDimension[],
-  filter: CostFilter,
-  book: PriceBook,
-  options: CostLineOptions = {},
-): Promise<CostLine[]> {
-  let cache = caches.get(clickhouse);
-  if (!cache) caches.set(clickhouse, (cache = new Map()));
-  const key = JSON.stringify([tenant, range, groupBy, filter, book.version, options.byMinute === true, options.sources ?? 'planned']);
-  const watermark = await rangeWatermark(clickhouse, range);
-  const hit = cache.get(key);
-  cache.delete(key);
-  if (hit?.watermark === watermark) {
-    cache.set(key, hit);
-    return hit.lines;
-  }
-  const lines = await computeCostLines(clickhouse, tenant, range, groupBy, filter, book, options);
-  cache.set(key, { watermark, lines });
-  if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
-  return lines;
+  /** Read these spans of the range only (a part of planFor's plan; ./cost-line-cache.ts). */
+  spans?: CostSpan[];
 }
 
 /** The coarse rollups (sql/0019, sql/0020): the dimensions pricing needs, per bucket. */
-const COARSE_TABLES: Record<Exclude<CostLevel, 'minute'>, string> = { week: 'cost_calls_1w_v1', day: 'cost_calls_1d_v1' };
+export const COARSE_TABLES: Record<Exclude<CostLevel, 'minute'>, string> = { week: 'cost_calls_1w_v1', day: 'cost_calls_1d_v1' };
 /** The same without the agent (sql/0021), for questions and books in which the agent can matter only through an unmapped account. */
-const AGENTLESS_TABLES: Record<Exclude<CostLevel, 'minute'>, string> = { week: 'cost_calls_agentless_1w_v1', day: 'cost_calls_agentless_1d_v1' };
+export const AGENTLESS_TABLES: Record<Exclude<CostLevel, 'minute'>, string> = { week: 'cost_calls_agentless_1w_v1', day: 'cost_calls_agentless_1d_v1' };
 
 /** The plan for a question: weeks only when no grouping needs a finer time, none for minute lines. */
 export function planFor(book: PriceBook, range: MsRange, groupBy: readonly CostDimension[], options: CostLineOptions): CostSpan[] {
@@ -342,7 +288,7 @@ export async function computeCostLines(
   // only for the cost centre of an account the book does not map in that segment: the others are read
   // from the rollups without the agent (sql/0021), several times fewer rows.
   const agentless = !groupBy.includes('agent') && filter.agent === undefined && rules.every((r) => r.agent === '');
-  const spans = planFor(book, range, groupBy, options);
+  const spans = options.spans ?? planFor(book, range, groupBy, options);
   if (spans.length === 0) return [];
   const accountCentre = centre?.agentMapped ? centre.account : undefined;
   // The rows each level reads, in one shape: the calls of rollup rows without the agent have agent ''
@@ -420,7 +366,7 @@ export async function computeCostLines(
   // A tool the weeks did not hold when the statement began (inserted since, or its week's rows already
   // expired): its globs were not matched; asked again, matching them row by row.
   if (rows.some((r) => r.l_known === 0)) return computeCostLines(clickhouse, tenant, range, groupBy, filter, book, options, false);
-  const lines: Array<{ id: string; line: CostLine }> = [];
+  const lines: CostLine[] = [];
   for (const r of rows) {
     const costCentreName = r.k_cc === undefined ? undefined : names[r.k_cc]!;
     if (filter.costCentre !== undefined && costCentreName !== filter.costCentre) continue;
@@ -429,7 +375,6 @@ export async function computeCostLines(
       if (!groupBy.includes(d)) continue;
       key[d] = d === 'costCentre' ? costCentreName! : r[`k_${d}` as 'k_account']!;
     }
-    const id = JSON.stringify([...COST_DIMENSIONS.map((d) => key[d] ?? null), r.k_minute ?? null]);
     const line: CostLine = {
       key,
       calls: r.l_calls,
@@ -440,9 +385,20 @@ export async function computeCostLines(
       rules: r.l_rules.map((i) => rules[i - 1]!),
       ...(r.k_minute !== undefined && { minute: r.k_minute }),
     };
-    lines.push({ id, line });
+    lines.push(line);
   }
+  return sortLines(lines);
+}
+
+/** A line's identity: its key and minute. */
+export function lineId(line: CostLine): string {
+  return JSON.stringify([...COST_DIMENSIONS.map((d) => line.key[d] ?? null), line.minute ?? null]);
+}
+
+/** Lines in the order of their identity, without those of no call and no reported cost. */
+export function sortLines(lines: CostLine[]): CostLine[] {
   return lines
+    .map((line) => ({ id: lineId(line), line }))
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     .map(({ line }) => line)
     .filter((l) => l.calls > 0n || l.reportedAtto !== 0n);

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { queryCostLines } from '../../api/queries/cost-line-cache.ts';
 import { computeCostLines, planFor, type CostDimension, type CostFilter, type MsRange } from '../../api/queries/cost-lines.ts';
 import { changePoints, DAY_MS, planCostSources, WEEK_MS, type CostSpan } from '../../api/queries/cost-plan.ts';
 import { appendEntries, loadPriceBook, resolveBook, type BookEntry, type PriceBook } from '../../api/queries/price-book.ts';
@@ -294,6 +295,27 @@ describe('costs from the daily and weekly rollups', () => {
     assert.equal(lines[0]!.calls, 2n);
     assert.deepEqual(lines[0]!.rules.map((r) => r.tool), ['*.Create']);
     assert.equal(lines[0]!.pricedAtto, lines[0]!.calls * 7_000n * 1_000_000_000n);
+  });
+
+  test('a range moved by a minute reuses its whole days and weeks; a late record for one of them is counted at once', async () => {
+    const tenant = 'umbrella';
+    const fixture = calls(tenant, 300, 9);
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: fixture.map((c, i) => auditRow(c, i)) });
+    const book = randomBook(8, 0.5);
+    const fresh = (range: MsRange) => computeCostLines(clickhouse, tenant, range, ['costCentre', 'account'], {}, book);
+    const cached = (range: MsRange) => queryCostLines(clickhouse, tenant, range, ['costCentre', 'account'], {}, book);
+    const range = RANGES[0]!;
+    assert.deepStrictEqual(await cached(range), await fresh(range));
+    const moved = { ...range, toMs: range.toMs + 60_000 };
+    assert.deepStrictEqual(await cached(moved), await fresh(moved));
+    // A call late for a whole day inside the range (read from the day or week rollups).
+    const day = planFor(book, moved, ['costCentre', 'account'], {}).find((s) => s.level !== 'minute')!;
+    const late = { tenant, atMs: day.fromMs + 3_600_000, agent: 'coder', account: 'carol', tool: 'repo.Files.Read', ns: 7_000 };
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: [auditRow(late, fixture.length)] });
+    const after = await cached(moved);
+    assert.deepStrictEqual(after, await fresh(moved));
+    const total = after.reduce((sum, l) => sum + l.calls, 0n);
+    assert.equal(total, BigInt(fixture.filter((c) => c.atMs >= moved.fromMs && c.atMs < moved.toMs).length) + 1n);
   });
 
   test('a tenant\'s answer counts its own calls only, read from the coarse rollups', async () => {
