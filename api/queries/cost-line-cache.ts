@@ -90,8 +90,9 @@ async function reuse(cache: Map<string, Entry>, key: string, watermark: string, 
   return entry.lines;
 }
 
-/** The lines of two parts of a plan as one: sums per line, the rules of both. */
-function addLines(a: CostLine[], b: CostLine[]): CostLine[] {
+/** The lines of two parts of a plan as one: sums per line, the rules of both (in precedence order). */
+function addLines(book: PriceBook, a: CostLine[], b: CostLine[]): CostLine[] {
+  const rank = new Map([...book.prices].sort(comparePrecedence).map((r, i) => [r, i]));
   const byId = new Map(a.map((l) => [lineId(l), l]));
   for (const l of b) {
     const id = lineId(l);
@@ -107,7 +108,7 @@ function addLines(a: CostLine[], b: CostLine[]): CostLine[] {
       pricedAtto: other.pricedAtto + l.pricedAtto,
       reportedAtto: other.reportedAtto + l.reportedAtto,
       unpricedCalls: other.unpricedCalls + l.unpricedCalls,
-      rules: [...new Set([...other.rules, ...l.rules])].sort(comparePrecedence),
+      rules: [...new Set([...other.rules, ...l.rules])].sort((x, y) => rank.get(x)! - rank.get(y)!),
     });
   }
   return sortLines([...byId.values()]);
@@ -135,6 +136,6 @@ export async function queryCostLines(
       computeCostLines(clickhouse, tenant, range, groupBy, filter, book, { ...options, spans: coarse }),
     );
     if (minutes.length === 0) return coarseLines;
-    return addLines(coarseLines, await computeCostLines(clickhouse, tenant, range, groupBy, filter, book, { ...options, spans: minutes }));
+    return addLines(book, coarseLines, await computeCostLines(clickhouse, tenant, range, groupBy, filter, book, { ...options, spans: minutes }));
   });
 }

@@ -89,11 +89,11 @@ const WORD = 64;
  */
 const ACCOUNT_INDEX = 'ACCOUNT_INDEX';
 /**
- * The tools of the tenant's weekly rows in the range's weeks, as a query for a scalar subquery (computed
- * once per statement): every tool of the range but one inserted since.
+ * The tools of the tenant's weekly rows in the weeks of the spans read, as a query for a scalar subquery
+ * (computed once per statement): every tool of those spans but one inserted since.
  */
 const KNOWN_TOOLS = `SELECT DISTINCT toString(tool) AS tool FROM cost_calls_agentless_1w_v1
-  WHERE tenant = {tenant:String} AND bucket >= {tools_from:DateTime('UTC')} AND bucket < {tools_to:DateTime('UTC')}`;
+  WHERE tenant = {tenant:String} AND arrayExists((f, t) -> bucket >= f AND bucket < t, {tools_from:Array(DateTime('UTC'))}, {tools_to:Array(DateTime('UTC'))})`;
 
 /**
  * Rules as bit masks, 64 rules a word, bit i of word w = rule 64w + i in precedence order. A rollup row's
@@ -166,8 +166,8 @@ function ruleMasks(
 /**
  * The cost centre of a row as an index into `names` (0 = unallocated): its account's mapping in its
  * segment (`account`, absent when the book maps no account), else its agent's (`whole`; `agentMapped`:
- * whether the book maps any agent). Per
- * segment, the key is looked up once (transform) and the segment picks the mapping.
+ * whether the book maps any agent). Per segment, the key is looked up once (transform) and the segment
+ * picks the mapping.
  */
 function costCentreIndex(book: PriceBook, points: number[], accountKeys: string[], params: Record<string, unknown>, names: string[]): { account?: string; whole: string; agentMapped: boolean } {
   const index = (name: string) => {
@@ -336,8 +336,8 @@ export async function computeCostLines(
   // The rows are grouped by output group and rule (tens of thousands for a month by account); priced
   // here, exactly (prices in nano-units, Int256: no price the book accepts can overflow), and summed per
   // output group, so only the lines travel back.
-  params.tools_from = Math.floor(range.fromMs / WEEK_MS) * (WEEK_MS / 1000);
-  params.tools_to = Math.ceil(range.toMs / 1000);
+  params.tools_from = spans.map((s) => Math.floor(s.fromMs / WEEK_MS) * (WEEK_MS / 1000));
+  params.tools_to = spans.map((s) => Math.ceil(s.toMs / 1000));
   params.rule_call_nanos = rules.map((r) => r.perCallNanos);
   params.rule_second_nanos = rules.map((r) => r.perSecondNanos);
   const query = hoistArrayParameters(
