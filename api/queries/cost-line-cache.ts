@@ -4,16 +4,19 @@
  * - a whole answer, for the same tenant, range, grouping, filter and price-book version, while the
  *   active parts of the tables it reads, in the months the range touches, are the same ones;
  * - the lines of a range's whole days and weeks (the spans the plan reads from the day and week
- *   rollups), while the active parts of those rollups that hold any bucket of those spans are the same
- *   ones. Live traffic writes calls of the current day, read by minute: parts of other buckets, so a
- *   range that moves by a minute, or a report after an insert, reuses its days and weeks and reads only
- *   its partial days. A late record for a past day, a merge or a TTL deletion that touches those
- *   buckets makes new parts, and the lines are computed again.
+ *   rollups), while the active parts of those rollups holding a bucket of those spans are the same
+ *   ones, or, when a merge replaced some, while the tenant's calls in those spans of each rollup are as
+ *   many as when the lines were computed. Live traffic writes calls of the current day, read by
+ *   minute, into other parts: a range that moves by a minute, or a report after an insert, reuses its
+ *   days and weeks and reads only its partial days. A late record for a past day or a TTL deletion
+ *   there changes the count, and the lines are computed again. (An insert and a deletion of as many
+ *   calls in the same spans between two reports would go unseen: deletions are TTL's, of buckets past
+ *   the retention.)
  *
  * Lines are sums over the calls they hold, so the lines of the two parts of a plan add up to those of
  * the whole. A part's name is never reused, so a list of names is a version of the rows. The part list
- * is read before the lines: an insert between the two makes the next look-up miss, never a stale hit.
- * At most 64 entries of each kind per ClickHouse client.
+ * and the counts are read before the lines: an insert between the two makes the next look-up miss,
+ * never a stale hit. At most 64 entries of each kind per ClickHouse client.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
@@ -39,8 +42,13 @@ interface Entry {
   lines: CostLine[];
 }
 
+interface SpanEntry extends Entry {
+  /** The calls in the spans, per rollup (spansFingerprint). */
+  calls: string;
+}
+
 const CACHE_SIZE = 64;
-const caches = new WeakMap<ClickHouseClient, { answers: Map<string, Entry>; spans: Map<string, Entry> }>();
+const caches = new WeakMap<ClickHouseClient, { answers: Map<string, Entry>; spans: Map<string, SpanEntry> }>();
 
 function monthsOf(range: MsRange): string[] {
   const months: string[] = [];
@@ -67,24 +75,82 @@ async function rangeWatermark(clickhouse: ClickHouseClient, range: MsRange): Pro
   return row!.parts;
 }
 
-/** The active parts of the day and week rollups holding a bucket of some span (min_time, max_time: their buckets' range). */
+/**
+ * The active parts of the day (week) rollups holding a bucket of some day (week) span; min_time and
+ * max_time are a part's first and last bucket. A week rollup part of the current week's bucket holds
+ * today's calls, so it is not compared with the day spans of the same week.
+ */
 async function spansWatermark(clickhouse: ClickHouseClient, spans: CostSpan[]): Promise<string> {
+  const params: Record<string, unknown> = {};
+  const levels = (['day', 'week'] as const).map((level) => {
+    const mine = spans.filter((s) => s.level === level);
+    params[`${level}_tables`] = [COARSE_TABLES[level], AGENTLESS_TABLES[level]];
+    params[`${level}_froms`] = mine.map((s) => s.fromMs / 1000);
+    params[`${level}_tos`] = mine.map((s) => s.toMs / 1000);
+    return `(table IN {${level}_tables:Array(String)} AND arrayExists((f, t) -> max_time >= f AND min_time < t, {${level}_froms:Array(DateTime('UTC'))}, {${level}_tos:Array(DateTime('UTC'))}))`;
+  });
   const [row] = await selectRows(
     clickhouse,
     'cost-spans-watermark',
     `SELECT toString(cityHash64(arraySort(groupArray(concat(table, '/', name))))) AS parts FROM system.parts
-     WHERE database = currentDatabase() AND table IN {tables:Array(String)} AND active
-       AND arrayExists((f, t) -> max_time >= f AND min_time < t, {froms:Array(DateTime('UTC'))}, {tos:Array(DateTime('UTC'))})`,
-    { tables: COARSE_ROLLUPS, froms: spans.map((s) => s.fromMs / 1000), tos: spans.map((s) => s.toMs / 1000) },
+     WHERE database = currentDatabase() AND active AND (${levels.join(' OR ')})`,
+    params,
     watermarkRow,
   );
   return row!.parts;
+}
+
+/**
+ * The calls of the tenant in the day (week) spans of each day (week) rollup: any insert there adds
+ * calls, a TTL deletion removes some, and merges change nothing. Read when the parts have changed:
+ * a merge of new parts of the current month into one holding those days changes them.
+ */
+async function spansFingerprint(clickhouse: ClickHouseClient, tenant: string, spans: CostSpan[]): Promise<string> {
+  const params: Record<string, unknown> = { tenant };
+  const sums = (['day', 'week'] as const).flatMap((level) => {
+    const mine = spans.filter((s) => s.level === level);
+    if (mine.length === 0) return [];
+    const times = mine.map((s, i) => {
+      params[`${level}${i}_from`] = s.fromMs / 1000;
+      params[`${level}${i}_to`] = s.toMs / 1000;
+      return `(bucket >= {${level}${i}_from:DateTime('UTC')} AND bucket < {${level}${i}_to:DateTime('UTC')})`;
+    });
+    return [COARSE_TABLES[level], AGENTLESS_TABLES[level]].map((table) => `(SELECT sum(calls) FROM ${table} WHERE tenant = {tenant:String} AND (${times.join(' OR ')}))`);
+  });
+  const [row] = await selectRows(clickhouse, 'cost-spans-fingerprint', `SELECT toString(tuple(${sums.join(', ')})) AS calls`, params, z.object({ calls: z.string() }));
+  return row!.calls;
 }
 
 async function reuse(cache: Map<string, Entry>, key: string, watermark: string, compute: () => Promise<CostLine[]>): Promise<CostLine[]> {
   const hit = cache.get(key);
   cache.delete(key);
   const entry = hit?.watermark === watermark ? hit : { watermark, lines: await compute() };
+  cache.set(key, entry);
+  if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
+  return entry.lines;
+}
+
+/**
+ * Lines of whole days and weeks: reused while the parts holding them are the same ones, or, when those
+ * changed, while the calls in them are as many (a merge).
+ */
+async function reuseSpans(
+  cache: Map<string, SpanEntry>,
+  key: string,
+  clickhouse: ClickHouseClient,
+  tenant: string,
+  spans: CostSpan[],
+  compute: () => Promise<CostLine[]>,
+): Promise<CostLine[]> {
+  const watermark = await spansWatermark(clickhouse, spans);
+  const hit = cache.get(key);
+  cache.delete(key);
+  let entry: SpanEntry;
+  if (hit?.watermark === watermark) entry = hit;
+  else {
+    const calls = await spansFingerprint(clickhouse, tenant, spans);
+    entry = hit?.calls === calls ? { ...hit, watermark } : { watermark, calls, lines: await compute() };
+  }
   cache.set(key, entry);
   if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
   return entry.lines;
@@ -132,7 +198,7 @@ export async function queryCostLines(
     const coarse = plan.filter((s) => s.level !== 'minute');
     const minutes = plan.filter((s) => s.level === 'minute');
     if (coarse.length === 0) return computeCostLines(clickhouse, tenant, range, groupBy, filter, book, options);
-    const coarseLines = await reuse(spanCache, JSON.stringify([...question, coarse]), await spansWatermark(clickhouse, coarse), () =>
+    const coarseLines = await reuseSpans(spanCache, JSON.stringify([...question, coarse]), clickhouse, tenant, coarse, () =>
       computeCostLines(clickhouse, tenant, range, groupBy, filter, book, { ...options, spans: coarse }),
     );
     if (minutes.length === 0) return coarseLines;

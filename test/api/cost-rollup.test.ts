@@ -297,25 +297,45 @@ describe('costs from the daily and weekly rollups', () => {
     assert.equal(lines[0]!.pricedAtto, lines[0]!.calls * 7_000n * 1_000_000_000n);
   });
 
-  test('a range moved by a minute reuses its whole days and weeks; a late record for one of them is counted at once', async () => {
+  test('a range moved by a minute, or after a call of its last day, reuses its whole days and weeks; a late record for one of them is counted at once', async () => {
     const tenant = 'umbrella';
     const fixture = calls(tenant, 300, 9);
     await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: fixture.map((c, i) => auditRow(c, i)) });
     const book = randomBook(8, 0.5);
     const fresh = (range: MsRange) => computeCostLines(clickhouse, tenant, range, ['costCentre', 'account'], {}, book);
     const cached = (range: MsRange) => queryCostLines(clickhouse, tenant, range, ['costCentre', 'account'], {}, book);
+    // How many statements computing lines a call runs: one for the partial days, two when the whole
+    // days and weeks are computed again.
+    const statements = async (run: () => Promise<unknown>) => {
+      const query = clickhouse.query.bind(clickhouse);
+      let n = 0;
+      clickhouse.query = ((args: Parameters<typeof query>[0]) => {
+        if (args.query.includes('l_priced_atto')) n++;
+        return query(args);
+      }) as typeof clickhouse.query;
+      try {
+        await run();
+      } finally {
+        clickhouse.query = query;
+      }
+      return n;
+    };
     const range = RANGES[0]!;
     assert.deepStrictEqual(await cached(range), await fresh(range));
     const moved = { ...range, toMs: range.toMs + 60_000 };
-    assert.deepStrictEqual(await cached(moved), await fresh(moved));
-    // A call late for a whole day inside the range (read from the day or week rollups).
+    assert.equal(await statements(async () => assert.deepStrictEqual(await cached(moved), await fresh(moved))), 1 + 1);
+    // A call of the range's last (partial) day, as live traffic writes them: the whole days are reused.
+    const live = { tenant, atMs: moved.toMs - 600_000, agent: 'coder', account: 'carol', tool: 'repo.Files.Read', ns: 5_000 };
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: [auditRow(live, fixture.length)] });
+    assert.equal(await statements(async () => assert.deepStrictEqual(await cached(moved), await fresh(moved))), 1 + 1);
+    // A call late for a whole day inside the range (read from the day or week rollups): computed again.
     const day = planFor(book, moved, ['costCentre', 'account'], {}).find((s) => s.level !== 'minute')!;
     const late = { tenant, atMs: day.fromMs + 3_600_000, agent: 'coder', account: 'carol', tool: 'repo.Files.Read', ns: 7_000 };
-    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: [auditRow(late, fixture.length)] });
-    const after = await cached(moved);
-    assert.deepStrictEqual(after, await fresh(moved));
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: [auditRow(late, fixture.length + 1)] });
+    let after: Awaited<ReturnType<typeof cached>> = [];
+    assert.equal(await statements(async () => assert.deepStrictEqual((after = await cached(moved)), await fresh(moved))), 2 + 1);
     const total = after.reduce((sum, l) => sum + l.calls, 0n);
-    assert.equal(total, BigInt(fixture.filter((c) => c.atMs >= moved.fromMs && c.atMs < moved.toMs).length) + 1n);
+    assert.equal(total, BigInt(fixture.filter((c) => c.atMs >= moved.fromMs && c.atMs < moved.toMs).length) + 2n);
   });
 
   test('a tenant\'s answer counts its own calls only, read from the coarse rollups', async () => {
