@@ -2,6 +2,10 @@
  * Sessions calling one tool far more than usual. Sessions are only in the raw audit table, so this
  * reads it for a short time only: the window being judged, then, for the agent × tool pairs that
  * qualify, how many calls of that tool a session of that agent usually makes in a window.
+ *
+ * A call reported both ways in two batches has two rows under one event_id until ClickHouse merges
+ * them (its first report, counted, and the merge of both, not counted: sql/0005), and only the second
+ * after. So the calls counted are the distinct event_ids of either kind.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
@@ -20,11 +24,11 @@ export interface SessionBurst {
 }
 
 const BURST_SQL = `
-SELECT agent, tool, session_id AS session, count() AS calls
+SELECT agent, tool, session_id AS session, uniqExact(event_id) AS calls
 FROM audit_events_v1
 WHERE tenant = {tenant:String}
   AND timestamp >= toDateTime64({from:UInt32}, 9, 'UTC') AND timestamp < toDateTime64({at:UInt32}, 9, 'UTC')
-  AND counted AND session_id != ''
+  AND (counted OR report_id != event_id) AND session_id != ''
 GROUP BY agent, tool, session
 HAVING calls >= {min_calls:UInt32}
 ORDER BY calls DESC
@@ -43,11 +47,11 @@ export async function querySessionBursts(clickhouse: ClickHouseClient, tenant: s
 const USUAL_SQL = `
 SELECT agent, tool, groupArray({limit:UInt32})(calls) AS samples
 FROM (
-    SELECT agent, tool, session_id, intDiv(toUInt32(toDateTime(timestamp)), {window_s:UInt32}) AS w, count() AS calls
+    SELECT agent, tool, session_id, intDiv(toUInt32(toDateTime(timestamp)), {window_s:UInt32}) AS w, uniqExact(event_id) AS calls
     FROM audit_events_v1
     WHERE tenant = {tenant:String}
       AND timestamp >= toDateTime64({from:UInt32}, 9, 'UTC') AND timestamp < toDateTime64({to:UInt32}, 9, 'UTC')
-      AND counted AND session_id != ''
+      AND (counted OR report_id != event_id) AND session_id != ''
       AND has(arrayZip({agents:Array(String)}, {tools:Array(String)}), (agent, tool))
     GROUP BY agent, tool, session_id, w
 )

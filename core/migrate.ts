@@ -133,6 +133,8 @@ async function applyRetention(client: ClickHouseClient, options: MigrationOption
     calls_1w_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
     cost_calls_1d_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
     cost_calls_1w_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    cost_calls_agentless_1d_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
+    cost_calls_agentless_1w_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,
     denied_calls_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays * 4})`,
     calls_by_account_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
     calls_by_id_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,

@@ -13,7 +13,7 @@ import { queryOverview } from '../queries/overview.ts';
 import { badInput, parseLimit, parseTimeRange } from '../queries/params.ts';
 import { querySlowestTools, type ToolOrder } from '../queries/slowest-tools.ts';
 import { buckets, formatStep, parseStep } from '../queries/step.ts';
-import { queryTimeseries, type GroupBy, type Metric } from '../queries/timeseries.ts';
+import { queryTimeseries, queryTotalsOverTime, type GroupBy, type Metric, type Timeseries } from '../queries/timeseries.ts';
 import { queryTopServices } from '../queries/top-services.ts';
 
 export const typeDefs = /* GraphQL */ `
@@ -224,6 +224,7 @@ function selectedFields(info: GraphQLResolveInfo): Set<string> | undefined {
 }
 
 export function resolvers(clickhouse: ClickHouseClient, { closedBuckets = NO_CACHE }: { closedBuckets?: ClosedBuckets } = {}) {
+  const totals = metricBatches<Metric, Timeseries>();
   return {
     Query: {
       overview: (_: unknown, args: RangeArgs, ctx: ApiContext) =>
@@ -264,7 +265,12 @@ export function resolvers(clickhouse: ClickHouseClient, { closedBuckets = NO_CAC
         const range = parseTimeRange(args);
         const filter = parseAggregateFilter(args.filter);
         const top = parseTop(args.top);
-        const series = await queryTimeseries(clickhouse, tenant, range, filter, args.metric, buckets(range, parseStep(args.step)), args.groupBy ?? 'NONE', top, closedBuckets);
+        const steps = buckets(range, parseStep(args.step));
+        const groupBy = args.groupBy ?? 'NONE';
+        const series =
+          groupBy === 'NONE'
+            ? await totals.of(ctx, [tenant, range, filter, steps], args.metric, (metrics) => queryTotalsOverTime(clickhouse, tenant, range, filter, metrics, steps, closedBuckets))
+            : await queryTimeseries(clickhouse, tenant, range, filter, args.metric, steps, groupBy, top, closedBuckets);
         return { ...series, step: formatStep(series.stepSeconds) };
       },
 
@@ -276,6 +282,36 @@ export function resolvers(clickhouse: ClickHouseClient, { closedBuckets = NO_CAC
         const result = await queryDenials(clickhouse, tenant, range, filter, buckets(range, parseStep(args.step)), limit);
         return { ...result, step: formatStep(result.stepSeconds) };
       },
+    },
+  };
+}
+
+/**
+ * Fields of one request that ask for different metrics of the same question (`key`), answered by one
+ * statement: graphql-js calls sibling resolvers in the same turn of the event loop, so the first
+ * schedules the read for the next turn and the others join it. A field that comes later starts a read
+ * of its own.
+ */
+function metricBatches<M, T>() {
+  const open = new WeakMap<object, Map<string, { metrics: Set<M>; answer: Promise<Map<M, T>> }>>();
+  return {
+    async of(request: object, key: unknown, metric: M, read: (metrics: M[]) => Promise<Map<M, T>>): Promise<T> {
+      let batches = open.get(request);
+      if (!batches) open.set(request, (batches = new Map()));
+      const id = JSON.stringify(key);
+      let batch = batches.get(id);
+      if (!batch) {
+        const metrics = new Set<M>();
+        const answer = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+          batches.delete(id);
+          return read([...metrics]);
+        });
+        batches.set(id, (batch = { metrics, answer }));
+      }
+      batch.metrics.add(metric);
+      const answer = (await batch.answer).get(metric);
+      if (answer === undefined) throw new Error(`the batched read did not answer ${String(metric)}`);
+      return answer;
     },
   };
 }

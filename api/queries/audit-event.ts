@@ -15,7 +15,8 @@ WHERE tenant = {tenant:String}
   AND event_id = {id:UUID}`;
 
 // Otherwise by primary key (tenant, event_id) in every partition of audit_events_v1. Of a call stored
-// twice under one id (its span fact, then its audit record: sql/0005), the audit record's row.
+// twice under one id (its first report, then the merge of both: sql/0005), the merged row, which may
+// be stamped before the id's millisecond (at the call's start).
 const ANYWHERE = `
 SELECT ${EVENT_COLUMNS}
 FROM audit_events_v1
@@ -33,7 +34,7 @@ export async function queryAuditEvent(tenant: string, clickhouse: ClickHouseClie
   if (ms !== undefined && ms < LAST_MS) {
     const window = { from: formatClickHouse({ epochMs: ms, subMsNanos: 0 }), to: formatClickHouse({ epochMs: ms + 1, subMsNanos: 0 }) };
     const [row] = await selectRows(clickhouse, 'auditEvent', AT_ITS_TIME, { tenant, id, ...window }, eventRow);
-    if (row && !(keyOfRow(row).spanFact && (await replacedAmong(clickhouse, tenant, [id])).has(id))) return toEntry(row);
+    if (row && !(keyOfRow(row).replaceable && (await replacedAmong(clickhouse, tenant, [id])).has(id))) return toEntry(row);
   }
   const [row] = await selectRows(clickhouse, 'auditEvent', ANYWHERE, { tenant, id }, eventRow);
   return row ? toEntry(row) : null;

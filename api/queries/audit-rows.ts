@@ -2,11 +2,12 @@
  * What every raw-record question shares: an audit event's columns and their mapping, which rows to
  * show, and paging.
  *
- * Nothing here reads FINAL. The writer never stores an event_id twice, except for a call reported by
- * its span first and its audit record second: the audit record is then stored under the span's
- * event_id with `counted = false` (sql/0005), and FINAL would show only that row. So a row is shown
- * unless it is a span fact (source 'span', counted) whose event_id has such a replacement (`replaced`
- * in audit_lookup_v1). Rows are read from audit_timeline_v1 (sql/0010), sorted by time.
+ * Nothing here reads FINAL. The writer never stores an event_id twice, except for a call reported both
+ * ways in two batches (its span and its audit record, in either order): the second report is merged
+ * into the first and stored under the first's event_id with `counted = false` (sql/0005), stamped at
+ * the call's start, which may be earlier than the first row; FINAL would show only that row. So a row
+ * is shown unless it is `counted` and its event_id has such a replacement (`replaced` in
+ * audit_lookup_v1). Rows are read from audit_timeline_v1 (sql/0010), sorted by time.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
@@ -163,12 +164,12 @@ export function toEntry(r: EventRow): AuditLogEntry {
   };
 }
 
-/** A row's key as a look-up by id gives it: `spanFact` when it is a span fact (which a replacement could hide). */
+/** A row's key as a look-up by id gives it: `replaceable` when it is a call's first row (`counted`), which a merged row could replace. */
 export interface KeyRow extends EventKey {
-  spanFact: boolean;
+  replaceable: boolean;
 }
 
-/** Of `ids`, those whose call's span fact was replaced by its audit record (sql/0005). */
+/** Of `ids`, those whose call's first row was replaced by the merge of both its reports (sql/0005). */
 export async function replacedAmong(clickhouse: ClickHouseClient, tenant: string, ids: readonly string[]): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
   const rows = await selectRows(
@@ -183,23 +184,23 @@ export async function replacedAmong(clickhouse: ClickHouseClient, tenant: string
 }
 
 /**
- * Of `items` (in order), those to show: without repeats of a key and without span facts replaced by
- * their audit record. Looks replacements up only when there are span facts among them.
+ * Of `items` (in order), those to show: without repeats of a key and without first rows replaced by
+ * the merge of their call's two reports. Looks replacements up only when there are first rows among them.
  */
 export async function visible<T>(clickhouse: ClickHouseClient, tenant: string, items: readonly T[], keyOf: (item: T) => KeyRow): Promise<T[]> {
-  const replaced = await replacedAmong(clickhouse, tenant, items.map(keyOf).filter((k) => k.spanFact).map((k) => k.eventId));
+  const replaced = await replacedAmong(clickhouse, tenant, items.map(keyOf).filter((k) => k.replaceable).map((k) => k.eventId));
   const seen = new Set<string>();
   return items.filter((item) => {
     const k = keyOf(item);
     const id = `${k.timestamp}/${k.eventId}`;
-    if (seen.has(id) || (k.spanFact && replaced.has(k.eventId))) return false;
+    if (seen.has(id) || (k.replaceable && replaced.has(k.eventId))) return false;
     seen.add(id);
     return true;
   });
 }
 
 export function keyOfRow(r: EventRow): KeyRow {
-  return { timestamp: r.timestamp, eventId: r.event_id, spanFact: r.source === 'span' && r.counted };
+  return { timestamp: r.timestamp, eventId: r.event_id, replaceable: r.counted };
 }
 
 export interface Page<T> {

@@ -7,7 +7,8 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { formatClickHouse } from '../../model/timestamp.ts';
-import { queryCostLines, type CostDimension } from './cost-lines.ts';
+import { queryCostLines } from './cost-line-cache.ts';
+import type { CostDimension } from './cost-lines.ts';
 import type { Period } from './closed-periods.ts';
 import { centsFromAtto } from './cost-report.ts';
 import { loadPriceBook } from './price-book.ts';

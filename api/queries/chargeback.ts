@@ -10,7 +10,8 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { createGraphQLError } from 'graphql-yoga';
-import { COST_DIMENSIONS, queryCostLines, type CostDimension, type CostLine } from './cost-lines.ts';
+import { queryCostLines } from './cost-line-cache.ts';
+import { COST_DIMENSIONS, type CostDimension, type CostLine } from './cost-lines.ts';
 import { centsFromAtto, sumLines, type ReportTotal } from './cost-report.ts';
 import { appendPeriodLog, listPeriods, nextPeriod, parsePeriod, snapshotText, type Period, type PeriodState, type Snapshot, type SnapshotAdjustment } from './closed-periods.ts';
 import { loadPriceBook } from './price-book.ts';

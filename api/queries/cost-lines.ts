@@ -12,7 +12,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { formatClickHouse } from '../../model/timestamp.ts';
-import { planCostSources, type CostLevel, type CostSpan } from './cost-plan.ts';
+import { planCostSources, WEEK_MS, type CostLevel, type CostSpan } from './cost-plan.ts';
 import { comparePrecedence, globToLike, isGlob, UNALLOCATED, type PriceBook, type PriceVersion } from './price-book.ts';
 import { selectRows } from './select-rows.ts';
 
@@ -67,6 +67,8 @@ const lineRow = z.object({
   l_unpriced_calls: z.coerce.bigint(),
   /** Indexes (1-based, precedence order) of the rules that priced some of the line's calls. */
   l_rules: z.array(z.coerce.number().int().positive()),
+  /** 0 when some row's tool was not among the known tools (globs matched once per known tool). */
+  l_known: z.coerce.number().int().optional(),
 });
 
 /** The segment boundaries (epoch ms, ascending, starting at 0) where some rule or mapping starts or ends. */
@@ -86,14 +88,30 @@ const WORD = 64;
  * string look-up per row that the rule masks and the cost-centre map share.
  */
 const ACCOUNT_INDEX = 'ACCOUNT_INDEX';
+/**
+ * The tools of the tenant's weekly rows in the weeks of the spans read, as a query for a scalar subquery
+ * (computed once per statement): every tool of those spans but one inserted since.
+ */
+const KNOWN_TOOLS = `SELECT DISTINCT toString(tool) AS tool FROM cost_calls_agentless_1w_v1
+  WHERE tenant = {tenant:String} AND arrayExists((f, t) -> bucket >= f AND bucket < t, {tools_from:Array(DateTime('UTC'))}, {tools_to:Array(DateTime('UTC'))})`;
 
 /**
  * Rules as bit masks, 64 rules a word, bit i of word w = rule 64w + i in precedence order. A rollup row's
  * matching rules are the AND of its segment's mask and one mask per dimension (looked up with transform();
  * on LowCardinality columns ClickHouse computes it once per distinct value); the winner is the lowest set
- * bit. A row costs a few lookups and bit operations however many rules there are.
+ * bit. A row costs a few lookups and bit operations however many rules there are. With
+ * `globs.knownTools`, tool globs are matched once per tool of the range's weeks; `globs.known` is then
+ * set to an expression that is 0 for a row whose tool is not among them (priced wrongly: see
+ * computeCostLines).
  */
-function ruleMasks(rules: PriceVersion[], points: number[], accountKeys: string[], params: Record<string, unknown>): string {
+function ruleMasks(
+  rules: PriceVersion[],
+  points: number[],
+  accountKeys: string[],
+  params: Record<string, unknown>,
+  bindings: string[],
+  globs: { knownTools: boolean; known?: string },
+): string {
   if (rules.length === 0) return 'toUInt32(0)';
   const words = Math.ceil(rules.length / WORD);
   const bit = (i: number, w: number) => (Math.floor(i / WORD) === w ? 1n << BigInt(i % WORD) : 0n);
@@ -116,7 +134,7 @@ function ruleMasks(rules: PriceVersion[], points: number[], accountKeys: string[
       parts.push(`transform(${column}, {${dim}_keys_${w}:Array(String)}, {${dim}_masks_${w}:Array(UInt64)}, {${dim}_default_${w}:UInt64})`);
     }
     const exactTools = [...new Set(rules.map((r) => r.tool).filter((t) => t !== '' && !isGlob(t)))];
-    const globs = rules.map((r, i) => [r, i] as const).filter(([r, i]) => isGlob(r.tool) && Math.floor(i / WORD) === w);
+    const wordGlobs = rules.map((r, i) => [r, i] as const).filter(([r, i]) => isGlob(r.tool) && Math.floor(i / WORD) === w);
     if (exactTools.length > 0 || rules.some((r) => isGlob(r.tool))) {
       params[`tool_default_${w}`] = maskOf(w, (r) => r.tool === '');
       let toolMask = `{tool_default_${w}:UInt64}`;
@@ -125,11 +143,19 @@ function ruleMasks(rules: PriceVersion[], points: number[], accountKeys: string[
         params[`tool_masks_${w}`] = exactTools.map((k) => maskOf(w, (r) => r.tool === '' || r.tool === k));
         toolMask = `transform(tool, {tool_keys_${w}:Array(String)}, {tool_masks_${w}:Array(UInt64)}, ${toolMask})`;
       }
-      const globTerms = globs.map(([r, i]) => {
+      const globTerms = wordGlobs.map(([r, i]) => {
         params[`glob_${i}`] = globToLike(r.tool);
         return `if(tool LIKE {glob_${i}:String}, toUInt64(${bit(i, w)}), toUInt64(0))`;
       });
-      parts.push(globTerms.length ? `bitOr(${toolMask}, ${globTerms.join(' + ')})` : toolMask);
+      const matched = globTerms.length ? `bitOr(${toolMask}, ${globTerms.join(' + ')})` : toolMask;
+      if (globTerms.length === 0 || !globs.knownTools) parts.push(matched);
+      else {
+        // Matching globs row by row costs more than the rest of the selection together: the mask of each
+        // tool the range's weeks hold is computed once (KNOWN_TOOLS) and looked up per distinct value.
+        bindings.push(`(SELECT (groupArray(tool), groupArray(${matched}), groupArray(toUInt8(1))) FROM (SELECT '' AS tool UNION DISTINCT ${KNOWN_TOOLS})) AS tool_globs_${w}`);
+        parts.push(`transform(tool, tool_globs_${w}.1, tool_globs_${w}.2, toUInt64(0))`);
+        globs.known ??= `transform(tool, tool_globs_${w}.1, tool_globs_${w}.3, toUInt8(0))`;
+      }
     }
     terms.push(parts);
   }
@@ -139,15 +165,16 @@ function ruleMasks(rules: PriceVersion[], points: number[], accountKeys: string[
 
 /**
  * The cost centre of a row as an index into `names` (0 = unallocated): its account's mapping in its
- * segment, else its agent's. Per segment, the key is looked up once (transform) and the segment picks
- * the mapping.
+ * segment (`account`, absent when the book maps no account), else its agent's (`whole`; `agentMapped`:
+ * whether the book maps any agent). Per segment, the key is looked up once (transform) and the segment
+ * picks the mapping.
  */
-function costCentreIndex(book: PriceBook, points: number[], accountKeys: string[], params: Record<string, unknown>, names: string[]): string {
+function costCentreIndex(book: PriceBook, points: number[], accountKeys: string[], params: Record<string, unknown>, names: string[]): { account?: string; whole: string; agentMapped: boolean } {
   const index = (name: string) => {
     const i = names.indexOf(name);
     return i >= 0 ? i : names.push(name) - 1;
   };
-  const lookups: string[] = [];
+  const lookups: Partial<Record<'account' | 'agent', string>> = {};
   for (const dimension of ['account', 'agent'] as const) {
     const mappings = book.costCentres.filter((c) => c.dimension === dimension);
     if (mappings.length === 0) continue;
@@ -168,41 +195,28 @@ function costCentreIndex(book: PriceBook, points: number[], accountKeys: string[
       params.cc_agent_ids = keys.slice(1).map((_, i) => i + 1);
       key = 'transform(agent, {cc_agent_keys:Array(String)}, {cc_agent_ids:Array(UInt32)}, toUInt32(0))';
     }
-    lookups.push(`arrayElement({cc_${dimension}_table:Array(UInt32)}, ${key} * ${points.length} + seg)`);
+    lookups[dimension] = `arrayElement({cc_${dimension}_table:Array(UInt32)}, ${key} * ${points.length} + seg)`;
   }
-  if (lookups.length === 0) return '0';
-  return lookups.reduce((a, b) => `if((${a} AS cc_first) != 0, cc_first, ${b})`);
+  const { account, agent } = lookups;
+  const whole = agent === undefined ? (account ?? 'toUInt32(0)') : account === undefined ? agent : `if((${account} AS cc_first) != 0, cc_first, ${agent})`;
+  return { ...(account !== undefined && { account }), whole, agentMapped: agent !== undefined };
 }
 
 /**
- * Answers for the same tenant, range, grouping, filter and price-book version are reused while the
- * active parts of the tables it reads, in the months the range touches, are the same ones: any insert
- * (a late record too), merge or TTL deletion there makes new parts, and a changed price or mapping a
- * new book version. At most 64 answers per ClickHouse client.
+ * The statement with each array parameter bound once, in a WITH clause, and referred to by name: each
+ * place a parameter is written is substituted and analysed on its own, and the look-up tables of a
+ * large book (an entry per account and segment) written a dozen times cost more to analyse than the
+ * rows cost to price.
  */
-const caches = new WeakMap<ClickHouseClient, Map<string, { watermark: string; lines: CostLine[] }>>();
-const CACHE_SIZE = 64;
-
-function monthsOf(range: MsRange): string[] {
-  const months: string[] = [];
-  const d = new Date(Date.UTC(new Date(range.fromMs).getUTCFullYear(), new Date(range.fromMs).getUTCMonth(), 1));
-  while (d.getTime() < range.toMs) {
-    months.push(`${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, '0')}`);
-    d.setUTCMonth(d.getUTCMonth() + 1);
-  }
-  return months;
-}
-
-async function rangeWatermark(clickhouse: ClickHouseClient, range: MsRange): Promise<string> {
-  const [row] = await selectRows(
-    clickhouse,
-    'cost-watermark',
-    `SELECT toString(cityHash64(arraySort(groupArray(concat(table, '/', name))))) AS parts FROM system.parts
-     WHERE database = currentDatabase() AND table IN {tables:Array(String)} AND active AND partition_id IN {months:Array(String)}`,
-    { months: monthsOf(range), tables: ['tool_calls_1m_v1', ...Object.values(COARSE_TABLES)] },
-    z.object({ parts: z.string() }),
-  );
-  return row!.parts;
+function hoistArrayParameters(sql: string, params: Record<string, unknown>, bindings: string[] = []): string {
+  const hoisted = new Map<string, string>();
+  const body = sql.replace(/\{(\w+):(Array\([^{}]*\))\}/g, (_, name: string, type: string) => {
+    if (!Array.isArray(params[name])) return `{${name}:${type}}`;
+    hoisted.set(name, type);
+    return `a_${name}`;
+  });
+  const all = [...[...hoisted].map(([name, type]) => `{${name}:${type}} AS a_${name}`), ...bindings];
+  return all.length === 0 ? sql : `WITH ${all.join(', ')}${body}`;
 }
 
 export interface CostLineOptions {
@@ -214,35 +228,14 @@ export interface CostLineOptions {
    * amounts, slower.
    */
   sources?: 'planned' | 'minutes';
-}
-
-export async function queryCostLines(
-  clickhouse: ClickHouseClient,
-  tenant: string,
-  range: MsRange,
-  groupBy: readonly CostDimension[],
-  filter: CostFilter,
-  book: PriceBook,
-  options: CostLineOptions = {},
-): Promise<CostLine[]> {
-  let cache = caches.get(clickhouse);
-  if (!cache) caches.set(clickhouse, (cache = new Map()));
-  const key = JSON.stringify([tenant, range, groupBy, filter, book.version, options.byMinute === true, options.sources ?? 'planned']);
-  const watermark = await rangeWatermark(clickhouse, range);
-  const hit = cache.get(key);
-  cache.delete(key);
-  if (hit?.watermark === watermark) {
-    cache.set(key, hit);
-    return hit.lines;
-  }
-  const lines = await computeCostLines(clickhouse, tenant, range, groupBy, filter, book, options);
-  cache.set(key, { watermark, lines });
-  if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
-  return lines;
+  /** Read these spans of the range only (a part of planFor's plan; ./cost-line-cache.ts). */
+  spans?: CostSpan[];
 }
 
 /** The coarse rollups (sql/0019, sql/0020): the dimensions pricing needs, per bucket. */
-const COARSE_TABLES: Record<Exclude<CostLevel, 'minute'>, string> = { week: 'cost_calls_1w_v1', day: 'cost_calls_1d_v1' };
+export const COARSE_TABLES: Record<Exclude<CostLevel, 'minute'>, string> = { week: 'cost_calls_1w_v1', day: 'cost_calls_1d_v1' };
+/** The same without the agent (sql/0021), for questions and books in which the agent can matter only through an unmapped account. */
+export const AGENTLESS_TABLES: Record<Exclude<CostLevel, 'minute'>, string> = { week: 'cost_calls_agentless_1w_v1', day: 'cost_calls_agentless_1d_v1' };
 
 /** The plan for a question: weeks only when no grouping needs a finer time, none for minute lines. */
 export function planFor(book: PriceBook, range: MsRange, groupBy: readonly CostDimension[], options: CostLineOptions): CostSpan[] {
@@ -263,6 +256,7 @@ export async function computeCostLines(
   filter: CostFilter,
   book: PriceBook,
   options: CostLineOptions = {},
+  matchGlobsOnce = true,
 ): Promise<CostLine[]> {
   const rules = [...book.prices].sort(comparePrecedence);
   const points = segmentPoints(book);
@@ -277,8 +271,10 @@ export async function computeCostLines(
   const accountKeys = [...new Set([...rules.map((r) => r.account), ...book.costCentres.filter((c) => c.dimension === 'account').map((c) => c.key)].filter((a) => a !== ''))];
   params.account_keys = accountKeys;
   params.account_ids = accountKeys.map((_, i) => i + 1);
-  const costCentre = needsCostCentre ? costCentreIndex(book, points, accountKeys, params, names) : '0';
-  const rule = ruleMasks(rules, points, accountKeys, params);
+  const centre = needsCostCentre ? costCentreIndex(book, points, accountKeys, params, names) : undefined;
+  const bindings: string[] = [];
+  const globs: { knownTools: boolean; known?: string } = { knownTools: matchGlobsOnce };
+  const rule = ruleMasks(rules, points, accountKeys, params, bindings, globs);
 
   const filters: string[] = [];
   for (const [name, column] of [['agent', 'agent'], ['account', 'account_id'], ['service', 'service'], ['tool', 'tool']] as const) {
@@ -288,63 +284,89 @@ export async function computeCostLines(
     }
   }
 
-  const spans = planFor(book, range, groupBy, options);
-  const selects = (['minute', 'day', 'week'] as const).flatMap((level) => {
+  // Without a rule on an agent, a grouping or a filter by agent, a coarse bucket's calls need their agent
+  // only for the cost centre of an account the book does not map in that segment: the others are read
+  // from the rollups without the agent (sql/0021), several times fewer rows.
+  const agentless = !groupBy.includes('agent') && filter.agent === undefined && rules.every((r) => r.agent === '');
+  const spans = options.spans ?? planFor(book, range, groupBy, options);
+  if (spans.length === 0) return [];
+  const accountCentre = centre?.agentMapped ? centre.account : undefined;
+  // The rows each level reads, in one shape: the calls of rollup rows without the agent have agent ''
+  // (no rule and no mapping names it). Those rows are read only for accounts mapped in their segment.
+  const sources = (['minute', 'day', 'week'] as const).flatMap((level): Array<{ level: CostLevel; table: string; where?: string }> => {
+    if (!spans.some((s) => s.level === level)) return [];
+    if (level === 'minute') return [{ level, table: 'tool_calls_1m_v1' }];
+    if (!agentless || (centre?.agentMapped && accountCentre === undefined)) return [{ level, table: COARSE_TABLES[level] }];
+    if (accountCentre === undefined) return [{ level, table: AGENTLESS_TABLES[level] }];
+    return [
+      { level, table: AGENTLESS_TABLES[level], where: `${accountCentre} != 0` },
+      { level, table: COARSE_TABLES[level], where: `${accountCentre} = 0` },
+    ];
+  });
+  const reads = sources.map(({ level, table, where }) => {
     const mine = spans.filter((s) => s.level === level);
-    if (mine.length === 0) return [];
     const time = level === 'minute' ? 'minute' : 'bucket';
     const times = mine.map((s, i) => {
       params[`${level}${i}_from`] = dt(s.fromMs);
       params[`${level}${i}_to`] = dt(s.toMs);
       return `(${time} >= {${level}${i}_from:DateTime64(3, 'UTC')} AND ${time} < {${level}${i}_to:DateTime64(3, 'UTC')})`;
     });
-    const columns: Array<[CostDimension | 'minute', string]> = [
-      ['costCentre', `${costCentre} AS k_cc`],
-      ['account', 'toString(account_id) AS k_account'],
-      ['agent', 'toString(agent) AS k_agent'],
-      ['service', 'toString(service) AS k_service'],
-      ['tool', 'toString(tool) AS k_tool'],
-      ['day', `toString(toDate(${time})) AS k_day`],
-      ['month', `toString(toStartOfMonth(${time})) AS k_month`],
-      ['minute', `toString(${time}) AS k_minute`],
-    ];
-    const grouped = columns.filter(([d]) => (d === 'minute' ? options.byMinute === true : groupBy.includes(d) || (d === 'costCentre' && needsCostCentre)));
-    // The reported cost as integer nano-units: the minute rollup keeps Decimal(38, 9), the coarse ones Int64 nano-units.
-    const reported = level === 'minute' ? 'toInt128(sum(cost_usd_sum) * 1000000000)' : 'sum(toInt128(reported_nanos))';
-    const keys = grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4));
-    return [
-      {
-        keys,
-        sql: `
-        SELECT ${[...grouped.map(([, c]) => c), `${rule} AS ri`].join(', ')},
-               sum(calls) AS g_calls, sum(duration_sum_ns) AS g_duration_ns, ${reported} AS g_reported_nanos
-        FROM ${level === 'minute' ? 'tool_calls_1m_v1' : COARSE_TABLES[level]}
-        WHERE ${['tenant = {tenant:String}', `(${times.join(' OR ')})`, ...filters].join(' AND ')}
-        GROUP BY ${[...keys, 'ri'].join(', ')}`
-          .replace(/\bseg\b/g, `(${segment(time)})`)
-          .replaceAll(ACCOUNT_INDEX, 'transform(account_id, {account_keys:Array(String)}, {account_ids:Array(UInt32)}, toUInt32(0))'),
-      },
-    ];
+    // Account as LowCardinality everywhere (the minute rollup keeps a String), so each look-up on it runs
+    // once per distinct value; the reported cost as integer nano-units (the minute rollup keeps Decimal(38, 9)).
+    const columns = level === 'minute'
+      ? 'toLowCardinality(account_id) AS account_id, agent, service, tool, minute AS t, calls, duration_sum_ns, toInt128(cost_usd_sum * 1000000000) AS reported_nanos'
+      : `account_id, ${table === AGENTLESS_TABLES[level] ? "toLowCardinality('') AS agent" : 'agent'}, service, tool, bucket AS t, calls, duration_sum_ns, toInt128(reported_nanos) AS reported_nanos`;
+    return `
+          SELECT ${columns}
+          FROM ${table}
+          WHERE ${['tenant = {tenant:String}', `(${times.join(' OR ')})`, ...filters, ...(where ? [where.replace(/\bseg\b/g, `(${segment(time)})`)] : [])].join(' AND ')}`;
   });
-  // Each level's rows are grouped by output group and rule (tens of thousands for a month by account);
-  // priced here, exactly (prices in nano-units, Int256: no price the book accepts can overflow), and
-  // summed per output group, so only the lines travel back.
-  if (selects.length === 0) return [];
+  const columns: Array<[CostDimension | 'minute', string]> = [
+    ['costCentre', `${centre?.whole ?? '0'} AS k_cc`],
+    ['account', 'toString(account_id) AS k_account'],
+    ['agent', 'toString(agent) AS k_agent'],
+    ['service', 'toString(service) AS k_service'],
+    ['tool', 'toString(tool) AS k_tool'],
+    ['day', 'toString(toDate(t)) AS k_day'],
+    ['month', 'toString(toStartOfMonth(t)) AS k_month'],
+    ['minute', 'toString(t) AS k_minute'],
+  ];
+  const grouped = columns.filter(([d]) => (d === 'minute' ? options.byMinute === true : groupBy.includes(d) || (d === 'costCentre' && needsCostCentre)));
+  const keys = grouped.map(([, c]) => c.slice(c.lastIndexOf(' AS ') + 4));
+  // The rows are grouped by output group and rule (tens of thousands for a month by account); priced
+  // here, exactly (prices in nano-units, Int256: no price the book accepts can overflow), and summed per
+  // output group, so only the lines travel back.
+  params.tools_from = spans.map((s) => Math.floor(s.fromMs / WEEK_MS) * (WEEK_MS / 1000));
+  params.tools_to = spans.map((s) => Math.ceil(s.toMs / 1000));
   params.rule_call_nanos = rules.map((r) => r.perCallNanos);
   params.rule_second_nanos = rules.map((r) => r.perSecondNanos);
-  const keys = selects[0]!.keys;
-  const query = `
+  const query = hoistArrayParameters(
+    `
     SELECT ${[...keys,
       'toString(sum(g_calls)) AS l_calls',
       'toString(sum(g_duration_ns)) AS l_duration_ns',
       'toString(sum(g_reported_nanos)) AS l_reported_nanos',
       `toString(sum(toInt256(g_calls) * arrayElement({rule_call_nanos:Array(Int256)}, ri) * ${ATTO_PER_NANO} + toInt256(g_duration_ns) * arrayElement({rule_second_nanos:Array(Int256)}, ri))) AS l_priced_atto`,
       'toString(sumIf(g_calls, ri = 0)) AS l_unpriced_calls',
-      'arraySort(groupUniqArrayIf(ri, ri > 0)) AS l_rules'].join(',\n           ')}
-    FROM (${selects.map((s) => s.sql).join('\n        UNION ALL')}
-    )${keys.length ? `\n    GROUP BY ${keys.join(', ')}` : ''}`;
+      'arraySort(groupUniqArrayIf(ri, ri > 0)) AS l_rules',
+      ...(globs.known ? ['min(g_known) AS l_known'] : [])].join(',\n           ')}
+    FROM (
+        SELECT ${[...grouped.map(([, c]) => c), `${rule} AS ri`].join(', ')},
+               sum(calls) AS g_calls, sum(duration_sum_ns) AS g_duration_ns, sum(reported_nanos) AS g_reported_nanos${globs.known ? `, min(${globs.known}) AS g_known` : ''}
+        FROM (${reads.join('\n          UNION ALL')}
+        )
+        GROUP BY ${[...keys, 'ri'].join(', ')}
+    )${keys.length ? `\n    GROUP BY ${keys.join(', ')}` : ''}`
+      .replace(/\bseg\b/g, `(${segment('t')})`)
+      .replaceAll(ACCOUNT_INDEX, 'transform(account_id, {account_keys:Array(String)}, {account_ids:Array(UInt32)}, toUInt32(0))'),
+    params,
+    bindings,
+  );
   const rows = await selectRows(clickhouse, 'cost-lines', query, params, lineRow);
-  const lines: Array<{ id: string; line: CostLine }> = [];
+  // A tool the weeks did not hold when the statement began (inserted since, or its week's rows already
+  // expired): its globs were not matched; asked again, matching them row by row.
+  if (rows.some((r) => r.l_known === 0)) return computeCostLines(clickhouse, tenant, range, groupBy, filter, book, options, false);
+  const lines: CostLine[] = [];
   for (const r of rows) {
     const costCentreName = r.k_cc === undefined ? undefined : names[r.k_cc]!;
     if (filter.costCentre !== undefined && costCentreName !== filter.costCentre) continue;
@@ -353,7 +375,6 @@ export async function computeCostLines(
       if (!groupBy.includes(d)) continue;
       key[d] = d === 'costCentre' ? costCentreName! : r[`k_${d}` as 'k_account']!;
     }
-    const id = JSON.stringify([...COST_DIMENSIONS.map((d) => key[d] ?? null), r.k_minute ?? null]);
     const line: CostLine = {
       key,
       calls: r.l_calls,
@@ -364,9 +385,20 @@ export async function computeCostLines(
       rules: r.l_rules.map((i) => rules[i - 1]!),
       ...(r.k_minute !== undefined && { minute: r.k_minute }),
     };
-    lines.push({ id, line });
+    lines.push(line);
   }
+  return sortLines(lines);
+}
+
+/** A line's identity: its key and minute. */
+export function lineId(line: CostLine): string {
+  return JSON.stringify([...COST_DIMENSIONS.map((d) => line.key[d] ?? null), line.minute ?? null]);
+}
+
+/** Lines in the order of their identity, without those of no call and no reported cost. */
+export function sortLines(lines: CostLine[]): CostLine[] {
   return lines
+    .map((line) => ({ id: lineId(line), line }))
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     .map(({ line }) => line)
     .filter((l) => l.calls > 0n || l.reportedAtto !== 0n);

@@ -5,7 +5,8 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { loadPriceBook, type PriceBook, type PriceVersion } from './price-book.ts';
-import { queryCostLines, type CostDimension, type CostFilter, type CostLine, type MsRange } from './cost-lines.ts';
+import { queryCostLines } from './cost-line-cache.ts';
+import type { CostDimension, CostFilter, CostLine, MsRange } from './cost-lines.ts';
 
 const ATTO_PER_CENT = 10_000_000_000_000_000n;
 const MICROS_PER_CENT = 10_000n;

@@ -561,6 +561,48 @@ describe('timeseries', () => {
     assert.equal(minutes.series[0].values.reduce((a: number, b: number) => a + b, 0), selected('acme', short).length);
   });
 
+  test('several metrics of one range, filter and step in one request: one statement, each series as asked alone', async () => {
+    const metrics = ['CALLS', 'ERRORS', 'DENIALS', 'COST', 'AVG_MS', 'P95_MS'];
+    const fields = metrics.map((m) => `${m.toLowerCase()}: timeseries(metric: ${m}, from: $from, to: $to, filter: $filter, step: "3h") { metric step buckets series { key other values } }`);
+    const together = `query ($from: String, $to: String, $filter: AggregateFilter) {
+      ${fields.join('\n      ')}
+      daily: timeseries(metric: CALLS, from: $from, to: $to, filter: $filter, step: "1d") { step series { values } }
+      byAgent: timeseries(metric: CALLS, from: $from, to: $to, filter: $filter, step: "3h", groupBy: AGENT, top: 2) { series { key other values } }
+    }`;
+    const filter = { service: 'repo' };
+    // The statements each metric set sends, counted by the API's own client.
+    const statements: string[] = [];
+    const counting = new Proxy(clickhouse, {
+      get(target, property) {
+        const member = Reflect.get(target, property, target);
+        if (property !== 'query') return typeof member === 'function' ? member.bind(target) : member;
+        return (params: { query: string }) => {
+          const metricsRead = params.query.match(/\bv_[A-Z0-9_]+/g);
+          if (metricsRead) statements.push(metricsRead.join(','));
+          return member.call(target, params);
+        };
+      },
+    });
+    const shared = api;
+    api = createApi({ clickhouse: counting, logger: pino({ level: 'silent' }), keys: KEYS });
+    let answer: Record<string, any>;
+    try {
+      answer = await data(together, { ...RANGE, filter });
+    } finally {
+      api = shared;
+    }
+    assert.deepEqual(statements, ['v_CALLS,v_ERRORS,v_DENIALS,v_COST,v_AVG_MS,v_P95_MS', 'v_CALLS'], 'one statement per range, filter and step');
+    const calls = selected('acme', RANGE, filter);
+    for (const metric of metrics) {
+      const alone = (await data(query, { ...RANGE, metric, step: '3h', groupBy: 'NONE', filter })).timeseries;
+      const batched = answer[metric.toLowerCase()];
+      assert.deepEqual(batched, { metric, step: '3h', buckets: alone.buckets, series: alone.series }, metric);
+      if (VALUES[metric]) assert.deepEqual(batched.series, expectedSeries(metric, 3 * HOUR, calls, undefined, 5), metric);
+    }
+    assert.deepEqual(answer.daily.series, expectedSeries('CALLS', DAY, calls, undefined, 5).map(({ values }) => ({ values })));
+    assert.deepEqual(answer.byAgent.series, expectedSeries('CALLS', 3 * HOUR, calls, (c) => c.agent, 2));
+  });
+
   function starts(first: number, n: number, stepMs: number): string[] {
     return Array.from({ length: n }, (_, i) => formatRfc3339({ epochMs: first + i * stepMs, subMsNanos: 0 }));
   }

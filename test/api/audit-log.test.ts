@@ -136,6 +136,39 @@ const TWICE_AUDIT = row({
   session_id: 'session-twice',
 });
 
+/**
+ * A call reported the other way round: its audit record first, then its span, 25 ms earlier (the call's
+ * start), in a later batch. The merged row is stored under the audit record's id, at the span's time.
+ */
+const LATER_MS = START_MS + 5 * 3600_000 + 29;
+const LATER_AUDIT = row({
+  tenant: 'acme',
+  trace_id: 'audit-first-trace',
+  timestamp: iso(LATER_MS + 25),
+  tool: 'users.Users.Get',
+  allowed: false,
+  denied_reason: 'missing scope users:write',
+  agent: 'coder',
+  account_id: 'bob',
+  session_id: 'session-audit-first',
+});
+const LATER_SPAN = row(
+  {
+    tenant: 'acme',
+    trace_id: 'audit-first-trace',
+    timestamp: iso(LATER_MS),
+    tool: 'users.Users.Get',
+    allowed: false,
+    agent: 'coder',
+    session_id: 'session-audit-first',
+    gateway: 'gw-span',
+    transport: 'stdio',
+    otel_trace_id: 'f'.repeat(32),
+    otel_span_id: 'a'.repeat(16),
+  },
+  'span',
+);
+
 const SPANS = [
   { id: 'e000000000000001', parent: '', name: 'agent.run', startMs: TWICE_MS - 5 },
   { id: 'e000000000000002', parent: 'e000000000000001', name: 'mcp.tool.call', startMs: TWICE_MS },
@@ -179,7 +212,17 @@ function acmeShown(): AuditRow[] {
     report_id: TWICE_AUDIT.event_id,
     counted: 0 as const,
   };
-  return [...ACME, merged];
+  const later: AuditRow = {
+    ...LATER_AUDIT,
+    timestamp: LATER_SPAN.timestamp,
+    gateway: 'gw-span',
+    transport: 'stdio',
+    otel_trace_id: LATER_SPAN.otel_trace_id,
+    otel_span_id: LATER_SPAN.otel_span_id,
+    report_id: LATER_SPAN.event_id,
+    counted: 0 as const,
+  };
+  return [...ACME, merged, later];
 }
 
 // ---- the independent computation ----------------------------------------------------------------------
@@ -272,6 +315,8 @@ before(async () => {
   const writer = createClickHouseWriter(clickhouse);
   assert.deepEqual(await writer.writeAudit([TWICE_SPAN]), { inserted: 1, duplicates: 0 });
   assert.deepEqual(await writer.writeAudit([TWICE_AUDIT]), { inserted: 1, duplicates: 0 });
+  assert.deepEqual(await writer.writeAudit([LATER_AUDIT]), { inserted: 1, duplicates: 0 });
+  assert.deepEqual(await writer.writeAudit([LATER_SPAN]), { inserted: 1, duplicates: 0 });
   await clickhouse.insert({ table: 'spans_v1', format: 'JSONEachRow', values: SPANS });
   const s = createServer(createApi({ clickhouse, logger: pino({ level: 'silent' }), keys: KEYS }).handle);
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
@@ -398,6 +443,20 @@ describe('auditLog', () => {
     assert.deepEqual(await allPages({ agent: 'span-agent' }, 10), []);
   });
 
+  test('a call reported by its audit record and then by its span is listed once, merged, at the span\'s (earlier) time', async () => {
+    for (const first of [1, 2, 500]) assert.deepEqual(await allPages({ traceId: 'audit-first-trace' }, first), [LATER_AUDIT.event_id]);
+    const { auditLog } = await data(AUDIT_LOG, { filter: { traceId: 'audit-first-trace' } });
+    const node = auditLog.edges[0].node;
+    assert.deepEqual(
+      [node.agent, node.accountId, node.timestamp, node.outcome, node.deniedReason, node.source],
+      ['coder', 'bob', iso(LATER_MS), 'DENIED', 'missing scope users:write', 'AUDIT'],
+    );
+    // The unfiltered log, a page at a time across the call: once.
+    const ids = await allPages({ to: iso(LATER_MS + 3_600_000), from: iso(LATER_MS - 3_600_000) }, 1);
+    assert.equal(ids.filter((id) => id === LATER_AUDIT.event_id).length, 1);
+    assert.deepEqual(await allPages({ outcome: 'DENIED', account: 'bob', session: 'session-audit-first' }, 10), [LATER_AUDIT.event_id]);
+  });
+
   test('pages whose records lie partly in the hour before their end and partly before it (read in two parts): the newest, in order, each once', async () => {
     const shownRows = acmeShown().sort(newestFirst);
     const to = shownRows[100]!;
@@ -440,6 +499,9 @@ describe('auditEvent', () => {
     });
     const twice = (await data(query, { id: TWICE_SPAN.event_id })).auditEvent;
     assert.deepEqual([twice.agent, twice.timestamp, twice.costUsd], ['planner', iso(TWICE_MS), { amount: '0.250000' }]);
+    // Reported audit record first: the merged row, stamped at the span's start (before the id's millisecond).
+    const later = (await data(query, { id: LATER_AUDIT.event_id })).auditEvent;
+    assert.deepEqual([later.agent, later.timestamp, later.source], ['coder', iso(LATER_MS), 'AUDIT']);
   });
 
   test("null for another tenant's event", async () => {
@@ -518,6 +580,7 @@ describe('session', () => {
 
   test('a call reported twice is in its session once', async () => {
     assert.deepEqual(await sessionIds('session-twice', 10), [TWICE_SPAN.event_id]);
+    assert.deepEqual(await sessionIds('session-audit-first', 1), [LATER_AUDIT.event_id]);
   });
 
   test("only the caller's tenant", async () => {

@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { queryCostLines } from '../../api/queries/cost-line-cache.ts';
 import { computeCostLines, planFor, type CostDimension, type CostFilter, type MsRange } from '../../api/queries/cost-lines.ts';
 import { changePoints, DAY_MS, planCostSources, WEEK_MS, type CostSpan } from '../../api/queries/cost-plan.ts';
 import { appendEntries, loadPriceBook, resolveBook, type BookEntry, type PriceBook } from '../../api/queries/price-book.ts';
@@ -245,6 +246,19 @@ describe('costs from the daily and weekly rollups', () => {
     assert.ok(gaps >= 4, `days read by minute for a change inside them: ${gaps}`);
   });
 
+  test('equal the minute rollup\'s exactly for books without agent rules: mapped accounts read without the agent, the rest by agent', async () => {
+    for (let seed = 11; seed <= 14; seed++) {
+      // Cost centres for some accounts and agents (randomBook maps both), no price on an agent.
+      const random = randomBook(seed, seed <= 12 ? 0 : 0.5);
+      const book = resolveBook(random.entries.filter((e) => e.kind !== 'price' || e.agent === ''));
+      assert.ok(book.costCentres.some((c) => c.dimension === 'agent') && book.prices.every((p) => p.agent === ''));
+      for (const range of RANGES.filter((r) => r.toMs - r.fromMs > DAY_MS)) {
+        for (const groupBy of GROUPINGS) await assertSameAsMinutes('acme', book, range, groupBy, {});
+        for (const filter of FILTERS) await assertSameAsMinutes('acme', book, range, ['costCentre', 'account'], filter);
+      }
+    }
+  });
+
   test('a book stored through the log, changed mid-day and back-dated afterwards, applies at once', async () => {
     const tenant = 'globex';
     const at = (day: number, ms = 0) => START + day * DAY_MS + ms;
@@ -265,6 +279,63 @@ describe('costs from the daily and weekly rollups', () => {
     const late = read.filter((c) => minute(c.atMs) >= Math.ceil(at(8, 34_867_123) / 60_000) * 60_000);
     const expected = BigInt(read.length - late.length) * (20_000n - 1_000n) + BigInt(late.length) * (50_000n - 1_000n);
     assert.equal(priced(after) - priced(before), expected * 1_000_000_000n);
+  });
+
+  test('a tool the weekly rows do not hold is still matched by its glob', async () => {
+    // Calls of a tool whose weekly rows are gone (as for a tool inserted after the statement began).
+    const tenant = 'initech';
+    const range = { fromMs: START + 2 * DAY_MS + 5 * 3_600_000, toMs: START + 5 * DAY_MS + 3 * 3_600_000 };
+    const late = [range.fromMs + 60_000, range.fromMs + DAY_MS].map((atMs) => ({ tenant, atMs, agent: 'coder', account: 'alice', tool: 'payments.Late.Create', ns: 1_000 }));
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: late.map((c, i) => auditRow(c, 10_000 + i)) });
+    await clickhouse.command({ query: `ALTER TABLE cost_calls_agentless_1w_v1 DELETE WHERE tenant = '${tenant}' SETTINGS mutations_sync = 1` });
+    const price = (tool: string, perCall: bigint) => ({ kind: 'price' as const, service: '', tool, account: '', agent: '', effectiveFrom: START - DAY_MS, perCallNanos: perCall, perSecondNanos: 0n, costCentre: '', retired: false, changedAt: '2026-12-01T00:00:00.000Z', changedBy: 'test', source: 'api', note: '' });
+    const book = resolveBook([price('', 1_000n), { ...price('*.Create', 7_000n), changedAt: '2026-12-01T00:00:00.001Z' }]);
+    const lines = await assertSameAsMinutes(tenant, book, range, ['tool'], {});
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.calls, 2n);
+    assert.deepEqual(lines[0]!.rules.map((r) => r.tool), ['*.Create']);
+    assert.equal(lines[0]!.pricedAtto, lines[0]!.calls * 7_000n * 1_000_000_000n);
+  });
+
+  test('a range moved by a minute, or after a call of its last day, reuses its whole days and weeks; a late record for one of them is counted at once', async () => {
+    const tenant = 'umbrella';
+    const fixture = calls(tenant, 300, 9);
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: fixture.map((c, i) => auditRow(c, i)) });
+    const book = randomBook(8, 0.5);
+    const fresh = (range: MsRange) => computeCostLines(clickhouse, tenant, range, ['costCentre', 'account'], {}, book);
+    const cached = (range: MsRange) => queryCostLines(clickhouse, tenant, range, ['costCentre', 'account'], {}, book);
+    // How many statements computing lines a call runs: one for the partial days, two when the whole
+    // days and weeks are computed again.
+    const statements = async (run: () => Promise<unknown>) => {
+      const query = clickhouse.query.bind(clickhouse);
+      let n = 0;
+      clickhouse.query = ((args: Parameters<typeof query>[0]) => {
+        if (args.query.includes('l_priced_atto')) n++;
+        return query(args);
+      }) as typeof clickhouse.query;
+      try {
+        await run();
+      } finally {
+        clickhouse.query = query;
+      }
+      return n;
+    };
+    const range = RANGES[0]!;
+    assert.deepStrictEqual(await cached(range), await fresh(range));
+    const moved = { ...range, toMs: range.toMs + 60_000 };
+    assert.equal(await statements(async () => assert.deepStrictEqual(await cached(moved), await fresh(moved))), 1 + 1);
+    // A call of the range's last (partial) day, as live traffic writes them: the whole days are reused.
+    const live = { tenant, atMs: moved.toMs - 600_000, agent: 'coder', account: 'carol', tool: 'repo.Files.Read', ns: 5_000 };
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: [auditRow(live, fixture.length)] });
+    assert.equal(await statements(async () => assert.deepStrictEqual(await cached(moved), await fresh(moved))), 1 + 1);
+    // A call late for a whole day inside the range (read from the day or week rollups): computed again.
+    const day = planFor(book, moved, ['costCentre', 'account'], {}).find((s) => s.level !== 'minute')!;
+    const late = { tenant, atMs: day.fromMs + 3_600_000, agent: 'coder', account: 'carol', tool: 'repo.Files.Read', ns: 7_000 };
+    await clickhouse.insert({ table: 'audit_events_v1', format: 'JSONEachRow', values: [auditRow(late, fixture.length + 1)] });
+    let after: Awaited<ReturnType<typeof cached>> = [];
+    assert.equal(await statements(async () => assert.deepStrictEqual((after = await cached(moved)), await fresh(moved))), 2 + 1);
+    const total = after.reduce((sum, l) => sum + l.calls, 0n);
+    assert.equal(total, BigInt(fixture.filter((c) => c.atMs >= moved.fromMs && c.atMs < moved.toMs).length) + 2n);
   });
 
   test('a tenant\'s answer counts its own calls only, read from the coarse rollups', async () => {

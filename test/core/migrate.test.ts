@@ -35,7 +35,8 @@ describe('migrations on the embedded engine', () => {
         'budget_events_v1', 'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'call_writes_mv_v1', 'call_writes_v1',
         'calls_1d_mv_v1', 'calls_1d_v1', 'calls_1h_mv_v1', 'calls_1h_v1', 'calls_1w_mv_v1', 'calls_1w_v1', 'calls_6h_mv_v1',
         'calls_6h_v1', 'calls_by_account_mv_v1', 'calls_by_account_v1', 'calls_by_id_mv_v1', 'calls_by_id_v1', 'closed_buckets_v1', 'closed_periods_v1',
-        'cost_calls_1d_mv_v1', 'cost_calls_1d_v1', 'cost_calls_1w_mv_v1', 'cost_calls_1w_v1', 'dead_letters_v1', 'denied_calls_mv_v1',
+        'cost_calls_1d_mv_v1', 'cost_calls_1d_v1', 'cost_calls_1w_mv_v1', 'cost_calls_1w_v1',
+        'cost_calls_agentless_1d_mv_v1', 'cost_calls_agentless_1d_v1', 'cost_calls_agentless_1w_mv_v1', 'cost_calls_agentless_1w_v1', 'dead_letters_v1', 'denied_calls_mv_v1',
         'denied_calls_v1', 'price_book_v1', 'schema_migrations', 'spans_v1', 'tool_calls_1m_mv_v1', 'tool_calls_1m_v1',
         'trace_spans_mv_v1', 'trace_spans_v1',
       ],
@@ -55,7 +56,7 @@ describe('migrations on the embedded engine', () => {
     assert.match(audit.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(7\)/);
     const rollup = tables.find((t) => t.name === 'tool_calls_1m_v1')!;
     assert.match(rollup.create_table_query, /TTL minute \+ toIntervalDay\(28\)/);
-    for (const name of ['calls_1h_v1', 'calls_6h_v1', 'calls_1d_v1', 'calls_1w_v1', 'cost_calls_1d_v1', 'cost_calls_1w_v1']) {
+    for (const name of ['calls_1h_v1', 'calls_6h_v1', 'calls_1d_v1', 'calls_1w_v1', 'cost_calls_1d_v1', 'cost_calls_1w_v1', 'cost_calls_agentless_1d_v1', 'cost_calls_agentless_1w_v1']) {
       assert.match(tables.find((t) => t.name === name)!.create_table_query, /TTL bucket \+ toIntervalDay\(28\)/, name);
     }
     assert.match(tables.find((t) => t.name === 'denied_calls_v1')!.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(28\)/);
@@ -138,7 +139,7 @@ describe('migrations on the embedded engine', () => {
     }
   });
 
-  it('copies the minute rollup into the daily and weekly cost rollups when 0019 and 0020 are applied', async () => {
+  it('copies the minute rollup into the daily and weekly cost rollups when 0019, 0020 and 0021 are applied', async () => {
     const { cpSync, readdirSync } = await import('node:fs');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sql-'));
     const sqlDir = path.join(import.meta.dirname, '../../sql');
@@ -153,8 +154,8 @@ describe('migrations on the embedded engine', () => {
                           ('01a20f64-c9e1-74d3-92cf-2e71ca718517', 'acme', '2026-11-24 23:59:59', 't-2', 'users.Users.Get', 'users', 'a1', 'planner', 2000, NULL, 'audit'),
                           ('01a20f64-c9e1-74d3-92cf-2e71ca718518', 'acme', '2026-11-27 00:00:00', 't-3', 'users.Users.Get', 'users', 'a1', 'planner', 4000, 1.5, 'audit')`,
       });
-      for (const file of ['0019-daily-cost-rollup.sql', '0020-weekly-cost-rollup.sql']) cpSync(path.join(sqlDir, file), path.join(dir, file));
-      assert.deepEqual((await migrate(client, { retentionDays: 30, dir })).applied, ['0019-daily-cost-rollup', '0020-weekly-cost-rollup']);
+      for (const file of ['0019-daily-cost-rollup.sql', '0020-weekly-cost-rollup.sql', '0021-agentless-cost-rollups.sql']) cpSync(path.join(sqlDir, file), path.join(dir, file));
+      assert.deepEqual((await migrate(client, { retentionDays: 30, dir })).applied, ['0019-daily-cost-rollup', '0020-weekly-cost-rollup', '0021-agentless-cost-rollups']);
       // After the views exist, a call goes through them once, not again through the copy.
       await client.command({ query: `${insert} ('01a20f64-c9e1-74d3-92cf-2e71ca718519', 'acme', '2026-11-24 12:00:00', 't-4', 'users.Users.Get', 'users', 'a1', 'planner', 8000, NULL, 'audit')` });
       const rows = async (table: string) =>
@@ -168,6 +169,9 @@ describe('migrations on the embedded engine', () => {
         { bucket: '2026-11-19 00:00:00', calls: 3, ns: 11000, nanos: 125 },
         { bucket: '2026-11-26 00:00:00', calls: 1, ns: 4000, nanos: 1500000000 },
       ]);
+      // The same sums without the agent (0021), copied from the daily table, then fed by its view.
+      assert.deepEqual(await rows('cost_calls_agentless_1d_v1'), await rows('cost_calls_1d_v1'));
+      assert.deepEqual(await rows('cost_calls_agentless_1w_v1'), await rows('cost_calls_1w_v1'));
     } finally {
       await client.command({ query: 'USE migrate_test' });
     }

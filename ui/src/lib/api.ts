@@ -62,8 +62,6 @@ export interface AgentActivity {
   p50Ms: number | null;
   p95Ms: number | null;
   p99Ms: number | null;
-  tools: number;
-  accounts: number;
   costUsd: Money;
 }
 
@@ -325,11 +323,13 @@ export const DOCUMENTS = {
   Me: /* GraphQL */ `
     query Me { me { tenant role name } }
   `,
+  // Without agentActivity's distinct `tools` and `accounts`: no page shows them, and each is a statement of
+  // its own (with a tool filter, distinct accounts per agent are read from the raw calls of the whole range).
   Overview: /* GraphQL */ `
     query Overview($from: String!, $to: String!, $filter: AggregateFilter) {
       overview(from: $from, to: $to, filter: $filter) { calls errors denials agents p99Ms costUsd ${MONEY} }
       agentActivity(from: $from, to: $to, filter: $filter) {
-        agent calls share errors denials errorRate p50Ms p95Ms p99Ms tools accounts costUsd ${MONEY}
+        agent calls share errors denials errorRate p50Ms p95Ms p99Ms costUsd ${MONEY}
       }
       topServices(from: $from, to: $to, filter: $filter, limit: 8) { service calls share errors costUsd ${MONEY} }
       slowestTools(from: $from, to: $to, filter: $filter, limit: 10, orderBy: P99) {
