@@ -136,7 +136,8 @@ export async function queryTotalsOverTime(
   cache: ClosedBuckets = NO_CACHE,
 ): Promise<Map<Metric, Timeseries>> {
   const wanted = [...new Set(metrics)];
-  const options = { range, filter, need: [], stepSeconds: buckets.stepSeconds };
+  const sketch = wanted.includes('P95_MS');
+  const options: SourceOptions = { range, filter, need: [], stepSeconds: buckets.stepSeconds, ...(sketch ? {} : { sketch: false as const }) };
   const rows = await cache.read(clickhouse, tenant, options, (source) => {
     const sql = `
 SELECT b, ${wanted.map((m) => `${VALUE[m]} AS v_${m}`).join(', ')}
@@ -144,8 +145,7 @@ FROM (
     SELECT
         intDiv(toUnixTimestamp(t), {step:UInt32}) * {step:UInt32} AS b,
         sum(calls) AS n_calls, sum(errors) AS n_errors, sum(denials) AS n_denials,
-        sum(duration_sum_ns) AS n_duration, sum(cost_usd_sum) AS n_cost,
-        quantileDDMergeState(0.01, 0.5)(duration_sketch) AS n_sketch
+        sum(duration_sum_ns) AS n_duration, sum(cost_usd_sum) AS n_cost${sketch ? ',\n        quantileDDMergeState(0.01, 0.5)(duration_sketch) AS n_sketch' : ''}
     FROM ${source.sql}
     GROUP BY b
 )
