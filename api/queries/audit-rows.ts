@@ -176,7 +176,8 @@ export async function replacedAmong(clickhouse: ClickHouseClient, tenant: string
     clickhouse,
     'replacedEvents',
     `SELECT DISTINCT key FROM audit_lookup_v1
-     WHERE tenant = {tenant:String} AND kind = 'replaced' AND key IN {ids:Array(String)}`,
+     WHERE tenant = {tenant:String} AND kind = 'replaced' AND key IN {ids:Array(String)}
+     SETTINGS max_threads = 1`,
     { tenant, ids: distinct(ids) },
     z.object({ key: z.string() }),
   );
