@@ -13,7 +13,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { createGraphQLError } from 'graphql-yoga';
-import { errorCode } from '../core/clickhouse.ts';
+import { errorCode, withStatements } from '../core/clickhouse.ts';
 import type { ReadScheduler } from './read-scheduler.ts';
 
 export const ANONYMOUS = '';
@@ -79,14 +79,7 @@ export function createReadClient(clickhouse: ClickHouseClient, { scheduler, time
   const command: ClickHouseClient['command'] = (params) =>
     scheduled(() => clickhouse.command({ ...params, clickhouse_settings: { ...settings, ...params.clickhouse_settings } }));
 
-  const client = new Proxy(clickhouse, {
-    get(target, property) {
-      if (property === 'query') return query;
-      if (property === 'command') return command;
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  const client = withStatements(clickhouse, { query, command });
 
   return {
     client,

@@ -6,6 +6,7 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { performance } from 'node:perf_hooks';
+import { withStatements } from '../core/clickhouse.ts';
 
 export interface StatementTimings {
   client: ClickHouseClient;
@@ -48,14 +49,7 @@ export function timeStatements(clickhouse: ClickHouseClient): StatementTimings {
     };
   const query = timed((p: Parameters<ClickHouseClient['query']>[0]) => clickhouse.query(p) as Promise<unknown>);
   const command = timed((p: Parameters<ClickHouseClient['command']>[0]) => clickhouse.command(p));
-  const client = new Proxy(clickhouse, {
-    get(target, property) {
-      if (property === 'query') return query;
-      if (property === 'command') return command;
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  const client = withStatements(clickhouse, { query: query as ClickHouseClient['query'], command });
   return {
     client,
     take() {

@@ -62,6 +62,18 @@ export async function openClickHouse(options: ClickHouseOptions): Promise<ClickH
 }
 
 /** For names that come from configuration (validated identifiers), never from requests. */
+/** `clickhouse` sending its statements through `statements` instead; every other member is its own. */
+export function withStatements(clickhouse: ClickHouseClient, statements: Pick<ClickHouseClient, 'query' | 'command'>): ClickHouseClient {
+  return new Proxy(clickhouse, {
+    get(target, property) {
+      if (property === 'query') return statements.query;
+      if (property === 'command') return statements.command;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
 export function quoteIdentifier(name: string): string {
   return `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
 }

@@ -17,7 +17,7 @@ import type { Caller } from '../../api/context.ts';
 import type { KeyStore } from '../../api/plugins/use-auth.ts';
 import { callsSource } from '../../api/queries/rollup-plan.ts';
 import { parseTimeRange } from '../../api/queries/params.ts';
-import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
+import { openClickHouse, withStatements, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate, SQL_DIR } from '../../core/migrate.ts';
 import { normalizeAuditRecord, toAuditRow } from '../../model/audit-event.ts';
 import { epochNanos, formatRfc3339, parseRfc3339 } from '../../model/timestamp.ts';
@@ -572,16 +572,13 @@ describe('timeseries', () => {
     const filter = { service: 'repo' };
     // The statements each metric set sends, counted by the API's own client.
     const statements: string[] = [];
-    const counting = new Proxy(clickhouse, {
-      get(target, property) {
-        const member = Reflect.get(target, property, target);
-        if (property !== 'query') return typeof member === 'function' ? member.bind(target) : member;
-        return (params: { query: string }) => {
-          const metricsRead = params.query.match(/\bv_[A-Z0-9_]+/g);
-          if (metricsRead) statements.push(metricsRead.join(','));
-          return member.call(target, params);
-        };
-      },
+    const counting = withStatements(clickhouse, {
+      query: ((params: Parameters<ClickHouseClient['query']>[0]) => {
+        const metricsRead = params.query.match(/\bv_[A-Z0-9_]+/g);
+        if (metricsRead) statements.push(metricsRead.join(','));
+        return clickhouse.query(params);
+      }) as ClickHouseClient['query'],
+      command: (params) => clickhouse.command(params),
     });
     const shared = api;
     api = createApi({ clickhouse: counting, logger: pino({ level: 'silent' }), keys: KEYS });
