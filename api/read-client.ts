@@ -57,6 +57,11 @@ export function createReadClient(clickhouse: ClickHouseClient, { scheduler, time
     // From a server, an error while the result streams would arrive inside a 200 body, not as a
     // coded error: the server answers once the statement is done (results here are small).
     wait_end_of_query: 1,
+    // The engine compiles an expression (JIT) after its third use by default, so the compile lands on
+    // some caller's third or fourth request. The API's statement shapes are few and repeated, and the
+    // compiled cache is process-wide: compile on first use, the request that meets a shape first pays.
+    min_count_to_compile_expression: '0',
+    min_count_to_compile_aggregate_expression: '0',
   } as const;
 
   const scheduled = <T>(run: () => Promise<T>): Promise<T> => {
