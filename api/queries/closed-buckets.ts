@@ -39,7 +39,20 @@ export interface ClosedBuckets {
    * Runs `query`, one statement reading several sources at once (their params merged, so they must
    * not clash: callsSource()'s do not, for the same tenant and range), over the calls of each options.
    */
-  readAll<T>(clickhouse: ClickHouseClient, tenant: string, options: readonly SourceOptions[], query: (sources: Source[]) => Promise<T>): Promise<T>;
+  readAll<T>(clickhouse: ClickHouseClient, tenant: string, options: readonly SourceOptions[], query: (sources: Source[]) => Promise<T>, read?: ReadAllOptions): Promise<T>;
+}
+
+export interface ReadAllOptions {
+  /**
+   * Read the raw calls outside the cached spans once: when every source is answered from entries of
+   * one layer with the same span, the first source's edges keep the dimensions of every source and the
+   * others have none. Each edge read costs the statement about as much as the entry it completes (a few
+   * granules of audit_timeline_v1 and the grouping by event id), so a statement over three sources pays
+   * it once instead of three times. The query must then take every source's keys from the first
+   * source's rows too: e.g. uniqExactIf(tool, tool != '') over the union of the first and the tools'
+   * source, whose first-source rows have tool '' unless they are such edges.
+   */
+  shareEdges?: boolean;
 }
 
 /** Every read from the rollups and the raw table, as callsSource() plans it. */
@@ -99,6 +112,7 @@ type LayerRead = <T>(
   options: readonly SourceOptions[],
   query: (sources: Source[]) => Promise<T>,
   mode?: 'answer' | 'fill',
+  read?: ReadAllOptions,
 ) => Promise<T>;
 
 /** An entry a layer found for one of a read's options. */
@@ -155,7 +169,7 @@ FROM (SELECT ${t} AS b, ${keys} FROM ${source.sql})`
 SELECT {fill_entry:UInt64}, b, agent, service, tool, account_id, outcome, sum(calls), sum(errors), sum(denials),
     sum(duration_sum_ns), max(duration_max_ns),${sketch ? ' quantileDDMergeState(0.01, 0.5)(duration_sketch),' : ''} sum(cost_usd_sum),
     sum(priced_calls), min(first_seen), max(last_seen)
-FROM (SELECT ${t} AS b, ${keys}, ${METRICS} FROM ${source.sql})
+FROM (SELECT ${t} AS b, ${keys}, ${METRIC_COLUMNS} FROM ${source.sql})
 GROUP BY b, agent, service, tool, account_id, outcome`;
       const params = { ...source.params, fill_entry: id, ...(step === undefined ? {} : { step }) };
       return clickhouse.command({ query: insert, query_params: params });
@@ -210,7 +224,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
    * stale, every entry it read from this layer is dropped and the request answered by `inner` alone.
    */
   function layer(unit: bigint, inner: LayerRead): LayerRead {
-    return async (clickhouse, tenant, list, query, mode = 'answer') => {
+    return async (clickhouse, tenant, list, query, mode = 'answer', read = {}) => {
       const found: Array<Found | undefined> = [];
       const missing: Array<() => Promise<unknown>> = [];
       for (const options of list) {
@@ -231,8 +245,11 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
         found.push(entry && { key, entry, options, span });
       }
       const used = found.filter((f) => f !== undefined);
+      const first = used[0]?.span;
+      const share = read.shareEdges === true && used.length > 1 && used.length === list.length && used.every((f) => f.span.from === first!.from && f.span.to === first!.to);
+      const edges = (i: number): EdgeNeed => (!share ? 'own' : i > 0 ? 'none' : [...new Set(list.flatMap((o) => o.need))]);
       // One guard, in the first source read from an entry, checks every entry the statement reads here.
-      const cached = new Map(used.map((f, i) => [f, cachedSource(tenant, f, i === 0 ? used : [])]));
+      const cached = new Map(used.map((f, i) => [f, cachedSource(tenant, f, i === 0 ? used : [], edges(i))]));
       const rest = list.filter((_, i) => !found[i]);
       try {
         return await inner(
@@ -244,12 +261,13 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
             return query(found.map((f) => (f ? cached.get(f)! : sources[next++]!)));
           },
           mode,
+          read,
         );
       } catch (error) {
         if (errorCode(error) !== GUARD_FAILED || used.length === 0) throw error;
         counters.stale += used.length;
         for (const f of used) entries.delete(f.key);
-        return inner(clickhouse, tenant, list, query, mode);
+        return inner(clickhouse, tenant, list, query, mode, read);
       } finally {
         // After the answer, so that its reads go first; a fill's failure is not this request's error.
         for (const start of missing) {
@@ -261,16 +279,20 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     };
   }
 
-  /** The entry's rows, the guard of `guarded` (none when empty) and the raw calls of the range outside its span. */
-  function cachedSource(tenant: string, { entry, options, span }: Found, guarded: readonly Found[]): Source {
+  /**
+   * The entry's rows, the guard of `guarded` (none when empty) and the raw calls of the range outside its
+   * span: with the entry's own dimensions, with those of `edges`, or none (another source reads them).
+   */
+  function cachedSource(tenant: string, { entry, options, span }: Found, guarded: readonly Found[], need: EdgeNeed): Source {
     const keysOnly = options.keysOnly === true;
-    const edges = sourceParts(tenant, options, span);
+    const edges = sourceParts(tenant, need === 'own' || need === 'none' ? options : { ...options, need }, span);
+    const raw = need === 'none' ? undefined : edges.raw;
     const checks: Record<string, string | number> = {};
     guarded.forEach((g, i) => Object.assign(checks, { [`cache_entry_${i}`]: g.entry.id, [`cache_since_${i}`]: g.entry.since, [`cache_from_${i}`]: g.span.params.cache_from, [`cache_to_${i}`]: g.span.params.cache_to }));
     return {
-      sql: unionOf([cachedRows(keysOnly), ...(guarded.length ? [guard(keysOnly, guarded.length)] : []), ...(edges.raw === undefined ? [] : [edges.raw])], edges.empty),
+      sql: unionOf([cachedRows(keysOnly), ...(guarded.length ? [guard(keysOnly, guarded.length)] : []), ...(raw === undefined ? [] : [raw])], edges.empty),
       params: { ...edges.params, ...checks, cache_entry: entry.id, cache_rows: guarded.reduce((n, g) => n + g.entry.rows, 0), cache_settle: settle },
-      segments: edges.segments,
+      segments: raw === undefined ? [] : edges.segments,
     };
   }
 
@@ -280,7 +302,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
   const read = layer(MINUTE, layer(HOUR, (_c, t, o, q) => q(o.map((options) => callsSource(t, options)))));
   return {
     read: (c, t, o, q) => read(c, t, [o], ([source]) => q(source!)),
-    readAll: (c, t, o, q) => read(c, t, o, (sources) => q(apart(sources))),
+    readAll: (c, t, o, q, options) => read(c, t, o, (sources) => q(apart(sources)), 'answer', options),
     stats: () => ({ entries: entries.size, ...counters }),
     settled: async () => {
       // A fill may start another (the coarser layer's): wait until none is under way.
@@ -288,6 +310,9 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     },
   };
 }
+
+/** A cached source's raw edges: its own, with these dimensions, or none. */
+type EdgeNeed = 'own' | 'none' | Dimension[];
 
 interface Span {
   from: bigint;
@@ -330,11 +355,21 @@ function entryKeys(need: readonly Dimension[]): string {
   const keep = (dimension: Dimension, column: string) => (need.includes(dimension) ? column : `'' AS ${column}`);
   return `${keep('agent', 'agent')}, ${keep('service', 'service')}, ${keep('tool', 'tool')}, ${keep('account', 'account_id')}, '' AS outcome`;
 }
-const METRICS = 'calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen';
+/** The metric columns of a source's rows (callsSource's, an entry's), in their order. */
+export const METRIC_COLUMNS = 'calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen';
+
+/**
+ * The metric columns with their types and placeholder values, for rows that are not calls (the guard's,
+ * a keys-only source's in a union with metrics): whatever reads them must leave them out.
+ */
+export const PLACEHOLDER_METRICS = `toUInt64(0) AS calls, toUInt64(0) AS errors, toUInt64(0) AS denials, toUInt64(0) AS duration_sum_ns,
+        toUInt64(0) AS duration_max_ns, initializeAggregation('quantileDDState(0.01, 0.5)', toUInt64(0)) AS duration_sketch,
+        toDecimal128(0, 9) AS cost_usd_sum, toUInt64(0) AS priced_calls, toDateTime64(0, 9, 'UTC') AS first_seen,
+        toDateTime64(0, 9, 'UTC') AS last_seen`;
 
 function cachedRows(keysOnly: boolean): string {
   return `
-    SELECT ${KEYS}${keysOnly ? '' : `, ${METRICS}`}
+    SELECT ${KEYS}${keysOnly ? '' : `, ${METRIC_COLUMNS}`}
     FROM closed_buckets_v1
     WHERE entry = {cache_entry:UInt64}`;
 }
@@ -348,12 +383,8 @@ function guard(keysOnly: boolean, n: number): string {
   const ids = Array.from({ length: n }, (_, i) => `{cache_entry_${i}:UInt64}`);
   const writes = Array.from({ length: n }, (_, i) => `(${writtenInto(`{cache_since_${i}:DateTime64(6, 'UTC')}`, `_${i}`)})`);
   const keys = `toDateTime(0, 'UTC') AS t, '' AS agent, '' AS service, '' AS tool, '' AS account_id, '' AS outcome`;
-  const metrics = `, toUInt64(0) AS calls, toUInt64(0) AS errors, toUInt64(0) AS denials, toUInt64(0) AS duration_sum_ns,
-        toUInt64(0) AS duration_max_ns, initializeAggregation('quantileDDState(0.01, 0.5)', toUInt64(0)) AS duration_sketch,
-        toDecimal128(0, 9) AS cost_usd_sum, toUInt64(0) AS priced_calls, toDateTime64(0, 9, 'UTC') AS first_seen,
-        toDateTime64(0, 9, 'UTC') AS last_seen`;
   return `
-    SELECT ${keys}${keysOnly ? '' : metrics}
+    SELECT ${keys}${keysOnly ? '' : `, ${PLACEHOLDER_METRICS}`}
     FROM system.one
     WHERE throwIf(
         (SELECT count() FROM closed_buckets_v1 WHERE entry IN (${ids.join(', ')})) != {cache_rows:UInt64}

@@ -18,7 +18,7 @@ import { querySlowestTools } from '../../api/queries/slowest-tools.ts';
 import { buckets } from '../../api/queries/step.ts';
 import { queryTimeseries } from '../../api/queries/timeseries.ts';
 import { queryTopServices } from '../../api/queries/top-services.ts';
-import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
+import { openClickHouse, withStatements, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
 import { createClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditRecordInput } from '../../model/audit-event.ts';
@@ -137,6 +137,48 @@ test('every aggregate answers the same with the cache (fill and hits) as without
 
   const activity = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, { tools: true, accounts: true }, cache);
   assert.deepEqual(new Map(activity.map((a) => [a.agent, a.calls])), expectedCalls('acme'));
+});
+
+test("agentActivity reads the range's edges once, with every key, and counts the tools and accounts seen only there", async () => {
+  // A range with raw seconds at both ends; a tool and an account that only those seconds hold.
+  const from = END - 3 * HOUR + 20_000;
+  const to = END - HOUR + 40_000;
+  const range = parseTimeRange({ from: iso(from), to: iso(to) });
+  const call = (at: number, agent: string, tool: string, account: string): Sent => ({ tenant: 'edges', at, agent, tool, account, allowed: true, error: false });
+  await write([
+    call(from - 5_000, 'cursor', 'outside.Before.Get', 'acct-before'),
+    call(from + 5_000, 'cursor', 'edge.Start.Get', 'acct-start'),
+    call(END - 2 * HOUR, 'cursor', TOOLS[0]!, 'acct-1'),
+    call(END - 2 * HOUR + 30 * 60_000, 'planner', TOOLS[0]!, 'acct-1'),
+    call(to - 5_000, 'planner', 'edge.End.Get', 'acct-end'),
+    call(to + 1_000, 'planner', 'outside.After.Get', 'acct-after'),
+  ]);
+  let last = '';
+  const statements = withStatements(clickhouse, {
+    query: (params) => ((last = params.query), clickhouse.query(params)),
+    command: (params) => clickhouse.command(params),
+  });
+  const cache = createClosedBucketCache({ settleSeconds: 0 });
+  const plain = await queryAgentActivity(clickhouse, 'edges', range, {}, undefined, NO_CACHE);
+  assert.deepEqual(
+    plain.map((a) => [a.agent, a.calls, a.tools, a.accounts]),
+    [
+      ['cursor', 2, 2, 2],
+      ['planner', 2, 2, 2],
+    ],
+  );
+  assert.deepEqual(await queryAgentActivity(statements, 'edges', range, {}, undefined, cache), plain);
+  await cache.settled();
+  assert.deepEqual(await queryAgentActivity(statements, 'edges', range, {}, undefined, cache), plain);
+  assert.equal(cache.stats().hits, 3, 'the three sources from their minutes\' entries');
+  const reads = (sql: string) => sql.split('audit_timeline_v1').length - 1;
+  const shared = reads(last);
+  // As often as a one-source question over the same entries reads them.
+  await queryOverview(statements, 'edges', range, {}, cache);
+  await cache.settled();
+  await queryOverview(statements, 'edges', range, {}, cache);
+  assert.ok(reads(last) > 0);
+  assert.equal(shared, reads(last));
 });
 
 test('a call written late into a cached hour shows at once; the entry is refilled after', async () => {
