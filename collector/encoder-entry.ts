@@ -18,7 +18,7 @@ import type { DeliveryCounters } from './sender.ts';
 import type { SpoolRecord } from './spool.ts';
 import { createToolCallReader, type WireCalls } from './tool-call-wire.ts';
 import type { ToWorker } from './worker-entry.ts';
-import { threadLogging, type ThreadLogMessage } from './worker-thread.ts';
+import { lowerThreadPriority, threadLogging, type ThreadLogMessage } from './worker-thread.ts';
 
 export interface EncoderConfig {
   tenant: string;
@@ -52,6 +52,7 @@ export interface EncodedBatch {
 export type FromEncoder = { type: 'ready' } | EncodedBatch | Extract<ToWorker, { type: 'flush' | 'close' }> | ThreadLogMessage;
 
 const config = workerData as EncoderConfig;
+lowerThreadPriority();
 const parent = parentPort!;
 const post = (message: FromEncoder) => parent.postMessage(message);
 const { logger, warnings } = threadLogging(post, config.logLevel);

@@ -25,7 +25,7 @@ import { createPrepare, EncodedMessage, type QueueItem } from './prepare.ts';
 import { createSender, type SenderStats } from './sender.ts';
 import { openSpool, type SpoolRecord } from './spool.ts';
 import { createToolCallReader, type WireCalls } from './tool-call-wire.ts';
-import { startWorker, threadLogging, type ThreadLogMessage } from './worker-thread.ts';
+import { lowerThreadPriority, startWorker, threadLogging, type ThreadLogMessage } from './worker-thread.ts';
 
 export interface WorkerConfig {
   brokers: string[];
@@ -63,6 +63,7 @@ export type FromWorker =
   | ThreadLogMessage;
 
 const port = parentPort!;
+lowerThreadPriority();
 const config = workerData as WorkerConfig;
 const post = (message: FromWorker, transfer?: MessagePort[]) => port.postMessage(message, transfer);
 

@@ -3,6 +3,8 @@
  * worker, which travel to the parent thread as messages (`{ type: 'log', line }` with a pino line,
  * `{ type: 'warn', kind, fields, message }`) and end in the gateway's logger.
  */
+import fs from 'node:fs';
+import os from 'node:os';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { pino } from 'pino';
 import type { Logger } from '../core/logger.ts';
@@ -45,4 +47,29 @@ function plain(fields: Record<string, unknown>): Record<string, unknown> {
     out[key] = value instanceof Error ? { type: value.name, message: value.message, stack: value.stack } : value;
   }
   return out;
+}
+
+/**
+ * Nice value of the collector's own threads. Their work (encoding, gzip, kafkajs) can wait; the
+ * gateway's thread and the V8 helper threads of its garbage collector cannot: on a busy machine a
+ * runnable collector thread at the same priority takes the core a parallel scavenge or a request
+ * would have had. At nice 10 the kernel gives such a thread about a tenth of a core's share when it
+ * competes with the host's threads, and all the idle CPU otherwise.
+ */
+export const COLLECTOR_THREAD_NICE = 10;
+
+/**
+ * Lowers the calling thread's scheduling priority (Linux: setpriority on the thread's id, which
+ * /proc/thread-self names; a thread may always lower its own). Elsewhere, or if refused, nothing.
+ */
+export function lowerThreadPriority(nice = COLLECTOR_THREAD_NICE): boolean {
+  try {
+    const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
+    if (!Number.isInteger(tid) || tid <= 0) return false;
+    if (os.getPriority(tid) >= nice) return true;
+    os.setPriority(tid, nice);
+    return true;
+  } catch {
+    return false;
+  }
 }
