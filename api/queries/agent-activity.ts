@@ -6,11 +6,11 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
-import { mergedMetrics, mergedRow, ratio, toMerged, type Merged } from './aggregate-rows.ts';
+import { MERGED_METRICS, mergedRow, ratio, toMerged, type Merged } from './aggregate-rows.ts';
 import type { AggregateFilter } from './filter.ts';
 import type { TimeRange } from './params.ts';
 import type { SourceOptions } from './rollup-plan.ts';
-import { METRIC_COLUMNS, NO_CACHE, PLACEHOLDER_METRICS, type ClosedBuckets } from './closed-buckets.ts';
+import { NO_CACHE, type ClosedBuckets } from './closed-buckets.ts';
 import { count, selectRows } from './select-rows.ts';
 
 export interface AgentActivity extends Omit<Merged, 'maxMs'> {
@@ -44,11 +44,11 @@ export async function queryAgentActivity(
   options: AgentActivityOptions = { tools: true, accounts: true },
   buckets: ClosedBuckets = NO_CACHE,
 ): Promise<AgentActivity[]> {
-  // One statement and one GROUP BY over the union of the sources, each row tagged with its source: the
-  // metrics are merged from the first source's rows, each distinct count from every row that has its
-  // key. So the raw calls at the range's edges can be read once, with every key (shareEdges), and no
-  // join is needed. (Three statements would cost the engine's fixed cost per statement three times,
-  // and three turns in the read queue.)
+  // One statement: the metrics from the agent set, joined by agent to each distinct count from the set
+  // of its own dimension (three statements cost the engine's fixed cost per statement three times, and
+  // three turns in the read queue). The raw calls at the range's edges are read once, in the metrics'
+  // source with every key (shareEdges); each distinct count is that of its source's keys and the
+  // edges' together.
   const counts = DISTINCT.filter((d) => options[d.name]);
   const reads: SourceOptions[] = [{ range, filter, need: ['agent'] }, ...counts.map((d) => ({ range, filter, need: ['agent', d.dimension] as const, keysOnly: true }))];
   const rows = await buckets.readAll(
@@ -56,23 +56,25 @@ export async function queryAgentActivity(
     tenant,
     reads,
     ([metrics, ...keys]) => {
-      const keyColumns = (own?: string) => DISTINCT.map((d) => (d.column === own || own === undefined ? d.column : `'' AS ${d.column}`)).join(', ');
-      const sources = [
-        `SELECT 0 AS source, agent, ${keyColumns()}, ${METRIC_COLUMNS}
-    FROM ${metrics!.sql}`,
-        ...counts.map(
-          (d, i) => `SELECT ${i + 1} AS source, agent, ${keyColumns(d.column)}, ${PLACEHOLDER_METRICS}
-    FROM ${keys[i]!.sql}`,
-        ),
-      ];
-      const distinct = DISTINCT.map((d) => (options[d.name] ? `uniqExactIf(${d.column}, ${d.column} != '') AS ${d.name}` : `toUInt64(0) AS ${d.name}`));
+      // The metrics' rows have keys only where they are such shared edges (their entry's are '').
+      const edgeKeys = counts.map((d) => `,\n        groupUniqArrayIf(${d.column}, ${d.column} != '') AS edge_${d.name}`);
+      const joins = counts.map(
+        (d, i) => `
+LEFT JOIN (
+    SELECT agent, groupUniqArrayIf(${d.column}, ${d.column} != '') AS entry_${d.name}
+    FROM ${keys[i]!.sql}
+    GROUP BY agent
+) AS ${d.name}_per_agent USING agent`,
+      );
+      const distinct = DISTINCT.map((d) => (options[d.name] ? `length(arrayDistinct(arrayConcat(edge_${d.name}, entry_${d.name})))` : 'toUInt64(0)'));
       const sql = `
-SELECT agent, ${mergedMetrics(counts.length > 0 ? 'source = 0' : undefined)},
-    ${distinct.join(',\n    ')}
+SELECT agent, calls, errors, denials, duration_sum_ns, duration_max_ns, quantiles_ns, cost_usd, first_seen, last_seen,
+    ${distinct[0]} AS tools, ${distinct[1]} AS accounts
 FROM (
-    ${sources.join('\n    UNION ALL\n    ')}
-)
-GROUP BY agent
+    SELECT agent, ${MERGED_METRICS}${edgeKeys.join('')}
+    FROM ${metrics!.sql}
+    GROUP BY agent
+) AS metrics${joins.join('')}
 ORDER BY calls DESC, agent ASC`;
       const params = Object.assign({}, metrics!.params, ...keys.map((k) => k.params));
       return selectRows(clickhouse, 'agentActivity', sql, params, z.object({ agent: z.string(), tools: count, accounts: count, ...mergedRow }));

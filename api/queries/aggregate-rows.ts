@@ -8,22 +8,16 @@ import { count, maybeFloat } from './select-rows.ts';
  * Merged metrics of a group of source rows; percentiles and averages cover allowed calls only. A
  * percentile is within 1% of the exact value at its rank (DDSketch, relative accuracy 0.01, sql/0008).
  */
-export const MERGED_METRICS = mergedMetrics();
-
-/** MERGED_METRICS over the source rows for which `where` holds (every row without it). */
-export function mergedMetrics(where?: string): string {
-  const agg = (fn: string, args: string, parameters = '') => (where === undefined ? `${fn}${parameters}(${args})` : `${fn}If${parameters}(${args}, ${where})`);
-  return `
-    ${agg('sum', 'calls')} AS calls,
-    ${agg('sum', 'errors')} AS errors,
-    ${agg('sum', 'denials')} AS denials,
-    ${agg('sum', 'duration_sum_ns')} AS duration_sum_ns,
-    ${agg('max', 'duration_max_ns')} AS duration_max_ns,
-    ${agg('quantilesDDMerge', 'duration_sketch', '(0.01, 0.5, 0.95, 0.99)')} AS quantiles_ns,
-    toString(${agg('sum', 'cost_usd_sum')}) AS cost_usd,
-    ${agg('min', 'first_seen')} AS first_seen,
-    ${agg('max', 'last_seen')} AS last_seen`;
-}
+export const MERGED_METRICS = `
+    sum(calls)                                                    AS calls,
+    sum(errors)                                                   AS errors,
+    sum(denials)                                                  AS denials,
+    sum(duration_sum_ns)                                          AS duration_sum_ns,
+    max(duration_max_ns)                                          AS duration_max_ns,
+    quantilesDDMerge(0.01, 0.5, 0.95, 0.99)(duration_sketch)      AS quantiles_ns,
+    toString(sum(cost_usd_sum))                                   AS cost_usd,
+    min(first_seen)                                               AS first_seen,
+    max(last_seen)                                                AS last_seen`;
 
 export const mergedRow = {
   calls: count,

@@ -356,13 +356,13 @@ function entryKeys(need: readonly Dimension[]): string {
   return `${keep('agent', 'agent')}, ${keep('service', 'service')}, ${keep('tool', 'tool')}, ${keep('account', 'account_id')}, '' AS outcome`;
 }
 /** The metric columns of a source's rows (callsSource's, an entry's), in their order. */
-export const METRIC_COLUMNS = 'calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen';
+const METRIC_COLUMNS = 'calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen';
 
 /**
- * The metric columns with their types and placeholder values, for rows that are not calls (the guard's,
- * a keys-only source's in a union with metrics): whatever reads them must leave them out.
+ * The metric columns with their types and placeholder values, for the guard's row (which no
+ * question reads: it is never returned).
  */
-export const PLACEHOLDER_METRICS = `toUInt64(0) AS calls, toUInt64(0) AS errors, toUInt64(0) AS denials, toUInt64(0) AS duration_sum_ns,
+const PLACEHOLDER_METRICS = `toUInt64(0) AS calls, toUInt64(0) AS errors, toUInt64(0) AS denials, toUInt64(0) AS duration_sum_ns,
         toUInt64(0) AS duration_max_ns, initializeAggregation('quantileDDState(0.01, 0.5)', toUInt64(0)) AS duration_sketch,
         toDecimal128(0, 9) AS cost_usd_sum, toUInt64(0) AS priced_calls, toDateTime64(0, 9, 'UTC') AS first_seen,
         toDateTime64(0, 9, 'UTC') AS last_seen`;
