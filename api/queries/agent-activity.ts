@@ -6,7 +6,7 @@
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
-import { MERGED_METRICS, mergedRow, ratio, toMerged, type Merged } from './aggregate-rows.ts';
+import { mergedRow, MERGED_METRICS, ratio, toMerged, type Merged } from './aggregate-rows.ts';
 import type { AggregateFilter } from './filter.ts';
 import type { TimeRange } from './params.ts';
 import type { SourceOptions } from './rollup-plan.ts';
@@ -56,7 +56,8 @@ export async function queryAgentActivity(
     tenant,
     reads,
     ([metrics, ...keys]) => {
-      // The metrics' rows have keys only where they are such shared edges (their entry's are '').
+      // A metrics row with a tool or account other than '' is a shared edge (or a rollup row that keeps
+      // the key); either way a true key of its agent in the range, so counting it with the keys' is exact.
       const edgeKeys = counts.map((d) => `,\n        groupUniqArrayIf(${d.column}, ${d.column} != '') AS edge_${d.name}`);
       const joins = counts.map(
         (d, i) => `

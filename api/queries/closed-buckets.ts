@@ -49,8 +49,9 @@ export interface ReadAllOptions {
    * others have none. Each edge read costs the statement about as much as the entry it completes (a few
    * granules of audit_timeline_v1 and the grouping by event id), so a statement over three sources pays
    * it once instead of three times. The query must then take every source's keys from the first
-   * source's rows too: e.g. uniqExactIf(tool, tool != '') over the union of the first and the tools'
-   * source, whose first-source rows have tool '' unless they are such edges.
+   * source's rows too: those rows have a key other than '' where they are shared edges (or where the
+   * first source's own dimensions hold it), e.g. the distinct tools of the tools' source and of the
+   * first source's rows with tool != '' together.
    */
   shareEdges?: boolean;
 }
@@ -169,7 +170,7 @@ FROM (SELECT ${t} AS b, ${keys} FROM ${source.sql})`
 SELECT {fill_entry:UInt64}, b, agent, service, tool, account_id, outcome, sum(calls), sum(errors), sum(denials),
     sum(duration_sum_ns), max(duration_max_ns),${sketch ? ' quantileDDMergeState(0.01, 0.5)(duration_sketch),' : ''} sum(cost_usd_sum),
     sum(priced_calls), min(first_seen), max(last_seen)
-FROM (SELECT ${t} AS b, ${keys}, ${METRIC_COLUMNS} FROM ${source.sql})
+FROM (SELECT ${t} AS b, ${keys}, ${METRICS} FROM ${source.sql})
 GROUP BY b, agent, service, tool, account_id, outcome`;
       const params = { ...source.params, fill_entry: id, ...(step === undefined ? {} : { step }) };
       return clickhouse.command({ query: insert, query_params: params });
@@ -355,21 +356,11 @@ function entryKeys(need: readonly Dimension[]): string {
   const keep = (dimension: Dimension, column: string) => (need.includes(dimension) ? column : `'' AS ${column}`);
   return `${keep('agent', 'agent')}, ${keep('service', 'service')}, ${keep('tool', 'tool')}, ${keep('account', 'account_id')}, '' AS outcome`;
 }
-/** The metric columns of a source's rows (callsSource's, an entry's), in their order. */
-const METRIC_COLUMNS = 'calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen';
-
-/**
- * The metric columns with their types and placeholder values, for the guard's row (which no
- * question reads: it is never returned).
- */
-const PLACEHOLDER_METRICS = `toUInt64(0) AS calls, toUInt64(0) AS errors, toUInt64(0) AS denials, toUInt64(0) AS duration_sum_ns,
-        toUInt64(0) AS duration_max_ns, initializeAggregation('quantileDDState(0.01, 0.5)', toUInt64(0)) AS duration_sketch,
-        toDecimal128(0, 9) AS cost_usd_sum, toUInt64(0) AS priced_calls, toDateTime64(0, 9, 'UTC') AS first_seen,
-        toDateTime64(0, 9, 'UTC') AS last_seen`;
+const METRICS = 'calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen';
 
 function cachedRows(keysOnly: boolean): string {
   return `
-    SELECT ${KEYS}${keysOnly ? '' : `, ${METRIC_COLUMNS}`}
+    SELECT ${KEYS}${keysOnly ? '' : `, ${METRICS}`}
     FROM closed_buckets_v1
     WHERE entry = {cache_entry:UInt64}`;
 }
@@ -383,8 +374,12 @@ function guard(keysOnly: boolean, n: number): string {
   const ids = Array.from({ length: n }, (_, i) => `{cache_entry_${i}:UInt64}`);
   const writes = Array.from({ length: n }, (_, i) => `(${writtenInto(`{cache_since_${i}:DateTime64(6, 'UTC')}`, `_${i}`)})`);
   const keys = `toDateTime(0, 'UTC') AS t, '' AS agent, '' AS service, '' AS tool, '' AS account_id, '' AS outcome`;
+  const metrics = `, toUInt64(0) AS calls, toUInt64(0) AS errors, toUInt64(0) AS denials, toUInt64(0) AS duration_sum_ns,
+        toUInt64(0) AS duration_max_ns, initializeAggregation('quantileDDState(0.01, 0.5)', toUInt64(0)) AS duration_sketch,
+        toDecimal128(0, 9) AS cost_usd_sum, toUInt64(0) AS priced_calls, toDateTime64(0, 9, 'UTC') AS first_seen,
+        toDateTime64(0, 9, 'UTC') AS last_seen`;
   return `
-    SELECT ${keys}${keysOnly ? '' : `, ${PLACEHOLDER_METRICS}`}
+    SELECT ${keys}${keysOnly ? '' : metrics}
     FROM system.one
     WHERE throwIf(
         (SELECT count() FROM closed_buckets_v1 WHERE entry IN (${ids.join(', ')})) != {cache_rows:UInt64}
