@@ -6,7 +6,9 @@
  * at the range's ends (and of the last SETTLE_SECONDS). A minutes' entry is filled the same way from an
  * entry of the range's whole hours (filled from the rollups, as callsSource() plans them) and the raw
  * calls of its partial hours, so a range that moves every minute does not re-merge the rollups of its
- * days. The question's own SQL is unchanged: it runs over the cached rows, a guard and the edges.
+ * days. A range that ended more than SETTLE_SECONDS ago is held whole, to the nanosecond, in place of
+ * its minutes: nothing is left at its ends to read raw. The question's own SQL is unchanged: it runs
+ * over the cached rows, a guard and the edges.
  *
  * An entry is right while no call inside its span is written after it was filled. The guard, in the
  * same statement, checks the write log (call_writes_v1) for such a write and the entry's row count, and
@@ -223,13 +225,14 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
    * the 10M set, a burst of 4 requests over the rollups while the fills ran took up to 1.4 s). A fill of
    * the next finer layer (`fill`) waits for the entries it reads. When the statement finds an entry
    * stale, every entry it read from this layer is dropped and the request answered by `inner` alone.
+   * With `exact`, a range all settled is cached as it is (see spanOf).
    */
-  function layer(unit: bigint, inner: LayerRead): LayerRead {
+  function layer(unit: bigint, inner: LayerRead, exact = false): LayerRead {
     return async (clickhouse, tenant, list, query, mode = 'answer', read = {}) => {
       const found: Array<Found | undefined> = [];
       const missing: Array<() => Promise<unknown>> = [];
       for (const options of list) {
-        const span = spanOf(options, unit, settledBefore());
+        const span = spanOf(options, unit, settledBefore(), exact);
         if (!span) {
           found.push(undefined);
           continue;
@@ -299,8 +302,11 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
 
   // Whole minutes over whole hours: a minute's entry is filled from the hours' entry and the raw calls
   // of the partial hours, so a range that moves every minute re-reads at most two hours of raw calls,
-  // not the rollups of its days; a request reads one entry and the seconds at the range's ends.
-  const read = layer(MINUTE, layer(HOUR, (_c, t, o, q) => q(o.map((options) => callsSource(t, options)))));
+  // not the rollups of its days; a request reads one entry and the seconds at the range's ends. A range
+  // that has ended (all of it settled: a past week, an incident's hour) is held whole instead, seconds
+  // and all, so its requests read one entry and no raw call: reading the edges' few granules costs a
+  // statement about as much as the entry and its guard together.
+  const read = layer(MINUTE, layer(HOUR, (_c, t, o, q) => q(o.map((options) => callsSource(t, options)))), true);
   return {
     read: (c, t, o, q) => read(c, t, [o], ([source]) => q(source!)),
     readAll: (c, t, o, q, options) => read(c, t, o, (sources) => q(apart(sources)), 'answer', options),
@@ -324,11 +330,17 @@ interface Span {
 const MINUTE = 60_000_000_000n;
 const HOUR = 60n * MINUTE;
 
-/** The whole units inside the range and before `settledBefore`; undefined when there are none. */
-function spanOf(options: SourceOptions, unit: bigint, settledBefore: bigint): Span | undefined {
-  const from = ceilTo(nanosOf(options.range.from), unit);
+/**
+ * The whole units inside the range and before `settledBefore`; undefined when there are none. With
+ * `exact`, a range that ended before `settledBefore` is its own span, to the nanosecond: no call of it
+ * is still arriving, so nothing of it is left to read raw.
+ */
+function spanOf(options: SourceOptions, unit: bigint, settledBefore: bigint, exact: boolean): Span | undefined {
+  const start = nanosOf(options.range.from);
   const end = nanosOf(options.range.to);
-  const to = floorTo(end < settledBefore ? end : settledBefore, unit);
+  const settled = exact && end <= settledBefore;
+  const from = settled ? start : ceilTo(start, unit);
+  const to = settled ? end : floorTo(end < settledBefore ? end : settledBefore, unit);
   if (from >= to) return undefined;
   return { from, to, params: { cache_from: formatClickHouse(instantFromEpochNanos(from)), cache_to: formatClickHouse(instantFromEpochNanos(to)) } };
 }

@@ -139,7 +139,7 @@ test('every aggregate answers the same with the cache (fill and hits) as without
   assert.deepEqual(new Map(activity.map((a) => [a.agent, a.calls])), expectedCalls('acme'));
 });
 
-test("agentActivity reads the range's edges once, with every key, and counts the tools and accounts seen only there", async () => {
+test("agentActivity reads an open range's edges once, with every key, and counts the tools and accounts seen only there; an ended range reads none", async () => {
   // A range with raw seconds at both ends; a tool and an account that only those seconds hold.
   const from = END - 3 * HOUR + 20_000;
   const to = END - HOUR + 40_000;
@@ -158,7 +158,8 @@ test("agentActivity reads the range's edges once, with every key, and counts the
     query: (params) => ((last = params.query), clickhouse.query(params)),
     command: (params) => clickhouse.command(params),
   });
-  const cache = createClosedBucketCache({ settleSeconds: 0 });
+  // A range still open (it ends after the settled time), so its minutes are cached and its ends read raw.
+  const cache = createClosedBucketCache({ settleSeconds: 0, now: () => to - 1 });
   const plain = await queryAgentActivity(clickhouse, 'edges', range, {}, undefined, NO_CACHE);
   assert.deepEqual(
     plain.map((a) => [a.agent, a.calls, a.tools, a.accounts]),
@@ -179,6 +180,14 @@ test("agentActivity reads the range's edges once, with every key, and counts the
   await queryOverview(statements, 'edges', range, {}, cache);
   assert.ok(reads(last) > 0);
   assert.equal(shared, reads(last));
+
+  // Once the range has ended, it is held whole: its requests read no raw call, and answer the same.
+  const ended = createClosedBucketCache({ settleSeconds: 0 });
+  assert.deepEqual(await queryAgentActivity(statements, 'edges', range, {}, undefined, ended), plain);
+  await ended.settled();
+  assert.deepEqual(await queryAgentActivity(statements, 'edges', range, {}, undefined, ended), plain);
+  assert.equal(ended.stats().hits, 3);
+  assert.equal(reads(last), 0);
 });
 
 test('a call written late into a cached hour shows at once; the entry is refilled after', async () => {
