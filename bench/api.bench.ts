@@ -14,7 +14,8 @@
  *
  * Data: bench/data/generate-events.ts's data set (BENCH_EVENTS, default 10,000,000 events over 30 days),
  * cached under .cache/bench/ keyed by the generator's version, N and the migrations in sql/; built in a
- * child process (or copied from BENCH_DATA_FROM) when missing. Ranges end where the data set ends.
+ * child process (or copied from BENCH_DATA_FROM) when missing. Ranges end where the data set ends, but for the
+ * "to now" rows (the last 7 days up to the moment of each request).
  *
  * The API: createApi with a key store of one viewer key of the data set's biggest tenant (acme, 80% of
  * the rows), on a node:http server on loopback, in this process with the embedded engine (chDB allows one
@@ -136,15 +137,22 @@ interface Operation {
 const iso = (ms: number) => new Date(ms).toISOString();
 const nanos = (ms: number) => (BigInt(ms) * 1_000_000n).toString();
 const range = (days: number) => (ctx: Context) => ({ from: iso(ctx.end - days * DAY_MS), to: iso(ctx.end) });
+/** The last `days` days up to this moment: a range still open, as a dashboard asks by default. */
+const openRange = (days: number) => () => {
+  const now = Date.now();
+  return { from: iso(now - days * DAY_MS), to: iso(now) };
+};
 const sample = (ctx: Context, i: number) => ctx.samples[i % ctx.samples.length]!;
 
 const IN_RANGE = `tenant = {tenant:String} AND timestamp >= fromUnixTimestamp64Nano({from_ns:Int64}) AND timestamp < fromUnixTimestamp64Nano({to_ns:Int64})`;
 
-/** A raw statement over a range of days ending at the data set's end. */
-function rawRange(days: number, sql: string, extra: Record<string, unknown> = {}): Raw {
+/** A raw statement over a range of days ending at the data set's end (or, `open`, now). */
+function rawRange(days: number, sql: string, extra: Record<string, unknown> = {}, open = false): Raw {
   return {
-    run: (clickhouse, ctx) =>
-      rows(clickhouse, sql, { tenant: TENANT, from_ns: nanos(ctx.end - days * DAY_MS), to_ns: nanos(ctx.end), ...extra }),
+    run: (clickhouse, ctx) => {
+      const end = open ? Date.now() : ctx.end;
+      return rows(clickhouse, sql, { tenant: TENANT, from_ns: nanos(end - days * DAY_MS), to_ns: nanos(end), ...extra });
+    },
   };
 }
 
@@ -206,10 +214,31 @@ function aggregates(days: number): Operation[] {
   ];
 }
 
+/**
+ * The dashboard's first questions over the last 7 days up to now, a range still open on every request:
+ * its end is read raw (the calls of the last minute are still arriving) and its answer is not kept.
+ */
+function openAggregates(): Operation[] {
+  const r = openRange(7);
+  const targetMs = 100;
+  return [
+    { name: 'overview 7 d to now', field: 'overview', args: r, targetMs, raw: rawRange(7, RAW_SQL.overview, {}, true) },
+    { name: 'agentActivity 7 d to now', field: 'agentActivity', args: r, targetMs, raw: rawRange(7, RAW_SQL.agents, {}, true) },
+    {
+      name: 'timeseries(CALLS by SERVICE) 7 d to now',
+      field: 'timeseries',
+      args: () => ({ ...r(), metric: new Enum('CALLS'), groupBy: new Enum('SERVICE'), top: 5 }),
+      targetMs,
+      raw: rawRange(7, RAW_SQL.timeseries, { step: 3600 }, true),
+    },
+  ];
+}
+
 /** Everything measured, in the order printed. Issue 11 "What can be asked" names the queries. */
 export const OPERATIONS: Operation[] = [
   ...aggregates(7),
   ...aggregates(30),
+  ...openAggregates(),
   {
     name: 'auditLog first page (connection)',
     field: 'auditLog',

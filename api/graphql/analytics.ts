@@ -10,7 +10,7 @@ import { queryAgentActivity } from '../queries/agent-activity.ts';
 import { queryDenials } from '../queries/denials.ts';
 import { parseAggregateFilter, type AggregateFilterInput } from '../queries/filter.ts';
 import { queryOverview } from '../queries/overview.ts';
-import { badInput, parseLimit, parseTimeRange } from '../queries/params.ts';
+import { badInput, parseLimit, parseTimeRange, type TimeRange } from '../queries/params.ts';
 import { querySlowestTools, type ToolOrder } from '../queries/slowest-tools.ts';
 import { buckets, formatStep, parseStep } from '../queries/step.ts';
 import { queryTimeseries, queryTotalsOverTime, type GroupBy, type Metric, type Timeseries } from '../queries/timeseries.ts';
@@ -225,36 +225,50 @@ function selectedFields(info: GraphQLResolveInfo): Set<string> | undefined {
 
 export function resolvers(clickhouse: ClickHouseClient, { closedBuckets = NO_CACHE }: { closedBuckets?: ClosedBuckets } = {}) {
   const totals = metricBatches<Metric, Timeseries>();
+  // Each aggregate over a range that has ended is answered again from its kept answer while no call is
+  // written into the range (closedBuckets.answer); the question names everything else it depends on.
+  const answer = <T>(tenant: string, question: unknown[], range: TimeRange, compute: () => Promise<T>) => closedBuckets.answer(clickhouse, tenant, question, range, compute);
   return {
     Query: {
-      overview: (_: unknown, args: RangeArgs, ctx: ApiContext) =>
-        queryOverview(clickhouse, tenantOf(ctx, args.tenant), parseTimeRange(args), parseAggregateFilter(args.filter), closedBuckets),
+      overview: (_: unknown, args: RangeArgs, ctx: ApiContext) => {
+        const tenant = tenantOf(ctx, args.tenant);
+        const range = parseTimeRange(args);
+        const filter = parseAggregateFilter(args.filter);
+        return answer(tenant, ['overview', filter], range, () => queryOverview(clickhouse, tenant, range, filter, closedBuckets));
+      },
 
       agentActivity: (_: unknown, args: RangeArgs, ctx: ApiContext, info: GraphQLResolveInfo) => {
         const fields = selectedFields(info);
-        return queryAgentActivity(
-          clickhouse,
-          tenantOf(ctx),
-          parseTimeRange(args),
-          parseAggregateFilter(args.filter),
-          {
-            tools: fields?.has('tools') ?? true,
-            accounts: fields?.has('accounts') ?? true,
-          },
-          closedBuckets,
-        );
+        const tenant = tenantOf(ctx);
+        const range = parseTimeRange(args);
+        const filter = parseAggregateFilter(args.filter);
+        const distinct = { tools: fields?.has('tools') ?? true, accounts: fields?.has('accounts') ?? true };
+        return answer(tenant, ['agentActivity', filter, distinct], range, () => queryAgentActivity(clickhouse, tenant, range, filter, distinct, closedBuckets));
       },
 
       agents: async (_: unknown, args: RangeArgs, ctx: ApiContext) => {
-        const rows = await queryAgentActivity(clickhouse, tenantOf(ctx, args.tenant), parseTimeRange(args), {}, { tools: false, accounts: false }, closedBuckets);
+        const tenant = tenantOf(ctx, args.tenant);
+        const range = parseTimeRange(args);
+        const rows = await answer(tenant, ['agents'], range, () => queryAgentActivity(clickhouse, tenant, range, {}, { tools: false, accounts: false }, closedBuckets));
         return rows.map(({ agent, calls, errors, denials, p50Ms, p99Ms, costUsd }) => ({ agent, calls, errors, denials, p50Ms, p99Ms, costUsd }));
       },
 
-      topServices: (_: unknown, args: RangeArgs & { limit?: number | null }, ctx: ApiContext) =>
-        queryTopServices(clickhouse, tenantOf(ctx), parseTimeRange(args), parseAggregateFilter(args.filter), parseLimit(args.limit, 10), closedBuckets),
+      topServices: (_: unknown, args: RangeArgs & { limit?: number | null }, ctx: ApiContext) => {
+        const tenant = tenantOf(ctx);
+        const range = parseTimeRange(args);
+        const filter = parseAggregateFilter(args.filter);
+        const limit = parseLimit(args.limit, 10);
+        return answer(tenant, ['topServices', filter, limit], range, () => queryTopServices(clickhouse, tenant, range, filter, limit, closedBuckets));
+      },
 
-      slowestTools: (_: unknown, args: RangeArgs & { limit?: number | null; orderBy?: ToolOrder | null }, ctx: ApiContext) =>
-        querySlowestTools(clickhouse, tenantOf(ctx, args.tenant), parseTimeRange(args), parseAggregateFilter(args.filter), parseLimit(args.limit, 10), args.orderBy ?? 'P99', closedBuckets),
+      slowestTools: (_: unknown, args: RangeArgs & { limit?: number | null; orderBy?: ToolOrder | null }, ctx: ApiContext) => {
+        const tenant = tenantOf(ctx, args.tenant);
+        const range = parseTimeRange(args);
+        const filter = parseAggregateFilter(args.filter);
+        const limit = parseLimit(args.limit, 10);
+        const orderBy = args.orderBy ?? 'P99';
+        return answer(tenant, ['slowestTools', filter, limit, orderBy], range, () => querySlowestTools(clickhouse, tenant, range, filter, limit, orderBy, closedBuckets));
+      },
 
       timeseries: async (
         _: unknown,
@@ -267,10 +281,11 @@ export function resolvers(clickhouse: ClickHouseClient, { closedBuckets = NO_CAC
         const top = parseTop(args.top);
         const steps = buckets(range, parseStep(args.step));
         const groupBy = args.groupBy ?? 'NONE';
-        const series =
+        const series = await answer(tenant, ['timeseries', filter, args.metric, steps, groupBy, groupBy === 'NONE' ? null : top], range, () =>
           groupBy === 'NONE'
-            ? await totals.of(ctx, [tenant, range, filter, steps], args.metric, (metrics) => queryTotalsOverTime(clickhouse, tenant, range, filter, metrics, steps, closedBuckets))
-            : await queryTimeseries(clickhouse, tenant, range, filter, args.metric, steps, groupBy, top, closedBuckets);
+            ? totals.of(ctx, [tenant, range, filter, steps], args.metric, (metrics) => queryTotalsOverTime(clickhouse, tenant, range, filter, metrics, steps, closedBuckets))
+            : queryTimeseries(clickhouse, tenant, range, filter, args.metric, steps, groupBy, top, closedBuckets),
+        );
         return { ...series, step: formatStep(series.stepSeconds) };
       },
 
@@ -279,7 +294,8 @@ export function resolvers(clickhouse: ClickHouseClient, { closedBuckets = NO_CAC
         const range = parseTimeRange(args);
         const filter = parseAggregateFilter(args.filter);
         const limit = parseLimit(args.limit, 20);
-        const result = await queryDenials(clickhouse, tenant, range, filter, buckets(range, parseStep(args.step)), limit);
+        const steps = buckets(range, parseStep(args.step));
+        const result = await answer(tenant, ['denials', filter, steps, limit], range, () => queryDenials(clickhouse, tenant, range, filter, steps, limit));
         return { ...result, step: formatStep(result.stepSeconds) };
       },
     },

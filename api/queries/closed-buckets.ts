@@ -22,8 +22,14 @@
  * than the answer it replaces: on a range that moves every minute, each first look would otherwise pay
  * it). One that finds the fill already under way waits for it, and reads the entry.
  *
- * One cache per API process (createApi makes it); entries live MAX_AGE_MS, the least recently used
- * are dropped beyond MAX_ENTRIES.
+ * Above the entries, the answers (answer()): a question over a range that has ended is answered from
+ * the same calls until one is written into the range, so its answer is kept, and given again after one
+ * look at the write log (one statement of a few milliseconds instead of the entry, its guard and the
+ * question's own work). An open range (one that ends within SETTLE_SECONDS of now, as a dashboard's
+ * "last 7 days" does) is computed on every request.
+ *
+ * One cache per API process (createApi makes it); entries and answers live MAX_AGE_MS, the least
+ * recently used are dropped beyond MAX_ENTRIES (each).
  */
 import { randomBytes } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -32,6 +38,7 @@ import { errorCode } from '../../core/clickhouse.ts';
 import { formatClickHouse, instantFromEpochNanos } from '../../model/timestamp.ts';
 import { callsSource, ceilTo, floorTo, nanosOf, prefixed, sourceParts, unionOf, type Source, type SourceOptions } from './rollup-plan.ts';
 import type { Dimension } from './filter.ts';
+import type { TimeRange } from './params.ts';
 import { count, selectRows } from './select-rows.ts';
 
 export interface ClosedBuckets {
@@ -42,6 +49,12 @@ export interface ClosedBuckets {
    * not clash: callsSource()'s do not, for the same tenant and range), over the calls of each options.
    */
   readAll<T>(clickhouse: ClickHouseClient, tenant: string, options: readonly SourceOptions[], query: (sources: Source[]) => Promise<T>, read?: ReadAllOptions): Promise<T>;
+  /**
+   * `compute()`'s answer to `question` (everything the answer depends on but the tenant and the range)
+   * over `range`. Once the range has ended, the answer is kept and given again while no call inside the
+   * range is written after it was computed, which one look at the write log tells per request.
+   */
+  answer<T>(clickhouse: ClickHouseClient, tenant: string, question: unknown, range: TimeRange, compute: () => Promise<T>): Promise<T>;
 }
 
 export interface ReadAllOptions {
@@ -62,6 +75,7 @@ export interface ReadAllOptions {
 export const NO_CACHE: ClosedBuckets = {
   read: (_clickhouse, tenant, options, query) => query(callsSource(tenant, options)),
   readAll: (_clickhouse, tenant, options, query) => query(apart(options.map((o) => callsSource(tenant, o)))),
+  answer: (_clickhouse, _tenant, _question, _range, compute) => compute(),
 };
 
 /** Sources read in one statement, each with parameter names of its own (`s<i>_...`). */
@@ -79,11 +93,13 @@ export interface ClosedBucketOptions {
    * request's abort signal). Without it, fills run in the request's own context.
    */
   detach?: <T>(work: () => Promise<T>) => Promise<T>;
+  /** false: answer() always computes (to test the entries beneath it). */
+  answers?: boolean;
 }
 
 export interface ClosedBucketCache extends ClosedBuckets {
   /** Entries held, and how requests were answered, for tests and the bench. */
-  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number; failed: number };
+  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number; failed: number; answers: number; answered: number; staleAnswers: number };
   /** Resolves once the fills under way now have ended. */
   settled(): Promise<void>;
 }
@@ -96,6 +112,13 @@ export const SETTLE_SECONDS = 60;
 /** ClickHouse's FUNCTION_THROW_IF_VALUE_IS_NON_ZERO: only the guard calls throwIf in these statements. */
 const GUARD_FAILED = 395;
 
+/** An ended range's answer, and the server's clock (DateTime64(6) text) before it was computed. */
+interface Answer {
+  value: unknown;
+  since: string;
+  createdMs: number;
+}
+
 interface Entry {
   id: string;
   rows: number;
@@ -106,6 +129,8 @@ interface Entry {
 
 const stateRow = z.object({ now: z.string(), recent: count });
 const countRow = z.object({ n: count });
+const answerRow = z.object({ recent: count });
+const nowRow = z.object({ now: z.string() });
 
 type Read = ClosedBuckets['read'];
 /** A layer's read: `answer` for a request, `fill` for the finer layer's fill (which waits for entries). */
@@ -134,7 +159,10 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
   const entries = new Map<string, Entry>();
   /** Fills under way: requests for the same span at once share one. */
   const filling = new Map<string, Promise<Entry | undefined>>();
-  const counters = { hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0 };
+  const counters = { hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answered: 0, staleAnswers: 0 };
+  /** Answers over ended ranges (answer()), least recently used first. */
+  const answers = new Map<string, Answer>();
+  const keepAnswers = options.answers !== false;
   const detach = options.detach ?? ((work) => work());
   /** Nothing later than this is cached: calls of the last SETTLE_SECONDS are still arriving. */
   const settledBefore = () => (BigInt(now()) - BigInt(settle) * 1000n) * 1_000_000n;
@@ -307,10 +335,45 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
   // and all, so its requests read one entry and no raw call: reading the edges' few granules costs a
   // statement about as much as the entry and its guard together.
   const read = layer(MINUTE, layer(HOUR, (_c, t, o, q) => q(o.map((options) => callsSource(t, options)))), true);
+
+  /**
+   * An ended range's answer: given again while the write log has no write into the range since it was
+   * computed (less the settling time, as for an entry); otherwise computed, and kept once the range has
+   * ended. Requests for the same answer at once each compute it: sharing one computation would tie
+   * them to the first request's caller and its cancellation.
+   */
+  async function answer<T>(clickhouse: ClickHouseClient, tenant: string, question: unknown, range: TimeRange, compute: () => Promise<T>): Promise<T> {
+    if (!keepAnswers || nanosOf(range.to) > settledBefore()) return compute();
+    const key = JSON.stringify([tenant, question, range.from, range.to]);
+    const params = { tenant, cache_from: range.from, cache_to: range.to, cache_settle: settle };
+    const kept = answers.get(key);
+    if (kept && now() - kept.createdMs <= maxAgeMs) {
+      const [state] = await selectRows(clickhouse, 'closedBuckets.answer', `SELECT (${recentWrites('{cache_since:DateTime64(6, \'UTC\')}')}) AS recent`, { ...params, cache_since: kept.since }, answerRow);
+      // Kept in place while the look runs, so that requests beside it find it too; then most recently used.
+      if (answers.get(key) === kept) answers.delete(key);
+      if (state?.recent === 0) {
+        if (!answers.has(key)) answers.set(key, kept);
+        counters.answered++;
+        return kept.value as T;
+      }
+      counters.staleAnswers++;
+    } else if (kept) answers.delete(key);
+    // The server's clock is read by a statement sent just before the computation's first, not awaited
+    // first: sibling fields of one request that compute in the same turn still share one statement
+    // (the timeseries' metrics). Writes logged up to the settling time before it invalidate the answer,
+    // which covers the order the engine runs the two in.
+    const [[state], value] = await Promise.all([selectRows(clickhouse, 'closedBuckets.now', 'SELECT toString(now64(6)) AS now', {}, nowRow), compute()]);
+    if (!state) throw new Error('query closedBuckets.now returned no row');
+    answers.set(key, { value, since: state.now, createdMs: now() });
+    while (answers.size > maxEntries) answers.delete(answers.keys().next().value!);
+    return value;
+  }
+
   return {
     read: (c, t, o, q) => read(c, t, [o], ([source]) => q(source!)),
     readAll: (c, t, o, q, options) => read(c, t, o, (sources) => q(apart(sources)), 'answer', options),
-    stats: () => ({ entries: entries.size, ...counters }),
+    answer,
+    stats: () => ({ entries: entries.size, ...counters, answers: answers.size }),
     settled: async () => {
       // A fill may start another (the coarser layer's): wait until none is under way.
       while (filling.size > 0) await Promise.allSettled([...filling.values()]);

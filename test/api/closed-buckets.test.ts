@@ -235,7 +235,7 @@ test('hours that received a write within the settling time are not cached', asyn
   const plain = await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, NO_CACHE);
   assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
   await cache.settled();
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0 });
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0, answers: 0, answered: 0, staleAnswers: 0 });
 });
 
 test("one tenant's entries never answer another tenant's question", async () => {
@@ -263,7 +263,7 @@ test('a request never waits for a fill: it is answered at once, and the fill ser
   });
   const plain = await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', NO_CACHE);
   assert.deepEqual(await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', cache), plain);
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0 });
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answers: 0, answered: 0, staleAnswers: 0 });
   assert.equal(held.length, 2, 'the minutes and the hours');
   await Promise.all(held.map((work) => work()));
   assert.equal(cache.stats().fills, 2);
@@ -279,4 +279,45 @@ test('a request that finds the fill of its entry under way waits for it and read
   assert.deepEqual([cache.stats().fills, cache.stats().hits], [0, 0]);
   assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
   assert.deepEqual([cache.stats().fills, cache.stats().hits], [2, 1], 'answered from the minutes\' entry its fill ended with');
+});
+
+test("an ended range's answer is given again until a call is written into the range; an open range's never", async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 0 });
+  let computed = 0;
+  const ask = (tenant: string, range = RANGE) =>
+    cache.answer(clickhouse, tenant, ['overview'], range, () => {
+      computed++;
+      return queryOverview(clickhouse, tenant, range, {}, cache);
+    });
+  const plain = await queryOverview(clickhouse, 'acme', RANGE, {}, NO_CACHE);
+  assert.deepEqual(await ask('acme'), plain);
+  assert.deepEqual(await ask('acme'), plain);
+  assert.equal(computed, 1);
+  assert.equal(cache.stats().answered, 1);
+
+  // Another tenant's question over the same range is its own.
+  assert.deepEqual(await ask('globex'), await queryOverview(clickhouse, 'globex', RANGE, {}, NO_CACHE));
+  assert.equal(computed, 2);
+
+  // A call arriving late into the ended range: the next request computes again, and counts it.
+  await write([{ tenant: 'acme', at: END - 7 * HOUR + 3_000, agent: 'late-answer', tool: TOOLS[1]!, account: 'acct-1', allowed: true, error: false }]);
+  const after = await ask('acme');
+  assert.equal(computed, 3);
+  assert.equal(cache.stats().staleAnswers, 1);
+  assert.equal(after.calls, plain.calls + 1);
+  assert.deepEqual(after, await queryOverview(clickhouse, 'acme', RANGE, {}, NO_CACHE));
+  assert.deepEqual(await ask('acme'), after);
+  assert.equal(computed, 3);
+
+  // A range still open (it ends after the settled time) is computed on every request.
+  const open = createClosedBucketCache({ settleSeconds: 0, now: () => END - 1 });
+  let openComputed = 0;
+  for (let i = 0; i < 2; i++) {
+    await open.answer(clickhouse, 'acme', ['overview'], RANGE, () => {
+      openComputed++;
+      return queryOverview(clickhouse, 'acme', RANGE, {}, NO_CACHE);
+    });
+  }
+  assert.equal(openComputed, 2);
+  assert.equal(open.stats().answers, 0);
 });
