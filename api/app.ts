@@ -47,11 +47,13 @@ export interface ReadLimits {
   timeoutMs: number;
   /** Reads sent to ClickHouse at once, all callers together. */
   concurrency: number;
+  /** Threads ClickHouse gives one read (`max_threads`). */
+  threads: number;
   /** Reads one API key may have waiting before more are refused (TOO_MANY_REQUESTS). */
   maxQueuedPerCaller: number;
 }
 
-export const DEFAULT_READ_LIMITS: ReadLimits = { timeoutMs: 10_000, concurrency: 2, maxQueuedPerCaller: 64 };
+export const DEFAULT_READ_LIMITS: ReadLimits = { timeoutMs: 10_000, concurrency: 2, threads: 1, maxQueuedPerCaller: 64 };
 
 export interface Api {
   handle(req: IncomingMessage, res: ServerResponse): void;
@@ -70,7 +72,7 @@ const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/', '/export/'];
 export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry(), closedBuckets: given, alertWebhooks }: ApiDependencies): Api {
   const limits = { ...DEFAULT_READ_LIMITS, ...reads };
   const scheduler = createReadScheduler(limits);
-  const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs });
+  const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs, threads: limits.threads });
   // Background fills wait in a queue of their caller's, but not on their request.
   const closedBuckets = given ?? createClosedBucketCache({ detach: readClient.detached });
   const yoga = createYoga({

@@ -5,7 +5,7 @@
  *  - waits for its caller's turn in the fair read scheduler (./read-scheduler.ts), the caller being the
  *    one whose GraphQL operation is executing (`runAs`, set by ./plugins/use-read-scheduling.ts), and
  *    leaves the queue unrun when that request goes away first;
- *  - carries ClickHouse's per-statement time limit, `max_execution_time`;
+ *  - carries ClickHouse's per-statement time limit, `max_execution_time`, and its threads, `max_threads`;
  *  - when that limit fires (ClickHouse error 159, TIMEOUT_EXCEEDED, decided by code) answers the GraphQL
  *    error QUERY_TIMEOUT instead of a masked "Unexpected error.".
  * Reads outside any operation (none today) share one queue, ANONYMOUS.
@@ -24,6 +24,8 @@ export interface ReadClientOptions {
   scheduler: ReadScheduler;
   /** Longest one statement may run in ClickHouse, in milliseconds. */
   timeoutMs: number;
+  /** Threads ClickHouse gives one statement (`max_threads`); its own default (the cores) when omitted. */
+  threads?: number;
 }
 
 export interface ReadClient {
@@ -48,7 +50,7 @@ export function queryTimeout(timeoutMs: number) {
 }
 
 
-export function createReadClient(clickhouse: ClickHouseClient, { scheduler, timeoutMs }: ReadClientOptions): ReadClient {
+export function createReadClient(clickhouse: ClickHouseClient, { scheduler, timeoutMs, threads }: ReadClientOptions): ReadClient {
   const readerOf = new AsyncLocalStorage<{ caller: string; signal?: AbortSignal }>();
   const settings = {
     // Seconds, fractions allowed. On the embedded engine each setting is a SET before the statement
@@ -62,6 +64,10 @@ export function createReadClient(clickhouse: ClickHouseClient, { scheduler, time
     // compiled cache is process-wide: compile on first use, the request that meets a shape first pays.
     min_count_to_compile_expression: '0',
     min_count_to_compile_aggregate_expression: '0',
+    // The API's reads are a few granules each (rollups, cached buckets, look-ups by key) and several run
+    // at once: a statement split over every core pays the threads' start and merge for little to split,
+    // and takes cores another read is waiting for (on 2 cores, 4 clients: ~25% less CPU per request).
+    ...(threads === undefined ? {} : { max_threads: threads }),
   } as const;
 
   const scheduled = <T>(run: () => Promise<T>): Promise<T> => {

@@ -607,7 +607,7 @@ async function main(): Promise<void> {
     const loadEnded = machineBusy();
 
     console.log(
-      `\nAPI over HTTP (${CLIENTS} concurrent clients, ${CONNECTIONS} engine connections, ${REQUESTS} requests per operation after 1 warm-up ` +
+      `\nAPI over HTTP (${CLIENTS} concurrent clients, ${CONNECTIONS} engine connections, ${DEFAULT_READ_LIMITS.threads} thread(s) per API read (API_READ_THREADS), ${REQUESTS} requests per operation after 1 warm-up ` +
         `(its time: API first)${SETTLE ? ' and its background fills' : ', not waiting for its background fills'}, each capped at ${OP_BUDGET_MS / 1000} s) vs the raw table ` +
         `(plain SQL on audit_events_v1, same clients and count, capped at ${RAW_BUDGET_MS / 1000} s); tenant ${TENANT}, ranges ending ${iso(end)}; times in ms\n`,
     );

@@ -72,6 +72,7 @@ export const SETTINGS = {
   BATCH_MAX_WAIT_MS: [positiveInt.default(1000), 'Longest a row waits before its batch is inserted.'],
   API_QUERY_TIMEOUT_MS: [positiveInt.default(10_000), 'Longest one ClickHouse statement of the API may run (`max_execution_time`); beyond it the query answers `QUERY_TIMEOUT`.'],
   API_READ_CONCURRENCY: [positiveInt.default(2), 'ClickHouse reads the API runs at once, all API keys together; the rest wait in a fair queue per key.'],
+  API_READ_THREADS: [positiveInt.default(1), 'Threads ClickHouse gives one API read (`max_threads`). The reads are small by design (rollups, cached buckets, keyed look-ups) and `API_READ_CONCURRENCY` of them run at once: one thread each shares the cores between them; raise it on a server with cores to spare for long audit-log searches.'],
   API_READ_QUEUE_PER_CALLER: [positiveInt.default(64), 'Reads one API key may have waiting; more are refused with `TOO_MANY_REQUESTS` (HTTP 429).'],
   SHUTDOWN_TIMEOUT_MS: [positiveInt.default(15_000), 'How long graceful shutdown may take before the process exits anyway.'],
   PRICES_FILE: [z.string().min(1).optional(), 'YAML price book and cost-centre map loaded at start (format under "Costs and chargeback"); loading it again changes nothing.'],
@@ -111,7 +112,7 @@ export interface Config {
   receiver: { maxBodyBytes: number; maxRecords: number };
   batch: { maxRows: number; maxWaitMs: number };
   /** The API's ClickHouse reads: statement time limit and the fair read queue. */
-  api: { queryTimeoutMs: number; readConcurrency: number; readQueuePerCaller: number };
+  api: { queryTimeoutMs: number; readConcurrency: number; readThreads: number; readQueuePerCaller: number };
   shutdownTimeoutMs: number;
   /** PRICES_FILE, resolved; loaded into the price book when the API starts. */
   pricesFile?: string;
@@ -172,7 +173,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ingestTokens: r.INGEST_TOKENS,
     receiver: { maxBodyBytes: r.RECEIVER_MAX_BODY_BYTES, maxRecords: r.RECEIVER_MAX_RECORDS },
     batch: { maxRows: r.BATCH_MAX_ROWS, maxWaitMs: r.BATCH_MAX_WAIT_MS },
-    api: { queryTimeoutMs: r.API_QUERY_TIMEOUT_MS, readConcurrency: r.API_READ_CONCURRENCY, readQueuePerCaller: r.API_READ_QUEUE_PER_CALLER },
+    api: { queryTimeoutMs: r.API_QUERY_TIMEOUT_MS, readConcurrency: r.API_READ_CONCURRENCY, readThreads: r.API_READ_THREADS, readQueuePerCaller: r.API_READ_QUEUE_PER_CALLER },
     shutdownTimeoutMs: r.SHUTDOWN_TIMEOUT_MS,
     pricesFile: r.PRICES_FILE && path.resolve(r.PRICES_FILE),
     alerts: {

@@ -176,6 +176,19 @@ describe('ClickHouse time limit per statement', () => {
     }
   });
 
+  test("each statement runs on the API's read threads (max_threads)", async () => {
+    const scheduler = createReadScheduler({ concurrency: 1, maxQueuedPerCaller: 10 });
+    const own = await openClickHouse({ database: DATABASE, dataDir });
+    try {
+      const threads = (reads: ReturnType<typeof createReadClient>) =>
+        selectRows(reads.client, 'threads', "SELECT toUInt64(getSetting('max_threads')) AS n", {}, z.object({ n: count }));
+      assert.deepEqual(await threads(createReadClient(own, { scheduler, timeoutMs: 1000, threads: 1 })), [{ n: 1 }]);
+      assert.deepEqual(await threads(createReadClient(own, { scheduler, timeoutMs: 1000, threads: 3 })), [{ n: 3 }]);
+    } finally {
+      await own.close();
+    }
+  });
+
   test('over HTTP: a query past the limit answers QUERY_TIMEOUT, others are unaffected', async () => {
     // A limit of one microsecond: every real statement exceeds it.
     const own = await openClickHouse({ database: DATABASE, dataDir });
