@@ -322,7 +322,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     const checks: Record<string, string | number> = {};
     guarded.forEach((g, i) => Object.assign(checks, { [`cache_entry_${i}`]: g.entry.id, [`cache_since_${i}`]: g.entry.since, [`cache_from_${i}`]: g.span.params.cache_from, [`cache_to_${i}`]: g.span.params.cache_to }));
     return {
-      sql: unionOf([cachedRows(keysOnly), ...(guarded.length ? [guard(keysOnly, guarded.length)] : []), ...(raw === undefined ? [] : [raw])], edges.empty),
+      sql: unionOf([cachedRows(keysOnly, guarded.length ? guard(guarded.length) : undefined), ...(raw === undefined ? [] : [raw])], edges.empty),
       params: { ...edges.params, ...checks, cache_entry: entry.id, cache_rows: guarded.reduce((n, g) => n + g.entry.rows, 0), cache_settle: settle },
       segments: raw === undefined ? [] : edges.segments,
     };
@@ -433,31 +433,26 @@ function entryKeys(need: readonly Dimension[]): string {
 }
 const METRICS = 'calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen';
 
-function cachedRows(keysOnly: boolean): string {
+/** The entry's rows; with `guard`, only once it holds (see guard()). */
+function cachedRows(keysOnly: boolean, guard?: string): string {
   return `
     SELECT ${KEYS}${keysOnly ? '' : `, ${METRICS}`}
     FROM closed_buckets_v1
-    WHERE entry = {cache_entry:UInt64}`;
+    WHERE entry = {cache_entry:UInt64}${guard ? `\n      AND ${guard}` : ''}`;
 }
 
 /**
- * No row, or the statement fails (throwIf) when one of `n` entries (cache_entry_<i>) is not all there
- * (their rows together are not cache_rows) or a call was written into its span since it was filled.
- * system.one has one row, so the condition is always evaluated.
+ * A condition that fails the statement (throwIf) when one of `n` entries (cache_entry_<i>) is not all
+ * there (their rows together are not cache_rows) or a call was written into its span since it was
+ * filled. A scalar subquery: ClickHouse runs it once, while it analyses the statement, before any row
+ * is read, so it fails the statement even when the entry it stands beside has no row left (and it
+ * costs half what a branch of its own beside the entry's did, whose columns had to match the entry's).
  */
-function guard(keysOnly: boolean, n: number): string {
+function guard(n: number): string {
   const ids = Array.from({ length: n }, (_, i) => `{cache_entry_${i}:UInt64}`);
   const writes = Array.from({ length: n }, (_, i) => `(${writtenInto(`{cache_since_${i}:DateTime64(6, 'UTC')}`, `_${i}`)})`);
-  const keys = `toDateTime(0, 'UTC') AS t, '' AS agent, '' AS service, '' AS tool, '' AS account_id, '' AS outcome`;
-  const metrics = `, toUInt64(0) AS calls, toUInt64(0) AS errors, toUInt64(0) AS denials, toUInt64(0) AS duration_sum_ns,
-        toUInt64(0) AS duration_max_ns, initializeAggregation('quantileDDState(0.01, 0.5)', toUInt64(0)) AS duration_sketch,
-        toDecimal128(0, 9) AS cost_usd_sum, toUInt64(0) AS priced_calls, toDateTime64(0, 9, 'UTC') AS first_seen,
-        toDateTime64(0, 9, 'UTC') AS last_seen`;
-  return `
-    SELECT ${keys}${keysOnly ? '' : metrics}
-    FROM system.one
-    WHERE throwIf(
+  return `(SELECT throwIf(
         (SELECT count() FROM closed_buckets_v1 WHERE entry IN (${ids.join(', ')})) != {cache_rows:UInt64}
         OR (SELECT count() FROM call_writes_v1 WHERE tenant = {tenant:String} AND (${writes.join('\n          OR ')})) > 0,
-        'closed-bucket cache entry missing or stale')`;
+        'closed-bucket cache entry missing or stale')) = 0`;
 }
