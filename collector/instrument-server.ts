@@ -167,19 +167,31 @@ function wrapHandler(inner: Handler, low: LowLevelServer, deps: InstrumentDeps, 
       end(call, extra, deps, undefined, error, true);
       return Promise.reject(error);
     }
-    return Promise.resolve(pending).then(
-      (result) => {
-        end(call, extra, deps, result, undefined, false);
-        return result;
-      },
-      (error: unknown) => {
-        end(call, extra, deps, undefined, error, true);
-        throw error;
-      },
-    );
+    call.extra = extra;
+    call.reporter = deps;
+    return Promise.resolve(pending).then((call.onFulfilled ??= fulfilled(call)), (call.onRejected ??= rejected(call)));
   };
   Object.defineProperty(wrapped, WRAPPED, { value: true });
   return wrapped;
+}
+
+/**
+ * The callbacks of a call's handler promise. They take the call's `extra` and deps from its fields, not
+ * from a closure per call: two closures and the context they share, kept while the call is in flight,
+ * are that many more objects for every scavenge of the gateway to copy.
+ */
+function fulfilled(call: ToolCall): (result: unknown) => unknown {
+  return (result) => {
+    end(call, call.extra as RequestExtra, call.reporter as InstrumentDeps, result, undefined, false);
+    return result;
+  };
+}
+
+function rejected(call: ToolCall): (error: unknown) => never {
+  return (error) => {
+    end(call, call.extra as RequestExtra, call.reporter as InstrumentDeps, undefined, error, true);
+    throw error;
+  };
 }
 
 function begin(request: ToolCallRequest, extra: RequestExtra, low: LowLevelServer, deps: InstrumentDeps, options: InstrumentOptions): ToolCall | undefined {
