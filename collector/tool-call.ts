@@ -75,6 +75,16 @@ export class ToolCall {
   client: { name?: string; version?: string } | undefined = undefined;
   sessionId: unknown = undefined;
   requestId: unknown = undefined;
+  /** While its handler runs (instrument-server.ts): the request's `extra`, and where the call is reported. */
+  extra: unknown = undefined;
+  reporter: unknown = undefined;
+  /**
+   * The callbacks the handler's promise settles into (instrument-server.ts). They read the fields above,
+   * so they are made once per ToolCall and kept when it is reused (`init` leaves them): a call taken
+   * from the pool allocates no closure.
+   */
+  onFulfilled: ((result: unknown) => unknown) | undefined = undefined;
+  onRejected: ((error: unknown) => never) | undefined = undefined;
 
   constructor(
     start: number,
@@ -120,6 +130,8 @@ export class ToolCall {
     this.client = client;
     this.sessionId = sessionId;
     this.requestId = requestId;
+    this.extra = undefined;
+    this.reporter = undefined;
     return this;
   }
 }

@@ -17,7 +17,7 @@
  *        { type: 'closed', id }; { type: 'log', line }; { type: 'warn', kind, fields, message }
  */
 import { MessageChannel, parentPort, workerData, type MessagePort, type Worker } from 'node:worker_threads';
-import { createKafka, createKafkaPublisher } from '../core/kafka.ts';
+import { createKafka, createKafkaPublisher, gzipInCallingThread } from '../core/kafka.ts';
 import { TENANT_HEADER } from '../core/publisher.ts';
 import type { AuditRecordInput } from '../model/audit-event.ts';
 import type { EncodedBatch, EncoderConfig, FromEncoder } from './encoder-entry.ts';
@@ -64,6 +64,8 @@ export type FromWorker =
 
 const port = parentPort!;
 lowerThreadPriority();
+// kafkajs gzips in libuv's thread pool, whose threads keep the process's priority: here instead.
+gzipInCallingThread();
 const config = workerData as WorkerConfig;
 const post = (message: FromWorker, transfer?: MessagePort[]) => port.postMessage(message, transfer);
 

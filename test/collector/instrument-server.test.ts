@@ -311,3 +311,36 @@ test("instrumentServer continues the client's trace from params._meta: tracepare
   await h.collector.shutdown();
   await h.provider.shutdown();
 });
+
+test("instrumentServer: a tool sees the same enumerable keys of its `extra` as without it", async () => {
+  const keysSeen = async (instrument: boolean) => {
+    const server = new McpServer({ name: 'gateway', version: '1.0.0' });
+    let seen: (string | symbol)[] = [];
+    const register = () =>
+      server.registerTool('blog.Blog.Keys', {}, async (extra) => {
+        seen = Reflect.ownKeys({ ...extra });
+        throw new Error('and fails, so that the execution is read');
+      });
+    if (instrument) {
+      const h = await harness(server, register);
+      await h.client.callTool({ name: 'blog.Blog.Keys', arguments: {} });
+      const [event] = await auditEvents(h);
+      assert.equal(event?.error, 'and fails, so that the execution is read');
+      await h.client.close();
+      await h.collector.shutdown();
+      await h.provider.shutdown();
+    } else {
+      register();
+      const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
+      await server.connect(serverTransport);
+      const client = new Client(CLIENT_INFO);
+      await client.connect(clientTransport);
+      await client.callTool({ name: 'blog.Blog.Keys', arguments: {} });
+      await client.close();
+    }
+    return seen;
+  };
+  const plain = await keysSeen(false);
+  assert.ok(plain.length > 0);
+  assert.deepEqual(await keysSeen(true), plain);
+});
