@@ -29,7 +29,7 @@
  * "last 7 days" does) is computed on every request.
  *
  * One cache per API process (createApi makes it); entries and answers live MAX_AGE_MS, the least
- * recently used are dropped beyond MAX_ENTRIES (each).
+ * recently used are dropped beyond MAX_ENTRIES (each), and answers beyond MAX_ANSWER_BYTES.
  */
 import { randomBytes } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
@@ -95,11 +95,12 @@ export interface ClosedBucketOptions {
   detach?: <T>(work: () => Promise<T>) => Promise<T>;
   /** false: answer() always computes (to test the entries beneath it). */
   answers?: boolean;
+  maxAnswerBytes?: number;
 }
 
 export interface ClosedBucketCache extends ClosedBuckets {
   /** Entries held, and how requests were answered, for tests and the bench. */
-  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number; failed: number; answers: number; answered: number; staleAnswers: number };
+  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number; failed: number; answers: number; answerBytes: number; answered: number; staleAnswers: number };
   /** Resolves once the fills under way now have ended. */
   settled(): Promise<void>;
 }
@@ -107,6 +108,8 @@ export interface ClosedBucketCache extends ClosedBuckets {
 /** An entry older than this is refilled (closed_buckets_v1 keeps rows two hours). */
 export const MAX_AGE_MS = 30 * 60 * 1000;
 export const MAX_ENTRIES = 1000;
+/** Kept answers, all together, as JSON (an agentActivity of 50 agents is ~20 KB). */
+export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 /** How long after its write a call's hour may still change under an entry (see the header). */
 export const SETTLE_SECONDS = 60;
 /** ClickHouse's FUNCTION_THROW_IF_VALUE_IS_NON_ZERO: only the guard calls throwIf in these statements. */
@@ -117,6 +120,17 @@ interface Answer {
   value: unknown;
   since: string;
   createdMs: number;
+  /** Its size as JSON, which the cache's bound counts. */
+  bytes: number;
+}
+
+/** `value`'s size as JSON (UTF-16 units, near enough bytes); undefined when it has none (a BigInt in it). */
+function jsonBytes(value: unknown): number | undefined {
+  try {
+    return JSON.stringify(value)?.length;
+  } catch {
+    return undefined;
+  }
 }
 
 interface Entry {
@@ -162,6 +176,9 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
   const counters = { hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answered: 0, staleAnswers: 0 };
   /** Answers over ended ranges (answer()), least recently used first. */
   const answers = new Map<string, Answer>();
+  /** Their size together, as JSON: answers are kept up to maxAnswerBytes, none over a sixteenth of it. */
+  let answerBytes = 0;
+  const maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;
   const keepAnswers = options.answers !== false;
   const detach = options.detach ?? ((work) => work());
   /** Nothing later than this is cached: calls of the last SETTLE_SECONDS are still arriving. */
@@ -350,30 +367,46 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     if (kept && now() - kept.createdMs <= maxAgeMs) {
       const [state] = await selectRows(clickhouse, 'closedBuckets.answer', `SELECT (${recentWrites('{cache_since:DateTime64(6, \'UTC\')}')}) AS recent`, { ...params, cache_since: kept.since }, answerRow);
       // Kept in place while the look runs, so that requests beside it find it too; then most recently used.
-      if (answers.get(key) === kept) answers.delete(key);
+      if (answers.get(key) === kept) dropAnswer(key);
       if (state?.recent === 0) {
-        if (!answers.has(key)) answers.set(key, kept);
+        if (!answers.has(key)) keepAnswer(key, kept);
         counters.answered++;
         return kept.value as T;
       }
       counters.staleAnswers++;
-    } else if (kept) answers.delete(key);
+    } else if (kept) dropAnswer(key);
     // The server's clock is read by a statement sent just before the computation's first, not awaited
     // first: sibling fields of one request that compute in the same turn still share one statement
     // (the timeseries' metrics). Writes logged up to the settling time before it invalidate the answer,
     // which covers the order the engine runs the two in.
     const [[state], value] = await Promise.all([selectRows(clickhouse, 'closedBuckets.now', 'SELECT toString(now64(6)) AS now', {}, nowRow), compute()]);
     if (!state) throw new Error('query closedBuckets.now returned no row');
-    answers.set(key, { value, since: state.now, createdMs: now() });
-    while (answers.size > maxEntries) answers.delete(answers.keys().next().value!);
+    const bytes = jsonBytes(value);
+    if (bytes !== undefined && bytes <= maxAnswerBytes / 16) {
+      dropAnswer(key);
+      keepAnswer(key, { value, since: state.now, createdMs: now(), bytes });
+    }
     return value;
+  }
+
+  function keepAnswer(key: string, kept: Answer): void {
+    answers.set(key, kept);
+    answerBytes += kept.bytes;
+    while (answers.size > maxEntries || answerBytes > maxAnswerBytes) dropAnswer(answers.keys().next().value!);
+  }
+
+  function dropAnswer(key: string): void {
+    const kept = answers.get(key);
+    if (!kept) return;
+    answers.delete(key);
+    answerBytes -= kept.bytes;
   }
 
   return {
     read: (c, t, o, q) => read(c, t, [o], ([source]) => q(source!)),
     readAll: (c, t, o, q, options) => read(c, t, o, (sources) => q(apart(sources)), 'answer', options),
     answer,
-    stats: () => ({ entries: entries.size, ...counters, answers: answers.size }),
+    stats: () => ({ entries: entries.size, ...counters, answers: answers.size, answerBytes }),
     settled: async () => {
       // A fill may start another (the coarser layer's): wait until none is under way.
       while (filling.size > 0) await Promise.allSettled([...filling.values()]);

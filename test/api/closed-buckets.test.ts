@@ -235,7 +235,7 @@ test('hours that received a write within the settling time are not cached', asyn
   const plain = await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, NO_CACHE);
   assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
   await cache.settled();
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0, answers: 0, answered: 0, staleAnswers: 0 });
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0 });
 });
 
 test("one tenant's entries never answer another tenant's question", async () => {
@@ -263,7 +263,7 @@ test('a request never waits for a fill: it is answered at once, and the fill ser
   });
   const plain = await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', NO_CACHE);
   assert.deepEqual(await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', cache), plain);
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answers: 0, answered: 0, staleAnswers: 0 });
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0 });
   assert.equal(held.length, 2, 'the minutes and the hours');
   await Promise.all(held.map((work) => work()));
   assert.equal(cache.stats().fills, 2);
@@ -320,4 +320,26 @@ test("an ended range's answer is given again until a call is written into the ra
   }
   assert.equal(openComputed, 2);
   assert.equal(open.stats().answers, 0);
+});
+
+test('kept answers stay within their byte bound: the least recently used go first, and one too big is not kept', async () => {
+  // 1,600 bytes: sixteen answers of 100 (a JSON string of 98 characters), none over 100.
+  const cache = createClosedBucketCache({ settleSeconds: 0, maxAnswerBytes: 1_600 });
+  const computed: string[] = [];
+  const ask = (name: string, size = 98) =>
+    cache.answer(clickhouse, 'acme', [name], RANGE, async () => {
+      computed.push(name);
+      return 'y'.repeat(size);
+    });
+  const names = Array.from({ length: 20 }, (_, i) => `q${i}`);
+  for (const name of names) await ask(name);
+  assert.deepEqual([cache.stats().answers, cache.stats().answerBytes], [16, 1_600]);
+  await ask('q19'); // the newest: kept
+  await ask('q0'); // among the four oldest, dropped: computed again
+  assert.deepEqual(computed, [...names, 'q0']);
+
+  await ask('big', 99);
+  await ask('big', 99);
+  assert.deepEqual(computed.slice(-2), ['big', 'big'], 'over a sixteenth of the bound: computed each time');
+  assert.ok(cache.stats().answerBytes <= 1_600);
 });
