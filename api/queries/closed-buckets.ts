@@ -93,8 +93,6 @@ export interface ClosedBucketOptions {
    * request's abort signal). Without it, fills run in the request's own context.
    */
   detach?: <T>(work: () => Promise<T>) => Promise<T>;
-  /** false: answer() always computes (to test the entries beneath it). */
-  answers?: boolean;
   maxAnswerBytes?: number;
 }
 
@@ -179,7 +177,6 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
   /** Their size together, as JSON: answers are kept up to maxAnswerBytes, none over a sixteenth of it. */
   let answerBytes = 0;
   const maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;
-  const keepAnswers = options.answers !== false;
   const detach = options.detach ?? ((work) => work());
   /** Nothing later than this is cached: calls of the last SETTLE_SECONDS are still arriving. */
   const settledBefore = () => (BigInt(now()) - BigInt(settle) * 1000n) * 1_000_000n;
@@ -360,12 +357,12 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
    * them to the first request's caller and its cancellation.
    */
   async function answer<T>(clickhouse: ClickHouseClient, tenant: string, question: unknown, range: TimeRange, compute: () => Promise<T>): Promise<T> {
-    if (!keepAnswers || nanosOf(range.to) > settledBefore()) return compute();
+    if (nanosOf(range.to) > settledBefore()) return compute();
     const key = JSON.stringify([tenant, question, range.from, range.to]);
-    const params = { tenant, cache_from: range.from, cache_to: range.to, cache_settle: settle };
     const kept = answers.get(key);
     if (kept && now() - kept.createdMs <= maxAgeMs) {
-      const [state] = await selectRows(clickhouse, 'closedBuckets.answer', `SELECT (${recentWrites('{cache_since:DateTime64(6, \'UTC\')}')}) AS recent`, { ...params, cache_since: kept.since }, answerRow);
+      const params = { tenant, cache_from: range.from, cache_to: range.to, cache_settle: settle, cache_since: kept.since };
+      const [state] = await selectRows(clickhouse, 'closedBuckets.answer', `SELECT (${recentWrites('{cache_since:DateTime64(6, \'UTC\')}')}) AS recent`, params, answerRow);
       // Kept in place while the look runs, so that requests beside it find it too; then most recently used.
       if (answers.get(key) === kept) dropAnswer(key);
       if (state?.recent === 0) {
@@ -478,8 +475,8 @@ function cachedRows(keysOnly: boolean, guard?: string): string {
  * A condition that fails the statement (throwIf) when one of `n` entries (cache_entry_<i>) is not all
  * there (their rows together are not cache_rows) or a call was written into its span since it was
  * filled. A scalar subquery: ClickHouse runs it once, while it analyses the statement, before any row
- * is read, so it fails the statement even when the entry it stands beside has no row left (and it
- * costs half what a branch of its own beside the entry's did, whose columns had to match the entry's).
+ * is read, so it fails the statement even when the entry it stands beside has no row left; and it needs
+ * no branch of its own beside the entry's, whose columns would have to match the entry's.
  */
 function guard(n: number): string {
   const ids = Array.from({ length: n }, (_, i) => `{cache_entry_${i}:UInt64}`);
