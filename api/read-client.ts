@@ -66,7 +66,7 @@ export function createReadClient(clickhouse: ClickHouseClient, { scheduler, time
     min_count_to_compile_aggregate_expression: '0',
     // The API's reads are a few granules each (rollups, cached buckets, look-ups by key) and several run
     // at once: a statement split over every core pays the threads' start and merge for little to split,
-    // and takes cores another read is waiting for (on 2 cores, 4 clients: ~25% less CPU per request).
+    // and takes cores another read is waiting for.
     ...(threads === undefined ? {} : { max_threads: threads }),
   } as const;
 
