@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ClickHouseClient } from '@clickhouse/client';
 import { buildSchema, parse, validate } from 'graphql';
-import { document, OPERATIONS, selectOperations, type Context } from '../../bench/api.bench.ts';
+import { document, OPERATIONS, requests, selectOperations, type Context } from '../../bench/api.bench.ts';
 import { createApiSchema } from '../../api/schema.ts';
 
 const CTX: Context = {
@@ -74,6 +74,20 @@ test('with the contract, every operation builds a request that validates, select
   const series = document(CONTRACT, OPERATIONS.find((op) => op.field === 'timeseries')!, CTX, 0);
   assert.ok('query' in series);
   assert.match(series.query, /metric: CALLS, groupBy: SERVICE, top: 5\) \{ step series \{ group points \{ t value \} \} \}/);
+});
+
+test('the requests an operation sends are its documents: the selection checked once, each call its own arguments', () => {
+  const ctx: Context = { ...CTX, samples: [...CTX.samples, { ...CTX.samples[0]!, eventId: '019ad7a0-0000-7000-8000-000000000002', traceId: 'trace-2' }] };
+  for (const op of OPERATIONS) {
+    const sent = requests(CONTRACT, op, ctx);
+    assert.ok('query' in sent, op.name);
+    // "to now" ranges move with the clock: compare those without their times.
+    const timeless = (q: string) => q.replace(/"\d{4}-\d\d-\d\dT[\d:.]+Z"/g, '"T"');
+    for (const i of [0, 1]) assert.equal(timeless(sent.query(i)), timeless((document(CONTRACT, op, ctx, i) as { query: string }).query), `${op.name} call ${i}`);
+  }
+  assert.match((requests(CONTRACT, OPERATIONS.find((op) => op.name === 'trace(id) by gateway trace id')!, ctx) as { query: (i: number) => string }).query(1), /trace\(id: "trace-2"\)/);
+  const page50 = OPERATIONS.find((op) => op.name.startsWith('auditLog 50th page'))!;
+  assert.deepEqual(requests(CONTRACT, page50, { ...CTX, page50After: undefined, page50Problem: 'the audit log ended at page 3' }), { na: 'the audit log ended at page 3' });
 });
 
 test('without a cursor for page 50, that page is n/a and says why', () => {
