@@ -10,7 +10,7 @@ import { mergedRow, MERGED_METRICS, ratio, toMerged, type Merged } from './aggre
 import type { AggregateFilter } from './filter.ts';
 import type { TimeRange } from './params.ts';
 import type { SourceOptions } from './rollup-plan.ts';
-import { NO_CACHE, type ClosedBuckets } from './closed-buckets.ts';
+import { NO_CACHE, type ClosedBuckets, type KeySets } from './closed-buckets.ts';
 import { count, selectRows } from './select-rows.ts';
 
 export interface AgentActivity extends Omit<Merged, 'maxMs'> {
@@ -55,30 +55,54 @@ export async function queryAgentActivity(
     clickhouse,
     tenant,
     reads,
-    ([metrics, ...keys]) => {
+    async ([metrics, ...keys]) => {
+      // A distinct count's source held whole in a closed-bucket entry is counted from the entry's key
+      // sets once they are held (keysOf): on an open range, its statement otherwise grouped the entry's
+      // rows (~35,000 agent × account pairs on the 10M-event set) on every request. Any other source is
+      // grouped in the statement.
+      const held = new Map(
+        counts.flatMap((d, i) => {
+          const sets = keys[i]!.entry && buckets.keysOf(clickhouse, keys[i]!.entry, 'agent', d.column);
+          return sets ? [[d.name, sets] as const] : [];
+        }),
+      );
       // A metrics row with a tool or account other than '' is a shared edge (or a rollup row that keeps
       // the key); either way a true key of its agent in the range, so counting it with the keys' is exact.
       const edgeKeys = counts.map((d) => `,\n        groupUniqArrayIf(${d.column}, ${d.column} != '') AS edge_${d.name}`);
-      const joins = counts.map(
-        (d, i) => `
+      const joins = counts.flatMap((d, i) =>
+        held.has(d.name)
+          ? []
+          : [
+              `
 LEFT JOIN (
     SELECT agent, groupUniqArrayIf(${d.column}, ${d.column} != '') AS entry_${d.name}
     FROM ${keys[i]!.sql}
     GROUP BY agent
 ) AS ${d.name}_per_agent USING agent`,
+            ],
       );
-      const distinct = DISTINCT.map((d) => (options[d.name] ? `length(arrayDistinct(arrayConcat(edge_${d.name}, entry_${d.name})))` : 'toUInt64(0)'));
+      // Held: the edges' keys, which the caller adds to the entry's; else the count of both.
+      const distinct = DISTINCT.map((d) => {
+        if (!counts.includes(d)) return `toUInt64(0) AS ${d.name}, [] AS ${d.name}_edge`;
+        if (held.has(d.name)) return `toUInt64(0) AS ${d.name}, edge_${d.name} AS ${d.name}_edge`;
+        return `length(arrayDistinct(arrayConcat(edge_${d.name}, entry_${d.name}))) AS ${d.name}, [] AS ${d.name}_edge`;
+      });
       const sql = `
 SELECT agent, calls, errors, denials, duration_sum_ns, duration_max_ns, quantiles_ns, cost_usd, first_seen, last_seen,
-    ${distinct[0]} AS tools, ${distinct[1]} AS accounts
+    ${distinct.join(',\n    ')}
 FROM (
     SELECT agent, ${MERGED_METRICS}${edgeKeys.join('')}
     FROM ${metrics!.sql}
     GROUP BY agent
 ) AS metrics${joins.join('')}
 ORDER BY calls DESC, agent ASC`;
-      const params = Object.assign({}, metrics!.params, ...keys.map((k) => k.params));
-      return selectRows(clickhouse, 'agentActivity', sql, params, z.object({ agent: z.string(), tools: count, accounts: count, ...mergedRow }));
+      const params = Object.assign({}, metrics!.params, ...keys.filter((_, i) => !held.has(counts[i]!.name)).map((k) => k.params));
+      const found = await selectRows(clickhouse, 'agentActivity', sql, params, activityRow);
+      return found.map((r) => ({
+        ...r,
+        tools: r.tools + heldCount(held.get('tools'), r.agent, r.tools_edge),
+        accounts: r.accounts + heldCount(held.get('accounts'), r.agent, r.accounts_edge),
+      }));
     },
     { shareEdges: true },
   );
@@ -87,6 +111,15 @@ ORDER BY calls DESC, agent ASC`;
     const { maxMs: _, ...merged } = toMerged(r);
     return { agent: r.agent, ...merged, share: ratio(r.calls, total), tools: r.tools, accounts: r.accounts };
   });
+}
+
+const activityRow = z.object({ agent: z.string(), tools: count, accounts: count, tools_edge: z.array(z.string()), accounts_edge: z.array(z.string()), ...mergedRow });
+
+/** With an entry's key sets: the agent's keys there, and those of `edge` (distinct) not among them; else 0. */
+function heldCount(sets: KeySets | undefined, agent: string, edge: readonly string[]): number {
+  if (!sets) return 0;
+  const entry = sets.get(agent);
+  return (entry?.size ?? 0) + edge.filter((key) => !entry?.has(key)).length;
 }
 
 /** What the deprecated `agents` query answers: a subset of AgentActivity. */

@@ -36,7 +36,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { errorCode } from '../../core/clickhouse.ts';
 import { formatClickHouse, instantFromEpochNanos } from '../../model/timestamp.ts';
-import { callsSource, ceilTo, floorTo, nanosOf, prefixed, sourceParts, unionOf, type Source, type SourceOptions } from './rollup-plan.ts';
+import { callsSource, ceilTo, floorTo, nanosOf, prefixed, sourceParts, unionOf, type EntryRef, type Source, type SourceOptions } from './rollup-plan.ts';
 import type { Dimension } from './filter.ts';
 import type { TimeRange } from './params.ts';
 import { count, selectRows } from './select-rows.ts';
@@ -55,7 +55,21 @@ export interface ClosedBuckets {
    * range is written after it was computed, which one look at the write log tells per request.
    */
   answer<T>(clickhouse: ClickHouseClient, tenant: string, question: unknown, range: TimeRange, compute: () => Promise<T>): Promise<T>;
+  /**
+   * The keys of an entry that a source of readAll() holds whole (Source.entry): per value of `by`, the
+   * distinct values of `column` other than ''. Read once per entry and then held, so that a question
+   * over a range that moves with every request does not group the same tens of thousands of rows again
+   * each time. Undefined until they are held: the first call starts their read in the background, and
+   * the caller reads the source in its statement meanwhile, as it does for an entry that is not all
+   * there or too big to hold (the statement's guard fails on an entry that is not all there).
+   */
+  keysOf(clickhouse: ClickHouseClient, entry: EntryRef, by: KeyColumn, column: KeyColumn): KeySets | undefined;
 }
+
+/** A key column of closed_buckets_v1. */
+export type KeyColumn = 'agent' | 'service' | 'tool' | 'account_id';
+/** Per value of one key column, the distinct values of another. */
+export type KeySets = ReadonlyMap<string, ReadonlySet<string>>;
 
 export interface ReadAllOptions {
   /**
@@ -76,6 +90,7 @@ export const NO_CACHE: ClosedBuckets = {
   read: (_clickhouse, tenant, options, query) => query(callsSource(tenant, options)),
   readAll: (_clickhouse, tenant, options, query) => query(apart(options.map((o) => callsSource(tenant, o)))),
   answer: (_clickhouse, _tenant, _question, _range, compute) => compute(),
+  keysOf: () => undefined,
 };
 
 /** Sources read in one statement, each with parameter names of its own (`s<i>_...`). */
@@ -108,6 +123,8 @@ export const MAX_AGE_MS = 30 * 60 * 1000;
 export const MAX_ENTRIES = 1000;
 /** Kept answers, all together, as JSON (an agentActivity of 50 agents is ~20 KB). */
 export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+/** Entry rows held as key sets (keysOf()), all together: an agent × account entry of 50 agents and 1,000 accounts is ~35,000. */
+export const MAX_KEY_ROWS = 500_000;
 /** How long after its write a call's hour may still change under an entry (see the header). */
 export const SETTLE_SECONDS = 60;
 /** ClickHouse's FUNCTION_THROW_IF_VALUE_IS_NON_ZERO: only the guard calls throwIf in these statements. */
@@ -143,6 +160,7 @@ const stateRow = z.object({ now: z.string(), recent: count });
 const countRow = z.object({ n: count });
 const answerRow = z.object({ recent: count });
 const nowRow = z.object({ now: z.string() });
+const keysRow = z.object({ k: z.string(), keys: z.array(z.string()), n: count });
 
 type Read = ClosedBuckets['read'];
 /** A layer's read: `answer` for a request, `fill` for the finer layer's fill (which waits for entries). */
@@ -178,6 +196,11 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
   let answerBytes = 0;
   const maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;
   const detach = options.detach ?? ((work) => work());
+  /** Key sets of entries (keysOf()), least recently used first: the entry rows they hold, and the sets once read. */
+  const keySets = new Map<string, KeySlot>();
+  let keySetRows = 0;
+  /** Key set reads under way. */
+  const reading = new Set<Promise<unknown>>();
   /** Nothing later than this is cached: calls of the last SETTLE_SECONDS are still arriving. */
   const settledBefore = () => (BigInt(now()) - BigInt(settle) * 1000n) * 1_000_000n;
 
@@ -339,6 +362,8 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
       sql: unionOf([cachedRows(keysOnly, guarded.length ? guard(guarded.length) : undefined), ...(raw === undefined ? [] : [raw])], edges.empty),
       params: { ...edges.params, ...checks, cache_entry: entry.id, cache_rows: guarded.reduce((n, g) => n + g.entry.rows, 0), cache_settle: settle },
       segments: raw === undefined ? [] : edges.segments,
+      // The entry's rows alone; the statement's first source read from an entry guards this one too.
+      ...(raw === undefined && guarded.length === 0 && { entry: { id: entry.id, rows: entry.rows } }),
     };
   }
 
@@ -386,6 +411,41 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     return value;
   }
 
+  function keysOf(clickhouse: ClickHouseClient, entry: EntryRef, by: KeyColumn, column: KeyColumn): KeySets | undefined {
+    if (entry.rows > MAX_KEY_ROWS) return undefined;
+    const key = `${entry.id}/${by}/${column}`;
+    const held = keySets.get(key);
+    if (held) {
+      keySets.delete(key);
+      keySets.set(key, held);
+      return held.sets;
+    }
+    const slot: KeySlot = { rows: entry.rows };
+    keySets.set(key, slot);
+    keySetRows += entry.rows;
+    while (keySetRows > MAX_KEY_ROWS) {
+      const [oldest, its] = keySets.entries().next().value!;
+      dropKeys(oldest, its);
+    }
+    // Like a fill: after the request's own reads, and not on its time.
+    const read = detach(() => readKeys(clickhouse, entry, by, column)).then(
+      (sets) => (sets ? (slot.sets = sets) : dropKeys(key, slot)),
+      () => {
+        counters.failed++;
+        dropKeys(key, slot);
+      },
+    );
+    reading.add(read);
+    void read.finally(() => reading.delete(read));
+    return undefined;
+  }
+
+  function dropKeys(key: string, slot: KeySlot): void {
+    if (keySets.get(key) !== slot) return;
+    keySets.delete(key);
+    keySetRows -= slot.rows;
+  }
+
   function keepAnswer(key: string, kept: Answer): void {
     answers.set(key, kept);
     answerBytes += kept.bytes;
@@ -403,12 +463,19 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     read: (c, t, o, q) => read(c, t, [o], ([source]) => q(source!)),
     readAll: (c, t, o, q, options) => read(c, t, o, (sources) => q(apart(sources)), 'answer', options),
     answer,
+    keysOf,
     stats: () => ({ entries: entries.size, ...counters, answers: answers.size, answerBytes }),
     settled: async () => {
       // A fill may start another (the coarser layer's): wait until none is under way.
-      while (filling.size > 0) await Promise.allSettled([...filling.values()]);
+      while (filling.size > 0 || reading.size > 0) await Promise.allSettled([...filling.values(), ...reading]);
     },
   };
+}
+
+/** An entry's key sets as keysOf() holds them: `sets` once read. */
+interface KeySlot {
+  rows: number;
+  sets?: KeySets;
 }
 
 /** A cached source's raw edges: its own, with these dimensions, or none. */
@@ -436,6 +503,21 @@ function spanOf(options: SourceOptions, unit: bigint, settledBefore: bigint, exa
   const to = settled ? end : floorTo(end < settledBefore ? end : settledBefore, unit);
   if (from >= to) return undefined;
   return { from, to, params: { cache_from: formatClickHouse(instantFromEpochNanos(from)), cache_to: formatClickHouse(instantFromEpochNanos(to)) } };
+}
+
+/** An entry's key sets (see keysOf()); undefined when its rows are not all there. */
+async function readKeys(clickhouse: ClickHouseClient, entry: EntryRef, by: KeyColumn, column: KeyColumn): Promise<KeySets | undefined> {
+  const rows = await selectRows(
+    clickhouse,
+    'closedBuckets.keys',
+    `SELECT ${by} AS k, groupArrayIf(${column}, ${column} != '') AS keys, count() AS n
+     FROM closed_buckets_v1 WHERE entry = {cache_entry:UInt64}
+     GROUP BY k`,
+    { cache_entry: entry.id },
+    keysRow,
+  );
+  if (rows.reduce((n, r) => n + r.n, 0) !== entry.rows) return undefined;
+  return new Map(rows.map((r) => [r.k, new Set(r.keys)]));
 }
 
 /** Writes of calls inside the cached span logged after `since` less the settling time. */

@@ -96,6 +96,18 @@ export interface Source {
   params: Record<string, string | number>;
   /** Which tables the plan reads, for tests and the bench. */
   segments: Segment[];
+  /**
+   * Set when `sql` is the rows of one closed-bucket entry and nothing else (closed-buckets.ts): no raw
+   * calls beside them and no guard of their own; another source of the same statement guards the entry.
+   * A question may then take the entry's keys from ClosedBuckets.keysOf() instead of reading `sql`.
+   */
+  entry?: EntryRef;
+}
+
+/** A closed-bucket entry: its id in closed_buckets_v1 and how many rows it holds. */
+export interface EntryRef {
+  id: string;
+  rows: number;
 }
 
 const METRICS = `, calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen`;
@@ -149,6 +161,7 @@ export function prefixed(source: Source, prefix: string): Source {
     sql: source.sql.replace(/\{([A-Za-z_][A-Za-z0-9_]*):/g, `{${prefix}$1:`),
     params: Object.fromEntries(Object.entries(source.params).map(([name, value]) => [`${prefix}${name}`, value])),
     segments: source.segments,
+    ...(source.entry && { entry: source.entry }),
   };
 }
 

@@ -172,6 +172,12 @@ test("agentActivity reads an open range's edges once, with every key, and counts
   await cache.settled();
   assert.deepEqual(await queryAgentActivity(statements, 'edges', range, {}, undefined, cache), plain);
   assert.equal(cache.stats().hits, 3, 'the three sources from their minutes\' entries');
+  assert.match(last, /entry_tools/);
+  // That request started the read of the distinct counts' key sets; once held, the entries are counted
+  // from them, not grouped in the statement.
+  await cache.settled();
+  assert.deepEqual(await queryAgentActivity(statements, 'edges', range, {}, undefined, cache), plain);
+  assert.doesNotMatch(last, /entry_tools|entry_accounts/);
   const reads = (sql: string) => sql.split('audit_timeline_v1').length - 1;
   const shared = reads(last);
   // As often as a one-source question over the same entries reads them.
@@ -228,6 +234,33 @@ test('an entry whose rows are gone is noticed, and the answer is still right', a
   assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
   // Hits: the two entries found and then found stale, and this one.
   assert.equal(cache.stats().hits, 3);
+});
+
+test("agentActivity's distinct counts from held key sets: right over a range moving each request, and a lost entry is still noticed", async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 0, now: () => END - 1 });
+  let last = '';
+  const statements = withStatements(clickhouse, {
+    query: (params) => ((last = params.query), clickhouse.query(params)),
+    command: (params) => clickhouse.command(params),
+  });
+  // Open ranges that end at different seconds of one minute: the same minutes' entries, other raw edges.
+  const ranges = [0, 7, 29].map((s) => parseTimeRange({ from: iso(END - 20 * HOUR - 2 * 60_000 + s * 1000), to: iso(END - 2 * 60_000 + s * 1000) }));
+  await queryAgentActivity(statements, 'acme', ranges[0]!, {}, undefined, cache);
+  await cache.settled();
+  await queryAgentActivity(statements, 'acme', ranges[0]!, {}, undefined, cache);
+  await cache.settled();
+  for (const range of ranges) {
+    const plain = await queryAgentActivity(clickhouse, 'acme', range, {}, undefined, NO_CACHE);
+    assert.ok(plain.some((a) => a.tools > 1 && a.accounts > 1));
+    assert.deepEqual(await queryAgentActivity(statements, 'acme', range, {}, undefined, cache), plain);
+    assert.doesNotMatch(last, /entry_tools|entry_accounts/);
+  }
+  assert.equal(cache.stats().stale, 0);
+  // The key sets are held, but the statement's guard counts every entry's rows: a lost entry fails it,
+  // and the request is answered without the cache.
+  await clickhouse.command({ query: 'TRUNCATE TABLE closed_buckets_v1' });
+  assert.deepEqual(await queryAgentActivity(statements, 'acme', ranges[1]!, {}, undefined, cache), await queryAgentActivity(clickhouse, 'acme', ranges[1]!, {}, undefined, NO_CACHE));
+  assert.ok(cache.stats().stale > 0);
 });
 
 test('hours that received a write within the settling time are not cached', async () => {
