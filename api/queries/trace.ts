@@ -158,12 +158,20 @@ function oneRowPerCall(rows: readonly EventRow[]): EventRow[] {
 export async function queryTrace(tenant: string, clickhouse: ClickHouseClient, id: string): Promise<Trace | null> {
   const otelTraceId = otelTraceIdOf(id);
   const limit = 2 * (MAX_TRACE_CALLS + 1);
-  const rows = await selectRows(clickhouse, 'traceCalls', CALLS_SQL, { tenant, id, otelTraceId: otelTraceId ?? '', limit }, callRow);
+  const readSpans = (traceIds: string[]) =>
+    traceIds.length === 0 ? Promise.resolve([]) : selectRows(clickhouse, 'traceSpans', SPANS_SQL, { tenant, traceIds, limit: MAX_TRACE_SPANS + 1 }, spanRow);
+  // An OpenTelemetry id's spans are read beside its calls, not after them: the two reads run at once on
+  // two connections. Spans of other OpenTelemetry traces among the calls (a gateway trace id's, or a
+  // call that carries another) are read once the calls tell them.
+  const [rows, asked] = await Promise.all([
+    selectRows(clickhouse, 'traceCalls', CALLS_SQL, { tenant, id, otelTraceId: otelTraceId ?? '', limit }, callRow),
+    readSpans(otelTraceId ? [otelTraceId] : []),
+  ]);
   const found = oneRowPerCall(rows);
   const calls = found.slice(0, MAX_TRACE_CALLS).map(toEntry);
   const traceIds = [...new Set([...(otelTraceId ? [otelTraceId] : []), ...calls.flatMap((c) => (c.otelTraceId ? [c.otelTraceId] : []))])].sort();
-  const spans =
-    traceIds.length === 0 ? [] : await selectRows(clickhouse, 'traceSpans', SPANS_SQL, { tenant, traceIds, limit: MAX_TRACE_SPANS + 1 }, spanRow);
+  const more = await readSpans(traceIds.filter((t) => t !== otelTraceId));
+  const spans = more.length === 0 ? asked : sortSpans([...asked, ...more]);
   if (calls.length === 0 && spans.length === 0) return null;
   return {
     id,
@@ -172,6 +180,12 @@ export async function queryTrace(tenant: string, clickhouse: ClickHouseClient, i
     spans: spanTree(spans.slice(0, MAX_TRACE_SPANS).map(toSpan)),
     truncated: found.length > MAX_TRACE_CALLS || rows.length === limit || spans.length > MAX_TRACE_SPANS,
   };
+}
+
+/** Spans of several reads in the order SPANS_SQL gives one read's: by start time, then span id. */
+function sortSpans<T extends { start_time: string; span_id: string }>(spans: T[]): T[] {
+  const key = (s: T) => `${s.start_time}/${s.span_id}`;
+  return spans.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
 function toSpan(r: z.output<typeof spanRow>): Span {
