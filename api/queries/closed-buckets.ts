@@ -113,7 +113,7 @@ export interface ClosedBucketOptions {
 
 export interface ClosedBucketCache extends ClosedBuckets {
   /** Entries held, and how requests were answered, for tests and the bench. */
-  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number; failed: number; answers: number; answerBytes: number; answered: number; staleAnswers: number };
+  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number; failed: number; answers: number; answerBytes: number; answered: number; staleAnswers: number; keySets: number };
   /** Resolves once the fills under way now have ended. */
   settled(): Promise<void>;
 }
@@ -335,7 +335,10 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
       } catch (error) {
         if (errorCode(error) !== GUARD_FAILED || used.length === 0) throw error;
         counters.stale += used.length;
-        for (const f of used) entries.delete(f.key);
+        for (const f of used) {
+          entries.delete(f.key);
+          forgetKeys(f.entry.id);
+        }
         return inner(clickhouse, tenant, list, query, mode, read);
       } finally {
         // After the answer, so that its reads go first; a fill's failure is not this request's error.
@@ -440,6 +443,11 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     return undefined;
   }
 
+  /** Drops the key sets of an entry found stale: no source will name it again. */
+  function forgetKeys(entryId: string): void {
+    for (const [key, slot] of keySets) if (key.startsWith(`${entryId}/`)) dropKeys(key, slot);
+  }
+
   function dropKeys(key: string, slot: KeySlot): void {
     if (keySets.get(key) !== slot) return;
     keySets.delete(key);
@@ -464,7 +472,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     readAll: (c, t, o, q, options) => read(c, t, o, (sources) => q(apart(sources)), 'answer', options),
     answer,
     keysOf,
-    stats: () => ({ entries: entries.size, ...counters, answers: answers.size, answerBytes }),
+    stats: () => ({ entries: entries.size, ...counters, answers: answers.size, answerBytes, keySets: keySets.size }),
     settled: async () => {
       // A fill may start another (the coarser layer's): wait until none is under way.
       while (filling.size > 0 || reading.size > 0) await Promise.allSettled([...filling.values(), ...reading]);

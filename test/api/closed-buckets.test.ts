@@ -237,14 +237,15 @@ test('an entry whose rows are gone is noticed, and the answer is still right', a
 });
 
 test("agentActivity's distinct counts from held key sets: right over a range moving each request, and a lost entry is still noticed", async () => {
-  const cache = createClosedBucketCache({ settleSeconds: 0, now: () => END - 1 });
+  // Ranges still open at this moment: each ends after it, so none is held whole.
+  const cache = createClosedBucketCache({ settleSeconds: 0, now: () => END - 2 * 60_000 + 1000 });
   let last = '';
   const statements = withStatements(clickhouse, {
     query: (params) => ((last = params.query), clickhouse.query(params)),
     command: (params) => clickhouse.command(params),
   });
   // Open ranges that end at different seconds of one minute: the same minutes' entries, other raw edges.
-  const ranges = [0, 7, 29].map((s) => parseTimeRange({ from: iso(END - 20 * HOUR - 2 * 60_000 + s * 1000), to: iso(END - 2 * 60_000 + s * 1000) }));
+  const ranges = [5, 17, 29].map((s) => parseTimeRange({ from: iso(END - 20 * HOUR - 2 * 60_000 + s * 1000), to: iso(END - 2 * 60_000 + s * 1000) }));
   await queryAgentActivity(statements, 'acme', ranges[0]!, {}, undefined, cache);
   await cache.settled();
   await queryAgentActivity(statements, 'acme', ranges[0]!, {}, undefined, cache);
@@ -256,11 +257,13 @@ test("agentActivity's distinct counts from held key sets: right over a range mov
     assert.doesNotMatch(last, /entry_tools|entry_accounts/);
   }
   assert.equal(cache.stats().stale, 0);
+  assert.equal(cache.stats().keySets, 2, 'distinct tools and accounts');
   // The key sets are held, but the statement's guard counts every entry's rows: a lost entry fails it,
-  // and the request is answered without the cache.
+  // and the request is answered without the cache; the stale entries' key sets are dropped.
   await clickhouse.command({ query: 'TRUNCATE TABLE closed_buckets_v1' });
   assert.deepEqual(await queryAgentActivity(statements, 'acme', ranges[1]!, {}, undefined, cache), await queryAgentActivity(clickhouse, 'acme', ranges[1]!, {}, undefined, NO_CACHE));
   assert.ok(cache.stats().stale > 0);
+  assert.equal(cache.stats().keySets, 0);
 });
 
 test('hours that received a write within the settling time are not cached', async () => {
@@ -268,7 +271,7 @@ test('hours that received a write within the settling time are not cached', asyn
   const plain = await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, NO_CACHE);
   assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
   await cache.settled();
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0 });
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0, keySets: 0 });
 });
 
 test("one tenant's entries never answer another tenant's question", async () => {
@@ -296,7 +299,7 @@ test('a request never waits for a fill: it is answered at once, and the fill ser
   });
   const plain = await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', NO_CACHE);
   assert.deepEqual(await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', cache), plain);
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0 });
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0, keySets: 0 });
   assert.equal(held.length, 2, 'the minutes and the hours');
   await Promise.all(held.map((work) => work()));
   assert.equal(cache.stats().fills, 2);
