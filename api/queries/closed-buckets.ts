@@ -360,9 +360,11 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     const edges = sourceParts(tenant, need === 'own' || need === 'none' ? options : { ...options, need }, span);
     const raw = need === 'none' ? undefined : edges.raw;
     const checks: Record<string, string | number> = {};
-    guarded.forEach((g, i) => Object.assign(checks, { [`cache_entry_${i}`]: g.entry.id, [`cache_since_${i}`]: g.entry.since, [`cache_from_${i}`]: g.span.params.cache_from, [`cache_to_${i}`]: g.span.params.cache_to }));
+    guarded.forEach((g, i) => (checks[`cache_entry_${i}`] = g.entry.id));
+    const spans = writeChecks(guarded);
+    spans.forEach((c, i) => Object.assign(checks, { [`cache_since_${i}`]: c.since, [`cache_from_${i}`]: c.from, [`cache_to_${i}`]: c.to }));
     return {
-      sql: unionOf([cachedRows(keysOnly, guarded.length ? guard(guarded.length) : undefined), ...(raw === undefined ? [] : [raw])], edges.empty),
+      sql: unionOf([cachedRows(keysOnly, guarded.length ? guard(guarded.length, spans.length) : undefined), ...(raw === undefined ? [] : [raw])], edges.empty),
       params: { ...edges.params, ...checks, cache_entry: entry.id, cache_rows: guarded.reduce((n, g) => n + g.entry.rows, 0), cache_settle: settle },
       segments: raw === undefined ? [] : edges.segments,
       // The entry's rows alone; the statement's first source read from an entry guards this one too.
@@ -562,15 +564,33 @@ function cachedRows(keysOnly: boolean, guard?: string): string {
 }
 
 /**
- * A condition that fails the statement (throwIf) when one of `n` entries (cache_entry_<i>) is not all
- * there (their rows together are not cache_rows) or a call was written into its span since it was
- * filled. A scalar subquery: ClickHouse runs it once, while it analyses the statement, before any row
- * is read, so it fails the statement even when the entry it stands beside has no row left; and it needs
- * no branch of its own beside the entry's, whose columns would have to match the entry's.
+ * The write-log checks of `guarded`'s entries: one per span, since the earliest fill of an entry over it
+ * (a write after that is after the others' fills too, less the same settling time). The sources of one
+ * statement mostly share their range, so their entries share a span: agentActivity's three, one check.
  */
-function guard(n: number): string {
+function writeChecks(guarded: readonly Found[]): Array<{ from: string; to: string; since: string }> {
+  const bySpan = new Map<string, { from: string; to: string; since: string }>();
+  for (const { entry, span } of guarded) {
+    const key = `${span.params.cache_from}/${span.params.cache_to}`;
+    const check = bySpan.get(key);
+    // DateTime64(6) text, the same width: its order is the time's.
+    if (!check) bySpan.set(key, { from: span.params.cache_from, to: span.params.cache_to, since: entry.since });
+    else if (entry.since < check.since) check.since = entry.since;
+  }
+  return [...bySpan.values()];
+}
+
+/**
+ * A condition that fails the statement (throwIf) when one of `n` entries (cache_entry_<i>) is not all
+ * there (their rows together are not cache_rows) or a call was written into one of `spans` spans
+ * (cache_from_<j>, cache_to_<j>) since cache_since_<j> (writeChecks()). A scalar subquery: ClickHouse
+ * runs it once, while it analyses the statement, before any row is read, so it fails the statement even
+ * when the entry it stands beside has no row left; and it needs no branch of its own beside the
+ * entry's, whose columns would have to match the entry's.
+ */
+function guard(n: number, spans: number): string {
   const ids = Array.from({ length: n }, (_, i) => `{cache_entry_${i}:UInt64}`);
-  const writes = Array.from({ length: n }, (_, i) => `(${writtenInto(`{cache_since_${i}:DateTime64(6, 'UTC')}`, `_${i}`)})`);
+  const writes = Array.from({ length: spans }, (_, i) => `(${writtenInto(`{cache_since_${i}:DateTime64(6, 'UTC')}`, `_${i}`)})`);
   return `(SELECT throwIf(
         (SELECT count() FROM closed_buckets_v1 WHERE entry IN (${ids.join(', ')})) != {cache_rows:UInt64}
         OR (SELECT count() FROM call_writes_v1 WHERE tenant = {tenant:String} AND (${writes.join('\n          OR ')})) > 0,
