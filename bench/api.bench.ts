@@ -462,7 +462,7 @@ interface Timing {
  * Up to `count` calls over CLIENTS concurrent loops, stopping at the budget, after one warm-up call
  * (timed alone: `first`), `warm` when given, and one untimed call per client at once. Without that
  * round the timed calls began as a burst of CLIENTS in lockstep, each the first to read what the warm-up
- * left behind (a cache entry just filled, its parts' marks), and the burst set every p99 of 100.
+ * left behind (a cache entry just filled, its parts' marks), and that burst could set the p99 alone.
  */
 async function drive(count: number, budgetMs: number, call: (i: number) => Promise<unknown>, warm?: () => Promise<void>): Promise<Timing> {
   const times: number[] = [];

@@ -237,6 +237,23 @@ describe('trace (sql/0018)', () => {
     );
   });
 
+  test("an OpenTelemetry id that is also a call's gateway trace id: that call, and the spans of both OpenTelemetry traces in start order", async () => {
+    // Read at once, the asked id's spans; after the calls, those of the trace the call carries.
+    const asked = 'c0ffee00c0ffee00c0ffee00c0ffee00';
+    const carried = 'dead0000beef0000dead0000beef0000';
+    const both = call({ tenant: 'acme', trace_id: asked, tool: 'search.Index.Query', agent: 'indexer', otel_trace_id: carried, otel_span_id: '4000000000000002', atMs: T0 + 9 * DAY });
+    await writer.writeAudit([both]);
+    await writer.writeSpans([
+      span('acme', carried, '4000000000000001', '', 'carried.first', T0 + 9 * DAY),
+      span('acme', asked, '5000000000000001', '', 'asked.root', T0 + 9 * DAY + 1),
+      span('acme', carried, '4000000000000002', '', 'carried.second', T0 + 9 * DAY + 2),
+    ]);
+    const answer = await trace(asked);
+    assert.deepEqual(answer.otelTraceIds, [asked, carried].sort());
+    assert.deepEqual(answer.calls.map((c: { eventId: string }) => c.eventId), [both.event_id]);
+    assert.deepEqual(answer.spans.map((s: { name: string }) => s.name), ['carried.first', 'asked.root', 'carried.second']);
+  });
+
   test('a call reported twice, in either order, is one call: the merged row, by either id', async () => {
     assert.deepEqual(await writer.writeAudit([AUDIT_FIRST]), { inserted: 1, duplicates: 0 });
     assert.deepEqual(await writer.writeAudit([SPAN_SECOND]), { inserted: 1, duplicates: 0 });
