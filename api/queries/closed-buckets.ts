@@ -109,11 +109,13 @@ export interface ClosedBucketOptions {
    */
   detach?: <T>(work: () => Promise<T>) => Promise<T>;
   maxAnswerBytes?: number;
+  /** Entry rows held as key sets, all together (MAX_KEY_ROWS). */
+  maxKeyRows?: number;
 }
 
 export interface ClosedBucketCache extends ClosedBuckets {
   /** Entries held, and how requests were answered, for tests and the bench. */
-  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number; failed: number; answers: number; answerBytes: number; answered: number; staleAnswers: number; keySets: number };
+  stats(): { entries: number; hits: number; fills: number; unsettled: number; stale: number; failed: number; answers: number; answerBytes: number; answered: number; staleAnswers: number; keySets: number; keySetRows: number };
   /** Resolves once the fills under way now have ended. */
   settled(): Promise<void>;
 }
@@ -195,6 +197,7 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
   /** Their size together, as JSON: answers are kept up to maxAnswerBytes, none over a sixteenth of it. */
   let answerBytes = 0;
   const maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;
+  const maxKeyRows = options.maxKeyRows ?? MAX_KEY_ROWS;
   const detach = options.detach ?? ((work) => work());
   /** Key sets of entries (keysOf()), least recently used first: the entry rows they hold, and the sets once read. */
   const keySets = new Map<string, KeySlot>();
@@ -417,7 +420,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
   }
 
   function keysOf(clickhouse: ClickHouseClient, entry: EntryRef, by: KeyColumn, column: KeyColumn): KeySets | undefined {
-    if (entry.rows > MAX_KEY_ROWS) return undefined;
+    if (entry.rows > maxKeyRows) return undefined;
     const key = `${entry.id}/${by}/${column}`;
     const held = keySets.get(key);
     if (held) {
@@ -428,7 +431,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     const slot: KeySlot = { rows: entry.rows };
     keySets.set(key, slot);
     keySetRows += entry.rows;
-    while (keySetRows > MAX_KEY_ROWS) {
+    while (keySetRows > maxKeyRows) {
       const [oldest, its] = keySets.entries().next().value!;
       dropKeys(oldest, its);
     }
@@ -474,7 +477,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     readAll: (c, t, o, q, options) => read(c, t, o, (sources) => q(apart(sources)), 'answer', options),
     answer,
     keysOf,
-    stats: () => ({ entries: entries.size, ...counters, answers: answers.size, answerBytes, keySets: keySets.size }),
+    stats: () => ({ entries: entries.size, ...counters, answers: answers.size, answerBytes, keySets: keySets.size, keySetRows }),
     settled: async () => {
       // A fill may start another (the coarser layer's): wait until none is under way.
       while (filling.size > 0 || reading.size > 0) await Promise.allSettled([...filling.values(), ...reading]);

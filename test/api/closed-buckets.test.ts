@@ -266,12 +266,45 @@ test("agentActivity's distinct counts from held key sets: right over a range mov
   assert.equal(cache.stats().keySets, 0);
 });
 
+test('key sets are held within their row bound: the least recently used go first, and an entry over it is grouped in the statement', async () => {
+  const now = () => END - 2 * 60_000 + 1000;
+  const range = parseTimeRange({ from: iso(END - 20 * HOUR - 2 * 60_000 + 5000), to: iso(END - 2 * 60_000 + 5000) });
+  const plain = await queryAgentActivity(clickhouse, 'acme', range, {}, undefined, NO_CACHE);
+  let last = '';
+  const statements = withStatements(clickhouse, {
+    query: (params) => ((last = params.query), clickhouse.query(params)),
+    command: (params) => clickhouse.command(params),
+  });
+  /** Asks until the key sets the bound allows are held, checking every answer. */
+  const ask = async (cache: ReturnType<typeof createClosedBucketCache>) => {
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await queryAgentActivity(statements, 'acme', range, {}, undefined, cache), plain);
+      await cache.settled();
+    }
+  };
+  const unbounded = createClosedBucketCache({ settleSeconds: 0, now });
+  await ask(unbounded);
+  const { keySets, keySetRows } = unbounded.stats();
+  assert.equal(keySets, 2);
+  // One row short of both: holding one drops the other.
+  const short = createClosedBucketCache({ settleSeconds: 0, now, maxKeyRows: keySetRows - 1 });
+  await ask(short);
+  assert.equal(short.stats().keySets, 1);
+  assert.ok(short.stats().keySetRows <= keySetRows - 1);
+  // Every entry over the bound: none held, both grouped in the statement.
+  const none = createClosedBucketCache({ settleSeconds: 0, now, maxKeyRows: 1 });
+  await ask(none);
+  assert.equal(none.stats().keySets, 0);
+  assert.match(last, /entry_tools/);
+  assert.match(last, /entry_accounts/);
+});
+
 test('hours that received a write within the settling time are not cached', async () => {
   const cache = createClosedBucketCache({ settleSeconds: 3600 });
   const plain = await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, NO_CACHE);
   assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
   await cache.settled();
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0, keySets: 0 });
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0, keySets: 0, keySetRows: 0 });
 });
 
 test("one tenant's entries never answer another tenant's question", async () => {
@@ -299,7 +332,7 @@ test('a request never waits for a fill: it is answered at once, and the fill ser
   });
   const plain = await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', NO_CACHE);
   assert.deepEqual(await querySlowestTools(clickhouse, 'acme', RANGE, {}, 10, 'P95', cache), plain);
-  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0, keySets: 0 });
+  assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0, keySets: 0, keySetRows: 0 });
   assert.equal(held.length, 2, 'the minutes and the hours');
   await Promise.all(held.map((work) => work()));
   assert.equal(cache.stats().fills, 2);
