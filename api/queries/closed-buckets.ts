@@ -188,20 +188,17 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
   const maxAgeMs = options.maxAgeMs ?? MAX_AGE_MS;
   const settle = options.settleSeconds ?? SETTLE_SECONDS;
   const now = options.now ?? Date.now;
-  const entries = new Map<string, Entry>();
+  const entries = boundedMap<Entry>(maxEntries, 0);
   /** Fills under way: requests for the same span at once share one. */
   const filling = new Map<string, Promise<Entry | undefined>>();
   const counters = { hits: 0, fills: 0, unsettled: 0, stale: 0, failed: 0, answered: 0, staleAnswers: 0 };
-  /** Answers over ended ranges (answer()), least recently used first. */
-  const answers = new Map<string, Answer>();
-  /** Their size together, as JSON: answers are kept up to maxAnswerBytes, none over a sixteenth of it. */
-  let answerBytes = 0;
   const maxAnswerBytes = options.maxAnswerBytes ?? MAX_ANSWER_BYTES;
+  /** Answers over ended ranges (answer()), weighed by their size as JSON; none is kept over a sixteenth of the bound. */
+  const answers = boundedMap<Answer>(maxEntries, maxAnswerBytes);
   const maxKeyRows = options.maxKeyRows ?? MAX_KEY_ROWS;
   const detach = options.detach ?? ((work) => work());
-  /** Key sets of entries (keysOf()), least recently used first: the entry rows they hold, and the sets once read. */
-  const keySets = new Map<string, KeySlot>();
-  let keySetRows = 0;
+  /** Key sets of entries (keysOf()), weighed by the entry rows they are read from. */
+  const keySets = boundedMap<KeySlot>(Infinity, maxKeyRows);
   /** Key set reads under way. */
   const reading = new Set<Promise<unknown>>();
   /** Nothing later than this is cached: calls of the last SETTLE_SECONDS are still arriving. */
@@ -247,8 +244,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     });
     const [rows] = await selectRows(clickhouse, 'closedBuckets.count', 'SELECT count() AS n FROM closed_buckets_v1 WHERE entry = {cache_entry:UInt64}', { cache_entry: id }, countRow);
     const entry: Entry = { id, rows: rows?.n ?? 0, since: state.now, createdMs: now() };
-    entries.set(key, entry);
-    while (entries.size > maxEntries) entries.delete(entries.keys().next().value!);
+    entries.set(key, entry, 0);
     counters.fills++;
     return entry;
   }
@@ -277,11 +273,9 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
   /** The entry of `key` if it is held and young enough (then most recently used). */
   function held(key: string): Entry | undefined {
     const entry = entries.get(key);
-    if (!entry) return undefined;
+    if (!entry || now() - entry.createdMs <= maxAgeMs) return entry;
     entries.delete(key);
-    if (now() - entry.createdMs > maxAgeMs) return undefined;
-    entries.set(key, entry);
-    return entry;
+    return undefined;
   }
 
   /**
@@ -392,19 +386,21 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
   async function answer<T>(clickhouse: ClickHouseClient, tenant: string, question: unknown, range: TimeRange, compute: () => Promise<T>): Promise<T> {
     if (nanosOf(range.to) > settledBefore()) return compute();
     const key = JSON.stringify([tenant, question, range.from, range.to]);
-    const kept = answers.get(key);
+    const kept = answers.peek(key);
     if (kept && now() - kept.createdMs <= maxAgeMs) {
       const params = { tenant, cache_from: range.from, cache_to: range.to, cache_settle: settle, cache_since: kept.since };
       const [state] = await selectRows(clickhouse, 'closedBuckets.answer', `SELECT (${recentWrites('{cache_since:DateTime64(6, \'UTC\')}')}) AS recent`, params, answerRow);
-      // Kept in place while the look runs, so that requests beside it find it too; then most recently used.
-      if (answers.get(key) === kept) dropAnswer(key);
+      // Kept in place while the look runs, so that requests beside it find it too; then most recently
+      // used, unless another request has replaced it meanwhile.
       if (state?.recent === 0) {
-        if (!answers.has(key)) keepAnswer(key, kept);
+        const current = answers.peek(key);
+        if (current === undefined || current === kept) answers.set(key, kept, kept.bytes);
         counters.answered++;
         return kept.value as T;
       }
+      answers.delete(key, kept);
       counters.staleAnswers++;
-    } else if (kept) dropAnswer(key);
+    } else if (kept) answers.delete(key, kept);
     // The server's clock is read by a statement sent just before the computation's first, not awaited
     // first: sibling fields of one request that compute in the same turn still share one statement
     // (the timeseries' metrics). Writes logged up to the settling time before it invalidate the answer,
@@ -412,10 +408,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     const [[state], value] = await Promise.all([selectRows(clickhouse, 'closedBuckets.now', 'SELECT toString(now64(6)) AS now', {}, nowRow), compute()]);
     if (!state) throw new Error('query closedBuckets.now returned no row');
     const bytes = jsonBytes(value);
-    if (bytes !== undefined && bytes <= maxAnswerBytes / 16) {
-      dropAnswer(key);
-      keepAnswer(key, { value, since: state.now, createdMs: now(), bytes });
-    }
+    if (bytes !== undefined && bytes <= maxAnswerBytes / 16) answers.set(key, { value, since: state.now, createdMs: now(), bytes }, bytes);
     return value;
   }
 
@@ -423,24 +416,15 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     if (entry.rows > maxKeyRows) return undefined;
     const key = `${entry.id}/${by}/${column}`;
     const held = keySets.get(key);
-    if (held) {
-      keySets.delete(key);
-      keySets.set(key, held);
-      return held.sets;
-    }
-    const slot: KeySlot = { rows: entry.rows };
-    keySets.set(key, slot);
-    keySetRows += entry.rows;
-    while (keySetRows > maxKeyRows) {
-      const [oldest, its] = keySets.entries().next().value!;
-      dropKeys(oldest, its);
-    }
+    if (held) return held.sets;
+    const slot: KeySlot = {};
+    keySets.set(key, slot, entry.rows);
     // Like a fill: after the request's own reads, and not on its time.
     const read = detach(() => readKeys(clickhouse, entry, by, column)).then(
-      (sets) => (sets ? (slot.sets = sets) : dropKeys(key, slot)),
+      (sets) => (sets ? (slot.sets = sets) : keySets.delete(key, slot)),
       () => {
         counters.failed++;
-        dropKeys(key, slot);
+        keySets.delete(key, slot);
       },
     );
     reading.add(read);
@@ -450,26 +434,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
 
   /** Drops the key sets of an entry found stale: no source will name it again. */
   function forgetKeys(entryId: string): void {
-    for (const [key, slot] of keySets) if (key.startsWith(`${entryId}/`)) dropKeys(key, slot);
-  }
-
-  function dropKeys(key: string, slot: KeySlot): void {
-    if (keySets.get(key) !== slot) return;
-    keySets.delete(key);
-    keySetRows -= slot.rows;
-  }
-
-  function keepAnswer(key: string, kept: Answer): void {
-    answers.set(key, kept);
-    answerBytes += kept.bytes;
-    while (answers.size > maxEntries || answerBytes > maxAnswerBytes) dropAnswer(answers.keys().next().value!);
-  }
-
-  function dropAnswer(key: string): void {
-    const kept = answers.get(key);
-    if (!kept) return;
-    answers.delete(key);
-    answerBytes -= kept.bytes;
+    for (const key of [...keySets.keys()]) if (key.startsWith(`${entryId}/`)) keySets.delete(key);
   }
 
   return {
@@ -477,7 +442,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     readAll: (c, t, o, q, options) => read(c, t, o, (sources) => q(apart(sources)), 'answer', options),
     answer,
     keysOf,
-    stats: () => ({ entries: entries.size, ...counters, answers: answers.size, answerBytes, keySets: keySets.size, keySetRows }),
+    stats: () => ({ entries: entries.size, ...counters, answers: answers.size, answerBytes: answers.weight, keySets: keySets.size, keySetRows: keySets.weight }),
     settled: async () => {
       // A fill may start another (the coarser layer's): wait until none is under way.
       while (filling.size > 0 || reading.size > 0) await Promise.allSettled([...filling.values(), ...reading]);
@@ -487,8 +452,49 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
 
 /** An entry's key sets as keysOf() holds them: `sets` once read. */
 interface KeySlot {
-  rows: number;
   sets?: KeySets;
+}
+
+/**
+ * A map that keeps its least recently used first and drops them beyond `maxCount` items, or beyond
+ * `maxWeight` all together (each item's weight given when it is set).
+ */
+function boundedMap<V>(maxCount: number, maxWeight: number) {
+  const items = new Map<string, { value: V; weight: number }>();
+  let weight = 0;
+  const map = {
+    /** The value, then the most recently used. */
+    get(key: string): V | undefined {
+      const item = items.get(key);
+      if (!item) return undefined;
+      items.delete(key);
+      items.set(key, item);
+      return item.value;
+    },
+    /** The value, leaving its place. */
+    peek: (key: string): V | undefined => items.get(key)?.value,
+    set(key: string, value: V, itemWeight: number): void {
+      map.delete(key);
+      items.set(key, { value, weight: itemWeight });
+      weight += itemWeight;
+      while (items.size > maxCount || weight > maxWeight) map.delete(items.keys().next().value!);
+    },
+    /** Drops `key`; with `value`, only while it holds that value. */
+    delete(key: string, value?: V): void {
+      const item = items.get(key);
+      if (!item || (value !== undefined && item.value !== value)) return;
+      items.delete(key);
+      weight -= item.weight;
+    },
+    keys: () => items.keys(),
+    get size() {
+      return items.size;
+    },
+    get weight() {
+      return weight;
+    },
+  };
+  return map;
 }
 
 /** A cached source's raw edges: its own, with these dimensions, or none. */
