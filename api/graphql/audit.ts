@@ -1,6 +1,5 @@
 /** Raw records: the audit log, one event, a trace by either id, a session. */
 import type { ClickHouseClient } from '@clickhouse/client';
-import { Kind, type FieldNode, type GraphQLResolveInfo, type SelectionNode } from 'graphql';
 import { tenantOf, type ApiContext } from '../context.ts';
 import { queryAuditEvent } from '../queries/audit-event.ts';
 import { queryAuditLog } from '../queries/audit-log.ts';
@@ -156,31 +155,6 @@ export const typeDefs = /* GraphQL */ `
   }
 `;
 
-/**
- * The fields selected under `path` (e.g. edges → node) of the field being resolved, through fragments;
- * a page reads only the columns they need.
- */
-function selectedFields(info: GraphQLResolveInfo, path: readonly string[]): Set<string> {
-  const fieldsOf = (selections: readonly SelectionNode[], out: FieldNode[] = []): FieldNode[] => {
-    for (const selection of selections) {
-      if (selection.kind === Kind.FIELD) out.push(selection);
-      else if (selection.kind === Kind.INLINE_FRAGMENT) fieldsOf(selection.selectionSet.selections, out);
-      else {
-        const fragment = info.fragments[selection.name.value];
-        if (fragment) fieldsOf(fragment.selectionSet.selections, out);
-      }
-    }
-    return out;
-  };
-  let level: FieldNode[] = [...info.fieldNodes];
-  for (const name of path) {
-    level = fieldsOf(level.flatMap((f) => f.selectionSet?.selections ?? [])).filter((f) => f.name.value === name);
-  }
-  return new Set(fieldsOf(level.flatMap((f) => f.selectionSet?.selections ?? [])).map((f) => f.name.value));
-}
-
-const NODE = ['edges', 'node'];
-
 interface PageArgs {
   tenant?: string | null;
   first?: number | null;
@@ -203,12 +177,12 @@ function connection(list: CursorList, page: Page<AuditLogEntry>) {
 export function resolvers(clickhouse: ClickHouseClient) {
   return {
     Query: {
-      auditLog: async (_: unknown, args: PageArgs & { filter?: AuditLogFilterInput | null }, ctx: ApiContext, info: GraphQLResolveInfo) => {
+      auditLog: async (_: unknown, args: PageArgs & { filter?: AuditLogFilterInput | null }, ctx: ApiContext) => {
         const tenant = tenantOf(ctx, args.tenant);
         const filter = parseAuditLogFilter(args.filter);
         const first = parseFirst(args.first);
         const after = args.after == null ? undefined : decodeCursor('auditLog', args.after);
-        return connection('auditLog', await queryAuditLog(tenant, clickhouse, filter, first, after, selectedFields(info, NODE)));
+        return connection('auditLog', await queryAuditLog(tenant, clickhouse, filter, first, after));
       },
 
       auditEvent: (_: unknown, args: { tenant?: string | null; id: string }, ctx: ApiContext) =>
@@ -217,12 +191,12 @@ export function resolvers(clickhouse: ClickHouseClient) {
       trace: (_: unknown, args: { tenant?: string | null; id: string }, ctx: ApiContext) =>
         queryTrace(tenantOf(ctx, args.tenant), clickhouse, parseId(args.id)),
 
-      session: async (_: unknown, args: PageArgs & { id: string }, ctx: ApiContext, info: GraphQLResolveInfo) => {
+      session: async (_: unknown, args: PageArgs & { id: string }, ctx: ApiContext) => {
         const tenant = tenantOf(ctx, args.tenant);
         const id = parseId(args.id);
         const first = parseFirst(args.first, 100);
         const after = args.after == null ? undefined : decodeCursor('session', args.after);
-        return connection('session', await querySession(tenant, clickhouse, id, first, after, selectedFields(info, NODE)));
+        return connection('session', await querySession(tenant, clickhouse, id, first, after));
       },
     },
     AuditEvent: {

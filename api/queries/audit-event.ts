@@ -14,14 +14,15 @@ WHERE tenant = {tenant:String}
   AND timestamp < {to:DateTime64(9, 'UTC')}
   AND event_id = {id:UUID}`;
 
-// Otherwise by primary key (tenant, event_id) in every partition of audit_events_v1. Of a call stored
-// twice under one id (its first report, then the merge of both: sql/0005), the merged row, which may
-// be stamped before the id's millisecond (at the call's start).
+// Otherwise by primary key (tenant, event_id) in every partition of audit_events_v1, which gives the
+// row's time, and the row from the timeline at that key. Of a call stored twice under one id (its
+// first report, then the merge of both: sql/0005), the merged row, which may be stamped before the
+// id's millisecond (at the call's start).
 const ANYWHERE = `
 SELECT ${EVENT_COLUMNS}
-FROM audit_events_v1
+FROM audit_timeline_v1
 WHERE tenant = {tenant:String}
-  AND event_id = {id:UUID}
+  AND (timestamp, event_id) IN (SELECT timestamp, event_id FROM audit_events_v1 WHERE tenant = {tenant:String} AND event_id = {id:UUID})
 ORDER BY counted ASC
 LIMIT 1`;
 

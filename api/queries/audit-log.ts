@@ -12,7 +12,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { AuditLogFilter } from './audit-params.ts';
 import { otelTraceIdOf } from './audit-params.ts';
-import { eventColumns, eventRow, keyOfRow, pageOf, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
+import { EVENT_COLUMNS, eventRow, keyOfRow, pageOf, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
 import { formatClickHouse, parseRfc3339 } from '../../model/timestamp.ts';
 import { selectRows } from './select-rows.ts';
 
@@ -39,9 +39,9 @@ const CONDITIONS: Record<keyof AuditLogFilter, string> = {
 const AFTER = `timestamp <= {afterTime:DateTime64(9, 'UTC')}
   AND (timestamp, event_id) < ({afterTime:DateTime64(9, 'UTC')}, {afterId:UUID})`;
 
-function pageSql(columns: string, conditions: string[]): string {
+function pageSql(conditions: string[]): string {
   return `
-SELECT ${columns}
+SELECT ${EVENT_COLUMNS}
 FROM audit_timeline_v1
 WHERE tenant = {tenant:String}${conditions.map((c) => `\n  AND ${c}`).join('')}
 ORDER BY timestamp DESC, event_id DESC
@@ -71,8 +71,6 @@ export async function queryAuditLog(
   filter: AuditLogFilter,
   first: number,
   after: EventKey | undefined,
-  /** The AuditEvent fields asked for (all when undefined). */
-  fields?: ReadonlySet<string>,
 ): Promise<Page<AuditLogEntry>> {
   const active = (Object.keys(CONDITIONS) as Array<keyof AuditLogFilter>).filter((k) => filter[k] !== undefined);
   const params: Record<string, unknown> = { tenant, ...filter };
@@ -81,7 +79,7 @@ export async function queryAuditLog(
     selectRows(
       clickhouse,
       'auditLog',
-      pageSql(eventColumns(fields), [...active.map((k) => CONDITIONS[k]), ...(from ? [AFTER] : []), ...bounds]),
+      pageSql([...active.map((k) => CONDITIONS[k]), ...(from ? [AFTER] : []), ...bounds]),
       { ...params, ...extra, limit, ...(from && { afterTime: from.timestamp, afterId: from.eventId }) },
       eventRow,
     );

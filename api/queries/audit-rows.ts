@@ -55,110 +55,103 @@ export interface EventKey {
   eventId: string;
 }
 
-/** Columns every row read carries: its key, and what tells a span fact. */
-const KEY_COLUMNS = ['event_id', 'timestamp', 'source', 'counted'];
-
-/** The columns each AuditEvent field needs (eventId and timestamp come with the key). */
-const FIELD_COLUMNS: Record<string, string[]> = {
-  traceId: ['trace_id'],
-  agent: ['agent'],
-  agentVersion: ['agent_version'],
-  sessionId: ['session_id'],
-  accountId: ['account_id'],
-  gateway: ['gateway'],
-  transport: ['transport'],
-  service: ['service'],
-  tool: ['tool'],
-  scopesRequired: ['scopes_required'],
-  allowed: ['allowed'],
-  outcome: ['allowed', 'is_error'],
-  deniedReason: ['denied_reason'],
-  durationMs: ['duration_ns'],
-  error: ['error'],
-  otelTraceId: ['otel_trace_id'],
-  otelSpanId: ['otel_span_id'],
-  requestBytes: ['request_bytes'],
-  responseBytes: ['response_bytes'],
-  costUsd: ['cost_usd'],
-  attributes: ['attributes'],
-};
+/**
+ * The fields of audit_timeline_v1's `entry` JSON array, in its order (sql/0022 writes it): a row's
+ * columns beside its key. calls_by_id_v1's `call` (sql/0018) is the key's event_id, source and counted,
+ * then these.
+ */
+export const ENTRY_FIELDS = [
+  'trace_id', 'otel_trace_id', 'otel_span_id', 'session_id', 'account_id', 'agent', 'agent_version', 'gateway', 'transport', 'service',
+  'tool', 'scopes_required', 'allowed', 'is_error', 'denied_reason', 'error', 'duration_ns', 'request_bytes', 'response_bytes', 'cost_usd',
+  'attributes',
+] as const;
 
 /**
- * The select list for the AuditEvent `fields` asked for (all when undefined): a page reads only the
- * columns its answer needs (each column read costs a block decompressed per part).
+ * What a read of audit_timeline_v1 selects: the row's key, what tells a span fact, and the rest as one
+ * JSON column (a read costs a stream per column, sql/0022).
  */
-export function eventColumns(fields?: ReadonlySet<string>): string {
-  const wanted = new Set(KEY_COLUMNS);
-  for (const [field, columns] of Object.entries(FIELD_COLUMNS)) if (!fields || fields.has(field)) columns.forEach((c) => wanted.add(c));
-  return [...wanted].map((c) => (c === 'cost_usd' ? 'toString(cost_usd) AS cost_usd' : c)).join(', ');
+export const EVENT_COLUMNS = 'event_id, timestamp, source, counted, entry';
+
+/** A JSON array of `fields`, as an object with those names. */
+export function jsonFields<F extends readonly string[]>(fields: F) {
+  return z.string().transform((text, ctx) => {
+    try {
+      const values: unknown = JSON.parse(text);
+      if (Array.isArray(values) && values.length === fields.length) return Object.fromEntries(fields.map((f, i) => [f, values[i]]));
+    } catch {
+      // reported below
+    }
+    ctx.addIssue({ code: 'custom', message: `not a JSON array of ${fields.length} fields` });
+    return z.NEVER;
+  });
 }
 
-export const EVENT_COLUMNS = eventColumns();
+/** An audit event's fields as stored. */
+export const eventFields = z.object({
+  event_id: z.string(),
+  timestamp: z.string(),
+  trace_id: z.string(),
+  agent: z.string(),
+  agent_version: z.string(),
+  session_id: z.string(),
+  account_id: z.string(),
+  gateway: z.string(),
+  transport: z.string(),
+  service: z.string(),
+  tool: z.string(),
+  scopes_required: z.array(z.string()),
+  allowed: z.boolean(),
+  is_error: z.boolean(),
+  denied_reason: z.string(),
+  duration_ns: count,
+  error: z.string(),
+  otel_trace_id: z.string(),
+  otel_span_id: z.string(),
+  request_bytes: count,
+  response_bytes: count,
+  cost_usd: z.string().nullable(),
+  source: z.string(),
+  counted: z.boolean(),
+  attributes: z.record(z.string(), z.string()),
+});
+export type EventRow = z.output<typeof eventFields>;
 
-/** A row as read: the key columns always, the others when asked for. */
+/** A row of audit_timeline_v1 as EVENT_COLUMNS reads it. */
 export const eventRow = z
-  .object({
-    event_id: z.string(),
-    timestamp: z.string(),
-    trace_id: z.string(),
-    agent: z.string(),
-    agent_version: z.string(),
-    session_id: z.string(),
-    account_id: z.string(),
-    gateway: z.string(),
-    transport: z.string(),
-    service: z.string(),
-    tool: z.string(),
-    scopes_required: z.array(z.string()),
-    allowed: z.boolean(),
-    is_error: z.boolean(),
-    denied_reason: z.string(),
-    duration_ns: count,
-    error: z.string(),
-    otel_trace_id: z.string(),
-    otel_span_id: z.string(),
-    request_bytes: count,
-    response_bytes: count,
-    cost_usd: z.string().nullable(),
-    source: z.string(),
-    counted: z.boolean(),
-    attributes: z.record(z.string(), z.string()),
-  })
-  .partial()
-  .required({ event_id: true, timestamp: true, source: true, counted: true });
-export type EventRow = z.output<typeof eventRow>;
+  .object({ event_id: z.string(), timestamp: z.string(), source: z.string(), counted: z.boolean(), entry: jsonFields(ENTRY_FIELDS) })
+  .transform(({ entry, ...key }) => ({ ...entry, ...key }) as z.input<typeof eventFields>)
+  .pipe(eventFields);
 
 export function outcomeOf(r: { allowed: boolean; is_error: boolean }): Outcome {
   return !r.allowed ? 'DENIED' : r.is_error ? 'ERROR' : 'OK';
 }
 
-/** The entry of a row; fields whose columns were not read get empty values (they were not asked for). */
 export function toEntry(r: EventRow): AuditLogEntry {
   return {
     eventId: r.event_id,
     timestamp: isoFromClickHouse(r.timestamp),
-    traceId: r.trace_id ?? '',
-    agent: r.agent ?? '',
-    agentVersion: r.agent_version ?? '',
-    sessionId: r.session_id ?? '',
+    traceId: r.trace_id,
+    agent: r.agent,
+    agentVersion: r.agent_version,
+    sessionId: r.session_id,
     accountId: r.account_id || null,
-    gateway: r.gateway ?? '',
-    transport: r.transport ?? '',
-    service: r.service ?? '',
-    tool: r.tool ?? '',
-    scopesRequired: r.scopes_required ?? [],
-    allowed: r.allowed ?? true,
-    outcome: outcomeOf({ allowed: r.allowed ?? true, is_error: r.is_error ?? false }),
+    gateway: r.gateway,
+    transport: r.transport,
+    service: r.service,
+    tool: r.tool,
+    scopesRequired: r.scopes_required,
+    allowed: r.allowed,
+    outcome: outcomeOf(r),
     deniedReason: r.denied_reason || null,
-    durationMs: msFromNs(r.duration_ns ?? 0) ?? 0,
+    durationMs: msFromNs(r.duration_ns) ?? 0,
     error: r.error || null,
     otelTraceId: r.otel_trace_id || null,
     otelSpanId: r.otel_span_id || null,
-    requestBytes: r.request_bytes ?? 0,
-    responseBytes: r.response_bytes ?? 0,
+    requestBytes: r.request_bytes,
+    responseBytes: r.response_bytes,
     costUsd: r.cost_usd == null ? null : money(microsFromDecimal(r.cost_usd)),
     source: r.source,
-    attributes: Object.entries(r.attributes ?? {})
+    attributes: Object.entries(r.attributes)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([key, value]) => ({ key, value })),
   };

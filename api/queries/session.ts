@@ -13,12 +13,12 @@
  * event_id, looked up for the session's span facts only.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
-import { eventColumns, eventRow, keyOfRow, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
+import { EVENT_COLUMNS, eventRow, keyOfRow, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
 import { selectRows } from './select-rows.ts';
 
-function pageSql(columns: string, after: boolean): string {
+function pageSql(after: boolean): string {
   return `
-SELECT ${columns}
+SELECT ${EVENT_COLUMNS}
 FROM audit_timeline_v1
 WHERE tenant = {tenant:String}
   AND (timestamp, event_id) IN (
@@ -58,13 +58,11 @@ export async function querySession(
   session: string,
   first: number,
   after: EventKey | undefined,
-  /** The AuditEvent fields asked for (all when undefined). */
-  fields?: ReadonlySet<string>,
 ): Promise<Page<AuditLogEntry>> {
   const rows = await selectRows(
     clickhouse,
     'session',
-    pageSql(eventColumns(fields), after !== undefined),
+    pageSql(after !== undefined),
     { tenant, session, limit: first + 1, ...(after && { afterTime: after.timestamp, afterId: after.eventId }) },
     eventRow,
   );

@@ -17,7 +17,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { otelTraceIdOf } from './audit-params.ts';
-import { eventRow, toEntry, type AuditLogEntry, type EventRow } from './audit-rows.ts';
+import { ENTRY_FIELDS, eventFields, jsonFields, toEntry, type AuditLogEntry, type EventRow } from './audit-rows.ts';
 import { isoFromClickHouse, msFromNs } from './params.ts';
 import { count, selectRows } from './select-rows.ts';
 
@@ -70,11 +70,7 @@ export interface Trace {
  * The fields of calls_by_id_v1's `call` and trace_spans_v1's `span` JSON arrays, in their order
  * (sql/0018 writes them; a row's other fields are its columns).
  */
-const CALL_FIELDS = [
-  'event_id', 'source', 'counted', 'trace_id', 'otel_trace_id', 'otel_span_id', 'session_id', 'account_id', 'agent', 'agent_version',
-  'gateway', 'transport', 'service', 'tool', 'scopes_required', 'allowed', 'is_error', 'denied_reason', 'error', 'duration_ns',
-  'request_bytes', 'response_bytes', 'cost_usd', 'attributes',
-] as const;
+const CALL_FIELDS = ['event_id', 'source', 'counted', ...ENTRY_FIELDS] as const;
 const SPAN_FIELDS = ['parent_span_id', 'name', 'kind', 'service', 'duration_ns', 'status_code', 'status_message', 'attributes', 'events'] as const;
 
 // The rows that carry the id, in time order: up to two per call (its first report and the row that
@@ -99,28 +95,14 @@ LIMIT 1 BY trace_id, span_id
 LIMIT {limit:UInt32}
 SETTINGS max_threads = 1`;
 
-/** A JSON array of `fields`, as an object with those names. */
-function jsonFields<F extends readonly string[]>(fields: F) {
-  return z.string().transform((text, ctx) => {
-    try {
-      const values: unknown = JSON.parse(text);
-      if (Array.isArray(values) && values.length === fields.length) return Object.fromEntries(fields.map((f, i) => [f, values[i]]));
-    } catch {
-      // reported below
-    }
-    ctx.addIssue({ code: 'custom', message: `not a JSON array of ${fields.length} fields` });
-    return z.NEVER;
-  });
-}
-
 // A call row: the key's id put back where the row leaves it out, then checked as any event row.
 const callRow = z
   .object({ id: z.string(), kind: z.enum(['trace', 'otel_trace']), timestamp: z.string(), call: jsonFields(CALL_FIELDS) })
   .transform(
     ({ id, kind, timestamp, call }) =>
-      ({ ...call, timestamp, trace_id: kind === 'trace' ? id : call.trace_id, otel_trace_id: kind === 'otel_trace' ? id : call.otel_trace_id }) as z.input<typeof eventRow>,
+      ({ ...call, timestamp, trace_id: kind === 'trace' ? id : call.trace_id, otel_trace_id: kind === 'otel_trace' ? id : call.otel_trace_id }) as z.input<typeof eventFields>,
   )
-  .pipe(eventRow);
+  .pipe(eventFields);
 
 const attributeMap = z.record(z.string(), z.string());
 

@@ -231,6 +231,62 @@ describe('migrations on the embedded engine', () => {
     }
   });
 
+  it('gives the rows stored before 0022 their entry, which the audit log, an event by id and a session read', async () => {
+    const { cpSync, readdirSync } = await import('node:fs');
+    const { queryAuditLog } = await import('../../api/queries/audit-log.ts');
+    const { queryAuditEvent } = await import('../../api/queries/audit-event.ts');
+    const { querySession } = await import('../../api/queries/session.ts');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sql-'));
+    const sqlDir = path.join(import.meta.dirname, '../../sql');
+    for (const file of readdirSync(sqlDir).filter((f) => f < '0022')) cpSync(path.join(sqlDir, file), path.join(dir, file));
+    await client.command({ query: 'CREATE DATABASE IF NOT EXISTS migrate_entry_0022' });
+    await client.command({ query: 'USE migrate_entry_0022' });
+    const insert = (rows: string) =>
+      client.command({
+        query: `INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, otel_trace_id, otel_span_id, session_id, account_id, tool, service, agent,
+                  agent_version, gateway, transport, scopes_required, allowed, denied_reason, duration_ns, error, is_error, request_bytes, response_bytes,
+                  cost_usd, attributes, source) VALUES ${rows}`,
+      });
+    try {
+      await migrate(client, { retentionDays: 30, dir });
+      // Before 0022: a denied call with every field set (an id that is no UUIDv7), and an allowed one with the fewest.
+      await insert(`('5b0e6c1e-93c4-4d52-8f0a-9d2f6ad3e001', 'acme', '2026-11-24 10:00:00.123456789', 't-1', '0af7651916cd43dd8448eb211c80319c', 'b7ad6b7169203331',
+                     's-1', 'acct-1', 'users.Users.Delete', 'users', 'planner', '1.2.0', 'gw-1', 'http', ['users:write', 'users:admin'], false, 'missing scope',
+                     0, '', false, 120, 0, NULL, map('region', 'eu', 'a"b', 'say "hi"'), 'audit'),
+                    ('01a20f64-c9e1-74d3-92cf-2e71ca718517', 'acme', '2026-11-24 10:00:01', '', '', '', 's-1', '', 'users.Users.List', 'users', 'coder',
+                     '', '', '', [], true, '', 2500123456, '{"id":"x","code":500}', true, 0, 5, 0.000001234, map(), 'span')`);
+      cpSync(path.join(sqlDir, '0022-audit-timeline-entry.sql'), path.join(dir, '0022-audit-timeline-entry.sql'));
+      assert.deepEqual((await migrate(client, { retentionDays: 30, dir })).applied, ['0022-audit-timeline-entry']);
+      // After it: the same call as the first, under another tenant, stored with its entry.
+      await insert(`('5b0e6c1e-93c4-4d52-8f0a-9d2f6ad3e001', 'globex', '2026-11-24 10:00:00.123456789', 't-1', '0af7651916cd43dd8448eb211c80319c', 'b7ad6b7169203331',
+                     's-1', 'acct-1', 'users.Users.Delete', 'users', 'planner', '1.2.0', 'gw-1', 'http', ['users:write', 'users:admin'], false, 'missing scope',
+                     0, '', false, 120, 0, NULL, map('region', 'eu', 'a"b', 'say "hi"'), 'audit')`);
+
+      const denied = {
+        eventId: '5b0e6c1e-93c4-4d52-8f0a-9d2f6ad3e001', timestamp: '2026-11-24T10:00:00.123456789Z', traceId: 't-1', agent: 'planner', agentVersion: '1.2.0',
+        sessionId: 's-1', accountId: 'acct-1', gateway: 'gw-1', transport: 'http', service: 'users', tool: 'users.Users.Delete',
+        scopesRequired: ['users:write', 'users:admin'], allowed: false, outcome: 'DENIED', deniedReason: 'missing scope', durationMs: 0, error: null,
+        otelTraceId: '0af7651916cd43dd8448eb211c80319c', otelSpanId: 'b7ad6b7169203331', requestBytes: 120, responseBytes: 0, costUsd: null, source: 'audit',
+        attributes: [{ key: 'a"b', value: 'say "hi"' }, { key: 'region', value: 'eu' }],
+      };
+      const failed = {
+        eventId: '01a20f64-c9e1-74d3-92cf-2e71ca718517', timestamp: '2026-11-24T10:00:01.000000000Z', traceId: '', agent: 'coder', agentVersion: '',
+        sessionId: 's-1', accountId: null, gateway: '', transport: '', service: 'users', tool: 'users.Users.List', scopesRequired: [], allowed: true,
+        outcome: 'ERROR', deniedReason: null, durationMs: 2500.123, error: '{"id":"x","code":500}', otelTraceId: null, otelSpanId: null,
+        requestBytes: 0, responseBytes: 5, costUsd: { amount: '0.000001', currency: 'USD', micros: '1' }, source: 'span', attributes: [],
+      };
+      const log = await queryAuditLog('acme', client, {}, 10, undefined);
+      assert.deepEqual(JSON.parse(JSON.stringify(log.items.map((i) => i.node))), [failed, denied]);
+      assert.deepEqual(JSON.parse(JSON.stringify(await queryAuditEvent('acme', client, denied.eventId))), denied);
+      assert.deepEqual(JSON.parse(JSON.stringify(await queryAuditEvent('acme', client, failed.eventId))), failed);
+      assert.deepEqual(JSON.parse(JSON.stringify((await querySession('acme', client, 's-1', 10, undefined)).items.map((i) => i.node))), [denied, failed]);
+      // The row stored after the migration reads the same, in its own tenant only.
+      assert.deepEqual(JSON.parse(JSON.stringify((await queryAuditLog('globex', client, {}, 10, undefined)).items.map((i) => i.node))), [denied]);
+    } finally {
+      await client.command({ query: 'USE migrate_test' });
+    }
+  });
+
   it('refuses a migration edited after it was applied', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sql-'));
     const { writeFileSync } = await import('node:fs');
