@@ -15,6 +15,7 @@ import { createClickHouseWriter, type ClickHouseWriter } from '../../ingest/clic
 import { normalizeAuditRecord, toAuditRow, type AuditRecordInput, type AuditRow } from '../../model/audit-event.ts';
 import { validateSpanRow, type SpanRow } from '../../model/span.ts';
 import { formatRfc3339 } from '../../model/timestamp.ts';
+import { MAX_TRACE_CALLS, MAX_TRACE_SPANS } from '../../api/queries/trace.ts';
 import { post, startApi, type ApiServer } from './harness.ts';
 
 const MS = 1_000_000;
@@ -252,6 +253,28 @@ describe('trace (sql/0018)', () => {
     assert.deepEqual(answer.otelTraceIds, [asked, carried].sort());
     assert.deepEqual(answer.calls.map((c: { eventId: string }) => c.eventId), [both.event_id]);
     assert.deepEqual(answer.spans.map((s: { name: string }) => s.name), ['carried.first', 'asked.root', 'carried.second']);
+  });
+
+  test('a trace of more calls and spans than it answers: the earliest of each, in order, and truncated', async () => {
+    const BIG_OTEL = '0123456789abcdef0123456789abcdef';
+    // One row more than a read of the calls takes, and more spans than one answers, stored newest first
+    // (storage order is not time order).
+    const calls = Array.from({ length: 2 * (MAX_TRACE_CALLS + 1) + 1 }, (_, i) =>
+      call({ tenant: 'acme', trace_id: 'big-trace', tool: 'users.Users.Get', agent: 'planner', otel_trace_id: BIG_OTEL, atMs: T0 + 5 * DAY - i * 1000 }),
+    );
+    await writer.writeAudit(calls);
+    const spans = Array.from({ length: MAX_TRACE_SPANS + 2 }, (_, i) => span('acme', BIG_OTEL, (0x1000000000000000n + BigInt(i)).toString(16), '', 'step', T0 + 5 * DAY - i));
+    await writer.writeSpans(spans);
+    const earliest = calls.slice(-MAX_TRACE_CALLS).reverse().map((c) => c.event_id);
+    const earliestSpans = spans.slice(-MAX_TRACE_SPANS).reverse().map((s) => s.span_id);
+    for (const id of ['big-trace', BIG_OTEL]) {
+      const answer = await post(api.url, 'query ($id: String!) { trace(id: $id) { truncated calls { eventId } spans { spanId } } }', { tenant: 'acme', variables: { id } });
+      assert.equal(answer.body.errors, undefined, JSON.stringify(answer.body.errors));
+      const { truncated, calls: shownCalls, spans: shownSpans } = answer.body.data!.trace;
+      assert.equal(truncated, true, id);
+      assert.deepEqual(shownCalls.map((c: { eventId: string }) => c.eventId), earliest, id);
+      assert.deepEqual(shownSpans.map((s: { spanId: string }) => s.spanId), earliestSpans, id);
+    }
   });
 
   test('a call reported twice, in either order, is one call: the merged row, by either id', async () => {
