@@ -202,6 +202,17 @@ const SPANS = [
  * call reported twice is one merged row (ingest/merge-reports.ts): the audit record's fields, the span's
  * trace ids, stamped at the call's start (the earlier report, the span), under the span fact's id.
  */
+/**
+ * The same, with the span stamped 90 minutes before the audit record (a long call), on the same UTC
+ * day: the merged row lies before the hour a first page reads first, the row it replaces inside it.
+ */
+const FAR_MS = START_MS + 7 * 3600_000 + 13;
+const FAR_AUDIT = row({ tenant: 'acme', trace_id: 'long-call-trace', timestamp: iso(FAR_MS), tool: 'repo.Files.Read', allowed: true, duration: 90 * 60_000 * MS, agent: 'coder', account_id: 'bob' });
+const FAR_SPAN = row(
+  { tenant: 'acme', trace_id: 'long-call-trace', timestamp: iso(FAR_MS - 90 * 60_000), tool: 'repo.Files.Read', allowed: true, agent: 'coder', gateway: 'gw-span', transport: 'stdio' },
+  'span',
+);
+
 function acmeShown(): AuditRow[] {
   const merged: AuditRow = {
     ...TWICE_AUDIT,
@@ -222,7 +233,8 @@ function acmeShown(): AuditRow[] {
     report_id: LATER_SPAN.event_id,
     counted: 0 as const,
   };
-  return [...ACME, merged, later];
+  const far: AuditRow = { ...FAR_AUDIT, timestamp: FAR_SPAN.timestamp, gateway: 'gw-span', transport: 'stdio', report_id: FAR_SPAN.event_id, counted: 0 as const };
+  return [...ACME, merged, later, far];
 }
 
 // ---- the independent computation ----------------------------------------------------------------------
@@ -317,6 +329,8 @@ before(async () => {
   assert.deepEqual(await writer.writeAudit([TWICE_AUDIT]), { inserted: 1, duplicates: 0 });
   assert.deepEqual(await writer.writeAudit([LATER_AUDIT]), { inserted: 1, duplicates: 0 });
   assert.deepEqual(await writer.writeAudit([LATER_SPAN]), { inserted: 1, duplicates: 0 });
+  assert.deepEqual(await writer.writeAudit([FAR_AUDIT]), { inserted: 1, duplicates: 0 });
+  assert.deepEqual(await writer.writeAudit([FAR_SPAN]), { inserted: 1, duplicates: 0 });
   await clickhouse.insert({ table: 'spans_v1', format: 'JSONEachRow', values: SPANS });
   const s = createServer(createApi({ clickhouse, logger: pino({ level: 'silent' }), keys: KEYS }).handle);
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
@@ -455,6 +469,19 @@ describe('auditLog', () => {
     const ids = await allPages({ to: iso(LATER_MS + 3_600_000), from: iso(LATER_MS - 3_600_000) }, 1);
     assert.equal(ids.filter((id) => id === LATER_AUDIT.event_id).length, 1);
     assert.deepEqual(await allPages({ outcome: 'DENIED', account: 'bob', session: 'session-audit-first' }, 10), [LATER_AUDIT.event_id]);
+  });
+
+  test("a record in the last hour before a page's end, replaced by its merged row stamped before that hour: the merged row, once", async () => {
+    const toMs = FAR_MS + 60_000;
+    const expected = acmeShown()
+      .filter((r) => nanosOf(r) < BigInt(toMs) * 1_000_000n)
+      .sort(newestFirst)
+      .map((r) => r.event_id);
+    const listed = await allPages({ to: iso(toMs) }, 2);
+    assert.deepEqual(listed, expected);
+    assert.equal(listed.filter((id) => id === FAR_AUDIT.event_id).length, 1);
+    const { auditEvent } = await data('query ($id: ID!) { auditEvent(id: $id) { timestamp gateway } }', { id: FAR_AUDIT.event_id });
+    assert.deepEqual(auditEvent, { timestamp: iso(FAR_MS - 90 * 60_000), gateway: 'gw-span' });
   });
 
   test('pages whose records lie partly in the hour before their end and partly before it (read in two parts): the newest, in order, each once', async () => {
