@@ -407,6 +407,32 @@ export function requests(schema: GraphQLSchema | undefined, op: Operation, ctx: 
   };
 }
 
+/** Tables the raw-record reads look rows up in by key: their part counts are printed (sql/0023). */
+const POINT_READ_TABLES = ['audit_timeline_v1', 'audit_lookup_v1', 'calls_by_id_v1', 'trace_spans_v1'];
+const MERGE_WAIT_MS = 10 * 60_000;
+
+/**
+ * Waits (up to MERGE_WAIT_MS) for the merges the engine runs at start to end, so none runs while
+ * requests are timed: a data set whose months have been idle for an hour has them merged into one
+ * part each (sql/0023) the first time it is opened after that. Prints what it waited and the parts.
+ */
+async function settleMerges(clickhouse: ClickHouseClient): Promise<void> {
+  const started = performance.now();
+  const merging = async () =>
+    Number((await rows(clickhouse, 'SELECT count() AS n FROM system.merges WHERE database = currentDatabase()', {}))[0]?.n) !== 0;
+  // The engine schedules its merges within seconds of opening the tables.
+  await new Promise((resolve) => setTimeout(resolve, 5_000));
+  while ((await merging()) && performance.now() - started < MERGE_WAIT_MS) await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const parts = await rows(
+    clickhouse,
+    'SELECT table, count() AS n FROM system.parts WHERE active AND database = currentDatabase() AND table IN {tables:Array(String)} GROUP BY table ORDER BY table',
+    { tables: POINT_READ_TABLES },
+  );
+  progress(
+    `engine merges settled after ${((performance.now() - started) / 1000).toFixed(0)} s${(await merging()) ? ' (still merging: gave up waiting)' : ''}; parts: ${parts.map((p) => `${p.table} ${p.n}`).join(', ')}`,
+  );
+}
+
 async function introspect(client: GraphQLClient): Promise<GraphQLSchema | undefined> {
   try {
     return buildClientSchema((await client.request(getIntrospectionQuery())) as unknown as IntrospectionQuery);
@@ -557,6 +583,7 @@ async function main(): Promise<void> {
   try {
     const migrated = await migrate(clickhouse, { retentionDays: loadConfig({}).retentionDays });
     if (migrated.applied.length) progress(`migrated ${dir}: ${migrated.applied.join(', ')}`);
+    await settleMerges(clickhouse);
     const dataset = readDataset(dir);
     const end = dataset ? Date.parse(dataset.end) : Date.now();
     const ctx: Context = { end, samples: await loadSamples(clickhouse) };

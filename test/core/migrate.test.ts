@@ -42,6 +42,13 @@ describe('migrations on the embedded engine', () => {
       ],
     );
 
+    // The tables read by key merge a month idle for an hour into one part (sql/0023).
+    for (const name of ['calls_by_id_v1', 'trace_spans_v1', 'audit_lookup_v1', 'audit_timeline_v1']) {
+      const ddl = before.find((t) => t.name === name)!.create_table_query;
+      assert.match(ddl, /min_age_to_force_merge_seconds = 3600/, name);
+      assert.match(ddl, /min_age_to_force_merge_on_partition_only = 1/, name);
+    }
+
     const second = await migrate(client, { retentionDays: 30 });
     assert.deepEqual(second, { applied: [], skipped: all });
     assert.deepEqual(await schema(client), before);
