@@ -412,14 +412,24 @@ const POINT_READ_TABLES = ['audit_timeline_v1', 'audit_lookup_v1', 'calls_by_id_
 const MERGE_WAIT_MS = 10 * 60_000;
 
 /**
- * Waits (up to MERGE_WAIT_MS) for the merges the engine runs at start to end, so none runs while
- * requests are timed: a data set whose months have been idle for an hour has them merged into one
- * part each (sql/0023) the first time it is opened after that. Prints what it waited and the parts.
+ * Waits (up to MERGE_WAIT_MS) for the merges and mutations the engine runs at start to end, so none
+ * runs while requests are timed: a data set whose months have been idle for an hour has them merged
+ * into one part each (sql/0023) the first time it is opened after that, and a migration may leave a
+ * mutation running (sql/0022). Prints what it waited and the parts.
  */
 async function settleMerges(clickhouse: ClickHouseClient): Promise<void> {
   const started = performance.now();
   const merging = async () =>
-    Number((await rows(clickhouse, 'SELECT count() AS n FROM system.merges WHERE database = currentDatabase()', {}))[0]?.n) !== 0;
+    Number(
+      (
+        await rows(
+          clickhouse,
+          `SELECT (SELECT count() FROM system.merges WHERE database = currentDatabase())
+                + (SELECT count() FROM system.mutations WHERE database = currentDatabase() AND NOT is_done) AS n`,
+          {},
+        )
+      )[0]?.n,
+    ) !== 0;
   // The engine schedules its merges within seconds of opening the tables.
   await new Promise((resolve) => setTimeout(resolve, 5_000));
   while ((await merging()) && performance.now() - started < MERGE_WAIT_MS) await new Promise((resolve) => setTimeout(resolve, 2_000));
@@ -429,7 +439,7 @@ async function settleMerges(clickhouse: ClickHouseClient): Promise<void> {
     { tables: POINT_READ_TABLES },
   );
   progress(
-    `engine merges settled after ${((performance.now() - started) / 1000).toFixed(0)} s${(await merging()) ? ' (still merging: gave up waiting)' : ''}; parts: ${parts.map((p) => `${p.table} ${p.n}`).join(', ')}`,
+    `engine merges and mutations settled after ${((performance.now() - started) / 1000).toFixed(0)} s${(await merging()) ? ' (still merging: gave up waiting)' : ''}; parts: ${parts.map((p) => `${p.table} ${p.n}`).join(', ')}`,
   );
 }
 
