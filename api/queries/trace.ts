@@ -76,8 +76,9 @@ const SPAN_FIELDS = ['parent_span_id', 'name', 'kind', 'service', 'duration_ns',
 // Point reads by primary key, (tenant, id) and (tenant, trace_id), with no order and no other condition
 // in the statement: what a read of a row or two costs the engine is mostly planning, and on the 10M-event
 // set the calls' condition on both kinds and the order cost 1.4 of its 5.4 ms, the spans' order and
-// LIMIT BY 0.5 of 3.3. The rows are filtered and put in order as they are read (readPoint). A read
-// that reaches its limit is read again in order, so what a truncated trace keeps is its earliest.
+// LIMIT BY 0.5 of 3.3. queryTrace keeps each call row of the kind its id was asked as, and orders the
+// calls and spans itself. A read that reaches its limit is read again in order (readPoint), so what a
+// truncated trace keeps is its earliest.
 
 // The rows under the id asked for and its OpenTelemetry form: up to two per call (its first report and
 // the row that replaced it), so twice the calls asked for.
