@@ -404,32 +404,26 @@ async function rawConsume(kafka: Kafka, topic: string, count: number) {
 /**
  * audit_events_v1, every materialized view fed from it or from a table such a view writes to (the
  * rollups of rollups), and those tables: what one insert into audit_events_v1 makes the engine do.
- * Views first found in `tables` order, each with the table it writes to.
+ * Views in the order they are found, each followed (in `tables`) by the table it writes to.
  */
 async function auditTables(clickhouse: ClickHouseClient): Promise<{ tables: string[]; views: string[] }> {
+  const catalog = await (
+    await clickhouse.query({
+      query: 'SELECT name, dependencies_table AS views, create_table_query AS ddl FROM system.tables WHERE database = currentDatabase()',
+      format: 'JSONEachRow',
+    })
+  ).json<{ name: string; views: string[]; ddl: string }>();
+  const byName = new Map(catalog.map((t) => [t.name, t]));
   const tables = ['audit_events_v1'];
   const views: string[] = [];
   for (let i = 0; i < tables.length; i++) {
-    const [row] = await (
-      await clickhouse.query({
-        query: 'SELECT dependencies_table AS views FROM system.tables WHERE database = currentDatabase() AND name = {name:String}',
-        query_params: { name: tables[i] },
-        format: 'JSONEachRow',
-      })
-    ).json<{ views: string[] }>();
-    for (const view of row?.views ?? []) {
+    for (const view of byName.get(tables[i]!)?.views ?? []) {
       if (views.includes(view)) continue;
       views.push(view);
-      const [ddl] = await (
-        await clickhouse.query({
-          query: 'SELECT create_table_query AS text FROM system.tables WHERE database = currentDatabase() AND name = {name:String}',
-          query_params: { name: view },
-          format: 'JSONEachRow',
-        })
-      ).json<{ text: string }>();
       // CREATE MATERIALIZED VIEW db.view TO db.target (columns) AS SELECT ...
-      const target = /^CREATE MATERIALIZED VIEW \S+ TO (?:[^\s.]+\.)?([^\s(]+)/.exec(ddl?.text ?? '')?.[1];
-      if (!target) throw new Error(`materialized view ${view} names no table it writes to: ${ddl?.text.slice(0, 200)}`);
+      const ddl = byName.get(view)?.ddl ?? '';
+      const target = /^CREATE MATERIALIZED VIEW \S+ TO (?:[^\s.]+\.)?([^\s(]+)/.exec(ddl)?.[1];
+      if (!target) throw new Error(`materialized view ${view} names no table it writes to: ${ddl.slice(0, 200)}`);
       if (!tables.includes(target)) tables.push(target);
     }
   }
