@@ -104,14 +104,15 @@ SETTINGS max_threads = 1`;
 
 // A call row: its key, and the call with the key's id put back where the row leaves it out, checked as
 // any event row.
+const callKind = z.enum(['trace', 'otel_trace']);
 const callRow = z
-  .object({ id: z.string(), kind: z.enum(['trace', 'otel_trace']), timestamp: z.string(), call: jsonFields(CALL_FIELDS) })
+  .object({ id: z.string(), kind: callKind, timestamp: z.string(), call: jsonFields(CALL_FIELDS) })
   .transform(({ id, kind, timestamp, call }) => ({
     id,
     kind,
     row: { ...call, timestamp, trace_id: kind === 'trace' ? id : call.trace_id, otel_trace_id: kind === 'otel_trace' ? id : call.otel_trace_id } as z.input<typeof eventFields>,
   }))
-  .pipe(z.object({ id: z.string(), kind: z.enum(['trace', 'otel_trace']), row: eventFields }));
+  .pipe(z.object({ id: z.string(), kind: callKind, row: eventFields }));
 
 const attributeMap = z.record(z.string(), z.string());
 
