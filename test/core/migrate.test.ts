@@ -289,6 +289,9 @@ describe('migrations on the embedded engine', () => {
       assert.deepEqual(JSON.parse(JSON.stringify((await querySession('acme', client, 's-1', 10, undefined)).items.map((i) => i.node))), [denied, failed]);
       // The row stored after the migration reads the same, in its own tenant only.
       assert.deepEqual(JSON.parse(JSON.stringify((await queryAuditLog('globex', client, {}, 10, undefined)).items.map((i) => i.node))), [denied]);
+      // By id, another tenant's event is none of this one's, by its time (a UUIDv7) or anywhere (not one).
+      assert.equal(await queryAuditEvent('globex', client, failed.eventId), null);
+      assert.equal(await queryAuditEvent('initech', client, denied.eventId), null);
     } finally {
       await client.command({ query: 'USE migrate_test' });
     }
