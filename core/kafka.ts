@@ -8,6 +8,8 @@
  */
 import zlib from 'node:zlib';
 import kafkajs from 'kafkajs';
+// kafkajs's idle connections arm no timer (see the module); scripts/kafka.mjs loads it too.
+import './kafkajs-idle.mjs';
 import type { Kafka, LogEntry, Message, Producer, RetryOptions } from 'kafkajs';
 import type { Logger } from './logger.ts';
 import type { OutboundMessage, Publisher } from './publisher.ts';

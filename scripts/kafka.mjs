@@ -31,6 +31,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import kafkajs from 'kafkajs';
+import '../core/kafkajs-idle.mjs';
 
 const { Kafka, logLevel } = kafkajs;
 

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
+import '../core/kafkajs-idle.mjs';
 
 const MESSAGE_COUNT = 100;
 

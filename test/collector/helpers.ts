@@ -5,6 +5,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import kafkajs from 'kafkajs';
+import '../../core/kafkajs-idle.mjs';
 import { pino, type Logger } from 'pino';
 
 export async function tempDir(prefix: string): Promise<string> {
