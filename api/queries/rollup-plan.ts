@@ -258,8 +258,7 @@ const ONE_PASS_NS = 3n * 60n * SECOND;
  * appended. Over a few minutes at most, one pass grouped by event_id (the second report's values where
  * there is one, argMin by counted; a call without a counted row in the span is none): 10 ms on the 10M
  * set where the set lookups below take 15. Over longer spans the lookups (sets of the rare second
- * reports) cost less than grouping every row: an hour 17 ms where grouping takes 38. Edges of 130 s (45 s
- * and 85 s), counted: 8.6 ms of the engine's CPU in one pass, 13.5 ms by the lookups.
+ * reports) cost less than grouping every row: an hour 17 ms where grouping takes 38.
  */
 function callsOnce(within: string, spanNs: bigint): string {
   if (spanNs <= ONE_PASS_NS) {
