@@ -1,6 +1,6 @@
 /**
  * A Kafka connection with nothing to send sleeps: kafkajs 2.2.4 armed a 1 ms timer after every answer,
- * forever, with a negative delay that Node 24 reports as a TimeoutNegativeWarning (core/kafka.ts,
+ * forever, with a negative delay that Node 24 reports as a TimeoutNegativeWarning (core/kafkajs-idle.mjs,
  * tulios/kafkajs#1751).
  */
 import assert from 'node:assert/strict';
