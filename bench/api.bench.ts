@@ -19,11 +19,12 @@
  *
  * The API: createApi with a key store of one viewer key of the data set's biggest tenant (acme, 80% of
  * the rows), on a node:http server on loopback, in this process with the embedded engine (chDB allows one
- * process per data directory, and the raw statements need the same engine). CLIENTS concurrent clients
- * send REQUESTS requests per operation (each with its own id or page where the operation takes one),
+ * process per data directory, and the raw statements need the same engine), with the Node flags
+ * `npm start` gives the API (scripts/bench.mjs). CLIENTS concurrent clients, in a process of their own
+ * (http-clients.ts), send REQUESTS requests per operation (each with its own id or page where the operation takes one),
  * after one warm-up request; an operation stops sending after OP_BUDGET_MS, and operations not started
  * BENCH_BUDGET_S (480) after the first are reported as skipped. The raw statements run the same way on
- * the engine directly, capped at RAW_BUDGET_MS. RSS is this process's: the API, the embedded engine and the clients.
+ * the engine directly, capped at RAW_BUDGET_MS. RSS is this process's: the API and the embedded engine.
  *
  * Operations are the table OPERATIONS below; BENCH_ONLY (comma-separated) keeps those whose name or GraphQL field
  * it lists, e.g. `BENCH_ONLY='trace,auditLog first page (connection)'`; a name that matches none is an error. Each is checked against the API's schema (introspection):
@@ -62,6 +63,7 @@ import { loadConfig } from '../core/config.ts';
 import { migrate } from '../core/migrate.ts';
 import { cachedDataSet, readDataset } from './data/dataset-cache.ts';
 import { DEFAULT_EVENTS } from './data/generate-events.ts';
+import { ClientProcess, drive, GraphQLClient, type Timing } from './http-clients.ts';
 import { timeStatements } from './statement-timings.ts';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? DEFAULT_EVENTS);
@@ -315,35 +317,7 @@ async function loadSamples(clickhouse: ClickHouseClient): Promise<Sample[]> {
 }
 
 // ---------------------------------------------------------------------------
-// GraphQL over HTTP
-
-class GraphQLClient {
-  constructor(
-    readonly url: string,
-    readonly key: string,
-  ) {}
-
-  async request(query: string): Promise<Record<string, unknown>> {
-    const response = await fetch(this.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${this.key}` },
-      body: JSON.stringify({ query }),
-    });
-    const text = await response.text();
-    let body: { data?: Record<string, unknown>; errors?: { message: string; extensions?: { code?: string } }[] };
-    try {
-      body = JSON.parse(text);
-    } catch {
-      throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
-    }
-    if (body.errors?.length) {
-      const e = body.errors[0]!;
-      throw new Error(`${e.extensions?.code ?? `HTTP ${response.status}`}: ${e.message}`);
-    }
-    if (!response.ok || !body.data) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
-    return body.data;
-  }
-}
+// GraphQL documents
 
 function argText(args: Record<string, Arg>): string {
   return Object.keys(args).length ? `(${argList(args)})` : '';
@@ -489,51 +463,6 @@ async function walkToPage50(client: GraphQLClient, schema: GraphQLSchema | undef
 // ---------------------------------------------------------------------------
 // Timing
 
-interface Timing {
-  times: number[];
-  /** The warm-up call's time. */
-  first?: number;
-  error?: string;
-}
-
-/**
- * Up to `count` calls over CLIENTS concurrent loops, stopping at the budget, after one warm-up call
- * (timed alone: `first`), `warm` when given, and one untimed call per client at once. Without that
- * round the timed calls began as a burst of CLIENTS in lockstep, each the first to read what the warm-up
- * left behind (a cache entry just filled, its parts' marks), and that burst could set the p99 alone.
- */
-async function drive(count: number, budgetMs: number, call: (i: number) => Promise<unknown>, warm?: () => Promise<void>): Promise<Timing> {
-  const times: number[] = [];
-  let first: number;
-  try {
-    const started = performance.now();
-    await call(count); // warm-up, with an index no timed call uses
-    first = performance.now() - started;
-    await warm?.();
-    await Promise.all(Array.from({ length: CLIENTS }, (_, k) => call(count + 1 + k)));
-  } catch (error) {
-    return { times, error: (error as Error).message };
-  }
-  const deadline = performance.now() + budgetMs;
-  let next = 0;
-  let failure: string | undefined;
-  const loop = async () => {
-    while (next < count && failure === undefined && performance.now() < deadline) {
-      const i = next++;
-      const started = performance.now();
-      try {
-        await call(i);
-      } catch (error) {
-        failure = (error as Error).message;
-        return;
-      }
-      times.push(performance.now() - started);
-    }
-  };
-  await Promise.all(Array.from({ length: CLIENTS }, loop));
-  return { times, first, error: failure };
-}
-
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * q) - 1)]!;
 }
@@ -592,6 +521,7 @@ async function main(): Promise<void> {
   // As bin/start.ts opens the API's client: a connection per read sent at once (BENCH_CONNECTIONS to compare).
   const clickhouse = await openClickHouse({ database: 'mcp_analytics', dataDir: dir, connections: CONNECTIONS });
   let server: Server | undefined;
+  const clients = new ClientProcess();
   try {
     const migrated = await migrate(clickhouse, { retentionDays: loadConfig({}).retentionDays });
     if (migrated.applied.length) progress(`migrated ${dir}: ${migrated.applied.join(', ')}`);
@@ -632,24 +562,20 @@ async function main(): Promise<void> {
       progress(op.name);
       timings?.take();
       const cpuBefore = process.cpuUsage();
-      const apiTiming = await drive(
-        REQUESTS,
-        OP_BUDGET_MS,
-        (i) => client.request(doc.query(i)),
-        SETTLE ? () => api.settled() : undefined,
-      );
+      const apiTiming = await clients.drive(client, CLIENTS, REQUESTS, OP_BUDGET_MS, (i) => doc.query(i), SETTLE ? () => api.settled() : undefined);
       const apiCpu = process.cpuUsage(cpuBefore);
       rssMax = Math.max(rssMax, process.memoryUsage.rss());
       if (timings) printStatements(op.name, timings.take(), apiTiming.times);
-      const rawTiming = await drive(REQUESTS, RAW_BUDGET_MS, (i) => op.raw.run(clickhouse, ctx, i));
+      const rawTiming = await drive(CLIENTS, REQUESTS, RAW_BUDGET_MS, (i) => op.raw.run(clickhouse, ctx, i));
       rssMax = Math.max(rssMax, process.memoryUsage.rss());
       const a = summary(apiTiming);
       const r = summary(rawTiming);
       const apiText = a ? `${ms(a.p50)} / ${ms(a.p99)} (n=${apiTiming.times.length})` : '—';
       const firstText = apiTiming.first === undefined ? '—' : ms(apiTiming.first);
-      // This process's CPU (API, engine and clients) per timed request, warm-up and its fills included:
-      // what a request costs, less skewed by other work on the machine than its latency.
-      const cpuText = apiTiming.times.length ? ms((apiCpu.user + apiCpu.system) / 1000 / apiTiming.times.length) : '—';
+      // This process's CPU (API and engine) per timed request, warm-up and its fills included: what a
+      // request costs, less skewed by other work on the machine than its latency. The clients' is apart.
+      const perRequest = (cpuMs: number | undefined) => (apiTiming.times.length && cpuMs !== undefined ? ms(cpuMs / apiTiming.times.length) : '—');
+      const cpuText = `${perRequest((apiCpu.user + apiCpu.system) / 1000)} (clients ${perRequest(apiTiming.clientCpuMs)})`;
       const rawText = r ? `${ms(r.p50)} / ${ms(r.p99)} (n=${rawTiming.times.length})` : `— ${rawTiming.error ?? ''}`;
       const ratio = a && r ? `×${(a.p50 / r.p50).toFixed(2)} / ×${(a.p99 / r.p99).toFixed(2)}` : '';
       let result = 'info';
@@ -674,12 +600,13 @@ async function main(): Promise<void> {
       `\nCPU over the operations (${wall.toFixed(0)} s): this process ${ownCores.toFixed(2)} cores` +
         (loadStarted && loadEnded ? `, the rest of the machine ${Math.max(0, (loadEnded - loadStarted) / wall - ownCores).toFixed(2)} of ${os.cpus().length} cores (other work skews the times)` : ''),
     );
-    console.log(`RSS of the API process (the API, the embedded ClickHouse engine and the bench's HTTP clients): ${mib(rssStart)} before the operations, ${mib(rssMax)} at most, ${mib(process.memoryUsage.rss())} at the end.`);
+    console.log(`RSS of the API process (the API and the embedded ClickHouse engine; the clients run in a process of their own): ${mib(rssStart)} before the operations, ${mib(rssMax)} at most, ${mib(process.memoryUsage.rss())} at the end.`);
     // A target missed is a FAIL row; an operation that answered an error fails the run.
     if (failed) process.exitCode = 1;
   } finally {
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     server?.closeAllConnections();
+    await clients.close();
     await clickhouse.close();
   }
 }

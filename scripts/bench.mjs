@@ -20,6 +20,8 @@ const benches = readdirSync(new URL('../bench/', import.meta.url))
  */
 const NODE_FLAGS = {
   'bench/ingest.bench.ts': ['--max-semi-space-size=64'],
+  // The API runs as `npm start` runs it (its clients are a process of their own).
+  'bench/api.bench.ts': ['--max-semi-space-size=64'],
   // Not the gateway's flags: a young generation large enough that no GC runs inside a measured window.
   'bench/collector-alloc.bench.ts': ['--max-semi-space-size=128', '--min-semi-space-size=128'],
 };
