@@ -38,6 +38,8 @@ export interface ApiDependencies {
   registry?: Registry;
   /** The aggregates' cache of closed time buckets (api/queries/closed-buckets.ts); one of its own when omitted. */
   closedBuckets?: ClosedBuckets;
+  /** The tables are replicated (CLICKHOUSE_CLUSTER); see ClosedBucketOptions.replicated. */
+  replicated?: boolean;
   /** Announces a person's acknowledgement or resolution of an alert to its webhook (alerts/webhook-announcer.ts). */
   alertWebhooks?: AlertWebhooks;
 }
@@ -69,12 +71,12 @@ const HEALTH_PATH = '/health';
 /** Paths that belong to an API: never answered with the dashboard's index.html. */
 const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/', '/export/'];
 
-export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry(), closedBuckets: given, alertWebhooks }: ApiDependencies): Api {
+export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry(), closedBuckets: given, replicated, alertWebhooks }: ApiDependencies): Api {
   const limits = { ...DEFAULT_READ_LIMITS, ...reads };
   const scheduler = createReadScheduler(limits);
   const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs, threads: limits.threads });
   // Background fills wait in a queue of their caller's, but not on their request.
-  const closedBuckets = given ?? createClosedBucketCache({ detach: readClient.detached });
+  const closedBuckets = given ?? createClosedBucketCache({ detach: readClient.detached, replicated });
   const yoga = createYoga({
     schema: createApiSchema({ clickhouse: readClient.client, closedBuckets, alertWebhooks }),
     // Metrics first, so they see every request, refused ones too; limits before anything is executed.

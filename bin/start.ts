@@ -262,6 +262,7 @@ const api = apiClickhouse
       uiDir: path.resolve(UI_DIR),
       registry: apiRegistry,
       keys,
+      replicated: config.clickhouse.cluster !== undefined,
       reads: { timeoutMs: config.api.queryTimeoutMs, concurrency: config.api.readConcurrency, threads: config.api.readThreads, maxQueuedPerCaller: config.api.readQueuePerCaller },
       alertWebhooks: createAlertWebhookAnnouncer({ outbox: alertOutbox!, logger: alertLogger, webhookUrl: config.alerts.webhookUrl, webhookFormat: config.alerts.webhookFormat }),
     })

@@ -111,6 +111,14 @@ export interface ClosedBucketOptions {
   maxAnswerBytes?: number;
   /** Entry rows held as key sets, all together (MAX_KEY_ROWS). */
   maxKeyRows?: number;
+  /**
+   * The tables are replicated (CLICKHOUSE_CLUSTER): a statement may reach a replica the rows of a fill
+   * have not all reached yet, so each one counts its entries' rows again. On one server (or the embedded
+   * engine) the count a fill reads after its insert holds for as long as the entry does: no row of an
+   * entry is deleted while it is held (MAX_AGE_MS, against the table's TTL of two hours), unless the
+   * server restarts and loses parts not yet on disk, which the guard checks instead.
+   */
+  replicated?: boolean;
 }
 
 export interface ClosedBucketCache extends ClosedBuckets {
@@ -197,6 +205,7 @@ export function createClosedBucketCache(options: ClosedBucketOptions = {}): Clos
   const answers = boundedMap<Answer>(maxEntries, maxAnswerBytes);
   const maxKeyRows = options.maxKeyRows ?? MAX_KEY_ROWS;
   const detach = options.detach ?? ((work) => work());
+  const recount = options.replicated === true;
   /** Key sets of entries (keysOf()), weighed by the entry rows they are read from. */
   const keySets = boundedMap<KeySlot>(Infinity, maxKeyRows);
   /** Key set reads under way. */
@@ -357,12 +366,16 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     const edges = sourceParts(tenant, need === 'own' || need === 'none' ? options : { ...options, need }, span);
     const raw = need === 'none' ? undefined : edges.raw;
     const checks: Record<string, string | number> = {};
-    guarded.forEach((g, i) => (checks[`cache_entry_${i}`] = g.entry.id));
+    if (recount) guarded.forEach((g, i) => (checks[`cache_entry_${i}`] = g.entry.id));
     const spans = writeChecks(guarded);
     spans.forEach((c, i) => Object.assign(checks, { [`cache_since_${i}`]: c.since, [`cache_from_${i}`]: c.from, [`cache_to_${i}`]: c.to }));
+    if (guarded.length) {
+      if (recount) checks.cache_rows = guarded.reduce((n, g) => n + g.entry.rows, 0);
+      else checks.cache_filled = guarded.reduce((min, g) => (g.entry.since < min ? g.entry.since : min), guarded[0]!.entry.since);
+    }
     return {
-      sql: unionOf([cachedRows(keysOnly, guarded.length ? guard(guarded.length, spans.length) : undefined), ...(raw === undefined ? [] : [raw])], edges.empty),
-      params: { ...edges.params, ...checks, cache_entry: entry.id, cache_rows: guarded.reduce((n, g) => n + g.entry.rows, 0), cache_settle: settle },
+      sql: unionOf([cachedRows(keysOnly, guarded.length ? cacheGuard(guarded.length, spans.length, recount) : undefined), ...(raw === undefined ? [] : [raw])], edges.empty),
+      params: { ...edges.params, ...checks, cache_entry: entry.id, cache_settle: settle },
       segments: raw === undefined ? [] : edges.segments,
       // The entry's rows alone; the statement's first source read from an entry guards this one too.
       ...(raw === undefined && guarded.length === 0 && { entry: { id: entry.id, rows: entry.rows } }),
@@ -564,7 +577,7 @@ function entryKeys(need: readonly Dimension[]): string {
 }
 const METRICS = 'calls, errors, denials, duration_sum_ns, duration_max_ns, duration_sketch, cost_usd_sum, priced_calls, first_seen, last_seen';
 
-/** The entry's rows; with `guard`, only once it holds (see guard()). */
+/** The entry's rows; with `guard`, only once it holds (see cacheGuard()). */
 function cachedRows(keysOnly: boolean, guard?: string): string {
   return `
     SELECT ${KEYS}${keysOnly ? '' : `, ${METRICS}`}
@@ -590,16 +603,27 @@ function writeChecks(guarded: readonly Found[]): Array<{ from: string; to: strin
 }
 
 /**
- * A condition that fails the statement (throwIf) when one of `n` entries (cache_entry_<i>) is not all
- * there (their rows together are not cache_rows) or a call was written into one of `spans` spans
- * (cache_from_<j>, cache_to_<j>) since cache_since_<j> (writeChecks()). A scalar subquery: ClickHouse
- * runs it once, while it analyses the statement, before any row is read, so it fails the statement even
- * when the entry it stands beside has no row left; and it needs no branch of its own beside the
- * entry's, whose columns would have to match the entry's.
+ * A condition that fails the statement (throwIf) when a call was written into one of `spans` spans
+ * (cache_from_<j>, cache_to_<j>) since cache_since_<j> (writeChecks()), or when one of `n` entries
+ * (cache_entry_<i>) may not be all there: with `recount`, their rows together are not cache_rows;
+ * without, the server started after the earliest of their fills began (cache_filled), so parts it had
+ * not yet written to disk may be gone (uptime() is whole seconds: the start it gives is up to a second
+ * late, so a second is taken off; a fill done and a server stopped and started again within that second
+ * is not seen). A scalar subquery: ClickHouse runs it once, while it analyses
+ * the statement, before any row is read, so it fails the statement even when the entry it stands beside
+ * has no row left; and it needs no branch of its own beside the entry's, whose columns would have to
+ * match the entry's. Without `recount` it is one subquery instead of three (each costs the embedded
+ * engine about 2 ms).
  */
-function guard(n: number, spans: number): string {
-  const ids = Array.from({ length: n }, (_, i) => `{cache_entry_${i}:UInt64}`);
+export function cacheGuard(n: number, spans: number, recount: boolean): string {
   const writes = Array.from({ length: spans }, (_, i) => `(${writtenInto(`{cache_since_${i}:DateTime64(6, 'UTC')}`, `_${i}`)})`);
+  if (!recount) {
+    return `(SELECT throwIf(
+        count() > 0 OR now64(6) - toIntervalSecond(uptime() + 1) > {cache_filled:DateTime64(6, 'UTC')},
+        'closed-bucket cache entry missing or stale')
+      FROM call_writes_v1 WHERE tenant = {tenant:String} AND (${writes.join('\n          OR ')})) = 0`;
+  }
+  const ids = Array.from({ length: n }, (_, i) => `{cache_entry_${i}:UInt64}`);
   return `(SELECT throwIf(
         (SELECT count() FROM closed_buckets_v1 WHERE entry IN (${ids.join(', ')})) != {cache_rows:UInt64}
         OR (SELECT count() FROM call_writes_v1 WHERE tenant = {tenant:String} AND (${writes.join('\n          OR ')})) > 0,

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { queryAgentActivity } from '../../api/queries/agent-activity.ts';
-import { createClosedBucketCache, NO_CACHE, type ClosedBuckets } from '../../api/queries/closed-buckets.ts';
+import { cacheGuard, createClosedBucketCache, NO_CACHE, type ClosedBuckets } from '../../api/queries/closed-buckets.ts';
 import type { AggregateFilter } from '../../api/queries/filter.ts';
 import { queryOverview } from '../../api/queries/overview.ts';
 import { parseTimeRange } from '../../api/queries/params.ts';
@@ -220,8 +220,8 @@ test('a call written late into a cached hour shows at once; the entry is refille
   assert.deepEqual([cache.stats().fills, cache.stats().stale, cache.stats().hits], [12, 6, 12]);
 });
 
-test('an entry whose rows are gone is noticed, and the answer is still right', async () => {
-  const cache = createClosedBucketCache({ settleSeconds: 0 });
+test('replicated tables: an entry whose rows are not all there is noticed, and the answer is still right', async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 0, replicated: true });
   const plain = await queryOverview(clickhouse, 'acme', RANGE, {}, NO_CACHE);
   assert.deepEqual(await queryOverview(clickhouse, 'acme', RANGE, {}, cache), plain);
   await cache.settled();
@@ -236,9 +236,9 @@ test('an entry whose rows are gone is noticed, and the answer is still right', a
   assert.equal(cache.stats().hits, 3);
 });
 
-test("agentActivity's distinct counts from held key sets: right over a range moving each request, and a lost entry is still noticed", async () => {
+test("agentActivity's distinct counts from held key sets: right over a range moving each request, and (replicated) a lost entry is still noticed", async () => {
   // Ranges still open at this moment: each ends after it, so none is held whole.
-  const cache = createClosedBucketCache({ settleSeconds: 0, now: () => END - 2 * 60_000 + 1000 });
+  const cache = createClosedBucketCache({ settleSeconds: 0, now: () => END - 2 * 60_000 + 1000, replicated: true });
   let last = '';
   const statements = withStatements(clickhouse, {
     query: (params) => ((last = params.query), clickhouse.query(params)),
@@ -258,12 +258,41 @@ test("agentActivity's distinct counts from held key sets: right over a range mov
   }
   assert.equal(cache.stats().stale, 0);
   assert.equal(cache.stats().keySets, 2, 'distinct tools and accounts');
-  // The key sets are held, but the statement's guard counts every entry's rows: a lost entry fails it,
+  // The key sets are held, but on replicated tables the statement's guard counts every entry's rows: a lost entry fails it,
   // and the request is answered without the cache; the stale entries' key sets are dropped.
   await clickhouse.command({ query: 'TRUNCATE TABLE closed_buckets_v1' });
   assert.deepEqual(await queryAgentActivity(statements, 'acme', ranges[1]!, {}, undefined, cache), await queryAgentActivity(clickhouse, 'acme', ranges[1]!, {}, undefined, NO_CACHE));
   assert.ok(cache.stats().stale > 0);
   assert.equal(cache.stats().keySets, 0);
+});
+
+test("one server: an entry's rows are counted once, after its fill; the guard looks at the write log and the server's start", async () => {
+  const cache = createClosedBucketCache({ settleSeconds: 0 });
+  const seen: string[] = [];
+  const statements = withStatements(clickhouse, {
+    query: (params) => (seen.push(params.query), clickhouse.query(params)),
+    command: (params) => clickhouse.command(params),
+  });
+  const plain = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, NO_CACHE);
+  await queryAgentActivity(statements, 'acme', RANGE, {}, undefined, cache);
+  await cache.settled();
+  seen.length = 0;
+  assert.deepEqual(await queryAgentActivity(statements, 'acme', RANGE, {}, undefined, cache), plain);
+  assert.equal(cache.stats().stale, 0);
+  const read = seen.find((q) => q.includes('closed-bucket cache entry missing or stale'));
+  assert.ok(read, 'the answer was read from entries');
+  assert.doesNotMatch(read, /FROM closed_buckets_v1 WHERE entry IN/);
+  assert.match(read, /uptime\(\)/);
+
+  // The server's start against the fill's time: a fill that began before the server started fails it.
+  const guarded = (filled: string) =>
+    clickhouse.query({
+      query: `SELECT 1 WHERE ${cacheGuard(1, 1, false)}`,
+      query_params: { tenant: 'nobody', cache_settle: 0, cache_since_0: filled, cache_from_0: '2000-01-01 00:00:00', cache_to_0: '2000-01-02 00:00:00', cache_filled: filled },
+      format: 'JSONEachRow',
+    }).then((r) => r.json());
+  assert.deepEqual(await guarded(new Date().toISOString().replace('T', ' ').replace('Z', '')), [{ '1': 1 }]);
+  await assert.rejects(guarded('2000-01-01 00:00:00'), /closed-bucket cache entry missing or stale/);
 });
 
 test('key sets are held within their row bound: the least recently used go first, and an entry over it is grouped in the statement', async () => {
