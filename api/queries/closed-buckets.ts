@@ -609,11 +609,10 @@ function writeChecks(guarded: readonly Found[]): Array<{ from: string; to: strin
  * without, the server started after the earliest of their fills began (cache_filled), so parts it had
  * not yet written to disk may be gone (uptime() is whole seconds: the start it gives is up to a second
  * late, so a second is taken off; a fill done and a server stopped and started again within that second
- * is not seen). A scalar subquery: ClickHouse runs it once, while it analyses
- * the statement, before any row is read, so it fails the statement even when the entry it stands beside
- * has no row left; and it needs no branch of its own beside the entry's, whose columns would have to
- * match the entry's. Without `recount` it is one subquery instead of three (each costs the embedded
- * engine about 2 ms).
+ * is not seen). A scalar subquery: ClickHouse runs it once, while it analyses the statement, before any
+ * row is read, so it fails the statement even when the entry it stands beside has no row left; and it
+ * needs no branch of its own beside the entry's, whose columns would have to match the entry's. Without
+ * `recount` it is one subquery instead of three, and each costs the engine its fixed share.
  */
 export function cacheGuard(n: number, spans: number, recount: boolean): string {
   const writes = Array.from({ length: spans }, (_, i) => `(${writtenInto(`{cache_since_${i}:DateTime64(6, 'UTC')}`, `_${i}`)})`);
