@@ -21,8 +21,8 @@
  * the rows), on a node:http server on loopback, in this process with the embedded engine (chDB allows one
  * process per data directory, and the raw statements need the same engine), with the Node flags
  * `npm start` gives the API (scripts/bench.mjs). CLIENTS concurrent clients, in a process of their own
- * (http-clients.ts), send REQUESTS requests per operation (each with its own id or page where the operation takes one),
- * after one warm-up request; an operation stops sending after OP_BUDGET_MS, and operations not started
+ * (http-clients.ts), send REQUESTS requests per operation (each with its own id or page where the
+ * operation takes one), after one warm-up request; an operation stops sending after OP_BUDGET_MS, and operations not started
  * BENCH_BUDGET_S (480) after the first are reported as skipped. The raw statements run the same way on
  * the engine directly, capped at RAW_BUDGET_MS. RSS is this process's: the API and the embedded engine.
  *
