@@ -365,17 +365,10 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     const keysOnly = options.keysOnly === true;
     const edges = sourceParts(tenant, need === 'own' || need === 'none' ? options : { ...options, need }, span);
     const raw = need === 'none' ? undefined : edges.raw;
-    const checks: Record<string, string | number> = {};
-    if (recount) guarded.forEach((g, i) => (checks[`cache_entry_${i}`] = g.entry.id));
-    const spans = writeChecks(guarded);
-    spans.forEach((c, i) => Object.assign(checks, { [`cache_since_${i}`]: c.since, [`cache_from_${i}`]: c.from, [`cache_to_${i}`]: c.to }));
-    if (guarded.length) {
-      if (recount) checks.cache_rows = guarded.reduce((n, g) => n + g.entry.rows, 0);
-      else checks.cache_filled = guarded.reduce((min, g) => (g.entry.since < min ? g.entry.since : min), guarded[0]!.entry.since);
-    }
+    const guard = guardOf(guarded, recount);
     return {
-      sql: unionOf([cachedRows(keysOnly, guarded.length ? cacheGuard(guarded.length, spans.length, recount) : undefined), ...(raw === undefined ? [] : [raw])], edges.empty),
-      params: { ...edges.params, ...checks, cache_entry: entry.id, cache_settle: settle },
+      sql: unionOf([cachedRows(keysOnly, guard?.sql), ...(raw === undefined ? [] : [raw])], edges.empty),
+      params: { ...edges.params, ...guard?.params, cache_entry: entry.id, cache_settle: settle },
       segments: raw === undefined ? [] : edges.segments,
       // The entry's rows alone; the statement's first source read from an entry guards this one too.
       ...(raw === undefined && guarded.length === 0 && { entry: { id: entry.id, rows: entry.rows } }),
@@ -600,6 +593,22 @@ function writeChecks(guarded: readonly Found[]): Array<{ from: string; to: strin
     else if (entry.since < check.since) check.since = entry.since;
   }
   return [...bySpan.values()];
+}
+
+/** The guard of `guarded`'s entries (cacheGuard()) and the parameters it reads; undefined when there are none. */
+function guardOf(guarded: readonly Found[], recount: boolean): { sql: string; params: Record<string, string | number> } | undefined {
+  if (guarded.length === 0) return undefined;
+  const spans = writeChecks(guarded);
+  const params: Record<string, string | number> = {};
+  spans.forEach((c, i) => Object.assign(params, { [`cache_since_${i}`]: c.since, [`cache_from_${i}`]: c.from, [`cache_to_${i}`]: c.to }));
+  if (recount) {
+    guarded.forEach((g, i) => (params[`cache_entry_${i}`] = g.entry.id));
+    params.cache_rows = guarded.reduce((n, g) => n + g.entry.rows, 0);
+  } else {
+    // Each span's check holds the earliest fill over it, so the earliest of those is the earliest fill.
+    params.cache_filled = spans.reduce((min, c) => (c.since < min ? c.since : min), spans[0]!.since);
+  }
+  return { sql: cacheGuard(guarded.length, spans.length, recount), params };
 }
 
 /**
