@@ -22,7 +22,7 @@ import { openClickHouse, withStatements, type ClickHouseClient } from '../../cor
 import { migrate } from '../../core/migrate.ts';
 import { createClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditRecordInput } from '../../model/audit-event.ts';
-import { formatRfc3339 } from '../../model/timestamp.ts';
+import { formatClickHouse, formatRfc3339 } from '../../model/timestamp.ts';
 
 const MS = 1_000_000;
 const HOUR = 3_600_000;
@@ -291,7 +291,7 @@ test("one server: an entry's rows are counted once, after its fill; the guard lo
       query_params: { tenant: 'nobody', cache_settle: 0, cache_since_0: filled, cache_from_0: '2000-01-01 00:00:00', cache_to_0: '2000-01-02 00:00:00', cache_filled: filled },
       format: 'JSONEachRow',
     }).then((r) => r.json());
-  assert.deepEqual(await guarded(new Date().toISOString().replace('T', ' ').replace('Z', '')), [{ '1': 1 }]);
+  assert.deepEqual(await guarded(formatClickHouse({ epochMs: Date.now(), subMsNanos: 0 })), [{ '1': 1 }]);
   await assert.rejects(guarded('2000-01-01 00:00:00'), /closed-bucket cache entry missing or stale/);
 });
 
