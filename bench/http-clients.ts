@@ -127,17 +127,22 @@ export class ClientProcess {
       settle: warm !== undefined,
     };
     return new Promise((resolve, reject) => {
-      const onExit = (code: number | null) => reject(new Error(`the clients' process exited (${code}) during an operation`));
-      const onMessage = (m: FromClients) => {
-        if (m.type === 'warmed') {
-          warm!().then(
-            () => this.child.send('go'),
-            (error: unknown) => reject(error),
-          );
-          return;
-        }
+      // However the operation ends, its listeners go, so the next operation's messages are its own.
+      const done = () => {
         this.child.off('message', onMessage);
         this.child.off('exit', onExit);
+      };
+      const fail = (error: unknown) => {
+        done();
+        reject(error);
+      };
+      const onExit = (code: number | null) => fail(new Error(`the clients' process exited (${code}) during an operation`));
+      const onMessage = (m: FromClients) => {
+        if (m.type === 'warmed') {
+          warm!().then(() => this.child.send('go'), fail);
+          return;
+        }
+        done();
         resolve(m.timing);
       };
       this.child.on('message', onMessage);
