@@ -35,7 +35,9 @@ import { setImmediate as yieldLoop, setTimeout as sleep } from 'node:timers/prom
 import { monitorEventLoopDelay, PerformanceObserver, performance as nodePerformance, type EventLoopUtilization } from 'node:perf_hooks';
 import { isMainThread, MessageChannel, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import v8 from 'node:v8';
+import { promisify } from 'node:util';
 import vm from 'node:vm';
+import zlib from 'node:zlib';
 import kafkajs from 'kafkajs';
 import { pino } from 'pino';
 import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
@@ -44,6 +46,8 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { createCollector, type AuditRecord, type Collector } from '../collector/index.ts';
+import { COLLECTOR_GZIP_LEVEL } from '../core/kafka.ts';
+import { DefaultPartitioner } from '../core/kafka-partitioner.ts';
 import { auditMessageKey, type Publisher } from '../core/publisher.ts';
 import { normalizeAuditRecord } from '../model/audit-event.ts';
 import { newEventId } from '../model/ids.ts';
@@ -592,6 +596,8 @@ async function concurrency(brokers: string): Promise<void> {
 // 3. Collector → Kafka throughput vs raw kafkajs
 
 const BATCH = 1_000;
+const gzipAsync = promisify(zlib.gzip);
+const gunzipAsync = promisify(zlib.gunzip);
 
 async function createTopic(brokers: string, topic: string): Promise<void> {
   const admin = new kafkajs.Kafka({ clientId: 'bench-admin', brokers: [brokers], logLevel: kafkajs.logLevel.NOTHING }).admin();
@@ -652,8 +658,12 @@ async function rawThroughput(brokers: string, records: AuditRecord[], brokerPid?
     return { key: auditMessageKey(parsed.value), value: Buffer.from(JSON.stringify(parsed.value)), headers: { tenant: parsed.value.tenant } };
   });
   const kafka = new kafkajs.Kafka({ clientId: 'bench-raw', brokers: [brokers], logLevel: kafkajs.logLevel.WARN });
-  // The collector's producer settings (core/kafka.ts).
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+  // The collector's producer settings (core/kafka.ts) and gzip level; compressed in libuv's thread pool, as kafkajs does.
+  kafkajs.CompressionCodecs[kafkajs.CompressionTypes.GZIP] = () => ({
+    compress: (encoder: { buffer: Buffer }) => gzipAsync(encoder.buffer, { level: COLLECTOR_GZIP_LEVEL }),
+    decompress: (buffer: Buffer) => gunzipAsync(buffer),
+  });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: DefaultPartitioner });
   await producer.connect();
   const cpuStart = cpuNow(brokerPid);
   const started = performance.now();

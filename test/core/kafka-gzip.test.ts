@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import zlib from 'node:zlib';
 import kafkajs from 'kafkajs';
 import { startWorker } from '../../collector/worker-thread.ts';
+import { COLLECTOR_GZIP_LEVEL } from '../../core/kafka.ts';
 import { brokers, createTopics, kafkaFor, readTopic, unique } from '../helpers/kafka.ts';
 import { settlesInMicrotasks } from './kafka-gzip-settles.ts';
 
@@ -21,12 +22,16 @@ function runFixture(data: { sample: string; messages: string[]; brokers?: string
 
 const sample = JSON.stringify({ tool: 'users.Users.Get', allowed: true }).repeat(200);
 
-test('gzipInCallingThread: kafkajs gzips in that thread, as standard gzip, and only there', async () => {
+test('gzipInCallingThread: kafkajs gzips in that thread, as standard gzip at the collector\'s level, and only there', async () => {
   const reply = await runFixture({ sample, messages: [] });
   assert.equal(reply.inThread, true);
   const bytes = Buffer.from(reply.compressed);
   assert.deepEqual([...bytes.subarray(0, 2)], [0x1f, 0x8b]);
   assert.equal(zlib.gunzipSync(bytes).toString(), sample);
+  // At the collector's level (zlib's fastest), not zlib's default.
+  assert.equal(COLLECTOR_GZIP_LEVEL, zlib.constants.Z_BEST_SPEED);
+  assert.ok(bytes.equals(zlib.gzipSync(sample, { level: COLLECTOR_GZIP_LEVEL })));
+  assert.ok(!bytes.equals(zlib.gzipSync(sample)));
 
   // This thread's kafkajs keeps its own codec, which goes through libuv's thread pool.
   const codec = kafkajs.CompressionCodecs[kafkajs.CompressionTypes.GZIP]();
