@@ -3,7 +3,8 @@
  * `createKafkaPublisher` (a `Publisher`), so the client library can be swapped in one place.
  *
  * Producer settings: idempotent, acks -1 (all in-sync replicas), one request in flight (what kafkajs
- * idempotence requires), gzip (built into kafkajs; LZ4/ZSTD would need extra codec packages).
+ * idempotence requires), gzip (built into kafkajs; LZ4/ZSTD would need extra codec packages), and
+ * kafkajs's default partitions (kafka-partitioner.ts).
  * Errors are classified from kafkajs error types and their `retriable` flag, never from message text.
  */
 import zlib from 'node:zlib';
@@ -206,26 +207,23 @@ export function createKafkaPublisher(kafka: Kafka, options: KafkaPublisherOption
 export const COLLECTOR_GZIP_LEVEL = zlib.constants.Z_BEST_SPEED;
 
 /**
- * kafkajs's gzip codec, compressing in the calling thread at `level`: kafkajs's own calls the async
- * zlib, which runs in libuv's thread pool, at the process's priority whatever the priority of the thread
- * that asked. Any gzip reader reads it.
+ * kafkajs's gzip codec, compressing in the calling thread at COLLECTOR_GZIP_LEVEL: kafkajs's own calls the
+ * async zlib, which runs in libuv's thread pool, at the process's priority whatever the priority of the
+ * thread that asked. Any gzip reader reads it.
  */
-function gzipInThisThread(level: number) {
-  return {
-    compress: async (encoder: { buffer: Buffer }): Promise<Buffer> => zlib.gzipSync(encoder.buffer, { level }),
-    decompress: async (buffer: Buffer): Promise<Buffer> => zlib.unzipSync(buffer),
-  };
-}
+const gzipInThisThread = {
+  compress: async (encoder: { buffer: Buffer }): Promise<Buffer> => zlib.gzipSync(encoder.buffer, { level: COLLECTOR_GZIP_LEVEL }),
+  decompress: async (buffer: Buffer): Promise<Buffer> => zlib.unzipSync(buffer),
+};
 
 /**
- * Makes this thread's kafkajs gzip in this thread, at COLLECTOR_GZIP_LEVEL (see `gzipInThisThread`),
- * for a thread of the collector's own whose priority was lowered: its compression then yields to the
- * host's threads as the rest of its work does. kafkajs keeps its codecs per module instance, and each
- * worker thread loads its own: other threads keep the async codec.
+ * Makes this thread's kafkajs gzip in this thread (see `gzipInThisThread`), for a thread of the collector's
+ * own whose priority was lowered: its compression then yields to the host's threads as the rest of its work
+ * does. kafkajs keeps its codecs per module instance, and each worker thread loads its own: other threads
+ * keep the async codec.
  */
-export function gzipInCallingThread(level = COLLECTOR_GZIP_LEVEL): void {
-  const codec = gzipInThisThread(level);
-  CompressionCodecs[CompressionTypes.GZIP] = () => codec;
+export function gzipInCallingThread(): void {
+  CompressionCodecs[CompressionTypes.GZIP] = () => gzipInThisThread;
 }
 
 function toKafkaMessage(m: OutboundMessage): Message {
