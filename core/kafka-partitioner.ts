@@ -15,8 +15,8 @@ const scratch = Buffer.alloc(256);
 /** Kafka's `Utils.murmur2` of a key's UTF-8 bytes (a signed 32-bit integer, as Java returns it). */
 export function murmur2(key: Buffer | string): number {
   if (typeof key !== 'string') return murmur2Bytes(key, key.length);
-  if (Buffer.byteLength(key) > scratch.length) return murmur2Bytes(Buffer.from(key), Buffer.byteLength(key));
-  return murmur2Bytes(scratch, scratch.write(key));
+  const length = Buffer.byteLength(key);
+  return length > scratch.length ? murmur2Bytes(Buffer.from(key), length) : murmur2Bytes(scratch, scratch.write(key));
 }
 
 function murmur2Bytes(data: Uint8Array, length: number): number {
