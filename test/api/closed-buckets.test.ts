@@ -258,8 +258,9 @@ test("agentActivity's distinct counts from held key sets: right over a range mov
   }
   assert.equal(cache.stats().stale, 0);
   assert.equal(cache.stats().keySets, 2, 'distinct tools and accounts');
-  // The key sets are held, but on replicated tables the statement's guard counts every entry's rows: a lost entry fails it,
-  // and the request is answered without the cache; the stale entries' key sets are dropped.
+  // The key sets are held, but on replicated tables the statement's guard counts every entry's rows: a
+  // lost entry fails it, and the request is answered without the cache; the stale entries' key sets are
+  // dropped.
   await clickhouse.command({ query: 'TRUNCATE TABLE closed_buckets_v1' });
   assert.deepEqual(await queryAgentActivity(statements, 'acme', ranges[1]!, {}, undefined, cache), await queryAgentActivity(clickhouse, 'acme', ranges[1]!, {}, undefined, NO_CACHE));
   assert.ok(cache.stats().stale > 0);
