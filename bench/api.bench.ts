@@ -25,6 +25,7 @@
  * operation takes one), after one warm-up request; an operation stops sending after OP_BUDGET_MS, and operations not started
  * BENCH_BUDGET_S (480) after the first are reported as skipped. The raw statements run the same way on
  * the engine directly, capped at RAW_BUDGET_MS. RSS is this process's: the API and the embedded engine.
+ * After the operations, the engine floor (FLOOR): statements alone, the same way, no API in between.
  *
  * Operations are the table OPERATIONS below; BENCH_ONLY (comma-separated) keeps those whose name or GraphQL field
  * it lists, e.g. `BENCH_ONLY='trace,auditLog first page (connection)'`; a name that matches none is an error. Each is checked against the API's schema (introspection):
@@ -58,6 +59,7 @@ import {
 import { pino } from 'pino';
 import { createApi, DEFAULT_READ_LIMITS } from '../api/app.ts';
 import type { KeyStore } from '../api/plugins/use-auth.ts';
+import { callsSql, MAX_TRACE_CALLS, MAX_TRACE_SPANS, spansSql } from '../api/queries/trace.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { loadConfig } from '../core/config.ts';
 import { migrate } from '../core/migrate.ts';
@@ -274,6 +276,37 @@ export const OPERATIONS: Operation[] = [
     field: 'session',
     args: (c, i) => ({ id: sample(c, i).sessionId }),
     raw: { run: (ch, c, i) => rows(ch, 'SELECT * FROM audit_events_v1 WHERE tenant = {tenant:String} AND session_id = {id:String} ORDER BY timestamp', { tenant: TENANT, id: sample(c, i).sessionId }) },
+  },
+];
+
+/** Statements sent straight to the engine, without the API: see FLOOR. */
+export interface FloorRow {
+  name: string;
+  /** Statements one request sends, in turn. */
+  statements: number;
+  run(clickhouse: ClickHouseClient, ctx: Context, i: number): Promise<unknown>;
+}
+
+/**
+ * The engine alone: no API, no GraphQL, no HTTP, the same clients sending statements through the API's
+ * connections. What a request of that many statements in turn cannot go below on this machine at this
+ * concurrency, printed so that the targets can be read against it: trace(id) by a gateway trace id is
+ * the last row plus the API's own work. The point reads are trace(id)'s own statements (trace.ts).
+ */
+export const FLOOR: FloorRow[] = [
+  { name: 'SELECT 1', statements: 1, run: (ch) => rows(ch, 'SELECT 1 SETTINGS max_threads = 1', {}) },
+  {
+    name: 'a point read: the calls under one id (calls_by_id_v1)',
+    statements: 1,
+    run: (ch, c, i) => rows(ch, callsSql(false), { tenant: TENANT, ids: [sample(c, i).traceId], limit: 2 * (MAX_TRACE_CALLS + 1) }),
+  },
+  {
+    name: 'two point reads in turn: those calls, then their spans (trace_spans_v1)',
+    statements: 2,
+    async run(ch, c, i) {
+      await rows(ch, callsSql(false), { tenant: TENANT, ids: [sample(c, i).traceId], limit: 2 * (MAX_TRACE_CALLS + 1) });
+      return rows(ch, spansSql(false), { tenant: TENANT, traceIds: [sample(c, i).otelTraceId], limit: MAX_TRACE_SPANS + 1 });
+    },
   },
 ];
 
@@ -496,6 +529,21 @@ function printColumns(header: string[], body: string[][]): void {
   for (const r of body) console.log(line(r));
 }
 
+/** FLOOR's rows, timed as the raw statements are. */
+async function engineFloor(clickhouse: ClickHouseClient, ctx: Context): Promise<string[][]> {
+  const out: string[][] = [];
+  for (const row of FLOOR) {
+    progress(`engine floor: ${row.name}`);
+    const cpuBefore = process.cpuUsage();
+    const timing = await drive(CLIENTS, REQUESTS, RAW_BUDGET_MS, (i) => row.run(clickhouse, ctx, i));
+    const cpu = process.cpuUsage(cpuBefore);
+    const s = summary(timing);
+    const perRequest = timing.times.length ? ms((cpu.user + cpu.system) / 1000 / (timing.times.length + 1 + CLIENTS)) : '—';
+    out.push([row.name, String(row.statements), s ? `${ms(s.p50)} / ${ms(s.p99)} (n=${timing.times.length})` : `— ${timing.error ?? ''}`, perRequest]);
+  }
+  return out;
+}
+
 /** One operation's statements by kind: count, p50 / p99 / total of their engine times. */
 function printStatements(name: string, byLabel: Map<string, number[]>, requests: number[]): void {
   const lines = [...byLabel].map(([label, times]) => {
@@ -596,6 +644,11 @@ async function main(): Promise<void> {
         `(plain SQL on audit_events_v1, same clients and count, capped at ${RAW_BUDGET_MS / 1000} s); tenant ${TENANT}, ranges ending ${iso(end)}; times in ms\n`,
     );
     printColumns(['operation', 'API first', 'API p50 / p99', 'CPU/request', 'raw p50 / p99', 'API/raw p50 / p99', 'RSS', 'target', 'result'], table);
+    console.log(
+      `\nThe engine alone, the floor under the rows above (no API and no HTTP: ${CLIENTS} concurrent clients send each request's statements in turn ` +
+        `straight to the same ${CONNECTIONS} engine connections; ${REQUESTS} requests after 1 warm-up, capped at ${RAW_BUDGET_MS / 1000} s; CPU is this process's per request)\n`,
+    );
+    printColumns(['statements', 'n', 'p50 / p99', 'CPU/request'], await engineFloor(clickhouse, ctx));
     console.log(
       `\nCPU over the operations (${wall.toFixed(0)} s): this process ${ownCores.toFixed(2)} cores` +
         (loadStarted && loadEnded ? `, the rest of the machine ${Math.max(0, (loadEnded - loadStarted) / wall - ownCores).toFixed(2)} of ${os.cpus().length} cores (other work skews the times)` : ''),

@@ -81,8 +81,8 @@ const SPAN_FIELDS = ['parent_span_id', 'name', 'kind', 'service', 'duration_ns',
 // truncated trace keeps is its earliest.
 
 // The rows under the id asked for and its OpenTelemetry form: up to two per call (its first report and
-// the row that replaced it), so twice the calls asked for.
-function callsSql(ordered: boolean): string {
+// the row that replaced it), so twice the calls asked for. Exported for the API bench's engine floor.
+export function callsSql(ordered: boolean): string {
   return `
 SELECT id, kind, timestamp, call
 FROM calls_by_id_v1
@@ -92,7 +92,7 @@ LIMIT {limit:UInt32}
 SETTINGS max_threads = 1`;
 }
 
-function spansSql(ordered: boolean): string {
+export function spansSql(ordered: boolean): string {
   return `
 SELECT trace_id, span_id, start_time, span
 FROM trace_spans_v1

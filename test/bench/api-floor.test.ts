@@ -1,0 +1,55 @@
+/**
+ * The API bench's engine floor (bench/api.bench.ts, FLOOR): its statements run on the product's own
+ * tables and read what trace(id) reads, the calls under a gateway trace id and the spans of their
+ * OpenTelemetry trace, and nothing of another tenant.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { FLOOR, type Context } from '../../bench/api.bench.ts';
+import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
+import { migrate } from '../../core/migrate.ts';
+
+const dataDir = mkdtempSync(path.join(tmpdir(), 'api-floor-'));
+let clickhouse: ClickHouseClient;
+
+const SAMPLE = { eventId: '019ad7a0-0000-7000-8000-000000000001', traceId: 'b9242a29-240b-443e-8c58-921d07526099', otelTraceId: '15c98d54f92ff5cacc75489712686fb9', sessionId: 'sess-1' };
+const CTX: Context = { end: Date.parse('2026-12-01T00:00:00Z'), samples: [SAMPLE] };
+
+before(async () => {
+  clickhouse = await openClickHouse({ database: 'api_floor_test', dataDir });
+  await migrate(clickhouse, { retentionDays: 3650 });
+  // The bench's tenant (acme) and another with the same ids: the floor reads acme's only.
+  for (const [tenant, spans] of [['acme', ['a1', 'a2']], ['other', ['o1']]] as const) {
+    await clickhouse.command({
+      query: `INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, tool, service, allowed, otel_trace_id, source)
+              VALUES (generateUUIDv4(), {tenant:String}, '2026-11-30 12:00:00', {trace:String}, 'users.Users.Get', 'users', true, {otel:String}, 'audit')`,
+      query_params: { tenant, trace: SAMPLE.traceId, otel: SAMPLE.otelTraceId },
+    });
+    for (const span of spans) {
+      await clickhouse.command({
+        query: `INSERT INTO spans_v1 (tenant, trace_id, span_id, name, start_time) VALUES ({tenant:String}, {otel:String}, {span:String}, 'mcp.tool.call', '2026-11-30 12:00:00')`,
+        query_params: { tenant, otel: SAMPLE.otelTraceId, span },
+      });
+    }
+  }
+});
+
+after(async () => {
+  await clickhouse?.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+test('each floor request runs, and its last statement reads what trace(id) would: the tenant’s calls, then their spans', async () => {
+  const [one, calls, both] = FLOOR;
+  assert.deepEqual(FLOOR.map((f) => f.statements), [1, 1, 2]);
+  assert.equal((await one!.run(clickhouse, CTX, 0) as unknown[]).length, 1);
+  // The call under its gateway trace id and under its OpenTelemetry trace id is one row per kind; only
+  // the gateway id is asked for.
+  const callRows = (await calls!.run(clickhouse, CTX, 0)) as Array<{ id: string; kind: string }>;
+  assert.deepEqual(callRows.map((r) => [r.id, r.kind]), [[SAMPLE.traceId, 'trace']]);
+  const spanRows = (await both!.run(clickhouse, CTX, 0)) as Array<{ span_id: string }>;
+  assert.deepEqual(spanRows.map((r) => r.span_id).sort(), ['a1', 'a2']);
+});
