@@ -25,7 +25,7 @@
  * operation takes one), after one warm-up request; an operation stops sending after OP_BUDGET_MS, and operations not started
  * BENCH_BUDGET_S (480) after the first are reported as skipped. The raw statements run the same way on
  * the engine directly, capped at RAW_BUDGET_MS. RSS is this process's: the API and the embedded engine.
- * After the operations, the engine floor (FLOOR): statements alone, the same way, no API in between.
+ * After the operations, the floors: the API answering `me` (no statement), and FLOOR's statements alone.
  *
  * Operations are the table OPERATIONS below; BENCH_ONLY (comma-separated) keeps those whose name or GraphQL field
  * it lists, e.g. `BENCH_ONLY='trace,auditLog first page (connection)'`; a name that matches none is an error. Each is checked against the API's schema (introspection):
@@ -529,18 +529,23 @@ function printColumns(header: string[], body: string[][]): void {
   for (const r of body) console.log(line(r));
 }
 
-/** FLOOR's rows, timed as the raw statements are. */
-async function engineFloor(clickhouse: ClickHouseClient, ctx: Context): Promise<string[][]> {
+/**
+ * The floors under the operations: the API over HTTP answering without a statement (`me`, sent by the
+ * clients' process as every operation is), then FLOOR's rows, timed as the raw statements are.
+ */
+async function floors(clickhouse: ClickHouseClient, ctx: Context, clients: ClientProcess, client: GraphQLClient): Promise<string[][]> {
   const out: string[][] = [];
-  for (const row of FLOOR) {
-    progress(`engine floor: ${row.name}`);
+  const timed = async (name: string, statements: number, run: () => Promise<Timing>) => {
+    progress(`floor: ${name}`);
     const cpuBefore = process.cpuUsage();
-    const timing = await drive(CLIENTS, REQUESTS, RAW_BUDGET_MS, (i) => row.run(clickhouse, ctx, i));
+    const timing = await run();
     const cpu = process.cpuUsage(cpuBefore);
     const s = summary(timing);
     const perRequest = timing.times.length ? ms((cpu.user + cpu.system) / 1000 / (timing.times.length + 1 + CLIENTS)) : '—';
-    out.push([row.name, String(row.statements), s ? `${ms(s.p50)} / ${ms(s.p99)} (n=${timing.times.length})` : `— ${timing.error ?? ''}`, perRequest]);
-  }
+    out.push([name, String(statements), s ? `${ms(s.p50)} / ${ms(s.p99)} (n=${timing.times.length})` : `— ${timing.error ?? ''}`, perRequest]);
+  };
+  await timed('the API over HTTP, no statement: { me { tenant } }', 0, () => clients.drive(client, CLIENTS, REQUESTS, OP_BUDGET_MS, () => '{ me { tenant } }'));
+  for (const row of FLOOR) await timed(`the engine alone: ${row.name}`, row.statements, () => drive(CLIENTS, REQUESTS, RAW_BUDGET_MS, (i) => row.run(clickhouse, ctx, i)));
   return out;
 }
 
@@ -645,10 +650,11 @@ async function main(): Promise<void> {
     );
     printColumns(['operation', 'API first', 'API p50 / p99', 'CPU/request', 'raw p50 / p99', 'API/raw p50 / p99', 'RSS', 'target', 'result'], table);
     console.log(
-      `\nThe engine alone, the floor under the rows above (no API and no HTTP: ${CLIENTS} concurrent clients send each request's statements in turn ` +
-        `straight to the same ${CONNECTIONS} engine connections; ${REQUESTS} requests after 1 warm-up, capped at ${RAW_BUDGET_MS / 1000} s; CPU is this process's per request)\n`,
+      `\nThe floors under the rows above, the same ${CLIENTS} concurrent clients and ${REQUESTS} requests after 1 warm-up: the API answering without a ` +
+        `statement (over HTTP from the clients' process); the engine alone (no API and no HTTP: each request's statements in turn, straight to the same ` +
+        `${CONNECTIONS} engine connections, capped at ${RAW_BUDGET_MS / 1000} s). CPU is this process's per request\n`,
     );
-    printColumns(['statements', 'n', 'p50 / p99', 'CPU/request'], await engineFloor(clickhouse, ctx));
+    printColumns(['request', 'statements', 'p50 / p99', 'CPU/request'], await floors(clickhouse, ctx, clients, client));
     console.log(
       `\nCPU over the operations (${wall.toFixed(0)} s): this process ${ownCores.toFixed(2)} cores` +
         (loadStarted && loadEnded ? `, the rest of the machine ${Math.max(0, (loadEnded - loadStarted) / wall - ownCores).toFixed(2)} of ${os.cpus().length} cores (other work skews the times)` : ''),
