@@ -59,7 +59,7 @@ import {
 import { pino } from 'pino';
 import { createApi, DEFAULT_READ_LIMITS } from '../api/app.ts';
 import type { KeyStore } from '../api/plugins/use-auth.ts';
-import { callsSql, MAX_TRACE_CALLS, MAX_TRACE_SPANS, spansSql } from '../api/queries/trace.ts';
+import { callsAndSpansSql, callsSql, MAX_TRACE_CALLS, MAX_TRACE_SPANS, spansSql } from '../api/queries/trace.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { loadConfig } from '../core/config.ts';
 import { migrate } from '../core/migrate.ts';
@@ -290,8 +290,9 @@ export interface FloorRow {
 /**
  * The engine alone: no API, no GraphQL, no HTTP, the same clients sending statements through the API's
  * connections. What a request of that many statements in turn cannot go below on this machine at this
- * concurrency, printed so that the targets can be read against it: trace(id) by a gateway trace id is
- * the last row plus the API's own work. The point reads are trace(id)'s own statements (trace.ts).
+ * concurrency, printed so that the targets can be read against it: trace(id) is the third row (by a
+ * gateway trace id) or the fourth (by an OpenTelemetry id) plus the API's own work. The point reads are
+ * trace(id)'s own statements (trace.ts).
  */
 export const FLOOR: FloorRow[] = [
   { name: 'SELECT 1', statements: 1, run: (ch) => rows(ch, 'SELECT 1 SETTINGS max_threads = 1', {}) },
@@ -307,6 +308,12 @@ export const FLOOR: FloorRow[] = [
       await rows(ch, callsSql(false), { tenant: TENANT, ids: [sample(c, i).traceId], limit: 2 * (MAX_TRACE_CALLS + 1) });
       return rows(ch, spansSql(false), { tenant: TENANT, traceIds: [sample(c, i).otelTraceId], limit: MAX_TRACE_SPANS + 1 });
     },
+  },
+  {
+    name: 'two point reads in one statement: the calls and spans of one OpenTelemetry id (UNION ALL)',
+    statements: 1,
+    run: (ch, c, i) =>
+      rows(ch, callsAndSpansSql(), { tenant: TENANT, ids: [sample(c, i).otelTraceId], traceIds: [sample(c, i).otelTraceId], callLimit: 2 * (MAX_TRACE_CALLS + 1), spanLimit: MAX_TRACE_SPANS + 1 }),
   },
 ];
 

@@ -42,9 +42,9 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-test('each floor request runs, and its last statement reads what trace(id) would: the tenant’s calls, then their spans', async () => {
-  const [one, calls, both] = FLOOR;
-  assert.deepEqual(FLOOR.map((f) => f.statements), [1, 1, 2]);
+test('each floor request runs, and its last statement reads what trace(id) would: the tenant’s calls and their spans', async () => {
+  const [one, calls, both, union] = FLOOR;
+  assert.deepEqual(FLOOR.map((f) => f.statements), [1, 1, 2, 1]);
   assert.equal((await one!.run(clickhouse, CTX, 0) as unknown[]).length, 1);
   // The call under its gateway trace id and under its OpenTelemetry trace id is one row per kind; only
   // the gateway id is asked for.
@@ -52,4 +52,7 @@ test('each floor request runs, and its last statement reads what trace(id) would
   assert.deepEqual(callRows.map((r) => [r.id, r.kind]), [[SAMPLE.traceId, 'trace']]);
   const spanRows = (await both!.run(clickhouse, CTX, 0)) as Array<{ span_id: string }>;
   assert.deepEqual(spanRows.map((r) => r.span_id).sort(), ['a1', 'a2']);
+  // By the OpenTelemetry id, one statement: the call under that id and the spans.
+  const unionRows = (await union!.run(clickhouse, CTX, 0)) as Array<{ what: string; key: string; sub: string }>;
+  assert.deepEqual(unionRows.map((r) => [r.what, r.key, r.sub]).sort(), [['call', SAMPLE.otelTraceId, 'otel_trace'], ['span', SAMPLE.otelTraceId, 'a1'], ['span', SAMPLE.otelTraceId, 'a2']]);
 });
