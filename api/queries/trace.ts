@@ -106,9 +106,8 @@ SETTINGS max_threads = 1`;
 
 // An OpenTelemetry id's calls and spans in one statement: the same two point reads, each with its own
 // limit, as one UNION ALL. They do not depend on each other, and one statement pays the engine's fixed
-// cost once and takes one connection: on the 10M-event set with 4 reads at once, 10.8 ms of CPU per
-// pair against 13.4 as two statements. Each row says which read it is (`what`), its key, its second
-// key (a call's kind, a span's id), its time and its JSON.
+// cost once and takes one connection (the API bench's floor table shows both forms). Each row says
+// which read it is (`what`), its key, its second key (a call's kind, a span's id), its time and its JSON.
 export function callsAndSpansSql(): string {
   return `
 SELECT 'call' AS what, id AS key, toString(kind) AS sub, timestamp AS time, call AS body
