@@ -268,8 +268,8 @@ let server: Server;
 let baseUrl: string;
 
 const KEYS: KeyStore = {
-  size: 3,
-  lookup: (secret) => (/^key-(acme|globex|initech)$/.test(secret) ? ({ tenant: secret.slice(4), role: 'viewer', name: secret } satisfies Caller) : undefined),
+  size: 4,
+  lookup: (secret) => (/^key-(acme|globex|initech|umbrella)$/.test(secret) ? ({ tenant: secret.slice(4), role: 'viewer', name: secret } satisfies Caller) : undefined),
 };
 
 interface GraphQLResponse {
@@ -455,6 +455,33 @@ describe('auditLog', () => {
     );
     // The span's fact is not listed under what only it said.
     assert.deepEqual(await allPages({ agent: 'span-agent' }, 10), []);
+  });
+
+  test('calls whose merged row has the key of the row it replaces (span first, stamped at its start): each listed once, whatever the page size', async () => {
+    // A tenant of its own: every other call is reported by its span and then by its audit record, 40 ms
+    // later, so the merged row and the span's fact share (timestamp, event_id). Where a read ends
+    // between the two, after other hidden facts, the page still lists the merged row.
+    const base = START_MS + 60 * 3600_000;
+    const spans: AuditRow[] = [];
+    const audits: AuditRow[] = [];
+    const expected: AuditRow[] = [];
+    for (let i = 0; i < 8; i++) {
+      const at = base + i * 60_000;
+      const record = { tenant: 'umbrella', trace_id: `tie-${i}`, tool: 'users.Users.Get', allowed: true, duration: 40 * MS, agent: 'planner' };
+      if (i % 2 === 1) {
+        audits.push(row({ ...record, timestamp: iso(at) }));
+        expected.push(audits.at(-1)!);
+        continue;
+      }
+      spans.push(row({ ...record, timestamp: iso(at), otel_trace_id: `${i}`.repeat(32), otel_span_id: `${i + 1}`.repeat(16) }, 'span'));
+      audits.push(row({ ...record, timestamp: iso(at + 40) }));
+      expected.push(spans.at(-1)!);
+    }
+    const writer = createClickHouseWriter(clickhouse);
+    await writer.writeAudit(spans);
+    await writer.writeAudit(audits);
+    const ids = expected.sort(newestFirst).map((r) => r.event_id);
+    for (let first = 1; first <= ids.length + 1; first++) assert.deepEqual(await allPages({}, first, 'umbrella'), ids, `${first} a page`);
   });
 
   test('a call reported by its audit record and then by its span is listed once, merged, at the span\'s (earlier) time', async () => {
