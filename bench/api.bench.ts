@@ -59,7 +59,7 @@ import {
 import { pino } from 'pino';
 import { createApi, DEFAULT_READ_LIMITS } from '../api/app.ts';
 import type { KeyStore } from '../api/plugins/use-auth.ts';
-import { callsAndSpansSql, callsSql, MAX_TRACE_CALLS, MAX_TRACE_SPANS, spansSql } from '../api/queries/trace.ts';
+import { CALL_LIMIT, callsAndSpansSql, callsSql, SPAN_LIMIT, spansSql } from '../api/queries/trace.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { loadConfig } from '../core/config.ts';
 import { migrate } from '../core/migrate.ts';
@@ -299,21 +299,21 @@ export const FLOOR: FloorRow[] = [
   {
     name: 'a point read: the calls under one id (calls_by_id_v1)',
     statements: 1,
-    run: (ch, c, i) => rows(ch, callsSql(false), { tenant: TENANT, ids: [sample(c, i).traceId], limit: 2 * (MAX_TRACE_CALLS + 1) }),
+    run: (ch, c, i) => rows(ch, callsSql(false), { tenant: TENANT, ids: [sample(c, i).traceId], limit: CALL_LIMIT }),
   },
   {
     name: 'two point reads in turn: those calls, then their spans (trace_spans_v1)',
     statements: 2,
     async run(ch, c, i) {
-      await rows(ch, callsSql(false), { tenant: TENANT, ids: [sample(c, i).traceId], limit: 2 * (MAX_TRACE_CALLS + 1) });
-      return rows(ch, spansSql(false), { tenant: TENANT, traceIds: [sample(c, i).otelTraceId], limit: MAX_TRACE_SPANS + 1 });
+      await rows(ch, callsSql(false), { tenant: TENANT, ids: [sample(c, i).traceId], limit: CALL_LIMIT });
+      return rows(ch, spansSql(false), { tenant: TENANT, traceIds: [sample(c, i).otelTraceId], limit: SPAN_LIMIT });
     },
   },
   {
     name: 'two point reads in one statement: the calls and spans of one OpenTelemetry id (UNION ALL)',
     statements: 1,
     run: (ch, c, i) =>
-      rows(ch, callsAndSpansSql(), { tenant: TENANT, ids: [sample(c, i).otelTraceId], traceIds: [sample(c, i).otelTraceId], callLimit: 2 * (MAX_TRACE_CALLS + 1), spanLimit: MAX_TRACE_SPANS + 1 }),
+      rows(ch, callsAndSpansSql(), { tenant: TENANT, ids: [sample(c, i).otelTraceId], traceIds: [sample(c, i).otelTraceId], callLimit: CALL_LIMIT, spanLimit: SPAN_LIMIT }),
   },
 ];
 

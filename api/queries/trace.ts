@@ -183,10 +183,12 @@ function oneRowPerCall(rows: readonly EventRow[]): EventRow[] {
   return [...byId.values()].sort((a, b) => (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0));
 }
 
-/**
- * The rows `sql` reads, at most `limit`: unordered first, and again ordered (`sql(true)`) when that
- * reaches the limit. `full` says the limit was reached.
- */
+/** What a read of at most `limit` rows gave, or, when it reached the limit, the same read in order (`ordered`) and `full`. */
+async function completed<T>(rows: T[], limit: number, ordered: () => Promise<T[]>): Promise<{ rows: T[]; full: boolean }> {
+  return rows.length < limit ? { rows, full: false } : { rows: await ordered(), full: true };
+}
+
+/** The rows `sql` reads, at most `limit`: unordered first, and again ordered (`sql(true)`) when that reaches the limit. */
 async function readPoint<T extends z.ZodType>(
   clickhouse: ClickHouseClient,
   name: string,
@@ -195,32 +197,26 @@ async function readPoint<T extends z.ZodType>(
   limit: number,
   row: T,
 ): Promise<{ rows: Array<z.output<T>>; full: boolean }> {
-  const rows = await selectRows(clickhouse, name, sql(false), { ...params, limit }, row);
-  if (rows.length < limit) return { rows, full: false };
-  return { rows: await selectRows(clickhouse, name, sql(true), { ...params, limit }, row), full: true };
+  const read = (ordered: boolean) => selectRows(clickhouse, name, sql(ordered), { ...params, limit }, row);
+  return completed(await read(false), limit, () => read(true));
 }
 
 // What one read asks for: one row more than a trace answers, so that a read that reaches it is known to
-// have more; the calls up to two rows each (see callsSql).
-const CALL_LIMIT = 2 * (MAX_TRACE_CALLS + 1);
-const SPAN_LIMIT = MAX_TRACE_SPANS + 1;
+// have more; the calls up to two rows each (see callsSql). Exported for the API bench's engine floor.
+export const CALL_LIMIT = 2 * (MAX_TRACE_CALLS + 1);
+export const SPAN_LIMIT = MAX_TRACE_SPANS + 1;
 
 /**
  * The calls under `ids` and the spans of `traceId`, as readPoint reads each: one statement for both,
  * and a read that reaches its limit is read again alone, in order.
  */
-async function readCallsAndSpans(
-  clickhouse: ClickHouseClient,
-  tenant: string,
-  ids: string[],
-  traceId: string,
-): Promise<[{ rows: Array<z.output<typeof callRow>>; full: boolean }, { rows: Array<z.output<typeof spanRow>>; full: boolean }]> {
+async function readCallsAndSpans(clickhouse: ClickHouseClient, tenant: string, ids: string[], traceId: string) {
   const rows = await selectRows(clickhouse, 'traceCallsAndSpans', callsAndSpansSql(), { tenant, ids, traceIds: [traceId], callLimit: CALL_LIMIT, spanLimit: SPAN_LIMIT }, callOrSpanRow);
   const calls = rows.flatMap((r) => ('call' in r ? [r.call] : []));
   const spans = rows.flatMap((r) => ('span' in r ? [r.span] : []));
   return Promise.all([
-    calls.length < CALL_LIMIT ? { rows: calls, full: false } : selectRows(clickhouse, 'traceCalls', callsSql(true), { tenant, ids, limit: CALL_LIMIT }, callRow).then((all) => ({ rows: all, full: true })),
-    spans.length < SPAN_LIMIT ? { rows: spans, full: false } : selectRows(clickhouse, 'traceSpans', spansSql(true), { tenant, traceIds: [traceId], limit: SPAN_LIMIT }, spanRow).then((all) => ({ rows: all, full: true })),
+    completed(calls, CALL_LIMIT, () => selectRows(clickhouse, 'traceCalls', callsSql(true), { tenant, ids, limit: CALL_LIMIT }, callRow)),
+    completed(spans, SPAN_LIMIT, () => selectRows(clickhouse, 'traceSpans', spansSql(true), { tenant, traceIds: [traceId], limit: SPAN_LIMIT }, spanRow)),
   ]);
 }
 
