@@ -59,10 +59,13 @@ import {
 import { pino } from 'pino';
 import { createApi, DEFAULT_READ_LIMITS } from '../api/app.ts';
 import type { KeyStore } from '../api/plugins/use-auth.ts';
+import { CONDITIONS, pageSql, RECENT, recentWindowStart } from '../api/queries/audit-log.ts';
+import { REPLACED_SQL } from '../api/queries/audit-rows.ts';
 import { CALL_LIMIT, callsAndSpansSql, callsSql, SPAN_LIMIT, spansSql } from '../api/queries/trace.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { loadConfig } from '../core/config.ts';
 import { migrate } from '../core/migrate.ts';
+import { formatClickHouse } from '../model/timestamp.ts';
 import { cachedDataSet, readDataset } from './data/dataset-cache.ts';
 import { DEFAULT_EVENTS } from './data/generate-events.ts';
 import { ClientProcess, drive, GraphQLClient, type Timing } from './http-clients.ts';
@@ -291,8 +294,8 @@ export interface FloorRow {
  * The engine alone: no API, no GraphQL, no HTTP, the same clients sending statements through the API's
  * connections. What a request of that many statements in turn cannot go below on this machine at this
  * concurrency, printed so that the targets can be read against it: trace(id) is the third row (by a
- * gateway trace id) or the fourth (by an OpenTelemetry id) plus the API's own work. The point reads are
- * trace(id)'s own statements (trace.ts).
+ * gateway trace id) or the fourth (by an OpenTelemetry id) plus the API's own work, and the audit log's
+ * first page the sixth. The statements are the product's own (trace.ts, audit-log.ts, audit-rows.ts).
  */
 export const FLOOR: FloorRow[] = [
   { name: 'SELECT 1', statements: 1, run: (ch) => rows(ch, 'SELECT 1 SETTINGS max_threads = 1', {}) },
@@ -315,7 +318,30 @@ export const FLOOR: FloorRow[] = [
     run: (ch, c, i) =>
       rows(ch, callsAndSpansSql(), { tenant: TENANT, ids: [sample(c, i).otelTraceId], traceIds: [sample(c, i).otelTraceId], callLimit: CALL_LIMIT, spanLimit: SPAN_LIMIT }),
   },
+  {
+    name: "a page read: the audit log's first page, the newest rows of its range's last hour (audit_timeline_v1)",
+    statements: 1,
+    run: (ch, c) => firstPage(ch, c),
+  },
+  {
+    name: 'the first page as auditLog reads it: that read, then which of its calls were replaced (audit_lookup_v1)',
+    statements: 2,
+    async run(ch, c) {
+      const page = await firstPage(ch, c);
+      return rows(ch, REPLACED_SQL, { tenant: TENANT, ids: page.filter((r) => r.counted).map((r) => r.event_id) });
+    },
+  },
 ];
+
+/**
+ * The first read of the audit log's first page over the 30 days (as the operation asks it), as
+ * audit-log.ts sends it: one row more than the page, from the hour before the range's end.
+ */
+function firstPage(clickhouse: ClickHouseClient, ctx: Context): Promise<Record<string, unknown>[]> {
+  const at = (ms: number) => formatClickHouse({ epochMs: ms, subMsNanos: 0 });
+  const [from, to] = [at(ctx.end - 30 * DAY_MS), at(ctx.end)];
+  return rows(clickhouse, pageSql([CONDITIONS.from, CONDITIONS.to, RECENT]), { tenant: TENANT, from, to, windowStart: recentWindowStart(to, from), limit: PAGE_SIZE + 1 });
+}
 
 /**
  * The operations `only` (BENCH_ONLY: comma-separated operation names or GraphQL fields) selects, in

@@ -19,7 +19,7 @@ import { selectRows } from './select-rows.ts';
 export type { AuditLogEntry };
 
 // Each filter adds a fixed condition; the values are always bound parameters.
-const CONDITIONS: Record<keyof AuditLogFilter, string> = {
+export const CONDITIONS: Record<keyof AuditLogFilter, string> = {
   from: 'timestamp >= {from:DateTime64(9, \'UTC\')}',
   to: 'timestamp < {to:DateTime64(9, \'UTC\')}',
   agent: 'agent = {agent:String}',
@@ -45,7 +45,7 @@ const AFTER = `timestamp <= {afterTime:DateTime64(9, 'UTC')}
 // row, and the next read, which starts after that key, skips only the replaced one. In the other order
 // a read could end on the replaced row, hidden, and the next one skip the merged row: the call would be
 // listed nowhere. The engine gives no order among equal keys unless asked.
-function pageSql(conditions: string[]): string {
+export function pageSql(conditions: string[]): string {
   return `
 SELECT ${EVENT_COLUMNS}
 FROM audit_timeline_v1
@@ -58,6 +58,10 @@ SETTINGS max_threads = 1`;
 /** How far back from a page's end its rows are looked for first. */
 const RECENT_MS = 3_600_000;
 
+/** The conditions of the first read of a page that looks in the hour before its end, and of the read before that hour. */
+export const RECENT = "timestamp >= {windowStart:DateTime64(9, 'UTC')}";
+const BEFORE_RECENT = "timestamp < {windowStart:DateTime64(9, 'UTC')}";
+
 /**
  * The start of the hour before `end` (a cursor's or the filter's upper bound, ClickHouse text; now when
  * neither), or undefined when that is not after `from`. An unfiltered page's rows lie in the last hour
@@ -65,7 +69,7 @@ const RECENT_MS = 3_600_000;
  * only the parts (by their min-max time index) and granules of that hour, not the tail of every part of
  * every month. A page short of its rows there reads the rest before the hour, in a second statement.
  */
-function recentWindowStart(end: string | undefined, from: string | undefined): string | undefined {
+export function recentWindowStart(end: string | undefined, from: string | undefined): string | undefined {
   const endMs = end === undefined ? Date.now() : parseRfc3339(`${end.replace(' ', 'T')}Z`)!.epochMs;
   const start = formatClickHouse({ epochMs: Math.max(0, endMs - RECENT_MS), subMsNanos: 0 });
   return from === undefined || start > from ? start : undefined;
@@ -92,9 +96,9 @@ export async function queryAuditLog(
   const read = async (from: EventKey | undefined, limit: number) => {
     const windowStart = active.every((k) => k === 'from' || k === 'to') ? recentWindowStart(from?.timestamp ?? filter.to, filter.from) : undefined;
     if (windowStart === undefined) return select(from, limit, []);
-    const recent = await select(from, limit, ['timestamp >= {windowStart:DateTime64(9, \'UTC\')}'], { windowStart });
+    const recent = await select(from, limit, [RECENT], { windowStart });
     if (recent.length === limit) return recent;
-    return [...recent, ...(await select(from, limit - recent.length, ['timestamp < {windowStart:DateTime64(9, \'UTC\')}'], { windowStart }))];
+    return [...recent, ...(await select(from, limit - recent.length, [BEFORE_RECENT], { windowStart }))];
   };
   const page = await pageOf(read, keyOfRow, clickhouse, tenant, first, after);
   return { items: page.items.map((r) => ({ key: keyOfRow(r), node: toEntry(r) })), hasNextPage: page.hasNextPage };

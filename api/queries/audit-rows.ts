@@ -162,18 +162,15 @@ export interface KeyRow extends EventKey {
   replaceable: boolean;
 }
 
+/** Of the event ids `ids`, those with a 'replaced' key: see replacedAmong. */
+export const REPLACED_SQL = `SELECT DISTINCT key FROM audit_lookup_v1
+WHERE tenant = {tenant:String} AND kind = 'replaced' AND key IN {ids:Array(String)}
+SETTINGS max_threads = 1`;
+
 /** Of `ids`, those whose call's first row was replaced by the merge of both its reports (sql/0005). */
 export async function replacedAmong(clickhouse: ClickHouseClient, tenant: string, ids: readonly string[]): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
-  const rows = await selectRows(
-    clickhouse,
-    'replacedEvents',
-    `SELECT DISTINCT key FROM audit_lookup_v1
-     WHERE tenant = {tenant:String} AND kind = 'replaced' AND key IN {ids:Array(String)}
-     SETTINGS max_threads = 1`,
-    { tenant, ids: distinct(ids) },
-    z.object({ key: z.string() }),
-  );
+  const rows = await selectRows(clickhouse, 'replacedEvents', REPLACED_SQL, { tenant, ids: distinct(ids) }, z.object({ key: z.string() }));
   return new Set(rows.map((r) => r.key));
 }
 

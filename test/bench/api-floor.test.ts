@@ -1,7 +1,7 @@
 /**
  * The API bench's engine floor (bench/api.bench.ts, FLOOR): its statements run on the product's own
  * tables and read what trace(id) reads, the calls under a gateway trace id and the spans of their
- * OpenTelemetry trace, and nothing of another tenant.
+ * OpenTelemetry trace, and nothing of another tenant; and what the audit log's first page reads.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +16,7 @@ const dataDir = mkdtempSync(path.join(tmpdir(), 'api-floor-'));
 let clickhouse: ClickHouseClient;
 
 const SAMPLE = { eventId: '019ad7a0-0000-7000-8000-000000000001', traceId: 'b9242a29-240b-443e-8c58-921d07526099', otelTraceId: '15c98d54f92ff5cacc75489712686fb9', sessionId: 'sess-1' };
+const PAGE_IDS = ['019ad7a0-0000-7000-8000-0000000000a1', '019ad7a0-0000-7000-8000-0000000000a2', '019ad7a0-0000-7000-8000-0000000000a3', '019ad7a0-0000-7000-8000-0000000000a4'];
 const CTX: Context = { end: Date.parse('2026-12-01T00:00:00Z'), samples: [SAMPLE] };
 
 before(async () => {
@@ -28,6 +29,23 @@ before(async () => {
               VALUES (generateUUIDv4(), {tenant:String}, '2026-11-30 12:00:00', {trace:String}, 'users.Users.Get', 'users', true, {otel:String}, 'audit')`,
       query_params: { tenant, trace: SAMPLE.traceId, otel: SAMPLE.otelTraceId },
     });
+    // In the hour before the bench's end: three calls, one of them reported twice (its first row, then
+    // the merge of both under its id, stamped at the call's start and not counted: sql/0005), and one
+    // call older than the hour. The call reported twice is another in each tenant.
+    const twice = tenant === 'acme' ? PAGE_IDS[0] : PAGE_IDS[1];
+    for (const [id, at, counted] of [
+      [PAGE_IDS[0], '2026-11-30 23:50:00', true],
+      [PAGE_IDS[1], '2026-11-30 23:40:00', true],
+      [twice, tenant === 'acme' ? '2026-11-30 23:49:59' : '2026-11-30 23:39:59', false],
+      [PAGE_IDS[2], '2026-11-30 23:30:00', true],
+      [PAGE_IDS[3], '2026-11-30 22:30:00', true],
+    ] as const) {
+      await clickhouse.command({
+        query: `INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, tool, service, allowed, source, counted)
+                VALUES ({id:UUID}, {tenant:String}, {at:String}, 'page', 'users.Users.Get', 'users', true, 'span', {counted:Bool})`,
+        query_params: { id, tenant, at, counted },
+      });
+    }
     for (const span of spans) {
       await clickhouse.command({
         query: `INSERT INTO spans_v1 (tenant, trace_id, span_id, name, start_time) VALUES ({tenant:String}, {otel:String}, {span:String}, 'mcp.tool.call', '2026-11-30 12:00:00')`,
@@ -44,7 +62,7 @@ after(async () => {
 
 test('each floor request runs, and its last statement reads what trace(id) would: the tenant’s calls and their spans', async () => {
   const [one, calls, both, union] = FLOOR;
-  assert.deepEqual(FLOOR.map((f) => f.statements), [1, 1, 2, 1]);
+  assert.deepEqual(FLOOR.slice(0, 4).map((f) => f.statements), [1, 1, 2, 1]);
   assert.equal((await one!.run(clickhouse, CTX, 0) as unknown[]).length, 1);
   // The call under its gateway trace id and under its OpenTelemetry trace id is one row per kind; only
   // the gateway id is asked for.
@@ -55,4 +73,19 @@ test('each floor request runs, and its last statement reads what trace(id) would
   // By the OpenTelemetry id, one statement: the call under that id and the spans.
   const unionRows = (await union!.run(clickhouse, CTX, 0)) as Array<{ what: string; key: string; sub: string }>;
   assert.deepEqual(unionRows.map((r) => [r.what, r.key, r.sub]).sort(), [['call', SAMPLE.otelTraceId, 'otel_trace'], ['span', SAMPLE.otelTraceId, 'a1'], ['span', SAMPLE.otelTraceId, 'a2']]);
+});
+
+test('the page floor reads the first page as auditLog does: the tenant’s newest rows of the last hour, then which were replaced', async () => {
+  const [page, pageAndReplaced] = FLOOR.slice(4);
+  assert.deepEqual([page!.statements, pageAndReplaced!.statements], [1, 2]);
+  const rows = (await page!.run(clickhouse, CTX, 0)) as Array<{ event_id: string; counted: boolean }>;
+  // acme's rows only (the other tenant has the same ids), newest first; nothing from before the hour.
+  assert.deepEqual(rows.map((r) => [r.event_id, r.counted]), [
+    [PAGE_IDS[0], true],
+    [PAGE_IDS[0], false],
+    [PAGE_IDS[1], true],
+    [PAGE_IDS[2], true],
+  ]);
+  const replaced = (await pageAndReplaced!.run(clickhouse, CTX, 0)) as Array<{ key: string }>;
+  assert.deepEqual(replaced.map((r) => r.key), [PAGE_IDS[0]]);
 });
