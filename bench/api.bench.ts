@@ -60,7 +60,6 @@ import { pino } from 'pino';
 import { createApi, DEFAULT_READ_LIMITS } from '../api/app.ts';
 import type { KeyStore } from '../api/plugins/use-auth.ts';
 import { CONDITIONS, pageSql, RECENT, recentWindowStart } from '../api/queries/audit-log.ts';
-import { REPLACED_SQL } from '../api/queries/audit-rows.ts';
 import { CALL_LIMIT, callsAndSpansSql, callsSql, SPAN_LIMIT, spansSql } from '../api/queries/trace.ts';
 import { openClickHouse, type ClickHouseClient } from '../core/clickhouse.ts';
 import { loadConfig } from '../core/config.ts';
@@ -295,7 +294,7 @@ export interface FloorRow {
  * connections. What a request of that many statements in turn cannot go below on this machine at this
  * concurrency, printed so that the targets can be read against it: trace(id) is the third row (by a
  * gateway trace id) or the fourth (by an OpenTelemetry id) plus the API's own work, and the audit log's
- * first page the sixth. The statements are the product's own (trace.ts, audit-log.ts, audit-rows.ts).
+ * first page the fifth. The statements are the product's own (trace.ts, audit-log.ts).
  */
 export const FLOOR: FloorRow[] = [
   { name: 'SELECT 1', statements: 1, run: (ch) => rows(ch, 'SELECT 1 SETTINGS max_threads = 1', {}) },
@@ -319,17 +318,9 @@ export const FLOOR: FloorRow[] = [
       rows(ch, callsAndSpansSql(), { tenant: TENANT, ids: [sample(c, i).otelTraceId], traceIds: [sample(c, i).otelTraceId], callLimit: CALL_LIMIT, spanLimit: SPAN_LIMIT }),
   },
   {
-    name: "a page read: the audit log's first page, the newest rows of its range's last hour (audit_timeline_v1)",
+    name: "a page read: the audit log's first page, the newest rows of its range's last hour, markers included (audit_timeline_v1)",
     statements: 1,
     run: (ch, c) => firstPage(ch, c),
-  },
-  {
-    name: 'the first page as auditLog reads it: that read, then which of its calls were replaced (audit_lookup_v1)',
-    statements: 2,
-    async run(ch, c) {
-      const page = await firstPage(ch, c);
-      return rows(ch, REPLACED_SQL, { tenant: TENANT, ids: page.filter((r) => r.counted).map((r) => r.event_id) });
-    },
   },
 ];
 

@@ -16,7 +16,7 @@ export const AUDIT_INSERT_COLUMNS: [string, ...string[]] = [
   'event_id', 'tenant', 'timestamp', 'trace_id', 'tool', 'service', 'account_id', 'scopes_required', 'allowed',
   'denied_reason', 'duration_ns', 'error', 'is_error', 'agent', 'agent_version', 'session_id', 'gateway', 'transport',
   'otel_trace_id', 'otel_span_id', 'request_bytes', 'response_bytes', 'cost_usd', 'attributes', 'source', 'counted',
-  'report_id',
+  'report_id', 'replaces_at',
 ];
 
 /**
@@ -68,6 +68,6 @@ export function auditInsertValues(r: AuditRow): unknown[] {
     r.event_id, r.tenant, r.timestamp, r.trace_id, r.tool, r.service, r.account_id, r.scopes_required, r.allowed,
     r.denied_reason, r.duration_ns, r.error, r.is_error, r.agent, r.agent_version, r.session_id, r.gateway, r.transport,
     r.otel_trace_id, r.otel_span_id, r.request_bytes, r.response_bytes, r.cost_usd, r.attributes, r.source, r.counted ?? 1,
-    r.report_id ?? r.event_id,
+    r.report_id ?? r.event_id, r.replaces_at ?? r.timestamp,
   ];
 }

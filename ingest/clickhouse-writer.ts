@@ -316,8 +316,9 @@ function knownCall(known: readonly Stored[], key: string): AuditRow | undefined 
  * keeps what both say (`mergeReports`):
  * - the first report of a call is stored as it is, counted;
  * - the other kind of report, in a later batch, is merged into the stored row and stored under its
- *   event_id with `counted = false` and its own id in `report_id` (sql/0005): the raw table (FINAL)
- *   shows the merged row, the rollups keep one call; if it adds nothing, nothing is stored;
+ *   event_id with `counted = false`, its own id in `report_id` (sql/0005) and the stored row's time in
+ *   `replaces_at` (sql/0024): the raw table (FINAL) shows the merged row, the rollups keep one call, the
+ *   audit log hides the stored row by a marker at its key; if it adds nothing, nothing is stored;
  * - both in one batch: one row, merged, counted, with the second report's id in `report_id`;
  * - a span of a call whose row already holds a span is not stored; a second audit record of a call is
  *   stored as a row of its own, as any record with its own event_id.
@@ -344,7 +345,10 @@ function countEachCallOnce(rows: readonly AuditRow[], stored: (key: string) => A
       continue;
     }
     if (sameContent(merged, call)) continue;
-    const identity = { event_id: call.event_id, report_id: row.event_id, counted: index !== undefined ? (call.counted ?? 1) : 0 } as const;
+    const identity =
+      index !== undefined
+        ? { event_id: call.event_id, report_id: row.event_id, counted: call.counted ?? 1, replaces_at: call.replaces_at }
+        : { event_id: call.event_id, report_id: row.event_id, counted: 0 as const, replaces_at: call.timestamp };
     if (index !== undefined) out[index] = { ...merged, ...identity };
     else inBatch.set(key, out.push({ ...merged, ...identity }) - 1);
   }

@@ -66,7 +66,7 @@ export function mergeReports(stored: AuditRow, report: AuditRow): AuditRow | und
   };
 }
 
-const IDENTITY = new Set(['event_id', 'counted', 'report_id']);
+const IDENTITY = new Set(['event_id', 'counted', 'report_id', 'replaces_at']);
 const CONTENT = AUDIT_INSERT_COLUMNS.filter((c) => !IDENTITY.has(c)) as (keyof AuditRow)[];
 
 /** Whether two rows of a call say the same, identity aside. */
@@ -114,5 +114,6 @@ export function auditRowFromStored(r: StoredRowJson): AuditRow {
     source: text('source') === 'span' ? 'span' : 'audit',
     counted: flag('counted'),
     report_id: text('report_id'),
+    replaces_at: text('replaces_at'),
   };
 }

@@ -232,6 +232,8 @@ export interface AuditRow {
   counted?: 0 | 1;
   /** The report's own event_id when it is stored under another report's (sql/0005). */
   report_id?: string;
+  /** For a merged row (not counted), the timestamp of the first row it replaces (sql/0024); else the row's own. */
+  replaces_at?: string;
 }
 
 function canonicalToClickHouse(canonical: string): string {

@@ -2,7 +2,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
 import { formatClickHouse } from '../../model/timestamp.ts';
-import { EVENT_COLUMNS, eventRow, toEntry, type AuditLogEntry } from './audit-rows.ts';
+import { EVENT_COLUMNS, eventRow, MARKER_SOURCE, toEntry, type AuditLogEntry } from './audit-rows.ts';
 import { selectRows } from './select-rows.ts';
 
 // An event_id that is a UUIDv7 names its event's millisecond (the ids the model derives always do):
@@ -15,6 +15,7 @@ SELECT ${EVENT_COLUMNS},
     toBool((SELECT count() > 0 FROM audit_lookup_v1 WHERE tenant = {tenant:String} AND kind = 'replaced' AND key = {key:String})) AS replaced
 FROM audit_timeline_v1
 WHERE tenant = {tenant:String}
+  AND source != '${MARKER_SOURCE}'
   AND timestamp >= {from:DateTime64(9, 'UTC')}
   AND timestamp < {to:DateTime64(9, 'UTC')}
   AND event_id = {id:UUID}`;
@@ -27,6 +28,7 @@ const ANYWHERE = `
 SELECT ${EVENT_COLUMNS}
 FROM audit_timeline_v1
 WHERE tenant = {tenant:String}
+  AND source != '${MARKER_SOURCE}'
   AND (timestamp, event_id) IN (SELECT timestamp, event_id FROM audit_events_v1 WHERE tenant = {tenant:String} AND event_id = {id:UUID})
 ORDER BY counted ASC
 LIMIT 1`;

@@ -8,11 +8,17 @@
  * filter narrows it to the keys audit_lookup_v1 holds for that id. Of the rows, those to show
  * (audit-rows.ts); a page short of them reads on. One thread: a page is a granule or two at the end
  * of each part, which more threads only read in more streams to merge.
+ *
+ * A call's first row replaced by the merge of its two reports is hidden by the marker at its key
+ * (sql/0024), which a read by time and key meets with it: such a page is one statement per read. A
+ * filter on another column (agent, service, tool, account, outcome, text) would leave the markers out
+ * (they have no such column), so those reads leave them out and look the replacements of their first
+ * rows up in audit_lookup_v1, a second statement.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { AuditLogFilter } from './audit-params.ts';
 import { otelTraceIdOf } from './audit-params.ts';
-import { EVENT_COLUMNS, eventRow, keyOfRow, pageOf, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
+import { EVENT_COLUMNS, eventRow, keyOfRow, MARKER_SOURCE, pageOf, shownInKeyOrder, toEntry, visible, type AuditLogEntry, type EventKey, type EventRow, type Page } from './audit-rows.ts';
 import { formatClickHouse, parseRfc3339 } from '../../model/timestamp.ts';
 import { selectRows } from './select-rows.ts';
 
@@ -35,6 +41,11 @@ export const CONDITIONS: Record<keyof AuditLogFilter, string> = {
       WHERE tenant = {tenant:String} AND ((kind = 'trace' AND key = {traceId:String}) OR (kind = 'otel_trace' AND key = {otelTraceId:String})))`,
   text: '(positionCaseInsensitiveUTF8(error, {text:String}) > 0 OR positionCaseInsensitiveUTF8(denied_reason, {text:String}) > 0)',
 };
+
+/** The filters a marker (sql/0024) passes as the row it hides does: by time and by key. */
+const BY_KEY: ReadonlySet<keyof AuditLogFilter> = new Set(['from', 'to', 'session', 'traceId']);
+
+const NO_MARKERS = `source != '${MARKER_SOURCE}'`;
 
 const AFTER = `timestamp <= {afterTime:DateTime64(9, 'UTC')}
   AND (timestamp, event_id) < ({afterTime:DateTime64(9, 'UTC')}, {afterId:UUID})`;
@@ -83,13 +94,14 @@ export async function queryAuditLog(
   after: EventKey | undefined,
 ): Promise<Page<AuditLogEntry>> {
   const active = (Object.keys(CONDITIONS) as Array<keyof AuditLogFilter>).filter((k) => filter[k] !== undefined);
+  const byKey = active.every((k) => BY_KEY.has(k));
   const params: Record<string, unknown> = { tenant, ...filter };
   if (filter.traceId !== undefined) params.otelTraceId = otelTraceIdOf(filter.traceId) ?? '';
   const select = (from: EventKey | undefined, limit: number, bounds: string[], extra: Record<string, unknown> = {}) =>
     selectRows(
       clickhouse,
       'auditLog',
-      pageSql([...active.map((k) => CONDITIONS[k]), ...(from ? [AFTER] : []), ...bounds]),
+      pageSql([...active.map((k) => CONDITIONS[k]), ...(byKey ? [] : [NO_MARKERS]), ...(from ? [AFTER] : []), ...bounds]),
       { ...params, ...extra, limit, ...(from && { afterTime: from.timestamp, afterId: from.eventId }) },
       eventRow,
     );
@@ -100,6 +112,7 @@ export async function queryAuditLog(
     if (recent.length === limit) return recent;
     return [...recent, ...(await select(from, limit - recent.length, [BEFORE_RECENT], { windowStart }))];
   };
-  const page = await pageOf(read, keyOfRow, clickhouse, tenant, first, after);
+  const show = byKey ? shownInKeyOrder : (rows: EventRow[]) => visible(clickhouse, tenant, rows, keyOfRow);
+  const page = await pageOf(read, keyOfRow, show, first, after);
   return { items: page.items.map((r) => ({ key: keyOfRow(r), node: toEntry(r) })), hasNextPage: page.hasNextPage };
 }

@@ -6,8 +6,11 @@
  * ways in two batches (its span and its audit record, in either order): the second report is merged
  * into the first and stored under the first's event_id with `counted = false` (sql/0005), stamped at
  * the call's start, which may be earlier than the first row; FINAL would show only that row. So a row
- * is shown unless it is `counted` and its event_id has such a replacement (`replaced` in
- * audit_lookup_v1). Rows are read from audit_timeline_v1 (sql/0010), sorted by time.
+ * is shown unless it is `counted` and its event_id has such a replacement. Rows are read from
+ * audit_timeline_v1 (sql/0010), sorted by time, where the replaced row has a marker at its key
+ * (sql/0024: source 'replaced'), or the merged row itself when it has that key; a read of the rows
+ * around a key tells from them (shownInKeyOrder), one that may not see them looks the replacement up
+ * (`replaced` in audit_lookup_v1, visible).
  */
 import type { ClickHouseClient } from '@clickhouse/client';
 import { z } from 'zod';
@@ -163,7 +166,7 @@ export interface KeyRow extends EventKey {
 }
 
 /** Of the event ids `ids`, those with a 'replaced' key: see replacedAmong. */
-export const REPLACED_SQL = `SELECT DISTINCT key FROM audit_lookup_v1
+const REPLACED_SQL = `SELECT DISTINCT key FROM audit_lookup_v1
 WHERE tenant = {tenant:String} AND kind = 'replaced' AND key IN {ids:Array(String)}
 SETTINGS max_threads = 1`;
 
@@ -190,6 +193,29 @@ export async function visible<T>(clickhouse: ClickHouseClient, tenant: string, i
   });
 }
 
+/** The source of audit_timeline_v1's marker rows (sql/0024), which no read shows. */
+export const MARKER_SOURCE = 'replaced';
+
+/**
+ * Of `rows`, read from audit_timeline_v1 in key order with every row of each key they reach (markers
+ * included, the rows not `counted` of a key before the rest: ORDER BY ..., counted ASC), those to show:
+ * not a marker, not a repeat of a key, not a `counted` row after a row of its key that is not (a marker,
+ * or the merged row stamped at the same key) — and the order keeps that true across reads: a read that
+ * ends on such a row goes on strictly after its key.
+ */
+export function shownInKeyOrder(rows: readonly EventRow[]): EventRow[] {
+  const seen = new Set<string>();
+  let replacedKey: string | undefined;
+  return rows.filter((row) => {
+    const key = `${row.timestamp}/${row.event_id}`;
+    if (!row.counted) replacedKey = key;
+    else if (key === replacedKey) return false;
+    if (row.source === MARKER_SOURCE || seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 export function keyOfRow(r: EventRow): KeyRow {
   return { timestamp: r.timestamp, eventId: r.event_id, replaceable: r.counted };
 }
@@ -204,14 +230,13 @@ const MAX_READ = 16_384;
 
 /**
  * A page of a list: `read` gives the list's items in its order, after a key (or from the start); of
- * them, the first `first` to show, and whether one more follows. Items a replacement hides (or a
- * repeat) are skipped, and the read goes on after them.
+ * them, the first `first` to show (`show` tells which of a read's items), and whether one more follows.
+ * Items a replacement hides (or a repeat) are skipped, and the read goes on after them.
  */
 export async function pageOf<T>(
   read: (after: EventKey | undefined, limit: number) => Promise<T[]>,
   keyOf: (item: T) => KeyRow,
-  clickhouse: ClickHouseClient,
-  tenant: string,
+  show: (items: T[]) => T[] | Promise<T[]>,
   first: number,
   after: EventKey | undefined,
 ): Promise<{ items: T[]; hasNextPage: boolean }> {
@@ -220,7 +245,7 @@ export async function pageOf<T>(
   for (let round = 0; shown.length <= first; round++) {
     const limit = Math.min(MAX_READ, (first + 1 - shown.length) * 2 ** round);
     const items = await read(from, limit);
-    shown.push(...(await visible(clickhouse, tenant, items, keyOf)));
+    shown.push(...(await show(items)));
     if (items.length < limit) break;
     from = keyOf(items[items.length - 1]!);
   }

@@ -13,6 +13,7 @@
  * distinct counts, only their keys.
  */
 import { epochNanos, formatClickHouse, instantFromEpochNanos, parseRfc3339 } from '../../model/timestamp.ts';
+import { MARKER_SOURCE } from './audit-rows.ts';
 import { filterDimensions, filterSql, RAW_OUTCOME, type AggregateFilter, type Dimension } from './filter.ts';
 import type { TimeRange } from './params.ts';
 
@@ -254,13 +255,15 @@ export function sourceParts(tenant: string, options: SourceOptions, except?: { f
 const ONE_PASS_NS = 3n * 60n * SECOND;
 
 /**
- * Each call of audit_timeline_v1 `within` once, as `FROM ... WHERE ...` to which conditions can be
+ * Each call of audit_timeline_v1 within `span` once, as `FROM ... WHERE ...` to which conditions can be
  * appended. Over a few minutes at most, one pass grouped by event_id (the second report's values where
  * there is one, argMin by counted; a call without a counted row in the span is none): 10 ms on the 10M
  * set where the set lookups below take 15. Over longer spans the lookups (sets of the rare second
  * reports) cost less than grouping every row: an hour 17 ms where grouping takes 38.
  */
-function callsOnce(within: string, spanNs: bigint): string {
+function callsOnce(span: string, spanNs: bigint): string {
+  // Of the rows, not the markers of replaced rows (sql/0024), which only the audit log reads.
+  const within = `${span}\n      AND source != '${MARKER_SOURCE}'`;
   if (spanNs <= ONE_PASS_NS) {
     return `(
         SELECT r.1 AS timestamp, r.2 AS agent, r.3 AS service, r.4 AS tool, r.5 AS account_id, r.6 AS allowed,

@@ -8,12 +8,12 @@
  * earlier of the two reports' times, on the stored row's day). So of one event_id's keys the earliest
  * is the one shown (on a tie, the key not of a span fact), chosen over all the session's keys before
  * the cursor applies, so that a page never shows a call an earlier page showed. Of two rows under one
- * key, the replacement (not `counted`). A span fact whose replacement went to another session (its
- * audit record named another) is left out there as audit-rows.ts says: by the 'replaced' key of its
- * event_id, looked up for the session's span facts only.
+ * key, the replacement (not `counted`), and never the marker of a replaced row (sql/0024). A span fact
+ * whose replacement went to another session (its audit record named another) is left out there as
+ * audit-rows.ts says: by the 'replaced' key of its event_id, looked up for the session's span facts only.
  */
 import type { ClickHouseClient } from '@clickhouse/client';
-import { EVENT_COLUMNS, eventRow, keyOfRow, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
+import { EVENT_COLUMNS, eventRow, keyOfRow, MARKER_SOURCE, toEntry, type AuditLogEntry, type EventKey, type Page } from './audit-rows.ts';
 import { selectRows } from './select-rows.ts';
 
 function pageSql(after: boolean): string {
@@ -21,6 +21,7 @@ function pageSql(after: boolean): string {
 SELECT ${EVENT_COLUMNS}
 FROM audit_timeline_v1
 WHERE tenant = {tenant:String}
+  AND source != '${MARKER_SOURCE}'
   AND (timestamp, event_id) IN (
     SELECT timestamp, event_id
     FROM

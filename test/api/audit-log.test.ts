@@ -14,6 +14,8 @@ import { pino } from 'pino';
 import { createApi } from '../../api/app.ts';
 import type { Caller } from '../../api/context.ts';
 import type { KeyStore } from '../../api/plugins/use-auth.ts';
+import { queryAuditLog } from '../../api/queries/audit-log.ts';
+import { parseAuditLogFilter } from '../../api/queries/audit-params.ts';
 import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
 import { createClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
@@ -21,6 +23,7 @@ import { normalizeAuditRecord, toAuditRow, type AuditRecordInput, type AuditRow 
 import { toSpanInsertRow } from '../../model/otlp.ts';
 import { validateSpanRow } from '../../model/span.ts';
 import { formatRfc3339, parseRfc3339 } from '../../model/timestamp.ts';
+import { recordingClient } from '../helpers/statements.ts';
 
 // ---- fixture ------------------------------------------------------------------------------------------
 
@@ -269,7 +272,7 @@ let baseUrl: string;
 
 const KEYS: KeyStore = {
   size: 4,
-  lookup: (secret) => (/^key-(acme|globex|initech|umbrella)$/.test(secret) ? ({ tenant: secret.slice(4), role: 'viewer', name: secret } satisfies Caller) : undefined),
+  lookup: (secret) => (/^key-(acme|globex|initech|umbrella|hooli)$/.test(secret) ? ({ tenant: secret.slice(4), role: 'viewer', name: secret } satisfies Caller) : undefined),
 };
 
 interface GraphQLResponse {
@@ -498,6 +501,19 @@ describe('auditLog', () => {
     assert.deepEqual(await allPages({ outcome: 'DENIED', account: 'bob', session: 'session-audit-first' }, 10), [LATER_AUDIT.event_id]);
   });
 
+  test('statements: a page by time is one read, which sees the marker of a replaced row; filtered on another column, the read and a look-up', async () => {
+    const { client: counted, sent } = recordingClient(clickhouse);
+    // An hour around the call reported audit record first: its first row is there, hidden by its marker.
+    const range = { from: iso(LATER_MS - 1_800_000), to: iso(LATER_MS + 1_800_000) };
+    const byTime = await queryAuditLog('acme', counted, parseAuditLogFilter(range), 500, undefined);
+    assert.equal(sent.length, 1, sent.join('\n---\n'));
+    assert.equal(byTime.items.filter((i) => i.node.eventId === LATER_AUDIT.event_id).length, 1);
+    sent.length = 0;
+    const byAgent = await queryAuditLog('acme', counted, parseAuditLogFilter({ ...range, agent: 'coder' }), 500, undefined);
+    assert.equal(sent.length, 2, sent.join('\n---\n'));
+    assert.deepEqual(byAgent.items.filter((i) => i.node.eventId === LATER_AUDIT.event_id).map((i) => i.node.timestamp), [iso(LATER_MS)]);
+  });
+
   test("a record in the last hour before a page's end, replaced by its merged row stamped before that hour: the merged row, once", async () => {
     const toMs = FAR_MS + 60_000;
     const expected = acmeShown()
@@ -641,6 +657,45 @@ describe('session', () => {
     const expected = GLOBEX.filter((r) => r.session_id === 'session-2').sort((a, b) => -newestFirst(a, b)).map((r) => r.event_id);
     assert.deepEqual(await sessionIds('session-2', 500, 'globex'), expected);
     assert.deepEqual(await sessionIds('session-twice', 10, 'globex'), []);
+  });
+});
+
+describe('the marker of a replaced row (sql/0024)', () => {
+  // A call's audit record (session hooli-a), then its merged row under the same event_id, stamped 40 ms
+  // earlier and in another session: rows a merge could leave (the writer takes the record's session,
+  // so here they are inserted as they are). The marker sits at the audit record's key.
+  const AT = START_MS + 2 * 3600_000;
+  const first = row({ tenant: 'hooli', trace_id: 'hooli-call', timestamp: iso(AT + 40), tool: 'users.Users.Get', allowed: true, agent: 'coder', session_id: 'hooli-a' });
+  const merged: AuditRow = {
+    ...row({ tenant: 'hooli', trace_id: 'hooli-call', timestamp: iso(AT), tool: 'users.Users.Get', allowed: true, agent: 'coder', session_id: 'hooli-b' }),
+    event_id: first.event_id,
+    counted: 0,
+    replaces_at: first.timestamp,
+  };
+  before(async () => {
+    await insert([first]);
+    await insert([merged]);
+  });
+
+  test('is stored at the key of the row it hides', async () => {
+    const rows = await (
+      await clickhouse.query({ query: "SELECT timestamp, toString(event_id) AS id, counted FROM audit_timeline_v1 WHERE tenant = 'hooli' AND source = 'replaced'", format: 'JSONEachRow' })
+    ).json();
+    assert.deepEqual(rows, [{ timestamp: first.timestamp, id: first.event_id, counted: false }]);
+  });
+
+  test('and is never shown: not in the log, nor as the event, nor in a session', async () => {
+    assert.deepEqual(await allPages({}, 1, 'hooli'), [first.event_id]);
+    const { auditLog } = await data(AUDIT_LOG, {}, 'hooli');
+    assert.deepEqual(auditLog.edges.map((e: any) => [e.node.timestamp, e.node.agent]), [[iso(AT), 'coder']]);
+    const { auditEvent } = await data('query ($id: ID!) { auditEvent(id: $id) { timestamp agent sessionId } }', { id: first.event_id }, 'hooli');
+    assert.deepEqual(auditEvent, { timestamp: iso(AT), agent: 'coder', sessionId: 'hooli-b' });
+    // Session hooli-a holds the audit record's key only (the merge went to hooli-b), where the marker is:
+    // whatever it lists there, not the marker (no agent, no tool).
+    const session = async (id: string) =>
+      (await data('query ($id: String!) { session(id: $id) { edges { node { timestamp agent tool } } } }', { id }, 'hooli')).session.edges.map((e: any) => e.node);
+    for (const node of await session('hooli-a')) assert.deepEqual([node.agent, node.tool], ['coder', 'users.Users.Get']);
+    assert.deepEqual(await session('hooli-b'), [{ timestamp: iso(AT), agent: 'coder', tool: 'users.Users.Get' }]);
   });
 });
 

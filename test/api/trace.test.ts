@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { openClickHouse, withStatements, type ClickHouseClient } from '../../core/clickhouse.ts';
+import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
 import { createClickHouseWriter, type ClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditRecordInput, type AuditRow } from '../../model/audit-event.ts';
@@ -17,6 +17,7 @@ import { validateSpanRow, type SpanRow } from '../../model/span.ts';
 import { formatRfc3339 } from '../../model/timestamp.ts';
 import { MAX_TRACE_CALLS, MAX_TRACE_SPANS, queryTrace } from '../../api/queries/trace.ts';
 import { post, startApi, type ApiServer } from './harness.ts';
+import { recordingClient } from '../helpers/statements.ts';
 
 const MS = 1_000_000;
 const T0 = Date.UTC(2026, 10, 20, 9, 0, 0);
@@ -220,14 +221,7 @@ describe('trace (sql/0018)', () => {
 
   test('statements: by an OpenTelemetry id its calls and spans are one; by a gateway trace id, the calls and then their spans', async () => {
     // After the test above: acme's spans of OTEL are stored.
-    const sent: string[] = [];
-    const counted = withStatements(clickhouse, {
-      query: (params) => {
-        sent.push(params.query);
-        return clickhouse.query(params);
-      },
-      command: (params) => clickhouse.command(params),
-    });
+    const { client: counted, sent } = recordingClient(clickhouse);
     const byOtel = await queryTrace('acme', counted, OTEL);
     assert.equal(sent.length, 1, sent.join('\n---\n'));
     assert.deepEqual([byOtel?.calls.map((c) => c.eventId), byOtel?.spans.map((s) => s.spanId)], [[ACME_FIRST.event_id], ['1000000000000001', '1000000000000002', '1000000000000003']]);

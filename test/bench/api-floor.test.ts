@@ -30,8 +30,9 @@ before(async () => {
       query_params: { tenant, trace: SAMPLE.traceId, otel: SAMPLE.otelTraceId },
     });
     // In the hour before the bench's end: three calls, one of them reported twice (its first row, then
-    // the merge of both under its id, stamped at the call's start and not counted: sql/0005), and one
-    // call older than the hour. The call reported twice is another in each tenant.
+    // the merge of both under its id, stamped at the call's start and not counted: sql/0005, with the
+    // first row's time, where a marker hides it: sql/0024), and one call older than the hour. The call
+    // reported twice is another in each tenant.
     const twice = tenant === 'acme' ? PAGE_IDS[0] : PAGE_IDS[1];
     for (const [id, at, counted] of [
       [PAGE_IDS[0], '2026-11-30 23:50:00', true],
@@ -41,9 +42,9 @@ before(async () => {
       [PAGE_IDS[3], '2026-11-30 22:30:00', true],
     ] as const) {
       await clickhouse.command({
-        query: `INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, tool, service, allowed, source, counted)
-                VALUES ({id:UUID}, {tenant:String}, {at:String}, 'page', 'users.Users.Get', 'users', true, 'span', {counted:Bool})`,
-        query_params: { id, tenant, at, counted },
+        query: `INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, tool, service, allowed, source, counted, replaces_at)
+                VALUES ({id:UUID}, {tenant:String}, {at:String}, 'page', 'users.Users.Get', 'users', true, 'span', {counted:Bool}, {replaces:String})`,
+        query_params: { id, tenant, at, counted, replaces: counted ? at : tenant === 'acme' ? '2026-11-30 23:50:00' : '2026-11-30 23:40:00' },
       });
     }
     for (const span of spans) {
@@ -75,17 +76,17 @@ test('each floor request runs, and its last statement reads what trace(id) would
   assert.deepEqual(unionRows.map((r) => [r.what, r.key, r.sub]).sort(), [['call', SAMPLE.otelTraceId, 'otel_trace'], ['span', SAMPLE.otelTraceId, 'a1'], ['span', SAMPLE.otelTraceId, 'a2']]);
 });
 
-test('the page floor reads the first page as auditLog does: the tenant’s newest rows of the last hour, then which were replaced', async () => {
-  const [page, pageAndReplaced] = FLOOR.slice(4);
-  assert.deepEqual([page!.statements, pageAndReplaced!.statements], [1, 2]);
-  const rows = (await page!.run(clickhouse, CTX, 0)) as Array<{ event_id: string; counted: boolean }>;
-  // acme's rows only (the other tenant has the same ids), newest first; nothing from before the hour.
-  assert.deepEqual(rows.map((r) => [r.event_id, r.counted]), [
-    [PAGE_IDS[0], true],
-    [PAGE_IDS[0], false],
-    [PAGE_IDS[1], true],
-    [PAGE_IDS[2], true],
+test('the page floor reads the first page as auditLog does: the tenant’s newest rows of the last hour, with the marker of a replaced row', async () => {
+  const [page] = FLOOR.slice(4);
+  assert.deepEqual([FLOOR.length, page!.statements], [5, 1]);
+  const rows = (await page!.run(clickhouse, CTX, 0)) as Array<{ event_id: string; counted: boolean; source: string }>;
+  // acme's rows only (the other tenant has the same ids), newest first, nothing from before the hour;
+  // the first row of the call reported twice after the marker that hides it (sql/0024).
+  assert.deepEqual(rows.map((r) => [r.event_id, r.counted, r.source]), [
+    [PAGE_IDS[0], false, 'replaced'],
+    [PAGE_IDS[0], true, 'span'],
+    [PAGE_IDS[0], false, 'span'],
+    [PAGE_IDS[1], true, 'span'],
+    [PAGE_IDS[2], true, 'span'],
   ]);
-  const replaced = (await pageAndReplaced!.run(clickhouse, CTX, 0)) as Array<{ key: string }>;
-  assert.deepEqual(replaced.map((r) => r.key), [PAGE_IDS[0]]);
 });

@@ -165,6 +165,18 @@ async function rollup(): Promise<{ calls: number; errors: number; denials: numbe
   return { calls: Number(r!.calls), errors: Number(r!.errors), denials: Number(r!.denials), duration: Number(r!.duration) };
 }
 
+/** The keys of audit_timeline_v1's markers (sql/0024): where a first row was replaced by a merge stamped elsewhere. */
+async function markers(): Promise<string[]> {
+  const rows = await (
+    await clickhouse.query({
+      query: `SELECT toString(timestamp) AS at FROM audit_timeline_v1 WHERE tenant = {tenant:String} AND source = 'replaced' ORDER BY timestamp`,
+      query_params: { tenant: TENANT },
+      format: 'JSONEachRow',
+    })
+  ).json<{ at: string }>();
+  return rows.map((r) => r.at);
+}
+
 const byspan = (a: Expected, b: Expected) => (a.otel_span_id < b.otel_span_id ? -1 : 1);
 
 describe('one merged record per call', () => {
@@ -174,7 +186,7 @@ describe('one merged record per call', () => {
   });
   after(() => clickhouse.close());
   beforeEach(async () => {
-    for (const table of ['audit_events_v1', 'call_reports_v1', 'tool_calls_1m_v1', 'spans_v1']) await clickhouse.command({ query: `TRUNCATE TABLE ${table}` });
+    for (const table of ['audit_events_v1', 'call_reports_v1', 'tool_calls_1m_v1', 'spans_v1', 'audit_timeline_v1']) await clickhouse.command({ query: `TRUNCATE TABLE ${table}` });
   });
 
   const pipeline = () => createPipeline({ writer: createClickHouseWriter(clickhouse), deadLetters: createDeadLetterTable(clickhouse), topics, logger: createLogger('silent') });
@@ -211,6 +223,10 @@ describe('one merged record per call', () => {
       duration: (12 + 3 + 7 + 0 + 4 + 4) * 1e6,
     };
     assert.deepEqual(await rollup(), counts);
+    // A record stored first (b, g2) is stamped at the call's end, the merge at its start: a marker hides
+    // the record's row. A span stored first shares its key with the merge, and one batch stores one row.
+    const marked = [chTime(START + 1_000 + 3), chTime(START + 5_000 + 4)];
+    assert.deepEqual(await markers(), marked);
 
     // Everything again, in other batches and orders: nothing changes, nothing is counted twice.
     const all = pairs.flatMap((pair) => [auditMessage(pair.record), spanMessage([pair.span])]);
@@ -219,6 +235,7 @@ describe('one merged record per call', () => {
     await p.process(pairs.map((pair) => spanMessage([pair.span])));
     assert.deepEqual(await storedCalls(), expected);
     assert.deepEqual(await rollup(), counts);
+    assert.deepEqual(await markers(), marked);
   });
 
   it('tells apart calls of the same tool in one trace by their span ids', async () => {
