@@ -86,6 +86,24 @@ export function recentWindowStart(end: string | undefined, from: string | undefi
   return from === undefined || start > from ? start : undefined;
 }
 
+/**
+ * Per tenant and kind of page (by time and key, or filtered on another column), the share of the rows
+ * its last page read that the page showed. Where a tenant's calls are reported twice, a page's rows
+ * include the merged rows' markers and the rows they hide (sql/0024): the first read of a page asks
+ * for its size over this share, so it is not short and read again. At most MAX_SHARES kept, the
+ * least recently updated dropped.
+ */
+const shownShares = new Map<string, number>();
+const MAX_SHARES = 10_000;
+/** A first read asks for at most this many times the page's size. */
+const MIN_SHOWN_SHARE = 0.25;
+
+function remember(key: string, share: number): void {
+  shownShares.delete(key);
+  shownShares.set(key, share);
+  if (shownShares.size > MAX_SHARES) shownShares.delete(shownShares.keys().next().value!);
+}
+
 export async function queryAuditLog(
   tenant: string,
   clickhouse: ClickHouseClient,
@@ -113,6 +131,9 @@ export async function queryAuditLog(
     return [...recent, ...(await select(from, limit - recent.length, [BEFORE_RECENT], { windowStart }))];
   };
   const show = byKey ? shownInKeyOrder : (rows: EventRow[]) => visible(clickhouse, tenant, rows, keyOfRow);
-  const page = await pageOf(read, keyOfRow, show, first, after);
+  const share = `${tenant}\u0000${byKey}`;
+  const page = await pageOf(read, keyOfRow, show, first, after, shownShares.get(share) ?? 1);
+  // A page whose reads reached their limits: a tail or a look-up by id of a few rows says little.
+  if (page.rowsRead > first) remember(share, Math.max(MIN_SHOWN_SHARE, page.rowsShown / page.rowsRead));
   return { items: page.items.map((r) => ({ key: keyOfRow(r), node: toEntry(r) })), hasNextPage: page.hasNextPage };
 }

@@ -231,7 +231,9 @@ const MAX_READ = 16_384;
 /**
  * A page of a list: `read` gives the list's items in its order, after a key (or from the start); of
  * them, the first `first` to show (`show` tells which of a read's items), and whether one more follows.
- * Items a replacement hides (or a repeat) are skipped, and the read goes on after them.
+ * Items a replacement hides (or a repeat) are skipped, and the read goes on after them. The first read
+ * asks for the page's size (and one more) divided by `shownShare`, the share of the items read that a
+ * page is expected to show; `rowsRead` and `rowsShown` count what this page read and showed.
  */
 export async function pageOf<T>(
   read: (after: EventKey | undefined, limit: number) => Promise<T[]>,
@@ -239,17 +241,21 @@ export async function pageOf<T>(
   show: (items: T[]) => T[] | Promise<T[]>,
   first: number,
   after: EventKey | undefined,
-): Promise<{ items: T[]; hasNextPage: boolean }> {
+  shownShare = 1,
+): Promise<{ items: T[]; hasNextPage: boolean; rowsRead: number; rowsShown: number }> {
   const shown: T[] = [];
   let from = after;
+  let rowsRead = 0;
   for (let round = 0; shown.length <= first; round++) {
-    const limit = Math.min(MAX_READ, (first + 1 - shown.length) * 2 ** round);
+    const missing = first + 1 - shown.length;
+    const limit = Math.min(MAX_READ, round === 0 ? Math.ceil(missing / shownShare) : missing * 2 ** round);
     const items = await read(from, limit);
+    rowsRead += items.length;
     shown.push(...(await show(items)));
     if (items.length < limit) break;
     from = keyOf(items[items.length - 1]!);
   }
-  return { items: shown.slice(0, first), hasNextPage: shown.length > first };
+  return { items: shown.slice(0, first), hasNextPage: shown.length > first, rowsRead, rowsShown: shown.length };
 }
 
 function distinct(values: readonly string[]): string[] {

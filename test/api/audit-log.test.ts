@@ -514,6 +514,29 @@ describe('auditLog', () => {
     assert.deepEqual(byAgent.items.filter((i) => i.node.eventId === LATER_AUDIT.event_id).map((i) => i.node.timestamp), [iso(LATER_MS)]);
   });
 
+  test('where calls are reported twice, a page reads again while short, and the next page of that tenant asks for enough rows at once', async () => {
+    // Twelve calls of tenant wayne, each reported audit record first: three rows each (the merged row,
+    // and at the record's key the marker and the record).
+    const at = (i: number) => START_MS + 9 * 3600_000 + i * 1000;
+    const call = (i: number) => ({ tenant: 'wayne', trace_id: `wayne-${i}`, tool: 'users.Users.Get', allowed: true, duration: 40 * MS, agent: 'planner' });
+    const audits = Array.from({ length: 12 }, (_, i) => row({ ...call(i), timestamp: iso(at(i) + 40) }));
+    const spans = Array.from({ length: 12 }, (_, i) => row({ ...call(i), timestamp: iso(at(i)), otel_trace_id: 'a'.repeat(31) + (i % 10), otel_span_id: `${i}`.padStart(16, '0') }, 'span'));
+    const writer = createClickHouseWriter(clickhouse);
+    await writer.writeAudit(audits);
+    await writer.writeAudit(spans);
+    const { client: counted, sent } = recordingClient(clickhouse);
+    const range = parseAuditLogFilter({ from: iso(at(0) - 60_000), to: iso(at(11) + 60_000) });
+    const page = () => queryAuditLog('wayne', counted, range, 5, undefined);
+    const expected = audits.slice(7).reverse().map((r) => r.event_id);
+    const once = await page();
+    assert.deepEqual(once.items.map((i) => i.node.eventId), expected);
+    assert.ok(sent.length >= 2, `the first page read again: ${sent.length}`);
+    sent.length = 0;
+    const again = await page();
+    assert.deepEqual(again.items.map((i) => i.node.eventId), expected);
+    assert.equal(sent.length, 1);
+  });
+
   test("a record in the last hour before a page's end, replaced by its merged row stamped before that hour: the merged row, once", async () => {
     const toMs = FAR_MS + 60_000;
     const expected = acmeShown()
