@@ -188,16 +188,8 @@ async function completed<T>(rows: T[], limit: number, ordered: () => Promise<T[]
   return rows.length < limit ? { rows, full: false } : { rows: await ordered(), full: true };
 }
 
-/** The rows `sql` reads, at most `limit`: unordered first, and again ordered (`sql(true)`) when that reaches the limit. */
-async function readPoint<T extends z.ZodType>(
-  clickhouse: ClickHouseClient,
-  name: string,
-  sql: (ordered: boolean) => string,
-  params: Record<string, unknown>,
-  limit: number,
-  row: T,
-): Promise<{ rows: Array<z.output<T>>; full: boolean }> {
-  const read = (ordered: boolean) => selectRows(clickhouse, name, sql(ordered), { ...params, limit }, row);
+/** The rows `read` gives, at most `limit`: unordered first, and again in order when that reaches the limit. */
+async function readPoint<T>(read: (ordered: boolean) => Promise<T[]>, limit: number): Promise<{ rows: T[]; full: boolean }> {
   return completed(await read(false), limit, () => read(true));
 }
 
@@ -205,6 +197,16 @@ async function readPoint<T extends z.ZodType>(
 // have more; the calls up to two rows each (see callsSql). Exported for the API bench's engine floor.
 export const CALL_LIMIT = 2 * (MAX_TRACE_CALLS + 1);
 export const SPAN_LIMIT = MAX_TRACE_SPANS + 1;
+
+/** The read of the calls under `ids` (at most CALL_LIMIT rows), unordered or in order. */
+function callsReader(clickhouse: ClickHouseClient, tenant: string, ids: string[]) {
+  return (ordered: boolean) => selectRows(clickhouse, 'traceCalls', callsSql(ordered), { tenant, ids, limit: CALL_LIMIT }, callRow);
+}
+
+/** The read of the spans of `traceIds` (at most SPAN_LIMIT rows), unordered or in order. */
+function spansReader(clickhouse: ClickHouseClient, tenant: string, traceIds: string[]) {
+  return (ordered: boolean) => selectRows(clickhouse, 'traceSpans', spansSql(ordered), { tenant, traceIds, limit: SPAN_LIMIT }, spanRow);
+}
 
 /**
  * The calls under `ids` and the spans of `traceId`, as readPoint reads each: one statement for both,
@@ -215,8 +217,8 @@ async function readCallsAndSpans(clickhouse: ClickHouseClient, tenant: string, i
   const calls = rows.flatMap((r) => ('call' in r ? [r.call] : []));
   const spans = rows.flatMap((r) => ('span' in r ? [r.span] : []));
   return Promise.all([
-    completed(calls, CALL_LIMIT, () => selectRows(clickhouse, 'traceCalls', callsSql(true), { tenant, ids, limit: CALL_LIMIT }, callRow)),
-    completed(spans, SPAN_LIMIT, () => selectRows(clickhouse, 'traceSpans', spansSql(true), { tenant, traceIds: [traceId], limit: SPAN_LIMIT }, spanRow)),
+    completed(calls, CALL_LIMIT, () => callsReader(clickhouse, tenant, ids)(true)),
+    completed(spans, SPAN_LIMIT, () => spansReader(clickhouse, tenant, [traceId])(true)),
   ]);
 }
 
@@ -224,14 +226,14 @@ async function readCallsAndSpans(clickhouse: ClickHouseClient, tenant: string, i
 export async function queryTrace(tenant: string, clickhouse: ClickHouseClient, id: string): Promise<Trace | null> {
   const otelTraceId = otelTraceIdOf(id);
   const readSpans = async (traceIds: string[]) =>
-    traceIds.length === 0 ? { rows: [], full: false } : readPoint(clickhouse, 'traceSpans', spansSql, { tenant, traceIds }, SPAN_LIMIT, spanRow);
+    traceIds.length === 0 ? { rows: [], full: false } : readPoint(spansReader(clickhouse, tenant, traceIds), SPAN_LIMIT);
   // An OpenTelemetry id's spans are read with its calls, in one statement. Spans of other OpenTelemetry
   // traces among the calls (a gateway trace id's, or a call that carries another) are read once the
   // calls tell them.
   const ids = [...new Set([id, otelTraceId ?? id])];
   const [read, asked] = otelTraceId
     ? await readCallsAndSpans(clickhouse, tenant, ids, otelTraceId)
-    : [await readPoint(clickhouse, 'traceCalls', callsSql, { tenant, ids }, CALL_LIMIT, callRow), { rows: [], full: false }];
+    : [await readPoint(callsReader(clickhouse, tenant, ids), CALL_LIMIT), { rows: [], full: false }];
   // The id as a gateway trace id, and its OpenTelemetry form as an OpenTelemetry trace id.
   const rows = read.rows.filter((r) => r.id === (r.kind === 'trace' ? id : otelTraceId)).map((r) => r.row);
   const found = oneRowPerCall(rows);
