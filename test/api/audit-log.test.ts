@@ -271,7 +271,7 @@ let server: Server;
 let baseUrl: string;
 
 const KEYS: KeyStore = {
-  size: 4,
+  size: 5,
   lookup: (secret) => (/^key-(acme|globex|initech|umbrella|hooli)$/.test(secret) ? ({ tenant: secret.slice(4), role: 'viewer', name: secret } satisfies Caller) : undefined),
 };
 
