@@ -169,44 +169,48 @@ interface Profile {
   /** The writer's statements running now, and since when at least one has been. */
   engineRunning: number;
   engineBusySince: number;
+  /** When the writer's latest statement to settle did (see timedClient). */
+  lastSettledAt: number;
   /** performance.now() of the first decode, and of the end of the first store (0 before). */
   firstDecodeAt: number;
   firstStoredAt: number;
   firstBatchSize: number;
 }
 
-const newProfile = (): Profile => ({ batches: 0, messages: 0, processMs: 0, processMaxMs: 0, smallestBatch: Infinity, largestBatch: 0, decodeMs: 0, reportsMs: 0, callsMs: 0, insertMs: 0, engineBusyMs: 0, engineRunning: 0, engineBusySince: 0, firstDecodeAt: 0, firstStoredAt: 0, firstBatchSize: 0 });
+const newProfile = (): Profile => ({ batches: 0, messages: 0, processMs: 0, processMaxMs: 0, smallestBatch: Infinity, largestBatch: 0, decodeMs: 0, reportsMs: 0, callsMs: 0, insertMs: 0, engineBusyMs: 0, engineRunning: 0, engineBusySince: 0, lastSettledAt: 0, firstDecodeAt: 0, firstStoredAt: 0, firstBatchSize: 0 });
 
-/** The writer's client, timing each look-up (query and reading its rows) and each insert. */
+/**
+ * The writer's client, timing each look-up (query and reading its rows) and each insert by its own
+ * time on the engine: the engine's one connection runs statements one at a time, in the order they
+ * were sent, so a statement runs from its call or from the end of the one before it, whichever is later
+ * (timed from its call, a look-up sent while the batch before it inserts would count that insert too).
+ */
 function timedClient(client: ClickHouseClient, profile: Profile): ClickHouseClient {
-  const running = async <T>(statement: Promise<T>): Promise<T> => {
-    if (profile.engineRunning++ === 0) profile.engineBusySince = performance.now();
+  const running = async <T>(statement: () => Promise<T>, kind: 'reportsMs' | 'callsMs' | 'insertMs' | undefined): Promise<T> => {
+    const called = performance.now();
+    if (profile.engineRunning++ === 0) profile.engineBusySince = called;
     try {
-      return await statement;
+      return await statement();
     } finally {
-      if (--profile.engineRunning === 0) profile.engineBusyMs += performance.now() - profile.engineBusySince;
+      const settled = performance.now();
+      if (kind) profile[kind] += settled - Math.max(called, profile.lastSettledAt);
+      profile.lastSettledAt = settled;
+      if (--profile.engineRunning === 0) profile.engineBusyMs += settled - profile.engineBusySince;
     }
   };
   return new Proxy(client, {
     get(target, prop) {
       if (prop === 'query') {
         return async (params: Parameters<ClickHouseClient['query']>[0]) => {
-          const started = performance.now();
-          const rowsRead = await running((async () => (await target.query(params)).json())());
-          const took = performance.now() - started;
-          if (params.query.includes('FROM audit_events_v1')) profile.reportsMs += took;
-          else if (params.query.includes('FROM call_reports_v1')) profile.callsMs += took;
+          // The calls' look-up reads audit_events_v1 too, by the event ids it found in call_reports_v1.
+          const kind = params.query.includes('FROM call_reports_v1') ? 'callsMs' : params.query.includes('FROM audit_events_v1') ? 'reportsMs' : undefined;
+          const rowsRead = await running(async () => (await target.query(params)).json(), kind);
           return { json: async () => rowsRead };
         };
       }
       if (prop === 'exec') {
         // The writer's inserts (INSERT … FORMAT with the encoded body).
-        return async (params: Parameters<ClickHouseClient['exec']>[0]) => {
-          const started = performance.now();
-          const result = await running(target.exec(params));
-          profile.insertMs += performance.now() - started;
-          return result;
-        };
+        return async (params: Parameters<ClickHouseClient['exec']>[0]) => running(() => target.exec(params), 'insertMs');
       }
       const value: unknown = Reflect.get(target, prop, target);
       return typeof value === 'function' ? value.bind(target) : value;
@@ -245,7 +249,7 @@ function instrumentedPipeline(clickhouse: ClickHouseClient, topics: { audit: str
       if (profile.firstStoredAt === 0) (profile.firstStoredAt = started + took), (profile.firstBatchSize = length);
       if (args.verbose) {
         const d = (k: keyof Profile) => (profile[k] - before[k]).toFixed(0);
-        progress(`  batch of ${fmtInt(length)}: decoded over ${(decodeTimes.get(decoded) ?? 0).toFixed(0)} ms; stored in ${took.toFixed(0)} ms = look-ups ${d('reportsMs')} + ${d('callsMs')} + insert ${d('insertMs')} (overlapping)`);
+        progress(`  batch of ${fmtInt(length)}: decoded over ${(decodeTimes.get(decoded) ?? 0).toFixed(0)} ms; stored in ${took.toFixed(0)} ms = look-ups ${d('reportsMs')} + ${d('callsMs')} + insert ${d('insertMs')} (with the statements of batches stored at once that ended meanwhile)`);
       }
       profile.batches++;
       profile.messages += length;
@@ -625,7 +629,7 @@ function profileLine(name: string, p: Profile, wallMs: number): string {
     `profile, ${name}: ${p.batches} batches of ${fmtInt(rowsPerBatch)} rows on average (${fmtInt(p.smallestBatch)} to ${fmtInt(p.largestBatch)}); per batch: ` +
     `decode+validate over ${per(p.decodeMs).toFixed(1)} ms (in slices, between the store's steps), ` +
     `dedup look-ups ${per(p.reportsMs).toFixed(1)} ms (event_id) + ${per(p.callsMs).toFixed(1)} ms (calls by trace_id, folded reports), ` +
-    `insert ${per(p.insertMs).toFixed(1)} ms (each timed from its call, so the queries of two batches stored at once overlap); ` +
+    `insert ${per(p.insertMs).toFixed(1)} ms (each its own time on the engine, from its call or the end of the statement before it); ` +
     `a statement of the writer running ${pct(p.engineBusyMs / wallMs)} of the wall time; ` +
     `pipeline.store total ${per(p.processMs).toFixed(1)} ms (max ${p.processMaxMs.toFixed(0)}), ` +
     `${pct(p.processMs / wallMs)} of the wall time (decoding the next batch overlaps it; the rest: Kafka fetch + decode in kafkajs, batching wait)`
