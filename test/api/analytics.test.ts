@@ -17,10 +17,11 @@ import type { Caller } from '../../api/context.ts';
 import type { KeyStore } from '../../api/plugins/use-auth.ts';
 import { callsSource } from '../../api/queries/rollup-plan.ts';
 import { parseTimeRange } from '../../api/queries/params.ts';
-import { openClickHouse, withStatements, type ClickHouseClient } from '../../core/clickhouse.ts';
+import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate, SQL_DIR } from '../../core/migrate.ts';
 import { normalizeAuditRecord, toAuditRow } from '../../model/audit-event.ts';
 import { epochNanos, formatRfc3339, parseRfc3339 } from '../../model/timestamp.ts';
+import { recordingClient } from '../helpers/statements.ts';
 
 // ---- fixture ------------------------------------------------------------------------------------------
 
@@ -570,16 +571,8 @@ describe('timeseries', () => {
       byAgent: timeseries(metric: CALLS, from: $from, to: $to, filter: $filter, step: "3h", groupBy: AGENT, top: 2) { series { key other values } }
     }`;
     const filter = { service: 'repo' };
-    // The statements each metric set sends, counted by the API's own client.
-    const statements: string[] = [];
-    const counting = withStatements(clickhouse, {
-      query: ((params: Parameters<ClickHouseClient['query']>[0]) => {
-        const metricsRead = params.query.match(/\bv_[A-Z0-9_]+/g);
-        if (metricsRead) statements.push(metricsRead.join(','));
-        return clickhouse.query(params);
-      }) as ClickHouseClient['query'],
-      command: (params) => clickhouse.command(params),
-    });
+    // The statements each metric set sends, recorded by the API's own client.
+    const { client: counting, sent } = recordingClient(clickhouse);
     const shared = api;
     api = createApi({ clickhouse: counting, logger: pino({ level: 'silent' }), keys: KEYS });
     let answer: Record<string, any>;
@@ -588,6 +581,8 @@ describe('timeseries', () => {
     } finally {
       api = shared;
     }
+    // Of each statement, the metrics it reads.
+    const statements = sent.flatMap((query) => query.match(/\bv_[A-Z0-9_]+/g)?.join(',') ?? []);
     assert.deepEqual(statements, ['v_CALLS,v_ERRORS,v_DENIALS,v_COST,v_AVG_MS,v_P95_MS', 'v_CALLS'], 'one statement per range, filter and step');
     const calls = selected('acme', RANGE, filter);
     for (const metric of metrics) {

@@ -18,11 +18,12 @@ import { querySlowestTools } from '../../api/queries/slowest-tools.ts';
 import { buckets } from '../../api/queries/step.ts';
 import { queryTimeseries } from '../../api/queries/timeseries.ts';
 import { queryTopServices } from '../../api/queries/top-services.ts';
-import { openClickHouse, withStatements, type ClickHouseClient } from '../../core/clickhouse.ts';
+import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
 import { createClickHouseWriter } from '../../ingest/clickhouse-writer.ts';
 import { normalizeAuditRecord, toAuditRow, type AuditRecordInput } from '../../model/audit-event.ts';
 import { formatClickHouse, formatRfc3339 } from '../../model/timestamp.ts';
+import { recordingClient } from '../helpers/statements.ts';
 
 const MS = 1_000_000;
 const HOUR = 3_600_000;
@@ -153,11 +154,8 @@ test("agentActivity reads an open range's edges once, with every key, and counts
     call(to - 5_000, 'planner', 'edge.End.Get', 'acct-end'),
     call(to + 1_000, 'planner', 'outside.After.Get', 'acct-after'),
   ]);
-  let last = '';
-  const statements = withStatements(clickhouse, {
-    query: (params) => ((last = params.query), clickhouse.query(params)),
-    command: (params) => clickhouse.command(params),
-  });
+  const { client: statements, sent } = recordingClient(clickhouse);
+  const last = () => sent.at(-1) ?? '';
   // A range still open (it ends after the settled time), so its minutes are cached and its ends read raw.
   const cache = createClosedBucketCache({ settleSeconds: 0, now: () => to - 1 });
   const plain = await queryAgentActivity(clickhouse, 'edges', range, {}, undefined, NO_CACHE);
@@ -172,20 +170,20 @@ test("agentActivity reads an open range's edges once, with every key, and counts
   await cache.settled();
   assert.deepEqual(await queryAgentActivity(statements, 'edges', range, {}, undefined, cache), plain);
   assert.equal(cache.stats().hits, 3, 'the three sources from their minutes\' entries');
-  assert.match(last, /entry_tools/);
+  assert.match(last(), /entry_tools/);
   // That request started the read of the distinct counts' key sets; once held, the entries are counted
   // from them, not grouped in the statement.
   await cache.settled();
   assert.deepEqual(await queryAgentActivity(statements, 'edges', range, {}, undefined, cache), plain);
-  assert.doesNotMatch(last, /entry_tools|entry_accounts/);
+  assert.doesNotMatch(last(), /entry_tools|entry_accounts/);
   const reads = (sql: string) => sql.split('audit_timeline_v1').length - 1;
-  const shared = reads(last);
+  const shared = reads(last());
   // As often as a one-source question over the same entries reads them.
   await queryOverview(statements, 'edges', range, {}, cache);
   await cache.settled();
   await queryOverview(statements, 'edges', range, {}, cache);
-  assert.ok(reads(last) > 0);
-  assert.equal(shared, reads(last));
+  assert.ok(reads(last()) > 0);
+  assert.equal(shared, reads(last()));
 
   // Once the range has ended, it is held whole: its requests read no raw call, and answer the same.
   const ended = createClosedBucketCache({ settleSeconds: 0 });
@@ -193,7 +191,7 @@ test("agentActivity reads an open range's edges once, with every key, and counts
   await ended.settled();
   assert.deepEqual(await queryAgentActivity(statements, 'edges', range, {}, undefined, ended), plain);
   assert.equal(ended.stats().hits, 3);
-  assert.equal(reads(last), 0);
+  assert.equal(reads(last()), 0);
 });
 
 test('a call written late into a cached hour shows at once; the entry is refilled after', async () => {
@@ -239,11 +237,8 @@ test('replicated tables: an entry whose rows are not all there is noticed, and t
 test("agentActivity's distinct counts from held key sets: right over a range moving each request, and (replicated) a lost entry is still noticed", async () => {
   // Ranges still open at this moment: each ends after it, so none is held whole.
   const cache = createClosedBucketCache({ settleSeconds: 0, now: () => END - 2 * 60_000 + 1000, replicated: true });
-  let last = '';
-  const statements = withStatements(clickhouse, {
-    query: (params) => ((last = params.query), clickhouse.query(params)),
-    command: (params) => clickhouse.command(params),
-  });
+  const { client: statements, sent } = recordingClient(clickhouse);
+  const last = () => sent.at(-1) ?? '';
   // Open ranges that end at different seconds of one minute: the same minutes' entries, other raw edges.
   const ranges = [5, 17, 29].map((s) => parseTimeRange({ from: iso(END - 20 * HOUR - 2 * 60_000 + s * 1000), to: iso(END - 2 * 60_000 + s * 1000) }));
   await queryAgentActivity(statements, 'acme', ranges[0]!, {}, undefined, cache);
@@ -254,7 +249,7 @@ test("agentActivity's distinct counts from held key sets: right over a range mov
     const plain = await queryAgentActivity(clickhouse, 'acme', range, {}, undefined, NO_CACHE);
     assert.ok(plain.some((a) => a.tools > 1 && a.accounts > 1));
     assert.deepEqual(await queryAgentActivity(statements, 'acme', range, {}, undefined, cache), plain);
-    assert.doesNotMatch(last, /entry_tools|entry_accounts/);
+    assert.doesNotMatch(last(), /entry_tools|entry_accounts/);
   }
   assert.equal(cache.stats().stale, 0);
   assert.equal(cache.stats().keySets, 2, 'distinct tools and accounts');
@@ -269,11 +264,7 @@ test("agentActivity's distinct counts from held key sets: right over a range mov
 
 test("one server: an entry's rows are counted once, after its fill; the guard looks at the write log and the server's start", async () => {
   const cache = createClosedBucketCache({ settleSeconds: 0 });
-  const seen: string[] = [];
-  const statements = withStatements(clickhouse, {
-    query: (params) => (seen.push(params.query), clickhouse.query(params)),
-    command: (params) => clickhouse.command(params),
-  });
+  const { client: statements, sent: seen } = recordingClient(clickhouse);
   const plain = await queryAgentActivity(clickhouse, 'acme', RANGE, {}, undefined, NO_CACHE);
   await queryAgentActivity(statements, 'acme', RANGE, {}, undefined, cache);
   await cache.settled();
@@ -300,11 +291,8 @@ test('key sets are held within their row bound: the least recently used go first
   const now = () => END - 2 * 60_000 + 1000;
   const range = parseTimeRange({ from: iso(END - 20 * HOUR - 2 * 60_000 + 5000), to: iso(END - 2 * 60_000 + 5000) });
   const plain = await queryAgentActivity(clickhouse, 'acme', range, {}, undefined, NO_CACHE);
-  let last = '';
-  const statements = withStatements(clickhouse, {
-    query: (params) => ((last = params.query), clickhouse.query(params)),
-    command: (params) => clickhouse.command(params),
-  });
+  const { client: statements, sent } = recordingClient(clickhouse);
+  const last = () => sent.at(-1) ?? '';
   /** Asks until the key sets the bound allows are held, checking every answer. */
   const ask = async (cache: ReturnType<typeof createClosedBucketCache>) => {
     for (let i = 0; i < 3; i++) {
@@ -325,8 +313,8 @@ test('key sets are held within their row bound: the least recently used go first
   const none = createClosedBucketCache({ settleSeconds: 0, now, maxKeyRows: 1 });
   await ask(none);
   assert.equal(none.stats().keySets, 0);
-  assert.match(last, /entry_tools/);
-  assert.match(last, /entry_accounts/);
+  assert.match(last(), /entry_tools/);
+  assert.match(last(), /entry_accounts/);
 });
 
 test('hours that received a write within the settling time are not cached', async () => {
