@@ -202,8 +202,8 @@ function timedClient(client: ClickHouseClient, profile: Profile): ClickHouseClie
     get(target, prop) {
       if (prop === 'query') {
         return async (params: Parameters<ClickHouseClient['query']>[0]) => {
-          // The calls' look-up reads audit_events_v1 too, by the event ids it found in call_reports_v1.
-          const kind = params.query.includes('FROM call_reports_v1') ? 'callsMs' : params.query.includes('FROM audit_events_v1') ? 'reportsMs' : undefined;
+          // The calls' look-up reads audit_events_v1 too, by the event ids it found in call_reports_v2.
+          const kind = params.query.includes('FROM call_reports_v2') ? 'callsMs' : params.query.includes('FROM audit_events_v1') ? 'reportsMs' : undefined;
           const rowsRead = await running(async () => (await target.query(params)).json(), kind);
           return { json: async () => rowsRead };
         };

@@ -124,7 +124,7 @@ async function applyRetention(client: ClickHouseClient, options: MigrationOption
     spans_v1: `toDateTime(start_time) + toIntervalDay(${options.retentionDays})`,
     tool_calls_1m_v1: `minute + toIntervalDay(${options.retentionDays * 4})`,
     dead_letters_v1: `toDateTime(received_at) + toIntervalDay(${options.retentionDays})`,
-    call_reports_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
+    call_reports_v2: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
     audit_timeline_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
     audit_lookup_v1: `toDateTime(timestamp) + toIntervalDay(${options.retentionDays})`,
     calls_1h_v1: `bucket + toIntervalDay(${options.retentionDays * 4})`,

@@ -2,7 +2,7 @@
  * Rows → ClickHouse, exactly once in effect.
  *
  * - Audit events: an event_id already stored is never inserted again (a look-up by event_id, and one
- *   of the calls' earlier reports in call_reports_v1, per batch), so the materialized-view rollups
+ *   of the calls' earlier reports in call_reports_v2, per batch), so the materialized-view rollups
  *   never count a call twice, even when Kafka redelivers a batch after a crash or the same call is
  *   reported again. A call reported both as an audit record and as a span is one row that keeps what
  *   both reports know (merge-reports.ts), stored under the first report's event_id.
@@ -31,7 +31,7 @@ import type { SpanRow } from '../model/span.ts';
 import { auditInsertBody, auditInsertLine, insertAuditBody, insertBody } from './audit-insert.ts';
 import { forgetInsert, journalInsert } from './insert-journal.ts';
 import { auditRowFromStored, callKey, mergeReports, sameContent, STORED_ROW_COLUMNS, type StoredRowJson } from './merge-reports.ts';
-import { chunks, granuleCounter, jsonLiteral, KEYS_PER_GRANULE_TO_SCAN, REPORTS_APART_MAX_DAYS, stringList, timeBounds } from './lookup-sql.ts';
+import { callTimeBounds, chunks, granuleCounter, jsonLiteral, KEYS_PER_GRANULE_TO_SCAN, stringList, timeBounds } from './lookup-sql.ts';
 import { isPermanentInsertError } from './retry.ts';
 
 export interface WriteResult {
@@ -99,30 +99,29 @@ export function createClickHouseWriter(clickhouse: ClickHouseClient, options: Wr
   /**
    * Calls already stored (by `callKey`), each as its row now stands (merged, if both reports came), and
    * the ids of the reports stored under another report's event_id (sql/0005), which only happens to
-   * calls with a trace id. call_reports_v1 finds the calls' event ids by primary key; their rows are
-   * then read by event_id, in the same statement. Reports of one call are stamped at most its duration
-   * apart (the audit record at its end, the span at its start), and no call lasts longer than
-   * LIMITS.maxDurationNs, so only REPORTS_APART_MAX_DAYS around the batch's timestamps are read, not
-   * every month kept.
+   * calls with a trace id. call_reports_v2, sorted by the hour first (sql/0025), finds the calls' event
+   * ids in the hours where their other reports can be stamped (callTimeBounds: the batch's timestamps
+   * widened by its longest call and a day), not every month kept; their rows are then read by event_id,
+   * in the same statement.
    */
   async function storedCalls(rows: readonly AuditRow[]): Promise<{ calls: Map<string, AuditRow>; folded: string[] }> {
     const keyed = rows.filter((r) => r.trace_id !== '');
     if (keyed.length === 0) return { calls: new Map(), folded: [] };
     const traceIds = distinct(keyed.map((r) => r.trace_id));
     const tenants = stringList(distinct(keyed.map((r) => r.tenant)));
-    const bounds = timeBounds(keyed, REPORTS_APART_MAX_DAYS);
-    // One statement: its look-up list and its settings are call_reports_v1's (see indexSetting); the
+    const bounds = callTimeBounds(keyed);
+    // One statement: its look-up list and its settings are call_reports_v2's (see indexSetting); the
     // rows are then read by their event ids, which are few.
     const stored = await select<StoredRowJson>(
       `WITH reported AS (
-         SELECT DISTINCT event_id FROM call_reports_v1
+         SELECT DISTINCT event_id FROM call_reports_v2
          WHERE tenant IN ${tenants}
            AND trace_id IN (SELECT arrayJoin(JSONExtract(${jsonLiteral(traceIds)}, 'Array(String)')))
            ${bounds}
        )
        SELECT ${STORED_ROW_COLUMNS} FROM audit_events_v1
        WHERE tenant IN ${tenants} AND event_id IN (SELECT event_id FROM reported) ${bounds}
-       ${await indexSetting('call_reports_v1', traceIds.length)}`,
+       ${await indexSetting('call_reports_v2', traceIds.length)}`,
     );
     // Of the rows stored under one event_id, the one a second report was merged into stands for the
     // call (without FINAL, the table may still hold the row it replaced).

@@ -60,7 +60,7 @@ export function granuleCounter(clickhouse: ClickHouseClient): () => Promise<Map<
       counting = clickhouse
         .query({
           query: `SELECT table, sum(marks) AS marks FROM system.parts
-                  WHERE active AND database = currentDatabase() AND table IN ('audit_events_v1', 'call_reports_v1')
+                  WHERE active AND database = currentDatabase() AND table IN ('audit_events_v1', 'call_reports_v2')
                   GROUP BY table`,
           format: 'JSONEachRow',
         })
@@ -72,21 +72,32 @@ export function granuleCounter(clickhouse: ClickHouseClient): () => Promise<Map<
   };
 }
 
+/** How far apart the clocks that stamp one call's two reports may be: a day. */
+const CLOCKS_APART_S = 86_400;
+
 /**
- * How far apart two reports of one call can be stamped: the longest call (LIMITS.maxDurationNs, a
- * week), plus a day for the clocks of whatever stamped them.
+ * `AND timestamp BETWEEN ...` for the look-up of the calls' other reports: the batch's timestamps
+ * widened by how far apart two reports of one call can be stamped. The span is stamped at the call's
+ * start and the audit record at its end, so a report's other one lies within its duration of it, or,
+ * for an allowed call that tells none (0), within the longest a call may last (LIMITS.maxDurationNs);
+ * plus a day for the clocks. The batch's longest duration widens the whole window: a live batch reads
+ * about two days, not every month its reports could span.
  */
-export const REPORTS_APART_MAX_DAYS = Math.ceil(LIMITS.maxDurationNs / 86_400e9) + 1;
+export function callTimeBounds(rows: readonly AuditRow[]): string {
+  let longestNs = 0;
+  for (const row of rows) longestNs = Math.max(longestNs, row.allowed && row.duration_ns === 0 ? LIMITS.maxDurationNs : row.duration_ns);
+  return timeBounds(rows, Math.ceil(longestNs / 1e9) + CLOCKS_APART_S);
+}
 
 /** `YYYY-MM-DD HH:MM:SS.fffffffff`, as toAuditRow writes a timestamp. */
 const CLICKHOUSE_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{9}$/;
 
 /**
  * `AND timestamp BETWEEN ...`: from the earliest of `rows`' timestamps to the latest, widened by
- * `days` on each side. Empty (no bound) if a timestamp is not in the canonical form, which sorts as
+ * `seconds` on each side. Empty (no bound) if a timestamp is not in the canonical form, which sorts as
  * text in time order.
  */
-export function timeBounds(rows: readonly AuditRow[], days: number): string {
+export function timeBounds(rows: readonly AuditRow[], seconds: number): string {
   let min = rows[0]!.timestamp;
   let max = min;
   for (const { timestamp } of rows) {
@@ -94,5 +105,5 @@ export function timeBounds(rows: readonly AuditRow[], days: number): string {
     if (timestamp < min) min = timestamp;
     else if (timestamp > max) max = timestamp;
   }
-  return `AND timestamp BETWEEN toDateTime64('${min}', 9, 'UTC') - INTERVAL ${days} DAY AND toDateTime64('${max}', 9, 'UTC') + INTERVAL ${days} DAY`;
+  return `AND timestamp BETWEEN toDateTime64('${min}', 9, 'UTC') - toIntervalSecond(${seconds}) AND toDateTime64('${max}', 9, 'UTC') + toIntervalSecond(${seconds})`;
 }

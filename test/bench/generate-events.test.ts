@@ -155,7 +155,7 @@ test('every row is one the model accepts and maps to the same row; ids, times an
     { calls: Number(rollup!.calls), errors: Number(rollup!.errors), denials: Number(rollup!.denials) },
     { calls: EVENTS, errors: stored.filter((r) => r.is_error).length, denials: stored.filter((r) => !r.allowed).length },
   );
-  const [reports] = await rows<{ n: string }>('SELECT count() AS n FROM call_reports_v1');
+  const [reports] = await rows<{ n: string }>('SELECT count() AS n FROM call_reports_v2');
   assert.equal(Number(reports!.n), EVENTS);
 });
 

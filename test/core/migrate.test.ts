@@ -54,7 +54,7 @@ describe('migrations on the embedded engine', () => {
       [
         'alert_history_v1', 'alert_settings_v1', 'alert_silences_v1', 'alerts_v1',
         'audit_events_v1', 'audit_lookup_mv_v1', 'audit_lookup_v1', 'audit_timeline_mv_v1', 'audit_timeline_replaced_mv_v1', 'audit_timeline_v1',
-        'budget_events_v1', 'budgets_v1', 'call_reports_mv_v1', 'call_reports_v1', 'call_writes_mv_v1', 'call_writes_v1',
+        'budget_events_v1', 'budgets_v1', 'call_reports_mv_v2', 'call_reports_v2', 'call_writes_mv_v1', 'call_writes_v1',
         'calls_1d_mv_v1', 'calls_1d_v1', 'calls_1h_mv_v1', 'calls_1h_v1', 'calls_1w_mv_v1', 'calls_1w_v1', 'calls_6h_mv_v1',
         'calls_6h_v1', 'calls_by_account_mv_v1', 'calls_by_account_v1', 'calls_by_id_mv_v1', 'calls_by_id_v1', 'closed_buckets_v1', 'closed_periods_v1',
         'cost_calls_1d_mv_v1', 'cost_calls_1d_v1', 'cost_calls_1w_mv_v1', 'cost_calls_1w_v1',
@@ -90,7 +90,7 @@ describe('migrations on the embedded engine', () => {
     }
     assert.match(tables.find((t) => t.name === 'denied_calls_v1')!.create_table_query, /TTL toDateTime\(timestamp\) \+ toIntervalDay\(28\)/);
     for (const [name, column] of [
-      ['call_reports_v1', 'timestamp'],
+      ['call_reports_v2', 'timestamp'],
       ['dead_letters_v1', 'received_at'],
       ['spans_v1', 'start_time'],
       ['audit_timeline_v1', 'timestamp'],
@@ -104,18 +104,40 @@ describe('migrations on the embedded engine', () => {
     }
   });
 
-  it('copies the calls already stored into call_reports_v1 when 0006 is applied', async () => {
-    await migratedBefore('0006', 'migrate_backfill', async (apply) => {
+  /** Stores a call's span fact (with a trace id) and an audit record without one, applies `file` and runs `check`. */
+  async function withReportsBefore(file: string, check: () => Promise<void>) {
+    const version = file.slice(0, 4);
+    await migratedBefore(version, `migrate_backfill_${version}`, async (apply) => {
       await client.command({
         query: `INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, tool, source)
                 VALUES ('01a20f64-c9e1-74d3-92cf-2e71ca718516', 'acme', '2026-11-24 10:00:00', 't-1', 'users.Users.Get', 'span'),
                        ('01a20f64-c9e1-74d3-92cf-2e71ca718517', 'acme', '2026-11-24 10:00:01', '', 'users.Users.Get', 'audit')`,
       });
-      assert.deepEqual(await apply('0006-call-reports.sql'), ['0006-call-reports']);
-      const rows = await (
-        await client.query({ query: 'SELECT tenant, trace_id, tool, source FROM call_reports_v1', format: 'JSONEachRow' })
-      ).json();
-      assert.deepEqual(rows, [{ tenant: 'acme', trace_id: 't-1', tool: 'users.Users.Get', source: 'span' }]);
+      assert.deepEqual(await apply(file), [file.replace(/\.sql$/, '')]);
+      await check();
+    });
+  }
+  const rowsOf = async (query: string) => (await client.query({ query, format: 'JSONEachRow' })).json();
+  const spanReport = { tenant: 'acme', trace_id: 't-1', tool: 'users.Users.Get', source: 'span' };
+
+  it('copies the calls already stored into call_reports_v1 when 0006 is applied', async () => {
+    await withReportsBefore('0006-call-reports.sql', async () => {
+      assert.deepEqual(await rowsOf('SELECT tenant, trace_id, tool, source FROM call_reports_v1'), [spanReport]);
+    });
+  });
+
+  it('moves the call reports into call_reports_v2, sorted by the hour first, when 0025 is applied', async () => {
+    await withReportsBefore('0025-call-reports-by-time.sql', async () => {
+      assert.deepEqual(await rowsOf('SELECT tenant, trace_id, tool, source FROM call_reports_v2'), [spanReport]);
+      assert.deepEqual(
+        await rowsOf("SELECT name FROM system.tables WHERE database = currentDatabase() AND name LIKE 'call_reports%' ORDER BY name"),
+        [{ name: 'call_reports_mv_v2' }, { name: 'call_reports_v2' }],
+      );
+      // Its view feeds it from now on.
+      await client.command({
+        query: "INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, tool, source) VALUES ('01a20f64-c9e1-74d3-92cf-2e71ca718518', 'acme', '2026-11-24 11:00:00', 't-2', 'users.Users.Get', 'audit')",
+      });
+      assert.deepEqual(await rowsOf("SELECT trace_id FROM call_reports_v2 ORDER BY trace_id"), [{ trace_id: 't-1' }, { trace_id: 't-2' }]);
     });
   });
 

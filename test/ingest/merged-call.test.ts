@@ -186,7 +186,7 @@ describe('one merged record per call', () => {
   });
   after(() => clickhouse.close());
   beforeEach(async () => {
-    for (const table of ['audit_events_v1', 'call_reports_v1', 'tool_calls_1m_v1', 'spans_v1', 'audit_timeline_v1']) await clickhouse.command({ query: `TRUNCATE TABLE ${table}` });
+    for (const table of ['audit_events_v1', 'call_reports_v2', 'tool_calls_1m_v1', 'spans_v1', 'audit_timeline_v1']) await clickhouse.command({ query: `TRUNCATE TABLE ${table}` });
   });
 
   const pipeline = () => createPipeline({ writer: createClickHouseWriter(clickhouse), deadLetters: createDeadLetterTable(clickhouse), topics, logger: createLogger('silent') });

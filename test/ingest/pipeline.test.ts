@@ -136,7 +136,7 @@ function withInserts(exec: (target: ClickHouseClient, params: Parameters<ClickHo
 
 /** Runs `run` with the materialized views detached: an insert then reaches the raw table only. */
 async function withoutViews<T>(run: () => Promise<T>): Promise<T> {
-  const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v1', 'audit_timeline_mv_v1', 'audit_lookup_mv_v1', 'calls_by_id_mv_v1'];
+  const views = ['tool_calls_1m_mv_v1', 'call_reports_mv_v2', 'audit_timeline_mv_v1', 'audit_lookup_mv_v1', 'calls_by_id_mv_v1'];
   for (const view of views) await clickhouse.command({ query: `DETACH TABLE ${view}` });
   try {
     return await run();
@@ -156,7 +156,7 @@ describe('ingest pipeline on the embedded engine', () => {
   });
   after(() => clickhouse.close());
   beforeEach(async () => {
-    for (const table of ['audit_events_v1', 'call_reports_v1', 'tool_calls_1m_v1', 'spans_v1', 'dead_letters_v1', 'audit_timeline_v1', 'audit_lookup_v1', 'calls_by_id_v1', 'trace_spans_v1']) {
+    for (const table of ['audit_events_v1', 'call_reports_v2', 'tool_calls_1m_v1', 'spans_v1', 'dead_letters_v1', 'audit_timeline_v1', 'audit_lookup_v1', 'calls_by_id_v1', 'trace_spans_v1']) {
       await clickhouse.command({ query: `TRUNCATE TABLE ${table}` });
     }
   });
@@ -335,7 +335,8 @@ describe('ingest pipeline on the embedded engine', () => {
 
   it('finds stored events on any day of a batch, and reports of one call a week apart, over a month end', async () => {
     const writer = createClickHouseWriter(clickhouse);
-    // An event's look-up reads only its batch's days, a call's only REPORTS_APART_MAX_DAYS around them.
+    // An event's look-up reads only its batch's days, a call's only its batch's longest call and a day
+    // around them (callTimeBounds).
     const stamp = (epochMs: number) => formatClickHouse({ epochMs, subMsNanos: 0 });
     const onDay = (i: number, day: number): AuditRow => ({ ...toAuditRow(event(i)), timestamp: stamp(Date.UTC(2026, 10, 1) + day * 86_400_000) });
     const spread = Array.from({ length: 40 }, (_, i) => onDay(i, i));
@@ -345,16 +346,18 @@ describe('ingest pipeline on the embedded engine', () => {
     assert.deepEqual(await writer.writeAudit([...spread].reverse().concat([onDay(101, 20)])), { inserted: 1, duplicates: 40 });
 
     // A call that lasted a week minus a minute: its span is stamped at its start (Nov 25), its audit
-    // record at its end (Dec 2). Either may come first, each in a batch of its own.
+    // record at its end (Dec 2). Either may come first, each in a batch of its own. The span tells the
+    // call's duration; the audit record tells it too, or (0) none, and is then looked up as far as the
+    // longest call allowed.
     const week = 7 * 86_400_000 - 60_000;
     const start = Date.UTC(2026, 10, 25, 12);
-    const pair = (i: number) => {
-      const audit = { ...toAuditRow(event(i)), timestamp: stamp(start + week) };
-      const span: AuditRow = { ...toAuditRow(event(i + 1)), trace_id: audit.trace_id, tool: audit.tool, source: 'span', timestamp: stamp(start) };
+    const pair = (i: number, auditDurationNs: number) => {
+      const audit = { ...toAuditRow(event(i, { duration: auditDurationNs })), timestamp: stamp(start + week) };
+      const span: AuditRow = { ...toAuditRow(event(i + 1, { duration: week * 1e6 })), trace_id: audit.trace_id, tool: audit.tool, source: 'span', timestamp: stamp(start) };
       return { audit, span };
     };
-    const spanFirst = pair(300);
-    const auditFirst = pair(400);
+    const spanFirst = pair(303, 0);
+    const auditFirst = pair(403, week * 1e6);
     await writer.writeAudit([spanFirst.span]);
     await writer.writeAudit([auditFirst.audit]);
     assert.deepEqual(await writer.writeAudit([spanFirst.audit]), { inserted: 1, duplicates: 0 }); // stored under the span's event_id
@@ -404,7 +407,7 @@ describe('ingest pipeline on the embedded engine', () => {
     // The next start: the journal first, then the redelivered batch.
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 0 });
     assert.deepEqual(readdirSync(journalDir), []);
-    assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [50, 50, 50]);
+    assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v2')], [50, 50, 50]);
     assert.equal(await scalar('SELECT count() FROM audit_timeline_v1'), 50);
     assert.equal(await scalar('SELECT count() FROM calls_by_id_v1'), idRows(rows));
     assert.deepEqual(await createClickHouseWriter(clickhouse, { journalDir }).writeAudit(rows), { inserted: 0, duplicates: 50 });
@@ -413,7 +416,7 @@ describe('ingest pipeline on the embedded engine', () => {
     const more = Array.from({ length: 20 }, (_, i) => toAuditRow(event(100 + i)));
     await assert.rejects(createClickHouseWriter(cutOff, { journalDir }).writeAudit(more), /killed/);
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 1, refused: 0 });
-    assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [70, 70, 70]);
+    assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v2')], [70, 70, 70]);
     assert.equal(await scalar('SELECT count() FROM audit_timeline_v1'), 70);
     assert.equal(await scalar('SELECT count() FROM calls_by_id_v1'), idRows([...rows, ...more]));
     assert.deepEqual(await replayInsertJournal(clickhouse, journalDir), { sent: 0, refused: 0 });
@@ -441,7 +444,7 @@ describe('ingest pipeline on the embedded engine', () => {
     // The retries, in the same process: the failed insert goes first, as it was.
     assert.deepEqual(await writer.writeAudit(second), { inserted: 30, duplicates: 0 });
     assert.deepEqual(await writer.writeAudit(first), { inserted: 0, duplicates: 50 });
-    assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v1')], [80, 80, 80]);
+    assert.deepEqual([await rawCount(), await rollupCalls(), await scalar('SELECT count() FROM call_reports_v2')], [80, 80, 80]);
     assert.deepEqual(readdirSync(journalDir), []);
   });
 
@@ -487,7 +490,7 @@ describe('ingest pipeline on the embedded engine', () => {
 
   it('finds the same stored events and calls whether a look-up checks the primary key or scans', async () => {
     // Five one-row inserts: five parts of two marks each (the one granule, and the final mark) in both
-    // audit_events_v1 and call_reports_v1, so 10 marks each; a list scans from 3 keys per mark, 30 keys.
+    // audit_events_v1 and call_reports_v2, so 10 marks each; a list scans from 3 keys per mark, 30 keys.
     const rows = Array.from({ length: 64 }, (_, i) => toAuditRow(event(i)));
     for (const row of rows.slice(0, 5)) await createClickHouseWriter(clickhouse).writeAudit([row]);
     const spanOf = (row: AuditRow, i: number): AuditRow => ({ ...toAuditRow(event(i)), trace_id: row.trace_id, tool: row.tool, source: 'span' });
@@ -497,7 +500,7 @@ describe('ingest pipeline on the embedded engine', () => {
         get(target, key, receiver) {
           if (key !== 'query') return Reflect.get(target, key, receiver);
           return (params: { query: string }) => {
-            const table = /FROM (audit_events_v1|call_reports_v1)/.exec(params.query)?.[1];
+            const table = /FROM (audit_events_v1|call_reports_v2)/.exec(params.query)?.[1];
             if (table) settings.push(`${table}: ${/SETTINGS (.*)/.exec(params.query)?.[1] ?? 'primary key'}`);
             return target.query(params as never);
           };
@@ -510,12 +513,12 @@ describe('ingest pipeline on the embedded engine', () => {
     // Two stored events and a span of a stored call, among 26 new: 29 keys, one short of scanning.
     assert.deepEqual(await lookUps([rows[0]!, rows[1]!, spanOf(rows[2]!, 100), ...rows.slice(5, 31)]), {
       result: { inserted: 26, duplicates: 3 },
-      settings: ['audit_events_v1: primary key', 'call_reports_v1: primary key'],
+      settings: ['audit_events_v1: primary key', 'call_reports_v2: primary key'],
     });
     // That insert made one more part in each table: 12 marks, so 36 keys scan.
     assert.deepEqual(await lookUps([rows[3]!, rows[4]!, spanOf(rows[0]!, 101), ...rows.slice(31)]), {
       result: { inserted: 33, duplicates: 3 },
-      settings: ['audit_events_v1: use_index_for_in_with_subqueries = 0', 'call_reports_v1: use_index_for_in_with_subqueries = 0'],
+      settings: ['audit_events_v1: use_index_for_in_with_subqueries = 0', 'call_reports_v2: use_index_for_in_with_subqueries = 0'],
     });
     assert.equal(await rawCount(), 64);
     assert.equal(await rollupCalls(), 64);
