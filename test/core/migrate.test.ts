@@ -44,6 +44,9 @@ describe('migrations on the embedded engine', () => {
     }
   }
 
+  /** The rows `query` answers, as JSON objects. */
+  const rows = async (query: string) => (await client.query({ query, format: 'JSONEachRow' })).json();
+
   it('applies every migration once; running them again changes nothing', async () => {
     const all = (await readMigrations()).map((m) => `${String(m.version).padStart(4, '0')}-${m.name}`);
     const first = await migrate(client, { retentionDays: 30 });
@@ -117,27 +120,26 @@ describe('migrations on the embedded engine', () => {
       await check();
     });
   }
-  const rowsOf = async (query: string) => (await client.query({ query, format: 'JSONEachRow' })).json();
   const spanReport = { tenant: 'acme', trace_id: 't-1', tool: 'users.Users.Get', source: 'span' };
 
   it('copies the calls already stored into call_reports_v1 when 0006 is applied', async () => {
     await withReportsBefore('0006-call-reports.sql', async () => {
-      assert.deepEqual(await rowsOf('SELECT tenant, trace_id, tool, source FROM call_reports_v1'), [spanReport]);
+      assert.deepEqual(await rows('SELECT tenant, trace_id, tool, source FROM call_reports_v1'), [spanReport]);
     });
   });
 
   it('moves the call reports into call_reports_v2, sorted by the hour first, when 0025 is applied', async () => {
     await withReportsBefore('0025-call-reports-by-time.sql', async () => {
-      assert.deepEqual(await rowsOf('SELECT tenant, trace_id, tool, source FROM call_reports_v2'), [spanReport]);
+      assert.deepEqual(await rows('SELECT tenant, trace_id, tool, source FROM call_reports_v2'), [spanReport]);
       assert.deepEqual(
-        await rowsOf("SELECT name FROM system.tables WHERE database = currentDatabase() AND name LIKE 'call_reports%' ORDER BY name"),
+        await rows("SELECT name FROM system.tables WHERE database = currentDatabase() AND name LIKE 'call_reports%' ORDER BY name"),
         [{ name: 'call_reports_mv_v2' }, { name: 'call_reports_v2' }],
       );
       // Its view feeds it from now on.
       await client.command({
         query: "INSERT INTO audit_events_v1 (event_id, tenant, timestamp, trace_id, tool, source) VALUES ('01a20f64-c9e1-74d3-92cf-2e71ca718518', 'acme', '2026-11-24 11:00:00', 't-2', 'users.Users.Get', 'audit')",
       });
-      assert.deepEqual(await rowsOf("SELECT trace_id FROM call_reports_v2 ORDER BY trace_id"), [{ trace_id: 't-1' }, { trace_id: 't-2' }]);
+      assert.deepEqual(await rows("SELECT trace_id FROM call_reports_v2 ORDER BY trace_id"), [{ trace_id: 't-1' }, { trace_id: 't-2' }]);
     });
   });
 
@@ -154,7 +156,6 @@ describe('migrations on the embedded engine', () => {
         query: `${insert} ('01a20f64-c9e1-74d3-92cf-2e71ca718516', 'acme', '2026-11-24 10:00:02', 't-1', '', '', 'users.Users.Get', 'audit', false, '01a20f64-c9e1-74d3-92cf-2e71ca718599')`,
       });
       assert.deepEqual(await apply('0010-audit-log-reads.sql'), ['0010-audit-log-reads']);
-      const rows = async (query: string) => (await client.query({ query, format: 'JSONEachRow' })).json();
       assert.deepEqual(await rows('SELECT timestamp, event_id, counted FROM audit_timeline_v1 ORDER BY timestamp'), [
         { timestamp: '2026-11-24 10:00:00.000000000', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718516', counted: true },
         { timestamp: '2026-11-24 10:00:01.000000000', event_id: '01a20f64-c9e1-74d3-92cf-2e71ca718517', counted: true },
@@ -187,7 +188,6 @@ describe('migrations on the embedded engine', () => {
                           ('01a20f64-c9e1-74d3-92cf-2e71ca718518', 'globex', '2026-11-24 12:00:00', 't-3', 'users.Users.Get', 'audit', false, '01a20f64-c9e1-74d3-92cf-2e71ca718598')`,
       });
       assert.deepEqual(await apply('0024-replaced-row-markers.sql'), ['0024-replaced-row-markers']);
-      const rows = async (query: string) => (await client.query({ query, format: 'JSONEachRow' })).json();
       assert.deepEqual(await rows("SELECT tenant, timestamp, toString(event_id) AS id, counted FROM audit_timeline_v1 WHERE source = 'replaced' ORDER BY timestamp"), [
         { tenant: 'acme', timestamp: '2026-11-24 10:00:02.000000000', id: '01a20f64-c9e1-74d3-92cf-2e71ca718516', counted: false },
         { tenant: 'globex', timestamp: '2026-11-24 12:00:02.000000000', id: '01a20f64-c9e1-74d3-92cf-2e71ca718518', counted: false },
@@ -247,7 +247,6 @@ describe('migrations on the embedded engine', () => {
                 VALUES ('acme', '${otel}', 'b7ad6b7169203331', '', 'mcp.tool.call', 'server', 'gw', 'go-micro', '2026-11-24 10:00:00', 5000, 'ok', map('mcp.tool.name', 'users.Users.Get'), map('service.name', 'gw'))`,
       });
       assert.deepEqual(await apply('0018-trace-reads.sql'), ['0018-trace-reads']);
-      const rows = async (query: string) => (await client.query({ query, format: 'JSONEachRow' })).json();
       // Each call once per id it carries, the call as a JSON array without the id its key holds.
       const calls = await rows('SELECT tenant, id, kind, call FROM calls_by_id_v1 ORDER BY tenant, id, kind');
       const shown = (calls as Array<{ tenant: string; id: string; kind: string; call: string }>).map(({ call, ...key }) => {
