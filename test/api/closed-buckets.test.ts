@@ -154,8 +154,7 @@ test("agentActivity reads an open range's edges once, with every key, and counts
     call(to - 5_000, 'planner', 'edge.End.Get', 'acct-end'),
     call(to + 1_000, 'planner', 'outside.After.Get', 'acct-after'),
   ]);
-  const { client: statements, sent } = recordingClient(clickhouse);
-  const last = () => sent.at(-1) ?? '';
+  const { client: statements, last } = recordingClient(clickhouse);
   // A range still open (it ends after the settled time), so its minutes are cached and its ends read raw.
   const cache = createClosedBucketCache({ settleSeconds: 0, now: () => to - 1 });
   const plain = await queryAgentActivity(clickhouse, 'edges', range, {}, undefined, NO_CACHE);
@@ -237,8 +236,7 @@ test('replicated tables: an entry whose rows are not all there is noticed, and t
 test("agentActivity's distinct counts from held key sets: right over a range moving each request, and (replicated) a lost entry is still noticed", async () => {
   // Ranges still open at this moment: each ends after it, so none is held whole.
   const cache = createClosedBucketCache({ settleSeconds: 0, now: () => END - 2 * 60_000 + 1000, replicated: true });
-  const { client: statements, sent } = recordingClient(clickhouse);
-  const last = () => sent.at(-1) ?? '';
+  const { client: statements, last } = recordingClient(clickhouse);
   // Open ranges that end at different seconds of one minute: the same minutes' entries, other raw edges.
   const ranges = [5, 17, 29].map((s) => parseTimeRange({ from: iso(END - 20 * HOUR - 2 * 60_000 + s * 1000), to: iso(END - 2 * 60_000 + s * 1000) }));
   await queryAgentActivity(statements, 'acme', ranges[0]!, {}, undefined, cache);
@@ -291,8 +289,7 @@ test('key sets are held within their row bound: the least recently used go first
   const now = () => END - 2 * 60_000 + 1000;
   const range = parseTimeRange({ from: iso(END - 20 * HOUR - 2 * 60_000 + 5000), to: iso(END - 2 * 60_000 + 5000) });
   const plain = await queryAgentActivity(clickhouse, 'acme', range, {}, undefined, NO_CACHE);
-  const { client: statements, sent } = recordingClient(clickhouse);
-  const last = () => sent.at(-1) ?? '';
+  const { client: statements, last } = recordingClient(clickhouse);
   /** Asks until the key sets the bound allows are held, checking every answer. */
   const ask = async (cache: ReturnType<typeof createClosedBucketCache>) => {
     for (let i = 0; i < 3; i++) {

@@ -1,7 +1,7 @@
 /** A ClickHouse client that keeps the SQL of each query it sends: how a test counts a read's statements. */
 import { withStatements, type ClickHouseClient } from '../../core/clickhouse.ts';
 
-export function recordingClient(clickhouse: ClickHouseClient): { client: ClickHouseClient; sent: string[] } {
+export function recordingClient(clickhouse: ClickHouseClient): { client: ClickHouseClient; sent: string[]; last: () => string } {
   const sent: string[] = [];
   const client = withStatements(clickhouse, {
     query: (params) => {
@@ -10,5 +10,6 @@ export function recordingClient(clickhouse: ClickHouseClient): { client: ClickHo
     },
     command: (params) => clickhouse.command(params),
   });
-  return { client, sent };
+  // The SQL of the latest query sent ('' before the first).
+  return { client, sent, last: () => sent.at(-1) ?? '' };
 }
