@@ -249,10 +249,11 @@ export function sourceParts(tenant: string, options: SourceOptions, except?: { f
 
 /**
  * Raw spans up to this long are read in one pass (see callsOnce): the seconds around a minutes' cache
- * entry (closed-buckets.ts), under a minute at its start and under two at its end (the partial minute
- * and the last SETTLE_SECONDS), so up to three minutes together.
+ * entry (closed-buckets.ts), under a minute at its start and under three at its end (the partial
+ * minute, the last SETTLE_SECONDS and the minute an open range's entry lags by), so up to four minutes
+ * together.
  */
-const ONE_PASS_NS = 3n * 60n * SECOND;
+const ONE_PASS_NS = 4n * 60n * SECOND;
 
 /**
  * Each call of audit_timeline_v1 within `span` once, as `FROM ... WHERE ...` to which conditions can be

@@ -143,7 +143,7 @@ test('every aggregate answers the same with the cache (fill and hits) as without
 test("agentActivity reads an open range's edges once, with every key, and counts the tools and accounts seen only there; an ended range reads none", async () => {
   // A range with raw seconds at both ends; a tool and an account that only those seconds hold.
   const from = END - 3 * HOUR + 20_000;
-  const to = END - HOUR + 40_000;
+  const to = END - HOUR + 25_000;
   const range = parseTimeRange({ from: iso(from), to: iso(to) });
   const call = (at: number, agent: string, tool: string, account: string): Sent => ({ tenant: 'edges', at, agent, tool, account, allowed: true, error: false });
   await write([
@@ -315,11 +315,28 @@ test('key sets are held within their row bound: the least recently used go first
 });
 
 test('hours that received a write within the settling time are not cached', async () => {
-  const cache = createClosedBucketCache({ settleSeconds: 3600 });
+  // Every call was written within the settling time (an hour).
+  const minute = Math.floor(Date.now() / 60_000) * 60_000;
+  let clock = minute + 10_000;
+  const cache = createClosedBucketCache({ settleSeconds: 3600, now: () => clock });
   const plain = await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, NO_CACHE);
   assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
   await cache.settled();
   assert.deepEqual(cache.stats(), { entries: 0, hits: 0, fills: 0, unsettled: 2, stale: 0, failed: 0, answers: 0, answerBytes: 0, answered: 0, staleAnswers: 0, keySets: 0, keySetRows: 0 });
+  // A range open at the clock: asked at 10 s into the minute, then at 40 s, when the next minute's
+  // entry is tried too, once; then only the minutes' and hours' again.
+  const open = parseTimeRange({ from: iso(END - 30 * HOUR), to: iso(minute + 41_000) });
+  const openPlain = await queryTopServices(clickhouse, 'acme', open, {}, 10, NO_CACHE);
+  const unsettledAfter = async () => {
+    assert.deepEqual(await queryTopServices(clickhouse, 'acme', open, {}, 10, cache), openPlain);
+    await cache.settled();
+    return cache.stats().unsettled;
+  };
+  assert.equal(await unsettledAfter(), 4);
+  clock = minute + 40_000;
+  assert.equal(await unsettledAfter(), 7);
+  assert.equal(await unsettledAfter(), 9);
+  assert.equal(cache.stats().entries, 0);
 });
 
 test("one tenant's entries never answer another tenant's question", async () => {
@@ -363,6 +380,52 @@ test('a request that finds the fill of its entry under way waits for it and read
   assert.deepEqual([cache.stats().fills, cache.stats().hits], [0, 0]);
   assert.deepEqual(await queryTopServices(clickhouse, 'acme', RANGE, {}, 10, cache), plain);
   assert.deepEqual([cache.stats().fills, cache.stats().hits], [2, 1], 'answered from the minutes\' entry its fill ended with');
+});
+
+test("a range moving with the clock has its next minute's entry filled in the second half of this one: the next minute's requests find it", async () => {
+  // A minute's 10th second, 2 hours before END (40 minutes into an hour): the hours' entry holds for the minutes asked here.
+  let clock = END - 2 * HOUR + 10_000;
+  const cache = createClosedBucketCache({ settleSeconds: 0, now: () => clock });
+  const counts = () => [cache.stats().fills, cache.stats().hits];
+  const ask = async () => {
+    // Ending a second after the clock: still open, as the settling time (none here) has not passed over it.
+    const range = parseTimeRange({ from: iso(clock + 1_000 - 20 * HOUR), to: iso(clock + 1_000) });
+    assert.deepEqual(await queryOverview(clickhouse, 'acme', range, {}, cache), await queryOverview(clickhouse, 'acme', range, {}, NO_CACHE));
+    await cache.settled();
+  };
+  await ask();
+  assert.deepEqual(counts(), [2, 0], 'the minutes and the hours, after the first answer');
+  clock += 1_000;
+  await ask();
+  assert.deepEqual(counts(), [2, 1], 'the first half of a minute: nothing filled ahead');
+  clock += 30_000;
+  await ask();
+  // Filled from the hours' entry held, a hit too.
+  assert.deepEqual(counts(), [3, 3], "41 s in: the next minute's entry");
+  clock += 1_000;
+  await ask();
+  assert.deepEqual(counts(), [3, 4], 'filled ahead once');
+  clock += 20_000;
+  await ask();
+  assert.deepEqual(counts(), [3, 5], "the next minute's first request reads the entry filled ahead");
+
+  // A range whose start stays put (month to date) is filled ahead with that start.
+  const fixed = createClosedBucketCache({ settleSeconds: 0, now: () => clock });
+  const from = iso(END - 20 * HOUR);
+  const askFixed = async () => {
+    const range = parseTimeRange({ from, to: iso(clock + 1_000) });
+    assert.deepEqual(await queryOverview(clickhouse, 'acme', range, {}, fixed), await queryOverview(clickhouse, 'acme', range, {}, NO_CACHE));
+    await fixed.settled();
+  };
+  clock += 30_000;
+  await askFixed();
+  assert.deepEqual([fixed.stats().fills, fixed.stats().hits], [2, 0], 'asked once: nothing filled ahead');
+  await askFixed();
+  // The next minute's entry, from the hours' entry held.
+  assert.deepEqual([fixed.stats().fills, fixed.stats().hits], [3, 2]);
+  clock += 30_000;
+  await askFixed();
+  assert.deepEqual([fixed.stats().fills, fixed.stats().hits], [3, 3], "the next minute's request reads it");
 });
 
 test("an ended range's answer is given again until a call is written into the range; an open range's never", async () => {
