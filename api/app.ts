@@ -57,6 +57,12 @@ export interface ReadLimits {
 
 export const DEFAULT_READ_LIMITS: ReadLimits = { timeoutMs: 10_000, concurrency: 2, threads: 1, maxQueuedPerCaller: 64 };
 
+/**
+ * Reads at once of the work that outlives its request (the aggregates' cache fills), in a lane of
+ * their own beside `ReadLimits.concurrency`: the embedded engine gets a connection for each too.
+ */
+export const BACKGROUND_READS = 1;
+
 export interface Api {
   handle(req: IncomingMessage, res: ServerResponse): void;
   /** The fair queue in front of ClickHouse reads. */
@@ -74,7 +80,8 @@ const API_PREFIXES = [GRAPHQL_PATH, HEALTH_PATH, '/v1/', '/export/'];
 export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = new Registry(), closedBuckets: given, replicated, alertWebhooks }: ApiDependencies): Api {
   const limits = { ...DEFAULT_READ_LIMITS, ...reads };
   const scheduler = createReadScheduler(limits);
-  const readClient = createReadClient(clickhouse, { scheduler, timeoutMs: limits.timeoutMs, threads: limits.threads });
+  const background = createReadScheduler({ concurrency: BACKGROUND_READS, maxQueuedPerCaller: limits.maxQueuedPerCaller });
+  const readClient = createReadClient(clickhouse, { scheduler, background, timeoutMs: limits.timeoutMs, threads: limits.threads });
   // Background fills wait in a queue of their caller's, but not on their request.
   const closedBuckets = given ?? createClosedBucketCache({ detach: readClient.detached, replicated });
   const yoga = createYoga({

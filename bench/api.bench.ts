@@ -7,7 +7,7 @@
  *   BENCH_DATA_FROM=/work/benchdata/10m npm run bench api      # build the cache by copying this directory
  *   BENCH_DATA_DIR=/tmp/my-copy npm run bench api             # use (and migrate) this directory as it is
  *   BENCH_REQUESTS=200 BENCH_CLIENTS=4 BENCH_BUDGET_S=480 npm run bench api
- *   BENCH_CONNECTIONS=1 npm run bench api                     # the engine's connections (default: the API's read concurrency)
+ *   BENCH_CONNECTIONS=1 npm run bench api                     # the API's engine connections (default: its read concurrency and background lane)
  *   BENCH_ONLY=trace,auditLog npm run bench api                # only these operations (by name or GraphQL field)
  *   BENCH_STATEMENTS=1 npm run bench api                      # also each operation's engine statements, timed by kind
  *   BENCH_SETTLE=0 npm run bench api                          # time requests while the warm-up's background fills still run
@@ -57,7 +57,7 @@ import {
   type IntrospectionQuery,
 } from 'graphql';
 import { pino } from 'pino';
-import { createApi, DEFAULT_READ_LIMITS } from '../api/app.ts';
+import { BACKGROUND_READS, createApi, DEFAULT_READ_LIMITS } from '../api/app.ts';
 import type { KeyStore } from '../api/plugins/use-auth.ts';
 import { CONDITIONS, pageSql, RECENT, recentWindowStart } from '../api/queries/audit-log.ts';
 import { CALL_LIMIT, callsAndSpansSql, callsSql, SPAN_LIMIT, spansSql } from '../api/queries/trace.ts';
@@ -75,7 +75,9 @@ const EVENTS = Number(process.env.BENCH_EVENTS ?? DEFAULT_EVENTS);
 // one pause of the machine decided it; of 200, the second slowest.
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 200);
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? DEFAULT_READ_LIMITS.concurrency);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? DEFAULT_READ_LIMITS.concurrency + BACKGROUND_READS);
+/** The raw limit's and the floors' connections: the API's request reads at once. */
+const DIRECT_CONNECTIONS = DEFAULT_READ_LIMITS.concurrency;
 /** Print each operation's statements (count, p50 / p99 / total ms per kind) after its API timings. */
 const STATEMENTS = process.env.BENCH_STATEMENTS === '1';
 /**
@@ -595,8 +597,11 @@ async function main(): Promise<void> {
     process.exit(1);
   }, TOTAL_BUDGET_MS + 4 * 60_000);
   watchdog.unref();
-  // As bin/start.ts opens the API's client: a connection per read sent at once (BENCH_CONNECTIONS to compare).
+  // As bin/start.ts opens the API's client: a connection per read sent at once, the requests' and the
+  // background lane's (BENCH_CONNECTIONS to compare). The raw limit and the floors go straight to
+  // connections of their own, as many as the requests' reads at once.
   const clickhouse = await openClickHouse({ database: 'mcp_analytics', dataDir: dir, connections: CONNECTIONS });
+  const direct = await openClickHouse({ database: 'mcp_analytics', dataDir: dir, connections: DIRECT_CONNECTIONS });
   let server: Server | undefined;
   const clients = new ClientProcess();
   try {
@@ -643,7 +648,7 @@ async function main(): Promise<void> {
       const apiCpu = process.cpuUsage(cpuBefore);
       rssMax = Math.max(rssMax, process.memoryUsage.rss());
       if (timings) printStatements(op.name, timings.take(), apiTiming.times);
-      const rawTiming = await drive(CLIENTS, REQUESTS, RAW_BUDGET_MS, (i) => op.raw.run(clickhouse, ctx, i));
+      const rawTiming = await drive(CLIENTS, REQUESTS, RAW_BUDGET_MS, (i) => op.raw.run(direct, ctx, i));
       rssMax = Math.max(rssMax, process.memoryUsage.rss());
       const a = summary(apiTiming);
       const r = summary(rawTiming);
@@ -670,15 +675,15 @@ async function main(): Promise<void> {
     console.log(
       `\nAPI over HTTP (${CLIENTS} concurrent clients, ${CONNECTIONS} engine connections, ${DEFAULT_READ_LIMITS.threads} thread(s) per API read (API_READ_THREADS), ${REQUESTS} requests per operation after 1 warm-up ` +
         `(its time: API first)${SETTLE ? ' and its background fills' : ', not waiting for its background fills'} and 1 untimed request per client, each capped at ${OP_BUDGET_MS / 1000} s) vs the raw table ` +
-        `(plain SQL on audit_events_v1, same clients and count, capped at ${RAW_BUDGET_MS / 1000} s); tenant ${TENANT}, ranges ending ${iso(end)}; times in ms\n`,
+        `(plain SQL on audit_events_v1, same clients and count, on ${DIRECT_CONNECTIONS} engine connections of its own, capped at ${RAW_BUDGET_MS / 1000} s); tenant ${TENANT}, ranges ending ${iso(end)}; times in ms\n`,
     );
     printColumns(['operation', 'API first', 'API p50 / p99', 'CPU/request', 'raw p50 / p99', 'API/raw p50 / p99', 'RSS', 'target', 'result'], table);
     console.log(
       `\nThe floors under the rows above, the same ${CLIENTS} concurrent clients and ${REQUESTS} requests after 1 warm-up: the API answering without a ` +
-        `statement (over HTTP from the clients' process); the engine alone (no API and no HTTP: each request's statements in turn, straight to the same ` +
-        `${CONNECTIONS} engine connections, capped at ${RAW_BUDGET_MS / 1000} s). CPU is this process's per request\n`,
+        `statement (over HTTP from the clients' process); the engine alone (no API and no HTTP: each request's statements in turn, straight to ` +
+        `${DIRECT_CONNECTIONS} engine connections, as many as the API's request reads at once, capped at ${RAW_BUDGET_MS / 1000} s). CPU is this process's per request\n`,
     );
-    printColumns(['request', 'statements', 'p50 / p99', 'CPU/request'], await floors(clickhouse, ctx, clients, client));
+    printColumns(['request', 'statements', 'p50 / p99', 'CPU/request'], await floors(direct, ctx, clients, client));
     console.log(
       `\nCPU over the operations (${wall.toFixed(0)} s): this process ${ownCores.toFixed(2)} cores` +
         (loadStarted && loadEnded ? `, the rest of the machine ${Math.max(0, (loadEnded - loadStarted) / wall - ownCores).toFixed(2)} of ${os.cpus().length} cores (other work skews the times)` : ''),
@@ -691,6 +696,7 @@ async function main(): Promise<void> {
     server?.closeAllConnections();
     await clients.close();
     await clickhouse.close();
+    await direct.close();
   }
 }
 

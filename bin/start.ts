@@ -12,7 +12,7 @@ import { createBudgetEventSource } from '../alerts/budget-events.ts';
 import { createAlertDetector } from '../alerts/detector.ts';
 import { createAlertWebhookAnnouncer } from '../alerts/webhook-announcer.ts';
 import { createWebhookOutbox } from '../alerts/webhook-outbox.ts';
-import { createApi } from '../api/app.ts';
+import { BACKGROUND_READS, createApi } from '../api/app.ts';
 import { loadPricesFile } from '../api/prices-file.ts';
 import { checkAllBudgets } from '../api/queries/budgets.ts';
 import { parsePeriod } from '../api/queries/closed-periods.ts';
@@ -250,9 +250,10 @@ if (roles.has('api')) {
 
 // The API reads through a client of its own: on the embedded engine its sessions are its own, so the
 // API's per-statement settings (max_execution_time) never apply to the ingest's inserts; and it has as
-// many connections as reads it sends at once, so those run in parallel.
+// many connections as reads it sends at once (its requests' and its background lane's), so those run in
+// parallel.
 const apiClickhouse = roles.has('api')
-  ? await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, connections: config.api.readConcurrency })
+  ? await openClickHouse({ ...config.clickhouse, dataDir: config.dataDir, connections: config.api.readConcurrency + BACKGROUND_READS })
   : undefined;
 const apiRegistry = new Registry();
 const api = apiClickhouse

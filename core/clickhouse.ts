@@ -61,7 +61,6 @@ export async function openClickHouse(options: ClickHouseOptions): Promise<ClickH
   return client;
 }
 
-/** For names that come from configuration (validated identifiers), never from requests. */
 /** `clickhouse` sending its statements through `statements` instead; every other member is its own. */
 export function withStatements(clickhouse: ClickHouseClient, statements: Pick<ClickHouseClient, 'query' | 'command'>): ClickHouseClient {
   return new Proxy(clickhouse, {
@@ -74,6 +73,7 @@ export function withStatements(clickhouse: ClickHouseClient, statements: Pick<Cl
   });
 }
 
+/** For names that come from configuration (validated identifiers), never from requests. */
 export function quoteIdentifier(name: string): string {
   return `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
 }

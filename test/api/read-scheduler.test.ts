@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { createReadClient } from '../../api/read-client.ts';
 import { createReadScheduler } from '../../api/read-scheduler.ts';
 import { openClickHouse, type ClickHouseClient } from '../../core/clickhouse.ts';
 import { migrate } from '../../core/migrate.ts';
@@ -147,6 +148,29 @@ describe('fair read scheduler', () => {
     assert.equal(await next, 'ok');
     await settle();
     assert.equal(scheduler.running, 0);
+  });
+});
+
+describe("the read client's background lane", () => {
+  test("work left running after its request (cache fills) never takes a request's place, and waits its turn in its own lane", async () => {
+    const scheduler = createReadScheduler({ concurrency: 1, maxQueuedPerCaller: 10 });
+    const background = createReadScheduler({ concurrency: 1, maxQueuedPerCaller: 10 });
+    const reads = manualReads();
+    const engine = { query: (params: { query: string }) => reads.read(params.query)() } as unknown as ClickHouseClient;
+    const client = createReadClient(engine, { scheduler, background, timeoutMs: 1_000 });
+    // A's request leaves two fills running, then A and B each send a read.
+    const fills = client.runAs('A', () => client.detached(() => [client.client.query({ query: 'fill 1' }), client.client.query({ query: 'fill 2' })]));
+    const requests = [client.runAs('A', () => client.client.query({ query: 'A1' })), client.runAs('B', () => client.client.query({ query: 'B1' }))];
+    await settle();
+    assert.deepEqual(reads.running, ['fill 1', 'A1']);
+    assert.deepEqual([scheduler.queued(), background.queued()], [1, 1]);
+    await reads.finishOldest();
+    assert.deepEqual(reads.running, ['A1', 'fill 2']);
+    await reads.finishOldest();
+    assert.deepEqual(reads.running, ['fill 2', 'B1']);
+    while (reads.running.length > 0) await reads.finishOldest();
+    await Promise.all([...fills, ...requests]);
+    assert.deepEqual(reads.finished, ['fill 1', 'A1', 'fill 2', 'B1']);
   });
 });
 
