@@ -87,7 +87,7 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = n
   const yoga = createYoga({
     schema: createApiSchema({ clickhouse: readClient.client, closedBuckets, alertWebhooks }),
     // Metrics first, so they see every request, refused ones too; limits before anything is executed.
-    plugins: [useMetrics({ registry, scheduler }), useLimits(), useAuth(keys), useRoles(), useReadScheduling(readClient)],
+    plugins: [useMetrics({ registry, scheduler, background }), useLimits(), useAuth(keys), useRoles(), useReadScheduling(readClient)],
     graphqlEndpoint: GRAPHQL_PATH,
     healthCheckEndpoint: HEALTH_PATH,
     landingPage: false,

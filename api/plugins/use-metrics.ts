@@ -19,6 +19,8 @@ const CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
 export interface MetricsOptions {
   registry: Registry;
   scheduler?: ReadScheduler;
+  /** The lane of the work requests leave running (read-client.ts, detached). */
+  background?: ReadScheduler;
 }
 
 /** Root fields an operation selects, by their schema names (aliases and fragments resolved), sorted. */
@@ -59,7 +61,7 @@ function errorsOf(result: unknown): Errorish[] {
   return [];
 }
 
-export function useMetrics({ registry, scheduler }: MetricsOptions): Plugin {
+export function useMetrics({ registry, scheduler, background }: MetricsOptions): Plugin {
   const registers = [registry];
   const requests = new Counter({ name: 'api_graphql_requests_total', help: 'GraphQL requests, per root field selected', labelNames: ['field'], registers });
   const errors = new Counter({ name: 'api_graphql_errors_total', help: 'GraphQL errors answered, per error code', labelNames: ['code'], registers });
@@ -94,6 +96,25 @@ export function useMetrics({ registry, scheduler }: MetricsOptions): Plugin {
       registers,
       collect(this: Gauge) {
         this.set(scheduler.queued());
+      },
+    });
+  }
+
+  if (background) {
+    new Gauge({
+      name: 'api_background_reads_running',
+      help: 'ClickHouse reads running now for work requests left running (cache fills)',
+      registers,
+      collect(this: Gauge) {
+        this.set(background.running);
+      },
+    });
+    new Gauge({
+      name: 'api_background_reads_queued',
+      help: 'ClickHouse reads of work requests left running (cache fills) waiting for their turn',
+      registers,
+      collect(this: Gauge) {
+        this.set(background.queued());
       },
     });
   }

@@ -86,6 +86,8 @@ test('requests, latency and errors are counted per root field and code, and leak
   assert.equal(m.get('api_reads_running'), 0);
   assert.equal(m.get('api_reads_queued'), 0);
   assert.equal(m.get('api_reads_cancelled_total'), 0);
+  // The cache fills' lane: whatever they are doing right now.
+  assert.ok(m.has('api_background_reads_running') && m.has('api_background_reads_queued'));
 
   // Every label is a schema field, `none`, or a code; no tenant, alias or operation name anywhere.
   const text = (await registry.metrics()).toLowerCase();
