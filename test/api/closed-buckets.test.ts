@@ -385,47 +385,36 @@ test('a request that finds the fill of its entry under way waits for it and read
 test("a range moving with the clock has its next minute's entry filled in the second half of this one: the next minute's requests find it", async () => {
   // A minute's 10th second, 2 hours before END (40 minutes into an hour): the hours' entry holds for the minutes asked here.
   let clock = END - 2 * HOUR + 10_000;
-  const cache = createClosedBucketCache({ settleSeconds: 0, now: () => clock });
-  const counts = () => [cache.stats().fills, cache.stats().hits];
-  const ask = async () => {
-    // Ending a second after the clock: still open, as the settling time (none here) has not passed over it.
-    const range = parseTimeRange({ from: iso(clock + 1_000 - 20 * HOUR), to: iso(clock + 1_000) });
-    assert.deepEqual(await queryOverview(clickhouse, 'acme', range, {}, cache), await queryOverview(clickhouse, 'acme', range, {}, NO_CACHE));
-    await cache.settled();
+  /** Asks overview over [from(), a second after the clock) at each step (still open: the settling time, none here, has not passed over its end), checking the answer and then the cache's fills and hits. */
+  const steps = async (from: () => number, list: ReadonlyArray<readonly [advance: number, fillsAndHits: [number, number], what: string]>) => {
+    const cache = createClosedBucketCache({ settleSeconds: 0, now: () => clock });
+    for (const [advance, fillsAndHits, what] of list) {
+      clock += advance;
+      const range = parseTimeRange({ from: iso(from()), to: iso(clock + 1_000) });
+      assert.deepEqual(await queryOverview(clickhouse, 'acme', range, {}, cache), await queryOverview(clickhouse, 'acme', range, {}, NO_CACHE));
+      await cache.settled();
+      assert.deepEqual([cache.stats().fills, cache.stats().hits], fillsAndHits, what);
+    }
   };
-  await ask();
-  assert.deepEqual(counts(), [2, 0], 'the minutes and the hours, after the first answer');
-  clock += 1_000;
-  await ask();
-  assert.deepEqual(counts(), [2, 1], 'the first half of a minute: nothing filled ahead');
-  clock += 30_000;
-  await ask();
-  // Filled from the hours' entry held, a hit too.
-  assert.deepEqual(counts(), [3, 3], "41 s in: the next minute's entry");
-  clock += 1_000;
-  await ask();
-  assert.deepEqual(counts(), [3, 4], 'filled ahead once');
-  clock += 20_000;
-  await ask();
-  assert.deepEqual(counts(), [3, 5], "the next minute's first request reads the entry filled ahead");
-
+  await steps(
+    () => clock + 1_000 - 20 * HOUR,
+    [
+      [0, [2, 0], 'the minutes and the hours, after the first answer'],
+      [1_000, [2, 1], 'the first half of a minute: nothing filled ahead'],
+      [30_000, [3, 3], "41 s in: the next minute's entry (filled from the hours' entry held, a hit too)"],
+      [1_000, [3, 4], 'filled ahead once'],
+      [20_000, [3, 5], "the next minute's first request reads the entry filled ahead"],
+    ],
+  );
   // A range whose start stays put (month to date) is filled ahead with that start.
-  const fixed = createClosedBucketCache({ settleSeconds: 0, now: () => clock });
-  const from = iso(END - 20 * HOUR);
-  const askFixed = async () => {
-    const range = parseTimeRange({ from, to: iso(clock + 1_000) });
-    assert.deepEqual(await queryOverview(clickhouse, 'acme', range, {}, fixed), await queryOverview(clickhouse, 'acme', range, {}, NO_CACHE));
-    await fixed.settled();
-  };
-  clock += 30_000;
-  await askFixed();
-  assert.deepEqual([fixed.stats().fills, fixed.stats().hits], [2, 0], 'asked once: nothing filled ahead');
-  await askFixed();
-  // The next minute's entry, from the hours' entry held.
-  assert.deepEqual([fixed.stats().fills, fixed.stats().hits], [3, 2]);
-  clock += 30_000;
-  await askFixed();
-  assert.deepEqual([fixed.stats().fills, fixed.stats().hits], [3, 3], "the next minute's request reads it");
+  await steps(
+    () => END - 20 * HOUR,
+    [
+      [30_000, [2, 0], 'asked once: nothing filled ahead'],
+      [0, [3, 2], "the next minute's entry, from the hours' entry held"],
+      [30_000, [3, 3], "the next minute's request reads it"],
+    ],
+  );
 });
 
 test("an ended range's answer is given again until a call is written into the range; an open range's never", async () => {
