@@ -82,7 +82,7 @@ export function createApi({ clickhouse, logger, uiDir, keys, reads, registry = n
   const scheduler = createReadScheduler(limits);
   const background = createReadScheduler({ concurrency: BACKGROUND_READS, maxQueuedPerCaller: limits.maxQueuedPerCaller });
   const readClient = createReadClient(clickhouse, { scheduler, background, timeoutMs: limits.timeoutMs, threads: limits.threads });
-  // Background fills wait in a queue of their caller's, but not on their request.
+  // Background fills read in their own lane, as their caller's background work, not on their request.
   const closedBuckets = given ?? createClosedBucketCache({ detach: readClient.detached, replicated });
   const yoga = createYoga({
     schema: createApiSchema({ clickhouse: readClient.client, closedBuckets, alertWebhooks }),
