@@ -72,15 +72,18 @@ export function useMetrics({ registry, scheduler, background }: MetricsOptions):
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers,
   });
-  if (scheduler) {
+  /** A gauge read when /metrics is scraped. */
+  const gauge = (name: string, help: string, value: () => number) =>
     new Gauge({
-      name: 'api_reads_running',
-      help: 'ClickHouse reads running now',
+      name,
+      help,
       registers,
       collect(this: Gauge) {
-        this.set(scheduler.running);
+        this.set(value());
       },
     });
+  if (scheduler) {
+    gauge('api_reads_running', 'ClickHouse reads running now', () => scheduler.running);
     new Counter({
       name: 'api_reads_cancelled_total',
       help: 'ClickHouse reads dropped unrun because their request went away while they waited',
@@ -90,33 +93,11 @@ export function useMetrics({ registry, scheduler, background }: MetricsOptions):
         this.inc(scheduler.cancelled);
       },
     });
-    new Gauge({
-      name: 'api_reads_queued',
-      help: 'ClickHouse reads waiting for their turn, all callers',
-      registers,
-      collect(this: Gauge) {
-        this.set(scheduler.queued());
-      },
-    });
+    gauge('api_reads_queued', 'ClickHouse reads waiting for their turn, all callers', () => scheduler.queued());
   }
-
   if (background) {
-    new Gauge({
-      name: 'api_background_reads_running',
-      help: 'ClickHouse reads running now for work requests left running (cache fills)',
-      registers,
-      collect(this: Gauge) {
-        this.set(background.running);
-      },
-    });
-    new Gauge({
-      name: 'api_background_reads_queued',
-      help: 'ClickHouse reads of work requests left running (cache fills) waiting for their turn',
-      registers,
-      collect(this: Gauge) {
-        this.set(background.queued());
-      },
-    });
+    gauge('api_background_reads_running', 'ClickHouse reads running now for work requests left running (cache fills)', () => background.running);
+    gauge('api_background_reads_queued', 'ClickHouse reads of work requests left running (cache fills) waiting for their turn', () => background.queued());
   }
 
   const started = new WeakMap<object, number>();

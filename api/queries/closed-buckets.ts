@@ -293,14 +293,14 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     return undefined;
   }
 
-  /** What an entry's rows depend on but its span. */
-  function questionOf(unit: bigint, tenant: string, options: SourceOptions): unknown[] {
-    return [String(unit), tenant, options.filter, [...options.need].sort(), options.keysOnly === true, options.sketch ?? true, options.stepSeconds ?? null];
+  /** What an entry's rows depend on but its span, as text. */
+  function questionOf(unit: bigint, tenant: string, options: SourceOptions): string {
+    return JSON.stringify([String(unit), tenant, options.filter, [...options.need].sort(), options.keysOnly === true, options.sketch ?? true, options.stepSeconds ?? null]);
   }
 
-  /** An entry's key: everything its rows depend on. */
-  function keyOf(unit: bigint, tenant: string, options: SourceOptions, span: Span): string {
-    return JSON.stringify([...questionOf(unit, tenant, options), span.params]);
+  /** An entry's key: everything its rows depend on, its question's and its span. */
+  function keyOf(question: string, span: Span): string {
+    return `${question}${JSON.stringify(span.params)}`;
   }
 
   /**
@@ -316,11 +316,10 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
    * moved since the question was last asked (the usual "last N days"), the same otherwise; a question
    * asked once is not filled ahead.
    */
-  function fillAhead(unit: bigint, tenant: string, options: SourceOptions, key: string, settled: bigint): { key: string; options: SourceOptions; span: Span } | undefined {
+  function fillAhead(unit: bigint, question: string, options: SourceOptions, key: string, settled: bigint): { key: string; options: SourceOptions; span: Span } | undefined {
     const from = nanosOf(options.range.from);
     const to = nanosOf(options.range.to);
     if (to <= settled) return undefined;
-    const question = JSON.stringify(questionOf(unit, tenant, options));
     const last = starts.get(question);
     starts.set(question, from, 1);
     // Asked once: whether its range moves is told by the next request.
@@ -332,7 +331,7 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
     const next = { ...options, range };
     const span = spanOf(next, unit, settled + unit, false, unit);
     if (!span || span.to > settled) return undefined;
-    const nextKey = keyOf(unit, tenant, next, span);
+    const nextKey = keyOf(question, span);
     if (nextKey === key || held(nextKey) || filling.has(nextKey) || tried.peek(nextKey)) return undefined;
     tried.set(nextKey, true, 1);
     return { key: nextKey, options: next, span };
@@ -362,9 +361,10 @@ GROUP BY b, agent, service, tool, account_id, outcome`;
           found.push(undefined);
           continue;
         }
-        const key = keyOf(unit, tenant, options, span);
+        const question = questionOf(unit, tenant, options);
+        const key = keyOf(question, span);
         if (ahead && mode === 'answer') {
-          const next = fillAhead(unit, tenant, options, key, settled);
+          const next = fillAhead(unit, question, options, key, settled);
           if (next) {
             missing.push(async () => {
               const entry = await startFill(clickhouse, tenant, next.key, next.options, next.span, inner);
