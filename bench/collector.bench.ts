@@ -5,6 +5,7 @@
  *   KAFKA_BROKERS=127.0.0.1:9092 npx tsx bench/collector.bench.ts
  *   ... bench/collector.bench.ts --only=hot|calls|kafka      # one part
  *   ... bench/collector.bench.ts --only=calls --tool-ms=5000 # one row of the latency table
+ *   ... bench/collector.bench.ts --only=calls --tool-ms=1000 --control=mem:0.4  # plain beside a control load
  *
  * 1. auditFunc hot path: time per call over 200k calls (publisher counting, the event loop turning
  *    every 1,000 calls so the background sender runs as in a live gateway).
@@ -12,11 +13,14 @@
  *    plus a tracer provider feeding collector.spanProcessor) against the same server without it:
  *    - CPU per call, measured on the gateway thread (and on the rest of the process), 0 ms tool;
  *    - 10,000 calls always in flight, for tool durations of 10 s, 5 s and 1 s (1,000, 2,000 and 10,000
- *      calls/s), in rounds of a plain run then an instrumented one (ABAB, `--repeat=N` rounds, default
- *      4): the latency in the gateway (a request's arrival to its response's send, minus the tool's own
- *      duration) at p50 and p99, and end to end; the bytes the gateway thread allocated per call
- *      (v8.GCProfiler over the window); the gateway's event-loop utilization; heap used (after a full
- *      GC) idle, with 10,000 calls in flight, and after shutdown.
+ *      calls/s), in rounds of a plain run and an instrumented one, plain first in odd rounds and
+ *      instrumented first in even ones (ABBA, `--repeat=N` rounds, default 4): the latency in the
+ *      gateway (a request's arrival to its response's send, minus the tool's own duration) at p50
+ *      and p99, and end to end; the bytes the gateway thread allocated per call (v8.GCProfiler over
+ *      the window); the gateway's event-loop utilization; its GC pauses, also by kind (scavenges,
+ *      with the bytes each kept, and mark-compacts), which set the p99; heap used (after a full GC)
+ *      idle, with 10,000 calls in flight, and after shutdown. `--control=mem:0.4` runs the plain
+ *      gateway beside a load of that kind and share (`startControlLoad`).
  *    Targets (issue 15), at 10,000 calls/s: instrumented p99 ≤ 1.1 × plain p99 (all rounds' calls
  *    pooled; each round's ratio and their spread shown), and ≤ 1 KB allocated per call added by the
  *    collector (median over the rounds, with the spread). npm run bench -- collector-alloc measures
@@ -32,8 +36,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setImmediate as yieldLoop, setTimeout as sleep } from 'node:timers/promises';
-import { monitorEventLoopDelay, PerformanceObserver, performance as nodePerformance, type EventLoopUtilization } from 'node:perf_hooks';
-import { isMainThread, MessageChannel, parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, performance as nodePerformance, type EventLoopUtilization } from 'node:perf_hooks';
+import { isMainThread, MessageChannel, parentPort, Worker, workerData, type MessagePort } from 'node:worker_threads';
 import v8 from 'node:v8';
 import { promisify } from 'node:util';
 import vm from 'node:vm';
@@ -318,6 +322,11 @@ interface Window {
   loopDelayP99: number;
   gcMsPerSecond: number;
   gcMaxMs: number;
+  /** The same for scavenges (young generation) and mark-compacts (the whole heap) alone. */
+  scavenges: Pauses;
+  markCompacts: Pauses;
+  /** Bytes a scavenge kept, on average: left in the young generation or promoted to the old one. */
+  survivedPerScavenge: number;
   /** Bytes the gateway thread allocated in the window (GCProfiler: heap growth between and around its GCs). */
   allocated: number;
   /** tools/call responses the gateway sent in the window. */
@@ -326,6 +335,68 @@ interface Window {
   /** At the end of the window (steady state: 10,000 calls still in flight), after a full GC. */
   heapLoaded: number;
   heapAfter: number;
+}
+
+interface Pauses {
+  msPerSecond: number;
+  longestMs: number;
+}
+
+/**
+ * `--control=mem:0.4` (or `cpu:0.4`): the plain runs of the latency rows get two threads at nice 10
+ * (as the collector's own threads), together busy for that share of a core, doing what the collector's
+ * threads stand for: streaming memory (`mem`, 1 MB copies through 64 MB buffers) or computing in the
+ * cache (`cpu`). The instrumented runs are unchanged. With the share set to the CPU the collector adds
+ * off the gateway thread (the "other threads" row), it separates what any such work beside the
+ * gateway does to its pauses from what the collector's own work on the gateway thread does.
+ */
+const CONTROL = controlArg(process.argv.find((a) => a.startsWith('--control=')));
+
+function controlArg(arg: string | undefined): RegExpExecArray | null {
+  if (arg === undefined) return null;
+  const match = /^--control=(mem|cpu)(?::(0?\.\d+|1(?:\.0*)?))?$/.exec(arg);
+  if (!match) throw new Error(`${arg}: expected --control=mem or --control=cpu, optionally with a share of a core in (0, 1], as in --control=mem:0.4`);
+  return match;
+}
+
+function startControlLoad(): Worker[] {
+  if (!CONTROL) return [];
+  const share = Number(CONTROL[2] ?? 0.4) / 2;
+  const work =
+    CONTROL[1] === 'mem'
+      ? 'const src = Buffer.alloc(64 << 20, 1), dst = Buffer.alloc(64 << 20); let at = 0; const step = () => { src.copy(dst, at, at, at + (1 << 20)); at = (at + (1 << 20)) % (64 << 20); };'
+      : 'let x = 0; const step = () => { for (let i = 0; i < 1000; i++) x = (x * 31 + i) | 0; };';
+  const code = `
+    const fs = require('node:fs'), os = require('node:os');
+    os.setPriority(Number(fs.readlinkSync('/proc/thread-self').split('/').pop()), 10);
+    ${work}
+    const tick = () => { const end = performance.now() + 10 * ${share}; while (performance.now() < end) step(); setTimeout(tick, 10 * ${1 - share}); };
+    tick();`;
+  return [0, 1].map(() => new Worker(code, { eval: true }));
+}
+
+/** Mean bytes kept per scavenge, from a GCProfiler's record: the young generation after it, plus the old generation's growth in it. */
+function survivedPerScavenge(profile: GcProfile | undefined): number {
+  const used = (spaces: { spaceName: string; spaceUsedSize: number }[], name: string) => spaces.find((x) => x.spaceName === name)?.spaceUsedSize ?? 0;
+  let kept = 0;
+  let scavenges = 0;
+  for (const gcRun of profile?.statistics ?? []) {
+    if (gcRun.gcType !== 'Scavenge') continue;
+    scavenges++;
+    const before = gcRun.beforeGC.heapSpaceStatistics;
+    const after = gcRun.afterGC.heapSpaceStatistics;
+    kept += used(after, 'new_space') + used(after, 'old_space') - used(before, 'old_space');
+  }
+  return scavenges === 0 ? 0 : kept / scavenges;
+}
+
+/** The parts of a `v8.GCProfiler` record read here. */
+interface GcProfile {
+  statistics: {
+    gcType: string;
+    beforeGC: { heapStatistics: { usedHeapSize: number }; heapSpaceStatistics: { spaceName: string; spaceUsedSize: number }[] };
+    afterGC: { heapStatistics: { usedHeapSize: number }; heapSpaceStatistics: { spaceName: string; spaceUsedSize: number }[] };
+  }[];
 }
 
 /** An MCP server whose tool awaits `toolMs`, driven by the client thread; instrumented: collector → Kafka, spans too. */
@@ -354,6 +425,7 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
     if (spec.toolMs > 0) await sleep(spec.toolMs);
     return { content: [{ type: 'text', text: 'user 42: Ada Lovelace' }] };
   });
+  const controlLoad = !instrumented && spec.mode === 'steady' ? startControlLoad() : [];
   const channel = new MessageChannel();
   let windowStart = Infinity;
   let windowEnd = Infinity;
@@ -369,12 +441,18 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
 
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   const gcPauses: number[] = [];
+  const byKind = { scavenges: [] as number[], markCompacts: [] as number[] };
   const gcObserver = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) gcPauses.push(entry.duration);
+    for (const entry of list.getEntries()) {
+      gcPauses.push(entry.duration);
+      const kind = (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) byKind.scavenges.push(entry.duration);
+      else if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) byKind.markCompacts.push(entry.duration);
+    }
   });
   let eluStart: EventLoopUtilization | undefined;
   let cpuStart: CpuSample | undefined;
-  const result = { elu: 0, cpu: { main: 0, rest: 0, broker: 0 }, windowMs: 1, heapLoaded: 0, allocated: 0 };
+  const result = { elu: 0, cpu: { main: 0, rest: 0, broker: 0 }, windowMs: 1, heapLoaded: 0, allocated: 0, survivedPerScavenge: 0 };
   const allocation = new v8.GCProfiler();
   let heapAtStart = 0;
 
@@ -394,7 +472,9 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
         heapAtStart = v8.getHeapStatistics().used_heap_size;
         allocation.start();
       } else {
-        result.allocated = allocatedSince(heapAtStart, allocation.stop());
+        const profile = allocation.stop() as GcProfile | undefined;
+        result.allocated = allocatedSince(heapAtStart, profile);
+        result.survivedPerScavenge = survivedPerScavenge(profile);
         windowEnd = performance.now();
         result.windowMs = windowEnd - windowStart;
         result.elu = nodePerformance.eventLoopUtilization(eluStart).utilization;
@@ -406,6 +486,7 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
     });
   });
   await worker.terminate();
+  await Promise.all(controlLoad.map((load) => load.terminate()));
   if (collector) {
     await provider!.forceFlush();
     await collector.flush();
@@ -424,19 +505,26 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
     loopDelayP99: loopDelay.percentile(99) / 1e6,
     gcMsPerSecond: gcPauses.reduce((a, b) => a + b, 0) / (result.windowMs / 1000),
     gcMaxMs: Math.max(0, ...gcPauses),
+    scavenges: pausesOf(byKind.scavenges),
+    markCompacts: pausesOf(byKind.markCompacts),
+    survivedPerScavenge: result.survivedPerScavenge,
     allocated: result.allocated,
     responses,
     heapIdle,
     heapLoaded: result.heapLoaded,
     heapAfter: heapAfterGc(),
   };
+
+  function pausesOf(pauses: number[]): Pauses {
+    return { msPerSecond: pauses.reduce((a, b) => a + b, 0) / (result.windowMs / 1000), longestMs: Math.max(0, ...pauses) };
+  }
 }
 
 /**
  * Bytes allocated since `heapAtStart`, from a GCProfiler's record of the GCs meanwhile: the growth of the
  * used heap up to each GC, from the end of the previous one, and after the last one up to now.
  */
-function allocatedSince(heapAtStart: number, profile: { statistics: { beforeGC: { heapStatistics: { usedHeapSize: number } }; afterGC: { heapStatistics: { usedHeapSize: number } } }[] } | undefined): number {
+function allocatedSince(heapAtStart: number, profile: GcProfile | undefined): number {
   let allocated = 0;
   let from = heapAtStart;
   for (const gcRun of profile?.statistics ?? []) {
@@ -484,26 +572,34 @@ async function concurrency(brokers: string): Promise<void> {
     '',
   ]);
 
-  details.push(`10,000 calls in flight: latency beyond the tool's own duration (ms), plain vs instrumented, ${REPEAT} rounds, each a plain run then an instrumented one (ABAB).`);
+  details.push(`10,000 calls in flight: latency beyond the tool's own duration (ms), plain vs instrumented, ${REPEAT} rounds of a plain run and an instrumented one, plain first in odd rounds (ABBA).`);
   details.push('In the gateway: from a request\'s arrival to its response\'s send. End to end: as the client thread measures it (adds its own event loop and GC).');
-  details.push('| tool | calls/s | run | in the gateway p50 / p99: plain | instrumented | added | end to end p99: plain / instr. / added | gateway ELU | gateway CPU µs/call | loop delay p99 ms | GC pauses ms/s, longest ms | calls | p99 ratio | gateway thread B allocated per call |');
-  details.push('|------|---------|-----|----------------------------------|--------------|-------|-----------------------------------------|-------------|---------------------|-------------------|----------------------------|-------|-----------|-------------------------------------|');
+  details.push('| tool | calls/s | run | in the gateway p50 / p99: plain | instrumented | added | end to end p99: plain / instr. / added | gateway ELU | gateway CPU µs/call | loop delay p99 ms | GC pauses ms/s, longest ms | of which scavenges | of which mark-compacts | calls | p99 ratio | gateway thread B allocated per call |');
+  details.push('|------|---------|-----|----------------------------------|--------------|-------|-----------------------------------------|-------------|---------------------|-------------------|----------------------------|--------------------|------------------------|-------|-----------|-------------------------------------|');
   const pair = (a: string, b: string) => `${a} / ${b}`;
+  const pauses = (x: Pauses) => `${x.msPerSecond.toFixed(1)}, ${x.longestMs.toFixed(1)}`;
   const p50p99 = (x: Float64Array) => pair(quantile(x, 0.5).toFixed(2), quantile(x, 0.99).toFixed(2));
   for (const [toolMs, measureMs] of TOOL_DURATIONS.filter(([t]) => !toolMsArg || toolMsArg.includes(t))) {
     const spec = { toolMs, inFlight: 10_000, mode: 'steady', warmupMs: toolMs + 2_000, measureMs } as const;
     const rate = perSecond(10_000_000 / toolMs);
     const added: number[] = [];
     const addedEndToEnd: number[] = [];
-    /** Per round (plain then instrumented): p99 in the gateway, instrumented / plain; bytes the gateway thread allocated per call, added. */
+    /** Per round: p99 in the gateway, instrumented / plain; bytes the gateway thread allocated per call, added. */
     const ratios: number[] = [];
     const bytesAdded: number[] = [];
+    const windows = { plain: [] as Window[], inst: [] as Window[] };
     const pooled = { plain: [] as Float64Array[], inst: [] as Float64Array[], plainEndToEnd: [] as Float64Array[], instEndToEnd: [] as Float64Array[] };
     for (let run = 1; run <= REPEAT; run++) {
-      const plain = await drive(false, brokers, spec);
-      const inst = await drive(true, brokers, spec);
+      // Odd rounds run plain first, even rounds instrumented first (ABBA): whatever a run leaves to the
+      // next one (the broker's work on what it was sent, the heap) falls on both sides alike.
+      const plainFirst = run % 2 === 1;
+      const first = await drive(!plainFirst, brokers, spec);
+      const second = await drive(plainFirst, brokers, spec);
+      const [plain, inst] = plainFirst ? [first, second] : [second, first];
       const [p, i] = [plain.gatewayLatencies, inst.gatewayLatencies];
-      console.error(`  ${toolMs / 1000} s tool, round ${run}: p99 in the gateway ${quantile(p, 0.99).toFixed(2)} → ${quantile(i, 0.99).toFixed(2)} ms; calls ${p.length} / ${i.length} (end to end ${plain.latencies.length} / ${inst.latencies.length}); load ${os.loadavg()[0]!.toFixed(1)}`);
+      console.error(`  ${toolMs / 1000} s tool, round ${run} (${plainFirst ? 'plain first' : 'instrumented first'}): p99 in the gateway ${quantile(p, 0.99).toFixed(2)} → ${quantile(i, 0.99).toFixed(2)} ms; calls ${p.length} / ${i.length} (end to end ${plain.latencies.length} / ${inst.latencies.length}); load ${os.loadavg()[0]!.toFixed(1)}`);
+      windows.plain.push(plain);
+      windows.inst.push(inst);
       pooled.plain.push(p);
       pooled.inst.push(i);
       pooled.plainEndToEnd.push(plain.latencies);
@@ -526,6 +622,8 @@ async function concurrency(brokers: string): Promise<void> {
           pair(((plain.cpu.main * 1000) / plain.completed).toFixed(1), ((inst.cpu.main * 1000) / inst.completed).toFixed(1)),
           pair(plain.loopDelayP99.toFixed(2), inst.loopDelayP99.toFixed(2)),
           pair(`${plain.gcMsPerSecond.toFixed(1)}, ${plain.gcMaxMs.toFixed(1)}`, `${inst.gcMsPerSecond.toFixed(1)}, ${inst.gcMaxMs.toFixed(1)}`),
+          pair(pauses(plain.scavenges), pauses(inst.scavenges)),
+          pair(pauses(plain.markCompacts), pauses(inst.markCompacts)),
           pair(String(p.length), String(i.length)),
           `${(ratios.at(-1)!).toFixed(2)}`,
           pair(String(Math.round(perResponse(plain))), String(Math.round(perResponse(inst)))),
@@ -586,6 +684,15 @@ async function concurrency(brokers: string): Promise<void> {
     rows.push([
       '  noise floor: collector-off p99, run to run',
       `${Math.min(...plainP99s).toFixed(2)} – ${Math.max(...plainP99s).toFixed(2)} ms (spread ${(Math.max(...plainP99s) - Math.min(...plainP99s)).toFixed(2)} ms)`,
+      '',
+      '',
+    ]);
+    // Where the p99 comes from: the gateway's GC pauses, by kind, as the mean of the rounds.
+    const mean = (runs: Window[], of: (w: Window) => number) => runs.reduce((sum, w) => sum + of(w), 0) / runs.length;
+    const change = (of: (w: Window) => number, digits = 1) => `${mean(windows.plain, of).toFixed(digits)} → ${mean(windows.inst, of).toFixed(digits)}`;
+    rows.push([
+      `  GC pauses in the gateway, plain → instrumented${CONTROL ? ` (plain beside the ${CONTROL[1]} control load)` : ''}`,
+      `scavenges ${change((w) => w.scavenges.msPerSecond)} ms/s, longest ${change((w) => w.scavenges.longestMs, 0)} ms, ${change((w) => w.survivedPerScavenge / 1048576)} MB kept by each; mark-compacts ${change((w) => w.markCompacts.msPerSecond)} ms/s, longest ${change((w) => w.markCompacts.longestMs, 0)} ms (mean of ${REPEAT} rounds)`,
       '',
       '',
     ]);
