@@ -318,11 +318,10 @@ interface Window {
   completed: number;
   elu: number;
   cpu: CpuSample;
-  /** Event-loop delay p99 (ms), and GC pauses: total ms per second of window, longest ms. */
+  /** Event-loop delay p99 (ms). */
   loopDelayP99: number;
-  gcMsPerSecond: number;
-  gcMaxMs: number;
-  /** The same for scavenges (young generation) and mark-compacts (the whole heap) alone. */
+  /** GC pauses of every kind; of scavenges (young generation) and mark-compacts (the whole heap) alone. */
+  gc: Pauses;
   scavenges: Pauses;
   markCompacts: Pauses;
   /** Bytes a scavenge kept, on average: left in the young generation or promoted to the old one. */
@@ -337,6 +336,7 @@ interface Window {
   heapAfter: number;
 }
 
+/** GC pauses in a window: their total ms per second of window, and the longest. */
 interface Pauses {
   msPerSecond: number;
   longestMs: number;
@@ -503,8 +503,7 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
     elu: result.elu,
     cpu: result.cpu,
     loopDelayP99: loopDelay.percentile(99) / 1e6,
-    gcMsPerSecond: gcPauses.reduce((a, b) => a + b, 0) / (result.windowMs / 1000),
-    gcMaxMs: Math.max(0, ...gcPauses),
+    gc: pausesOf(gcPauses),
     scavenges: pausesOf(byKind.scavenges),
     markCompacts: pausesOf(byKind.markCompacts),
     survivedPerScavenge: result.survivedPerScavenge,
@@ -621,7 +620,7 @@ async function concurrency(brokers: string): Promise<void> {
           pair(pct(plain.elu), pct(inst.elu)),
           pair(((plain.cpu.main * 1000) / plain.completed).toFixed(1), ((inst.cpu.main * 1000) / inst.completed).toFixed(1)),
           pair(plain.loopDelayP99.toFixed(2), inst.loopDelayP99.toFixed(2)),
-          pair(`${plain.gcMsPerSecond.toFixed(1)}, ${plain.gcMaxMs.toFixed(1)}`, `${inst.gcMsPerSecond.toFixed(1)}, ${inst.gcMaxMs.toFixed(1)}`),
+          pair(pauses(plain.gc), pauses(inst.gc)),
           pair(pauses(plain.scavenges), pauses(inst.scavenges)),
           pair(pauses(plain.markCompacts), pauses(inst.markCompacts)),
           pair(String(p.length), String(i.length)),
