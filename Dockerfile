@@ -3,7 +3,9 @@
 FROM node:24-bookworm-slim
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY patches ./patches
+# Dependencies' install scripts are not run; our own fixes to dependencies are (patches/, patch-package).
+RUN npm ci --no-audit --no-fund --ignore-scripts && npx patch-package
 COPY . .
 RUN npm run build:ui
 ENV NODE_ENV=production HOST=0.0.0.0

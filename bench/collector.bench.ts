@@ -25,9 +25,10 @@
  *    pooled; each round's ratio and their spread shown), and ≤ 1 KB allocated per call added by the
  *    collector (median over the rounds, with the spread). npm run bench -- collector-alloc measures
  *    the bytes more finely, without GC in its windows.
- * 3. Collector → Kafka records/s, against raw kafkajs sendBatch of the same messages with the same
- *    batch size (1,000), partitioner, compression (gzip, at the collector's level), acks (-1) and
- *    idempotent producer, in the same run, alternating; CPU per record of each thread group.
+ * 3. Collector → Kafka records/s, against raw kafkajs sendBatch (kafkajs as installed: with
+ *    patches/) of the same messages with the same batch size (1,000), partitioner, compression (gzip,
+ *    at the collector's level), acks (-1) and idempotent producer, in the same run, alternating; CPU
+ *    per record of each thread group.
  *
  * The machine's load average is printed: on a shared 2-core machine other processes move every number.
  */

@@ -98,6 +98,13 @@ describe('docker-compose.yml', () => {
     assert.equal(scripts.ingest, `ROLES=ingest ${scripts.start}`);
   });
 
+  it('installs the dependencies with our patches to them, as npm install does', () => {
+    assert.equal(scripts.postinstall, 'patch-package');
+    const copied = dockerfile.search(/^COPY patches \.\/patches$/m);
+    const installed = dockerfile.search(/^RUN npm ci .*--ignore-scripts && npx patch-package$/m);
+    assert.ok(copied > 0 && installed > copied, 'patches/ is in the image before npm ci, and applied right after it (install scripts are off)');
+  });
+
 });
 
 describe('README', () => {
