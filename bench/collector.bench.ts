@@ -588,7 +588,6 @@ async function concurrency(brokers: string): Promise<void> {
     const ratios: number[] = [];
     const bytesAdded: number[] = [];
     const windows = { plain: [] as Window[], inst: [] as Window[] };
-    const pooled = { plain: [] as Float64Array[], inst: [] as Float64Array[], plainEndToEnd: [] as Float64Array[], instEndToEnd: [] as Float64Array[] };
     for (let run = 1; run <= REPEAT; run++) {
       // Odd rounds run plain first, even rounds instrumented first (ABBA): whatever a run leaves to the
       // next one (the broker's work on what it was sent, the heap) falls on both sides alike.
@@ -600,10 +599,6 @@ async function concurrency(brokers: string): Promise<void> {
       console.error(`  ${toolMs / 1000} s tool, round ${run} (${plainFirst ? 'plain first' : 'instrumented first'}): p99 in the gateway ${quantile(p, 0.99).toFixed(2)} → ${quantile(i, 0.99).toFixed(2)} ms; calls ${p.length} / ${i.length} (end to end ${plain.latencies.length} / ${inst.latencies.length}); load ${os.loadavg()[0]!.toFixed(1)}`);
       windows.plain.push(plain);
       windows.inst.push(inst);
-      pooled.plain.push(p);
-      pooled.inst.push(i);
-      pooled.plainEndToEnd.push(plain.latencies);
-      pooled.instEndToEnd.push(inst.latencies);
       added.push(quantile(i, 0.99) - quantile(p, 0.99));
       ratios.push(quantile(i, 0.99) / quantile(p, 0.99));
       const perResponse = (w: Window) => w.allocated / Math.max(1, w.responses);
@@ -636,15 +631,17 @@ async function concurrency(brokers: string): Promise<void> {
       }
     }
     // p99 of all runs' calls together: one long window, steadier than any single run against GC pauses.
-    const all = (runs: Float64Array[]) => {
-      const out = new Float64Array(runs.reduce((n, r) => n + r.length, 0));
+    const all = (runs: Window[], of: (w: Window) => Float64Array) => {
+      const out = new Float64Array(runs.reduce((n, w) => n + of(w).length, 0));
       let at = 0;
-      for (const r of runs) (out.set(r, at), (at += r.length));
+      for (const w of runs) (out.set(of(w), at), (at += of(w).length));
       return out.sort();
     };
-    const [plainAll, instAll] = [all(pooled.plain), all(pooled.inst)];
+    const inGateway = (w: Window) => w.gatewayLatencies;
+    const endToEnd = (w: Window) => w.latencies;
+    const [plainAll, instAll] = [all(windows.plain, inGateway), all(windows.inst, inGateway)];
     const pooledAdded = quantile(instAll, 0.99) - quantile(plainAll, 0.99);
-    const pooledEndToEnd = quantile(all(pooled.instEndToEnd), 0.99) - quantile(all(pooled.plainEndToEnd), 0.99);
+    const pooledEndToEnd = quantile(all(windows.inst, endToEnd), 0.99) - quantile(all(windows.plain, endToEnd), 0.99);
     const pooledRatio = quantile(instAll, 0.99) / quantile(plainAll, 0.99);
     const sortedRatios = [...ratios].sort((a, b) => a - b);
     const sortedBytes = [...bytesAdded].sort((a, b) => a - b);
@@ -680,7 +677,7 @@ async function concurrency(brokers: string): Promise<void> {
       '',
     ]);
     // What the same measurement gives when nothing differs: the collector-off runs against each other.
-    const plainP99s = pooled.plain.map((x) => quantile(x, 0.99));
+    const plainP99s = windows.plain.map((w) => quantile(w.gatewayLatencies, 0.99));
     rows.push([
       '  noise floor: collector-off p99, run to run',
       `${Math.min(...plainP99s).toFixed(2)} – ${Math.max(...plainP99s).toFixed(2)} ms (spread ${(Math.max(...plainP99s) - Math.min(...plainP99s)).toFixed(2)} ms)`,
