@@ -22,9 +22,10 @@
  *      idle, with 10,000 calls in flight, and after shutdown. `--control=mem:0.4` runs the plain
  *      gateway beside a load of that kind and share (`startControlLoad`).
  *    Targets (issue 15), at 10,000 calls/s: instrumented p99 ≤ 1.1 × plain p99 (all rounds' calls
- *    pooled; each round's ratio and their spread shown), and ≤ 1 KB allocated per call added by the
- *    collector (median over the rounds, with the spread). npm run bench -- collector-alloc measures
- *    the bytes more finely, without GC in its windows.
+ *    pooled; each round's ratio and their spread shown; the verdict is marked not conclusive when the
+ *    collector-off p99 moves by more than the 10 % margin from round to round), and ≤ 1 KB allocated
+ *    per call added by the collector (median over the rounds, with the spread). npm run bench --
+ *    collector-alloc measures the bytes more finely, without GC in its windows.
  * 3. Collector → Kafka records/s, against raw kafkajs sendBatch (kafkajs as installed: with
  *    patches/) of the same messages with the same batch size (1,000), partitioner, compression (gzip,
  *    at the collector's level), acks (-1) and idempotent producer, in the same run, alternating; CPU
@@ -648,11 +649,19 @@ async function concurrency(brokers: string): Promise<void> {
     const median = (xs: number[]) => xs[Math.floor(xs.length / 2)]!;
     // The issue's targets are for 10,000 calls/s; the slower rows are shown against the same bounds.
     const judged = toolMs === TARGET_TOOL_MS;
+    // What the same measurement gives when nothing differs: the collector-off runs against each other.
+    const plainP99s = windows.plain.map((w) => quantile(w.gatewayLatencies, 0.99));
+    const noiseSpread = Math.max(...plainP99s) - Math.min(...plainP99s);
+    // A verdict on a 10 % margin says little when the collector-off p99 itself moves by more than 10 %
+    // from round to round: the verdict stands, with that said beside it.
+    const noiseShare = noiseSpread / quantile(plainAll, 0.99);
+    const inconclusive = noiseShare > 0.1 ? ` (not conclusive: the collector-off p99 moved by ${(noiseShare * 100).toFixed(0)} % of itself run to run)` : '';
+    const p99Verdict = verdict(pooledRatio <= 1.1) + inconclusive;
     rows.push([
       `10k in flight, ${toolMs / 1000} s tool = ${rate}: p99 in the gateway, instrumented / plain`,
       `${pooledRatio.toFixed(2)} (${quantile(plainAll, 0.99).toFixed(2)} → ${quantile(instAll, 0.99).toFixed(2)} ms, all ${REPEAT} rounds' calls; round by round ${ratios.map((x) => x.toFixed(2)).join(', ')}: median ${median(sortedRatios).toFixed(2)}, ${sortedRatios[0]!.toFixed(2)}–${sortedRatios.at(-1)!.toFixed(2)})`,
       '≤ 1.1',
-      judged ? verdict(pooledRatio <= 1.1) : '',
+      judged ? p99Verdict : '',
     ]);
     rows.push([
       `  bytes allocated per call on the gateway thread, added by the collector`,
@@ -676,11 +685,9 @@ async function concurrency(brokers: string): Promise<void> {
       '',
       '',
     ]);
-    // What the same measurement gives when nothing differs: the collector-off runs against each other.
-    const plainP99s = windows.plain.map((w) => quantile(w.gatewayLatencies, 0.99));
     rows.push([
       '  noise floor: collector-off p99, run to run',
-      `${Math.min(...plainP99s).toFixed(2)} – ${Math.max(...plainP99s).toFixed(2)} ms (spread ${(Math.max(...plainP99s) - Math.min(...plainP99s)).toFixed(2)} ms)`,
+      `${Math.min(...plainP99s).toFixed(2)} – ${Math.max(...plainP99s).toFixed(2)} ms (spread ${noiseSpread.toFixed(2)} ms)`,
       '',
       '',
     ]);
