@@ -7,9 +7,13 @@
  * after any later `setRequestHandler` call (McpServer registers it lazily, with its first tool).
  * The wrapper runs the handler inside a `mcp.tool.call` SERVER span (go-micro's name and attribute
  * names, and beside them those of OpenTelemetry's MCP semantic conventions: MCP_SEMCONV), then reports
- * one audit record. The span continues the client's trace from the request's `params._meta`
- * (`traceparent`, `tracestate`, and `baggage`, which the handler then sees in its context), linked to
- * the context that was active, as the conventions ask. Only sizes of arguments and results are
+ * one audit record. A call's end is read from its response as the server's transport sends it (the
+ * transport's `send` is hooked; in-flight.ts holds the calls meanwhile, with nothing allocated per
+ * call), and from its handler's promise when that cannot be (not dispatched by the SDK's Protocol, a
+ * task's request, a non-integer id) or when the response is given up (cancelled, connection closed)
+ * or is an error (what the handler threw is read from the promise). The span continues the client's
+ * trace from the request's `params._meta` (`traceparent`, `tracestate`, and `baggage`, which the
+ * handler then sees in its context), linked to the context that was active, as the conventions ask. Only sizes of arguments and results are
  * measured; their content is never kept. The span is an SDK span, or, when the collector's span
  * processor is the only one the tracer feeds, recorded and made in the batch (tool-call-spans.ts);
  * what both ways share is in tool-call.ts.
@@ -18,9 +22,9 @@
  * `TOOL_DENIED_CODE`, -32003), or any McpError with that code (`data.reason` names the reason). The audit
  * record then has `allowed: false` and `denied_reason`, as go-micro writes it; `{ rateLimited: true }`
  * also sets `mcp.rate_limited`. McpServer turns errors thrown by a tool into `isError` results, so for
- * it the error is read one level down: `McpServer.executeToolHandler`'s promise is kept on the call's
- * `extra` (a non-enumerable symbol property), and read (a turn later) only when the result is an
- * `isError` one.
+ * it the error is read one level down: `McpServer.executeToolHandler`'s promise is kept on the call
+ * held for its response (else on its `extra`, as a non-enumerable symbol property), and read (a turn
+ * later) only when the result is an `isError` one.
  */
 import { context, createContextKey, isSpanContextValid, SpanKind, trace, TraceFlags, type Context, type Tracer } from '@opentelemetry/api';
 import { isTracingSuppressed } from '@opentelemetry/core';
@@ -30,6 +34,7 @@ import type { Logger } from '../core/logger.ts';
 import { LIMITS, type AuditRecordInput } from '../model/audit-event.ts';
 import { newOtelSpanId, newOtelTraceId } from '../model/ids.ts';
 import { TOOL_CALL_SPAN } from '../model/span.ts';
+import { InFlightCalls } from './in-flight.ts';
 import { auditRecordOf, clip, finishSpan, jsonBytes, startAttributes, ToolCall, type ToolCallPool } from './tool-call.ts';
 import type { FastRoute, ToolCallBatch } from './tool-call-spans.ts';
 import { parentContextFrom } from './tracing.ts';
@@ -92,12 +97,13 @@ export function instrumentServer(server: McpServer | Server, deps: InstrumentDep
   if (instrumented.has(low)) return;
   instrumented.add(low);
 
-  if (low !== (server as unknown)) hookToolErrors(mcp, logger);
+  const inFlight = responsePath(low, deps);
+  if (low !== (server as unknown)) hookToolErrors(mcp, low, inFlight, logger);
 
   const wrap = () => {
     const current = handlers.get('tools/call') as Handler | undefined;
     if (typeof current === 'function' && !(WRAPPED in current)) {
-      handlers.set('tools/call', wrapHandler(current, low, deps, options));
+      handlers.set('tools/call', wrapHandler(current, low, deps, options, inFlight));
     }
   };
   const setRequestHandler = low.setRequestHandler;
@@ -120,13 +126,14 @@ type Execution = Promise<unknown> | { error: unknown };
 const EXECUTION = Symbol('mcp-analytics.execution');
 
 /**
- * Keeps each call's `executeToolHandler` promise on its `extra`, as a non-enumerable symbol property
- * (invisible to the tool's spreads and JSON), so that it lives exactly as long as the request. Not a
+ * Keeps each call's `executeToolHandler` promise on its held call, or on its `extra` as a
+ * non-enumerable symbol property (invisible to the tool's spreads and JSON), so that it lives exactly
+ * as long as the request. Not a
  * WeakMap: with 10,000 calls in flight, V8 marked its ephemerons in the atomic pause of each full GC of
  * the gateway, up to ~130 ms. Nothing is attached to the promise (a handler on every call's promise
  * was ~450 B of garbage per call, for the few that fail).
  */
-function hookToolErrors(mcp: { executeToolHandler?: unknown }, logger: Logger): void {
+function hookToolErrors(mcp: { executeToolHandler?: unknown }, low: LowLevelServer, inFlight: InFlightCalls | undefined, logger: Logger): void {
   const original = mcp.executeToolHandler;
   if (typeof original !== 'function') {
     logger.warn('instrumentServer: this McpServer version has no executeToolHandler; errors thrown by tools are audited from their isError results only');
@@ -138,24 +145,30 @@ function hookToolErrors(mcp: { executeToolHandler?: unknown }, logger: Logger): 
     try {
       pending = original.call(this, tool, args, extra);
     } catch (error) {
-      if (keyed) keepExecution(extra, { error });
+      if (keyed) keepExecution(extra, { error }, low, inFlight);
       throw error;
     }
-    if (keyed && pending instanceof Promise) keepExecution(extra, pending);
+    if (keyed && pending instanceof Promise) keepExecution(extra, pending, low, inFlight);
     return pending;
   };
 }
 
-/** A frozen or sealed `extra` keeps nothing: its call's error is then read from the isError result only. */
-function keepExecution(extra: object, execution: Execution): void {
-  Reflect.defineProperty(extra, EXECUTION, { value: execution, writable: true, configurable: true, enumerable: false });
+/**
+ * On the call, when it is held for its response (in flight since its handler started, which awaits
+ * before it executes the tool); else on `extra`. A frozen or sealed `extra` keeps nothing: its call's
+ * error is then read from the isError result only.
+ */
+function keepExecution(extra: object, execution: Execution, low: LowLevelServer, inFlight: InFlightCalls | undefined): void {
+  const call = inFlight?.find((extra as RequestExtra).requestId, low.transport);
+  if (call !== undefined && call.extra === extra) call.execution = execution;
+  else Reflect.defineProperty(extra, EXECUTION, { value: execution, writable: true, configurable: true, enumerable: false });
 }
 
 function executionOf(extra: RequestExtra): Execution | undefined {
   return (extra as { [EXECUTION]?: Execution })[EXECUTION];
 }
 
-function wrapHandler(inner: Handler, low: LowLevelServer, deps: InstrumentDeps, options: InstrumentOptions): Handler {
+function wrapHandler(inner: Handler, low: LowLevelServer, deps: InstrumentDeps, options: InstrumentOptions, inFlight: InFlightCalls | undefined): Handler {
   // Not an async function: its state and awaits cost more garbage per call than one `then`.
   const wrapped: Handler = function (this: unknown, request, extra) {
     const call = begin(request, extra, low, deps, options);
@@ -169,10 +182,122 @@ function wrapHandler(inner: Handler, low: LowLevelServer, deps: InstrumentDeps, 
     }
     call.extra = extra;
     call.reporter = deps;
+    if (inFlight !== undefined && holdForResponse(call, request, pending, low, inFlight, deps)) return pending;
     return Promise.resolve(pending).then((call.onFulfilled ??= fulfilled(call)), (call.onRejected ??= rejected(call)));
   };
   Object.defineProperty(wrapped, WRAPPED, { value: true });
   return wrapped;
+}
+
+/** The `_meta` key of a request that belongs to a task: its response may be queued, not sent. */
+const RELATED_TASK = 'io.modelcontextprotocol/related-task';
+
+type Transport = { send: (message: unknown, options?: unknown) => unknown };
+
+/** The transports whose `send` reports responses, each to the calls of its server. */
+const responseHooks = new WeakMap<object, InFlightCalls>();
+
+/** The parts of the SDK's Protocol that the response path reads or hooks. */
+interface Protocol {
+  _oncancel?: unknown;
+  _onclose?: unknown;
+  /** The requests it dispatched and has not answered or given up: id → their AbortController. */
+  _requestHandlerAbortControllers?: unknown;
+}
+
+/**
+ * Where the server's calls can be held until their response is sent (in-flight.ts): when the SDK's
+ * Protocol has the two places where a request's response is given up (`_oncancel`, `_onclose`),
+ * hooked here so that those calls are then ended by their handler's promise, and its map of the
+ * requests it dispatched. Else undefined: every call is ended by a reaction on its handler's promise.
+ */
+function responsePath(low: LowLevelServer, deps: InstrumentDeps): InFlightCalls | undefined {
+  const protocol = low as unknown as Protocol;
+  const oncancel = protocol._oncancel;
+  const onclose = protocol._onclose;
+  if (typeof oncancel !== 'function' || typeof onclose !== 'function' || !(protocol._requestHandlerAbortControllers instanceof Map)) return undefined;
+  const inFlight = new InFlightCalls();
+  protocol._oncancel = function (this: unknown, notification: unknown) {
+    const requestId = (notification as { params?: { requestId?: unknown } } | undefined)?.params?.requestId;
+    const call = inFlight.take(requestId, low.transport);
+    if (call !== undefined) endWithHandler(call, deps);
+    return oncancel.call(this, notification);
+  };
+  protocol._onclose = function (this: unknown) {
+    inFlight.takeAll(low.transport, (call) => endWithHandler(call, deps));
+    return onclose.call(this);
+  };
+  return inFlight;
+}
+
+/**
+ * Holds the call until its response is sent, when it can be: a request the SDK's Protocol dispatched
+ * (its `extra.signal` is the one the Protocol keeps for its id: not a handler called directly), not a
+ * task's request, sent on a transport whose `send` can be hooked, an integer id with a free slot. The
+ * handler's promise is kept for the calls whose response is given up or is an error.
+ */
+function holdForResponse(call: ToolCall, request: ToolCallRequest, pending: unknown, low: LowLevelServer, inFlight: InFlightCalls, deps: InstrumentDeps): boolean {
+  if (!(pending instanceof Promise)) return false;
+  const dispatched = (low as unknown as Protocol)._requestHandlerAbortControllers;
+  const signal = (call.extra as RequestExtra | undefined)?.signal;
+  if (!(dispatched instanceof Map) || signal === undefined || (dispatched.get(call.requestId) as AbortController | undefined)?.signal !== signal) return false;
+  const params = request?.params as { task?: unknown; _meta?: unknown } | undefined;
+  if (params?.task !== undefined) return false;
+  if (typeof params?._meta === 'object' && params._meta !== null && RELATED_TASK in params._meta) return false;
+  const transport = low.transport as Transport | undefined;
+  if (transport === undefined || !hookResponses(transport, inFlight, deps)) return false;
+  call.pending = pending;
+  if (inFlight.hold(call.requestId, transport, call)) return true;
+  call.pending = undefined;
+  return false;
+}
+
+/** Whether the transport's responses reach `inFlight`: its `send` is hooked once, for one server. */
+function hookResponses(transport: Transport, inFlight: InFlightCalls, deps: InstrumentDeps): boolean {
+  const owner = responseHooks.get(transport);
+  if (owner !== undefined) return owner === inFlight;
+  const send = transport.send;
+  if (typeof send !== 'function') return false;
+  const hooked = function (this: unknown, message: unknown, options?: unknown) {
+    if (inFlight.size > 0) endWithResponse(message, transport, inFlight, deps);
+    return send.call(this, message, options);
+  };
+  try {
+    transport.send = hooked;
+  } catch {
+    return false;
+  }
+  if (transport.send !== hooked) return false;
+  responseHooks.set(transport, inFlight);
+  return true;
+}
+
+/** A response (a message with an id and a result or an error) ends the call held under its id. */
+function endWithResponse(message: unknown, via: object, inFlight: InFlightCalls, deps: InstrumentDeps): void {
+  try {
+    if (typeof message !== 'object' || message === null) return;
+    const response = message as { id?: unknown; result?: unknown; error?: unknown };
+    if (typeof response.id !== 'number') return;
+    const failed = response.error !== undefined;
+    if (!failed && !('result' in response)) return;
+    const call = inFlight.take(response.id, via);
+    if (call === undefined) return;
+    // An error response: the handler threw, and what it threw is read from its promise.
+    if (failed) endWithHandler(call, deps);
+    else end(call, call.extra as RequestExtra, deps, response.result, undefined, false);
+  } catch (failure) {
+    deps.logger.debug({ err: failure }, 'instrumentServer: could not audit a tool call');
+  }
+}
+
+/** Ends a call no longer held for its response when its handler's promise settles (cancelled, closed, failed). */
+function endWithHandler(call: ToolCall, deps: InstrumentDeps): void {
+  const pending = call.pending;
+  call.pending = undefined;
+  pending?.then(
+    (result) => end(call, call.extra as RequestExtra, deps, result, undefined, false),
+    (error: unknown) => end(call, call.extra as RequestExtra, deps, undefined, error, true),
+  );
 }
 
 /**
@@ -267,7 +392,7 @@ function end(call: ToolCall, extra: RequestExtra, deps: InstrumentDeps, result: 
     call.isErrorResult = !failed && typeof result === 'object' && result !== null && (result as { isError?: unknown }).isError === true;
     call.responseBytes = failed ? 0 : jsonBytes(result);
     if (failed) return complete(call, deps, error);
-    const execution = call.isErrorResult && typeof extra === 'object' && extra !== null ? executionOf(extra) : undefined;
+    const execution = call.isErrorResult && typeof extra === 'object' && extra !== null ? ((call.execution as Execution | undefined) ?? executionOf(extra)) : undefined;
     if (execution === undefined) return complete(call, deps, undefined);
     if (!(execution instanceof Promise)) return complete(call, deps, execution.error);
     // Settled already: its error (if it threw rather than returned isError) a turn later.

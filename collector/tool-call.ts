@@ -85,6 +85,15 @@ export class ToolCall {
    */
   onFulfilled: ((result: unknown) => unknown) | undefined = undefined;
   onRejected: ((error: unknown) => never) | undefined = undefined;
+  /**
+   * A call whose end is read from its response (in-flight.ts): its handler's promise, the request id
+   * and the transport it is held under, and the tool's execution (McpServer), kept here rather than
+   * on the request's `extra`.
+   */
+  pending: Promise<unknown> | undefined = undefined;
+  heldId = 0;
+  heldVia: object | undefined = undefined;
+  execution: unknown = undefined;
 
   constructor(
     start: number,
@@ -132,6 +141,10 @@ export class ToolCall {
     this.requestId = requestId;
     this.extra = undefined;
     this.reporter = undefined;
+    this.pending = undefined;
+    this.heldId = 0;
+    this.heldVia = undefined;
+    this.execution = undefined;
     return this;
   }
 }

@@ -344,3 +344,65 @@ test("instrumentServer: a tool sees the same enumerable keys of its `extra` as w
   assert.ok(plain.length > 0);
   assert.deepEqual(await keysSeen(true), plain);
 });
+
+test('instrumentServer ends a call at its response, and a cancelled or cut-off call when its handler settles', async () => {
+  const server = new McpServer({ name: 'gateway', version: '1.0.0' });
+  const waiting: (() => void)[] = [];
+  const h = await harness(server, () => {
+    server.registerTool('slow', {}, async () => {
+      await new Promise<void>((resolve) => waiting.push(resolve));
+      return { content: [{ type: 'text', text: 'done' }] };
+    });
+    server.registerTool('fails', {}, async () => {
+      throw new TypeError('bad input');
+    });
+  });
+  const transport = (server.server as unknown as { transport: object }).transport;
+  const released = async (n: number) => {
+    while (waiting.length < n) await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    waiting.splice(0).forEach((resolve) => resolve());
+  };
+
+  // Answered: ended by its response (the transport's send is hooked by the first call).
+  const answered = h.client.callTool({ name: 'slow', arguments: {} });
+  await released(1);
+  await answered;
+  assert.ok(Object.hasOwn(transport, 'send'), "the server's transport reports its responses");
+
+  // A tool that throws: McpServer answers isError; the record has the thrown error.
+  await h.client.callTool({ name: 'fails', arguments: {} });
+
+  // Cancelled by the client: no response is sent, the call is audited when its handler settles.
+  const abort = new AbortController();
+  const cancelled = h.client.callTool({ name: 'slow', arguments: {} }, undefined, { signal: abort.signal });
+  while (waiting.length < 1) await new Promise((resolve) => setImmediate(resolve));
+  abort.abort('the agent gave up');
+  await assert.rejects(cancelled);
+  await released(1);
+
+  // The connection closes under two calls in flight: each is audited when its handler settles.
+  const cut = [h.client.callTool({ name: 'slow', arguments: {} }), h.client.callTool({ name: 'slow', arguments: {} })];
+  while (waiting.length < 2) await new Promise((resolve) => setImmediate(resolve));
+  await h.client.close();
+  await Promise.allSettled(cut);
+  await released(2);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+
+  const events = await auditEvents(h);
+  assert.deepEqual(
+    events.map((e) => [e.tool, e.allowed, e.error]),
+    [
+      ['slow', true, ''],
+      ['fails', true, 'bad input'],
+      ['slow', true, ''],
+      ['slow', true, ''],
+      ['slow', true, ''],
+    ],
+  );
+  for (const e of events.filter((x) => x.tool === 'slow')) assert.ok(e.duration >= 25e6, `a held call's duration is its handler's (${e.duration} ns)`);
+  const failed = spanFor(h, events[1]!);
+  assert.equal(failed.events[0]?.attributes?.['exception.type'], 'TypeError', 'the error thrown, not one rebuilt from the response');
+  await h.collector.shutdown();
+  await h.provider.shutdown();
+});
