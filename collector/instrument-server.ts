@@ -13,8 +13,8 @@
  * task's request, a non-integer id) or when the response is given up (cancelled, connection closed)
  * or is an error (what the handler threw is read from the promise). The span continues the client's
  * trace from the request's `params._meta` (`traceparent`, `tracestate`, and `baggage`, which the
- * handler then sees in its context), linked to the context that was active, as the conventions ask. Only sizes of arguments and results are
- * measured; their content is never kept. The span is an SDK span, or, when the collector's span
+ * handler then sees in its context), linked to the context that was active, as the conventions ask.
+ * Only sizes of arguments and results are measured; their content is never kept. The span is an SDK span, or, when the collector's span
  * processor is the only one the tracer feeds, recorded and made in the batch (tool-call-spans.ts);
  * what both ways share is in tool-call.ts.
  *
@@ -194,8 +194,8 @@ const RELATED_TASK = 'io.modelcontextprotocol/related-task';
 
 type Transport = { send: (message: unknown, options?: unknown) => unknown };
 
-/** The transports whose `send` reports responses, each to the calls of its server. */
-const responseHooks = new WeakMap<object, InFlightCalls>();
+/** The transports whose `send` reports responses, each to the calls of its server (null: it could not be hooked). */
+const responseHooks = new WeakMap<object, InFlightCalls | null>();
 
 /** The parts of the SDK's Protocol that the response path reads or hooks. */
 interface Protocol {
@@ -217,14 +217,23 @@ function responsePath(low: LowLevelServer, deps: InstrumentDeps): InFlightCalls 
   const onclose = protocol._onclose;
   if (typeof oncancel !== 'function' || typeof onclose !== 'function' || !(protocol._requestHandlerAbortControllers instanceof Map)) return undefined;
   const inFlight = new InFlightCalls();
+  // What these hooks do never keeps the SDK's own cancel or close from running.
   protocol._oncancel = function (this: unknown, notification: unknown) {
-    const requestId = (notification as { params?: { requestId?: unknown } } | undefined)?.params?.requestId;
-    const call = inFlight.take(requestId, low.transport);
-    if (call !== undefined) endWithHandler(call, deps);
+    try {
+      const requestId = (notification as { params?: { requestId?: unknown } } | undefined)?.params?.requestId;
+      const call = inFlight.take(requestId, low.transport);
+      if (call !== undefined) endWithHandler(call, deps);
+    } catch (failure) {
+      deps.logger.debug({ err: failure }, 'instrumentServer: could not audit a cancelled tool call');
+    }
     return oncancel.call(this, notification);
   };
   protocol._onclose = function (this: unknown) {
-    inFlight.takeAll(low.transport, (call) => endWithHandler(call, deps));
+    try {
+      inFlight.takeAll(low.transport, (call) => endWithHandler(call, deps));
+    } catch (failure) {
+      deps.logger.debug({ err: failure }, 'instrumentServer: could not audit the tool calls of a closed connection');
+    }
     return onclose.call(this);
   };
   return inFlight;
@@ -257,19 +266,18 @@ function hookResponses(transport: Transport, inFlight: InFlightCalls, deps: Inst
   const owner = responseHooks.get(transport);
   if (owner !== undefined) return owner === inFlight;
   const send = transport.send;
-  if (typeof send !== 'function') return false;
   const hooked = function (this: unknown, message: unknown, options?: unknown) {
     if (inFlight.size > 0) endWithResponse(message, transport, inFlight, deps);
     return send.call(this, message, options);
   };
   try {
-    transport.send = hooked;
+    if (typeof send === 'function') transport.send = hooked;
   } catch {
-    return false;
+    // A frozen transport: its calls are ended by their handler's promise.
   }
-  if (transport.send !== hooked) return false;
-  responseHooks.set(transport, inFlight);
-  return true;
+  const isHooked = transport.send === hooked;
+  responseHooks.set(transport, isHooked ? inFlight : null);
+  return isHooked;
 }
 
 /** A response (a message with an id and a result or an error) ends the call held under its id. */

@@ -406,3 +406,24 @@ test('instrumentServer ends a call at its response, and a cancelled or cut-off c
   await h.collector.shutdown();
   await h.provider.shutdown();
 });
+
+test('instrumentServer: a transport whose send cannot be hooked still has every call audited', async () => {
+  const server = new McpServer({ name: 'gateway', version: '1.0.0' });
+  const { logger } = captureLogger();
+  const published: OutboundMessage[] = [];
+  const collector = createCollector({ publisher: { publish: async (topic, messages) => void (topic === 'mcp-audit' && published.push(...messages)) }, spoolDir: await tempDir('instrument'), batchMaxWaitMs: 5, logger });
+  collector.instrumentServer(server);
+  server.registerTool('echo', {}, async () => ({ content: [{ type: 'text', text: 'ok' }] }));
+  const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
+  const send = serverTransport.send.bind(serverTransport);
+  Object.defineProperty(serverTransport, 'send', { value: send, writable: false, configurable: false });
+  await server.connect(serverTransport);
+  const client = new Client(CLIENT_INFO);
+  await client.connect(clientTransport);
+  for (let i = 0; i < 3; i++) await client.callTool({ name: 'echo', arguments: {} });
+  assert.equal(serverTransport.send, send, 'left as it was');
+  await collector.flush();
+  assert.equal(published.length, 3);
+  await client.close();
+  await collector.shutdown();
+});
