@@ -28,14 +28,14 @@ export class InFlightCalls {
     return this.held;
   }
 
-  /** Holds `call` under `id` (sent over `via`); false when `id` is not an integer or no slot is free for it. */
-  hold(id: unknown, via: object, call: ToolCall): boolean {
+  /** Holds `call` under its request id (sent over `via`); false when that id is not an integer or no slot is free for it. */
+  hold(call: ToolCall, via: object): boolean {
+    const id = call.requestId;
     if (typeof id !== 'number' || !Number.isSafeInteger(id)) return false;
     while (this.slots[slotOf(id, this.slots.length)] !== undefined) {
       if (this.slots.length >= MAX_SLOTS) return false;
       this.grow();
     }
-    call.heldId = id;
     call.heldVia = via;
     this.slots[slotOf(id, this.slots.length)] = call;
     this.held++;
@@ -56,7 +56,7 @@ export class InFlightCalls {
   find(id: unknown, via: object | undefined): ToolCall | undefined {
     if (typeof id !== 'number' || !Number.isSafeInteger(id) || via === undefined) return undefined;
     const call = this.slots[slotOf(id, this.slots.length)];
-    return call !== undefined && call.heldId === id && call.heldVia === via ? call : undefined;
+    return call !== undefined && call.requestId === id && call.heldVia === via ? call : undefined;
   }
 
   /** Takes every call held for `via` (its connection closed), each given to `each`. */
@@ -76,7 +76,7 @@ export class InFlightCalls {
   private grow(): void {
     const old = this.slots;
     this.slots = new Array<ToolCall | undefined>(old.length * 2).fill(undefined);
-    for (const call of old) if (call !== undefined) this.slots[slotOf(call.heldId, this.slots.length)] = call;
+    for (const call of old) if (call !== undefined) this.slots[slotOf(call.requestId as number, this.slots.length)] = call;
   }
 }
 

@@ -14,9 +14,9 @@
  * or is an error (what the handler threw is read from the promise). The span continues the client's
  * trace from the request's `params._meta` (`traceparent`, `tracestate`, and `baggage`, which the
  * handler then sees in its context), linked to the context that was active, as the conventions ask.
- * Only sizes of arguments and results are measured; their content is never kept. The span is an SDK span, or, when the collector's span
- * processor is the only one the tracer feeds, recorded and made in the batch (tool-call-spans.ts);
- * what both ways share is in tool-call.ts.
+ * Only sizes of arguments and results are measured; their content is never kept. The span is an SDK
+ * span, or, when the collector's span processor is the only one the tracer feeds, recorded and made
+ * in the batch (tool-call-spans.ts); what both ways share is in tool-call.ts.
  *
  * Denials: a gateway denies a call by throwing `ToolDeniedError` (an McpError with code
  * `TOOL_DENIED_CODE`, -32003), or any McpError with that code (`data.reason` names the reason). The audit
@@ -256,7 +256,7 @@ function holdForResponse(call: ToolCall, request: ToolCallRequest, pending: unkn
   const transport = low.transport as Transport | undefined;
   if (transport === undefined || !hookResponses(transport, inFlight, deps)) return false;
   call.pending = pending;
-  if (inFlight.hold(call.requestId, transport, call)) return true;
+  if (inFlight.hold(call, transport)) return true;
   call.pending = undefined;
   return false;
 }

@@ -86,12 +86,11 @@ export class ToolCall {
   onFulfilled: ((result: unknown) => unknown) | undefined = undefined;
   onRejected: ((error: unknown) => never) | undefined = undefined;
   /**
-   * A call whose end is read from its response (in-flight.ts): its handler's promise, the request id
-   * and the transport it is held under, and the tool's execution (McpServer), kept here rather than
+   * A call whose end is read from its response (in-flight.ts, under its `requestId`): its handler's
+   * promise, the transport it is held for, and the tool's execution (McpServer), kept here rather than
    * on the request's `extra`.
    */
   pending: Promise<unknown> | undefined = undefined;
-  heldId = 0;
   heldVia: object | undefined = undefined;
   execution: unknown = undefined;
 
@@ -142,7 +141,6 @@ export class ToolCall {
     this.extra = undefined;
     this.reporter = undefined;
     this.pending = undefined;
-    this.heldId = 0;
     this.heldVia = undefined;
     this.execution = undefined;
     return this;
