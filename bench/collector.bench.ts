@@ -100,6 +100,8 @@ interface CpuSample {
   main: number;
   rest: number;
   broker: number;
+  /** Milliseconds this thread was ready to run but waited for a core (the kernel's run-queue wait). */
+  mainWaited: number;
 }
 
 /** CPU milliseconds of this thread (the gateway's), of the process's other threads, and of the broker JVM. */
@@ -126,14 +128,42 @@ function cpuNow(brokerPid?: number): CpuSample {
     } catch {
       broker = 0;
     }
-    return { main, rest: all - main, broker };
+    let mainWaited = 0;
+    try {
+      // schedstat: ns on a core, ns waiting on a run queue, time slices.
+      mainWaited = Number(fs.readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+    } catch {
+      mainWaited = 0;
+    }
+    return { main, rest: all - main, broker, mainWaited };
   } catch {
     const { user, system } = process.cpuUsage();
-    return { main: (user + system) / 1000, rest: 0, broker: 0 };
+    return { main: (user + system) / 1000, rest: 0, broker: 0, mainWaited: 0 };
   }
 }
 
-const cpuSince = (start: CpuSample, end: CpuSample): CpuSample => ({ main: end.main - start.main, rest: end.rest - start.rest, broker: end.broker - start.broker });
+const cpuSince = (start: CpuSample, end: CpuSample): CpuSample => ({
+  main: end.main - start.main,
+  rest: end.rest - start.rest,
+  broker: end.broker - start.broker,
+  mainWaited: end.mainWaited - start.mainWaited,
+});
+
+/** The broker's JVM, when it runs on this machine. */
+let brokerPid: number | undefined;
+
+/**
+ * The pid of the broker `scripts/kafka.mjs start` recorded, when it serves KAFKA_BROKERS: its CPU is
+ * counted too, as it shares this machine's cores with the gateway (a deployment's broker would not).
+ */
+function brokerPidFromState(): number | undefined {
+  try {
+    const state = JSON.parse(fs.readFileSync(new URL('../.cache/kafka/broker.json', import.meta.url), 'utf8')) as { brokers: string; pid: number };
+    return process.env.KAFKA_BROKERS?.split(',').includes(state.brokers) ? state.pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 // ---------------------------------------------------------------------------
 // 1. auditFunc hot path
@@ -318,6 +348,8 @@ interface Window {
   /** In the gateway: from the request's arrival to the response's send, minus the tool's duration (ms, sorted). */
   gatewayLatencies: Float64Array;
   completed: number;
+  /** The window's length (ms). */
+  windowMs: number;
   elu: number;
   cpu: CpuSample;
   /** Event-loop delay p99 (ms). */
@@ -454,7 +486,7 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
   });
   let eluStart: EventLoopUtilization | undefined;
   let cpuStart: CpuSample | undefined;
-  const result = { elu: 0, cpu: { main: 0, rest: 0, broker: 0 }, windowMs: 1, heapLoaded: 0, allocated: 0, survivedPerScavenge: 0 };
+  const result = { elu: 0, cpu: { main: 0, rest: 0, broker: 0, mainWaited: 0 }, windowMs: 1, heapLoaded: 0, allocated: 0, survivedPerScavenge: 0 };
   const allocation = new v8.GCProfiler();
   let heapAtStart = 0;
 
@@ -468,7 +500,7 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
       if (message.phase === 'start') {
         windowStart = performance.now();
         eluStart = nodePerformance.eventLoopUtilization();
-        cpuStart = cpuNow();
+        cpuStart = cpuNow(brokerPid);
         loopDelay.enable();
         gcObserver.observe({ entryTypes: ['gc'] });
         heapAtStart = v8.getHeapStatistics().used_heap_size;
@@ -480,7 +512,7 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
         windowEnd = performance.now();
         result.windowMs = windowEnd - windowStart;
         result.elu = nodePerformance.eventLoopUtilization(eluStart).utilization;
-        result.cpu = cpuSince(cpuStart!, cpuNow());
+        result.cpu = cpuSince(cpuStart!, cpuNow(brokerPid));
         loopDelay.disable();
         gcObserver.disconnect();
         result.heapLoaded = heapAfterGc();
@@ -502,6 +534,7 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
     latencies: done.latencies,
     gatewayLatencies: Float64Array.from(gatewayLatencies).sort(),
     completed: done.completed,
+    windowMs: result.windowMs,
     elu: result.elu,
     cpu: result.cpu,
     loopDelayP99: loopDelay.percentile(99) / 1e6,
@@ -575,10 +608,12 @@ async function concurrency(brokers: string): Promise<void> {
 
   details.push(`10,000 calls in flight: latency beyond the tool's own duration (ms), plain vs instrumented, ${REPEAT} rounds of a plain run and an instrumented one, plain first in odd rounds (ABBA).`);
   details.push('In the gateway: from a request\'s arrival to its response\'s send. End to end: as the client thread measures it (adds its own event loop and GC).');
-  details.push('| tool | calls/s | run | in the gateway p50 / p99: plain | instrumented | added | end to end p99: plain / instr. / added | gateway ELU | gateway CPU µs/call | loop delay p99 ms | GC pauses ms/s, longest ms | of which scavenges | of which mark-compacts | calls | p99 ratio | gateway thread B allocated per call |');
-  details.push('|------|---------|-----|----------------------------------|--------------|-------|-----------------------------------------|-------------|---------------------|-------------------|----------------------------|--------------------|------------------------|-------|-----------|-------------------------------------|');
+  details.push('| tool | calls/s | run | in the gateway p50 / p99: plain | instrumented | added | end to end p99: plain / instr. / added | gateway ELU | gateway CPU µs/call | gateway waited for a core ms/s | other threads / broker CPU ms/s | loop delay p99 ms | GC pauses ms/s, longest ms | of which scavenges | of which mark-compacts | calls | p99 ratio | gateway thread B allocated per call |');
+  details.push('|------|---------|-----|----------------------------------|--------------|-------|-----------------------------------------|-------------|---------------------|--------------------------------|---------------------------------|-------------------|----------------------------|--------------------|------------------------|-------|-----------|-------------------------------------|');
   const pair = (a: string, b: string) => `${a} / ${b}`;
   const pauses = (x: Pauses) => `${x.msPerSecond.toFixed(1)}, ${x.longestMs.toFixed(1)}`;
+  /** Milliseconds (of CPU, or of waiting) per second of the window. */
+  const perWindowSecond = (w: Window, msTotal: number) => (msTotal / (w.windowMs / 1000)).toFixed(0);
   const p50p99 = (x: Float64Array) => pair(quantile(x, 0.5).toFixed(2), quantile(x, 0.99).toFixed(2));
   for (const [toolMs, measureMs] of TOOL_DURATIONS.filter(([t]) => !toolMsArg || toolMsArg.includes(t))) {
     const spec = { toolMs, inFlight: 10_000, mode: 'steady', warmupMs: toolMs + 2_000, measureMs } as const;
@@ -616,6 +651,8 @@ async function concurrency(brokers: string): Promise<void> {
           `${quantile(plain.latencies, 0.99).toFixed(2)} / ${quantile(inst.latencies, 0.99).toFixed(2)} / ${addedEndToEnd[addedEndToEnd.length - 1]!.toFixed(2)}`,
           pair(pct(plain.elu), pct(inst.elu)),
           pair(((plain.cpu.main * 1000) / plain.completed).toFixed(1), ((inst.cpu.main * 1000) / inst.completed).toFixed(1)),
+          pair(perWindowSecond(plain, plain.cpu.mainWaited), perWindowSecond(inst, inst.cpu.mainWaited)),
+          `${perWindowSecond(plain, plain.cpu.rest)}, ${perWindowSecond(plain, plain.cpu.broker)} / ${perWindowSecond(inst, inst.cpu.rest)}, ${perWindowSecond(inst, inst.cpu.broker)}`,
           pair(plain.loopDelayP99.toFixed(2), inst.loopDelayP99.toFixed(2)),
           pair(pauses(plain.gc), pauses(inst.gc)),
           pair(pauses(plain.scavenges), pauses(inst.scavenges)),
@@ -700,6 +737,15 @@ async function concurrency(brokers: string): Promise<void> {
       '',
       '',
     ]);
+    // Where else it can come from: the gateway thread ready to run but without a core, while the
+    // collector's threads, the agents' thread and the broker (here on the same cores) run.
+    const perSec = (of: (w: Window) => number) => (w: Window) => of(w) / (w.windowMs / 1000);
+    rows.push([
+      '  cores, plain → instrumented (ms per s of window)',
+      `gateway thread waited for a core ${change(perSec((w) => w.cpu.mainWaited), 0)}; gateway thread ran ${change(perSec((w) => w.cpu.main), 0)}; the process's other threads ${change(perSec((w) => w.cpu.rest), 0)}; broker ${brokerPid ? change(perSec((w) => w.cpu.broker), 0) : 'not on this machine'} (mean of ${REPEAT} rounds)`,
+      '',
+      '',
+    ]);
   }
   const burst = { toolMs: 5, inFlight: 10_000, mode: 'burst', calls: 10_000 } as const;
   const plainBurst = quantile((await drive(false, brokers, burst)).latencies, 0.99);
@@ -726,7 +772,7 @@ interface ThroughputRun {
   cpu: CpuSample;
 }
 
-async function collectorThroughput(brokers: string, records: AuditRecord[], brokerPid?: number): Promise<ThroughputRun> {
+async function collectorThroughput(brokers: string, records: AuditRecord[]): Promise<ThroughputRun> {
   const topic = `bench-collector-${randomBytes(3).toString('hex')}`;
   await createTopic(brokers, topic);
   const collector = createCollector({
@@ -763,7 +809,7 @@ async function collectorThroughput(brokers: string, records: AuditRecord[], brok
   return { rate: (N / elapsed) * 1000, cpu };
 }
 
-async function rawThroughput(brokers: string, records: AuditRecord[], brokerPid?: number): Promise<ThroughputRun> {
+async function rawThroughput(brokers: string, records: AuditRecord[]): Promise<ThroughputRun> {
   const topic = `bench-raw-${randomBytes(3).toString('hex')}`;
   await createTopic(brokers, topic);
   // The same messages the collector sends, encoded beforehand: only sendBatch is timed.
@@ -791,7 +837,7 @@ async function rawThroughput(brokers: string, records: AuditRecord[], brokerPid?
   return { rate: (messages.length / elapsed) * 1000, cpu };
 }
 
-async function throughput(brokers: string, brokerPid?: number): Promise<void> {
+async function throughput(brokers: string): Promise<void> {
   const N = 200_000;
   const records = Array.from({ length: N }, (_, i) => record(i));
   await rawThroughput(brokers, records.slice(0, 20_000)); // warm-up: JIT, broker
@@ -799,8 +845,8 @@ async function throughput(brokers: string, brokerPid?: number): Promise<void> {
   const raw: ThroughputRun[] = [];
   const collector: ThroughputRun[] = [];
   for (let r = 0; r < 3; r++) {
-    raw.push(await rawThroughput(brokers, records, brokerPid));
-    collector.push(await collectorThroughput(brokers, records, brokerPid));
+    raw.push(await rawThroughput(brokers, records));
+    collector.push(await collectorThroughput(brokers, records));
   }
   const best = (runs: ThroughputRun[]) => runs.reduce((a, b) => (b.rate > a.rate ? b : a));
   const [bestCollector, bestRaw] = [best(collector), best(raw)];
@@ -834,6 +880,7 @@ async function main(): Promise<void> {
     handle = await script.startBroker();
     brokers = handle.brokers;
   }
+  brokerPid = handle?.pid ?? brokerPidFromState();
   // `--only=hot|calls|kafka` runs one part.
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
   try {
@@ -847,7 +894,7 @@ async function main(): Promise<void> {
     }
     if (!only || only === 'kafka') {
       console.error('3/3 collector → Kafka throughput...');
-      await throughput(brokers, handle?.pid);
+      await throughput(brokers);
     }
   } finally {
     if (handle) await script!.stopBroker(handle);
