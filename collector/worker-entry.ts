@@ -25,7 +25,7 @@ import { createPrepare, EncodedMessage, type QueueItem } from './prepare.ts';
 import { createSender, type SenderStats } from './sender.ts';
 import { openSpool, type SpoolRecord } from './spool.ts';
 import { createToolCallReader, type WireCalls } from './tool-call-wire.ts';
-import { lowerThreadPriority, startWorker, threadLogging, type ThreadLogMessage } from './worker-thread.ts';
+import { lowerThreadPriority, startCollectorThread, threadLogging, type ThreadLogMessage } from './worker-thread.ts';
 
 export interface WorkerConfig {
   brokers: string[];
@@ -203,7 +203,7 @@ function startEncoder(): Promise<MessagePort | undefined> {
   };
   let encoder: Worker;
   try {
-    encoder = startWorker(new URL('./encoder-entry.ts', import.meta.url), {
+    encoder = startCollectorThread(new URL('./encoder-entry.ts', import.meta.url), {
       workerData: encoderConfig,
       transferList: [channel.port1],
       name: 'mcp-collector-encoder',

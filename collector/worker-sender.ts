@@ -23,7 +23,7 @@ import { ToolCall } from './tool-call.ts';
 import { ToolCallWriter } from './tool-call-wire.ts';
 import type { Warnings } from './warnings.ts';
 import type { FromWorker, ToWorker, WorkerConfig } from './worker-entry.ts';
-import { startWorker } from './worker-thread.ts';
+import { startCollectorThread } from './worker-thread.ts';
 import type { AuditRecordInput } from '../model/audit-event.ts';
 
 export interface WorkerSenderOptions {
@@ -87,7 +87,7 @@ export function createWorkerSender(options: WorkerSenderOptions): WorkerSender {
   const readyWaiters: (() => void)[] = [];
 
   const workerData: WorkerConfig = { ...config, logLevel: logger.level };
-  const worker = startWorker(new URL('./worker-entry.ts', import.meta.url), { workerData, name: 'mcp-collector' });
+  const worker = startCollectorThread(new URL('./worker-entry.ts', import.meta.url), { workerData, name: 'mcp-collector' });
   worker.unref();
   /** Where records and requests go: the encoder thread's port, or the Kafka thread. */
   let target: Worker | MessagePort = worker;

@@ -59,6 +59,21 @@ function plain(fields: Record<string, unknown>): Record<string, unknown> {
 export const COLLECTOR_THREAD_NICE = 10;
 
 /**
+ * Resource limits of the collector's own threads: a small young generation (by default V8 lets a
+ * worker's grow to a size set by the machine's memory). Both threads keep little alive between
+ * batches, so it costs them only more and shorter scavenges. Grown large, the Kafka thread's heap went
+ * through mark-compacts several times a second, whose marking and sweeping run on V8's helper
+ * threads: shared with the gateway's isolate, at the process's priority, on the cores the gateway's
+ * thread waits for.
+ */
+export const COLLECTOR_RESOURCE_LIMITS = Object.freeze({ maxYoungGenerationSizeMb: 8 });
+
+/** Starts one of the collector's own threads (the Kafka thread, the encoder): startWorker with its limits. */
+export function startCollectorThread(entry: URL, options: Omit<WorkerOptions, 'eval' | 'resourceLimits'>): Worker {
+  return startWorker(entry, { ...options, resourceLimits: COLLECTOR_RESOURCE_LIMITS });
+}
+
+/**
  * Lowers the calling thread's scheduling priority (Linux: setpriority on the thread's id, which
  * /proc/thread-self names; a thread may always lower its own). Elsewhere, or if refused, nothing.
  */

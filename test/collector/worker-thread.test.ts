@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import { test } from 'node:test';
-import { startWorker } from '../../collector/worker-thread.ts';
+import { COLLECTOR_RESOURCE_LIMITS, startCollectorThread, startWorker } from '../../collector/worker-thread.ts';
 
 const linux = fs.existsSync('/proc/thread-self');
 
@@ -18,4 +18,18 @@ test('lowerThreadPriority lowers the calling thread only, not the gateway thread
   assert.equal(reply.lowered, true);
   assert.equal(reply.nice, Math.max(before, 10));
   assert.equal(os.getPriority(), before);
+});
+
+test('the collector\'s threads run with a small young generation', async () => {
+  const worker = startCollectorThread(new URL('./worker-thread-limits.fixture.ts', import.meta.url), {});
+  const reply = await new Promise<{ limits: { maxYoungGenerationSizeMb: number }; youngMostBytes: number }>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  await worker.terminate();
+  assert.equal(reply.limits.maxYoungGenerationSizeMb, COLLECTOR_RESOURCE_LIMITS.maxYoungGenerationSizeMb);
+  assert.ok(reply.youngMostBytes > 0);
+  // V8 counts its new space's pages beyond the limit's round figure; uncapped, this fixture's grew to 128 MB.
+  const capBytes = COLLECTOR_RESOURCE_LIMITS.maxYoungGenerationSizeMb * 1024 * 1024;
+  assert.ok(reply.youngMostBytes <= 2 * capBytes, `new space grew to ${reply.youngMostBytes} bytes`);
 });

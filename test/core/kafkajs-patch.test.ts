@@ -1,7 +1,8 @@
 /**
  * kafkajs as installed, with patches/kafkajs+2.2.4.patch: the producer groups a batch's messages by
- * partition in one pass and encodes without a zero-filled Buffer per varint or per encoder, and sends
- * the same bytes as before. The expected bytes below were written by the unpatched kafkajs 2.2.4.
+ * partition in one pass and encodes without a zero-filled Buffer per varint or per encoder, builds a
+ * record batch in one buffer of its exact size, and sends the same bytes as before. The expected bytes
+ * below were written by the unpatched kafkajs 2.2.4.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -20,6 +21,12 @@ interface EncoderInstance {
 const Encoder = require('kafkajs/src/protocol/encoder.js') as new (initialSize?: number) => EncoderInstance;
 const Long = require('kafkajs/src/utils/long.js') as { fromInt(value: number): unknown };
 const produceRequest = require('kafkajs/src/protocol/requests/produce/v3/request.js') as (options: object) => { encode(): Promise<{ buffer: Buffer }> };
+const compression = require('kafkajs/src/protocol/message/compression/index.js') as {
+  Types: Record<'None' | 'GZIP' | 'Snappy', number>;
+  Codecs: Record<number, (() => { compress(encoder: { buffer: Buffer }): Promise<Buffer>; decompress(buffer: Buffer): Promise<Buffer> }) | undefined>;
+};
+const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0/index.js') as { RecordBatch(options: object): Promise<EncoderInstance & { offset: number }> };
+const Record = require('kafkajs/src/protocol/recordBatch/record/v0/index.js') as (options: object) => EncoderInstance & { offset: number };
 type Grouping = (options: { topic: string; partitionMetadata: unknown[]; messages: unknown[]; partitioner: (args: { message: unknown }) => number }) => Record<string, unknown[]>;
 const groupMessagesPerPartition = require('kafkajs/src/producer/groupMessagesPerPartition.js') as Grouping;
 
@@ -86,6 +93,44 @@ test('a produce request is encoded to the same bytes as by the unpatched kafkajs
   }).encode();
   assert.equal(big.buffer.length, 7386322);
   assert.equal(createHash('sha256').update(big.buffer).digest('hex'), 'db3f74fa4833877bae3860a59c0196112fa496bb278283b7bf98a3870ce4a3b9');
+});
+
+test('a compressed produce request is encoded to the same bytes as by the unpatched kafkajs', async (t) => {
+  // A stand-in codec (each byte plus one, reversed) in Snappy's slot: the bytes around the compressed
+  // records are kafkajs's, and no zlib version enters the expected hash.
+  const { Types, Codecs } = compression;
+  const installed = Codecs[Types.Snappy];
+  Codecs[Types.Snappy] = () => ({
+    compress: async (encoder) => Buffer.from(encoder.buffer.map((b) => (b + 1) & 0xff)).reverse(),
+    decompress: async (buffer) => buffer,
+  });
+  t.after(() => {
+    Codecs[Types.Snappy] = installed;
+  });
+  const request = await produceRequest({
+    acks: -1,
+    timeout: 30000,
+    compression: Types.Snappy,
+    producerId: Long.fromInt(4242),
+    producerEpoch: 3,
+    topicData: [
+      { topic: 'audit', partitions: [{ partition: 0, firstSequence: 5, messages: messages(3, 'a') }, { partition: 2, firstSequence: 70000, messages: messages(400, 'b') }] },
+      { topic: 'spans', partitions: [{ partition: 1, firstSequence: 0, messages: messages(130, 'c') }] },
+    ],
+  }).encode();
+  assert.equal(request.buffer.length, 7386320);
+  assert.equal(createHash('sha256').update(request.buffer).digest('hex'), '8bdfeb74c843f519da90c9c0491c919752b3c841f2a88cd423532138737f6393');
+});
+
+test('a record batch and its records are each one buffer of their exact size', async () => {
+  const records = messages(60, 'd').map((message, i) => Record({ ...message, offsetDelta: i, timestampDelta: 0 }));
+  for (const record of records) assert.equal(record.buf.length, record.offset);
+  for (const codec of [compression.Types.None, compression.Types.GZIP]) {
+    const batch = await RecordBatch({ compression: codec, records, firstTimestamp: 1, maxTimestamp: 2 });
+    assert.equal(batch.buf.length, batch.offset);
+    // Length: what follows FirstOffset and itself.
+    assert.equal(batch.buf.readInt32BE(8), batch.offset - 12);
+  }
 });
 
 test('varints are written as the unpatched kafkajs wrote them, and after bytes already in the encoder', () => {
