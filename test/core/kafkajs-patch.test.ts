@@ -52,6 +52,12 @@ function messages(n: number, seed: string): Message[] {
   return out;
 }
 
+/** Two topics, three partitions, messages of every kind: what the expected hashes were written for. */
+const twoTopics = () => [
+  { topic: 'audit', partitions: [{ partition: 0, firstSequence: 5, messages: messages(3, 'a') }, { partition: 2, firstSequence: 70000, messages: messages(400, 'b') }] },
+  { topic: 'spans', partitions: [{ partition: 1, firstSequence: 0, messages: messages(130, 'c') }] },
+];
+
 const SMALL_REQUEST_HEX =
   'ffffffff0000753000000001000561756469740000000100000000000002f30000000000000000000002e7000000000216c0' +
   'db230000000000020000018bcfe568000000018bd00b150e0000000000001092000300000005000000030c00000001010082' +
@@ -86,10 +92,7 @@ test('a produce request is encoded to the same bytes as by the unpatched kafkajs
     transactionalId: 'tx',
     producerId: Long.fromInt(4242),
     producerEpoch: 3,
-    topicData: [
-      { topic: 'audit', partitions: [{ partition: 0, firstSequence: 5, messages: messages(3, 'a') }, { partition: 2, firstSequence: 70000, messages: messages(400, 'b') }] },
-      { topic: 'spans', partitions: [{ partition: 1, firstSequence: 0, messages: messages(130, 'c') }] },
-    ],
+    topicData: twoTopics(),
   }).encode();
   assert.equal(big.buffer.length, 7386322);
   assert.equal(createHash('sha256').update(big.buffer).digest('hex'), 'db3f74fa4833877bae3860a59c0196112fa496bb278283b7bf98a3870ce4a3b9');
@@ -113,10 +116,7 @@ test('a compressed produce request is encoded to the same bytes as by the unpatc
     compression: Types.Snappy,
     producerId: Long.fromInt(4242),
     producerEpoch: 3,
-    topicData: [
-      { topic: 'audit', partitions: [{ partition: 0, firstSequence: 5, messages: messages(3, 'a') }, { partition: 2, firstSequence: 70000, messages: messages(400, 'b') }] },
-      { topic: 'spans', partitions: [{ partition: 1, firstSequence: 0, messages: messages(130, 'c') }] },
-    ],
+    topicData: twoTopics(),
   }).encode();
   assert.equal(request.buffer.length, 7386320);
   assert.equal(createHash('sha256').update(request.buffer).digest('hex'), '8bdfeb74c843f519da90c9c0491c919752b3c841f2a88cd423532138737f6393');
