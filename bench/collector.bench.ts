@@ -17,9 +17,11 @@
  *      instrumented first in even ones (ABBA, `--repeat=N` rounds, default 4): the latency in the
  *      gateway (a request's arrival to its response's send, minus the tool's own duration) at p50
  *      and p99, and end to end; the bytes the gateway thread allocated per call (v8.GCProfiler over
- *      the window); the gateway's event-loop utilization; its GC pauses, also by kind (scavenges,
- *      with the bytes each kept, and mark-compacts), which set the p99; heap used (after a full GC)
- *      idle, with 10,000 calls in flight, and after shutdown. `--control=mem:0.4` runs the plain
+ *      the window); the gateway's event-loop utilization; how long its thread waited for a core (the
+ *      kernel's run-queue wait), beside the CPU of the process's other threads and of the broker when
+ *      it runs here; its GC pauses, also by kind (scavenges, with the bytes each kept, and
+ *      mark-compacts), which set the p99; heap used (after a full GC) idle, with 10,000 calls in
+ *      flight, and after shutdown. `--control=mem:0.4` runs the plain
  *      gateway beside a load of that kind and share (`startControlLoad`).
  *    Targets (issue 15), at 10,000 calls/s: instrumented p99 ≤ 1.1 × plain p99 (all rounds' calls
  *    pooled; each round's ratio and their spread shown; the verdict is marked not conclusive when the
@@ -613,7 +615,8 @@ async function concurrency(brokers: string): Promise<void> {
   const pair = (a: string, b: string) => `${a} / ${b}`;
   const pauses = (x: Pauses) => `${x.msPerSecond.toFixed(1)}, ${x.longestMs.toFixed(1)}`;
   /** Milliseconds (of CPU, or of waiting) per second of the window. */
-  const perWindowSecond = (w: Window, msTotal: number) => (msTotal / (w.windowMs / 1000)).toFixed(0);
+  const msPerWindowSecond = (w: Window, msTotal: number) => msTotal / (w.windowMs / 1000);
+  const perWindowSecond = (w: Window, msTotal: number) => msPerWindowSecond(w, msTotal).toFixed(0);
   const p50p99 = (x: Float64Array) => pair(quantile(x, 0.5).toFixed(2), quantile(x, 0.99).toFixed(2));
   for (const [toolMs, measureMs] of TOOL_DURATIONS.filter(([t]) => !toolMsArg || toolMsArg.includes(t))) {
     const spec = { toolMs, inFlight: 10_000, mode: 'steady', warmupMs: toolMs + 2_000, measureMs } as const;
@@ -739,7 +742,7 @@ async function concurrency(brokers: string): Promise<void> {
     ]);
     // Where else it can come from: the gateway thread ready to run but without a core, while the
     // collector's threads, the agents' thread and the broker (here on the same cores) run.
-    const perSec = (of: (w: Window) => number) => (w: Window) => of(w) / (w.windowMs / 1000);
+    const perSec = (of: (w: Window) => number) => (w: Window) => msPerWindowSecond(w, of(w));
     rows.push([
       '  cores, plain → instrumented (ms per s of window)',
       `gateway thread waited for a core ${change(perSec((w) => w.cpu.mainWaited), 0)}; gateway thread ran ${change(perSec((w) => w.cpu.main), 0)}; the process's other threads ${change(perSec((w) => w.cpu.rest), 0)}; broker ${brokerPid ? change(perSec((w) => w.cpu.broker), 0) : 'not on this machine'} (mean of ${REPEAT} rounds)`,
