@@ -60,8 +60,8 @@ export const COLLECTOR_THREAD_NICE = 10;
 
 /**
  * Resource limits of the collector's own threads: a small young generation (by default V8 lets a
- * worker's grow to a size set by the machine's memory). Both threads keep little alive between
- * batches, so it costs them only more and shorter scavenges. Grown large, the Kafka thread's heap went
+ * worker's grow to a size set by the machine's memory). Most of what they allocate dies within a
+ * batch, so the cap costs them only more, shorter scavenges. Grown large, the Kafka thread's heap went
  * through mark-compacts several times a second, whose marking and sweeping run on V8's helper
  * threads: shared with the gateway's isolate, at the process's priority, on the cores the gateway's
  * thread waits for.
