@@ -1,7 +1,8 @@
 /**
  * kafkajs as installed, with patches/kafkajs+2.2.4.patch: the producer groups a batch's messages by
- * partition in one pass and encodes without a zero-filled Buffer per varint or per encoder, builds a
- * record batch in one buffer of its exact size, and sends the same bytes as before. The expected bytes
+ * partition in one pass and encodes without a zero-filled Buffer per varint or per encoder, writes a
+ * record's headers and 32-bit timestamp delta in place, builds a record batch in one buffer of its
+ * exact size, and sends the same bytes as before. The expected bytes
  * below were written by the unpatched kafkajs 2.2.4.
  */
 import assert from 'node:assert/strict';
@@ -17,8 +18,9 @@ interface EncoderInstance {
   writeVarInt(value: number): EncoderInstance;
   writeUVarInt(value: number): EncoderInstance;
   writeBytes(value: Buffer): EncoderInstance;
+  writeVarLong(value: number | string): EncoderInstance;
 }
-const Encoder = require('kafkajs/src/protocol/encoder.js') as new (initialSize?: number) => EncoderInstance;
+const Encoder = require('kafkajs/src/protocol/encoder.js') as (new (initialSize?: number) => EncoderInstance) & { sizeOfVarLong(value: number | string): number };
 const Long = require('kafkajs/src/utils/long.js') as { fromInt(value: number): unknown };
 const produceRequest = require('kafkajs/src/protocol/requests/produce/v3/request.js') as (options: object) => { encode(): Promise<{ buffer: Buffer }> };
 const compression = require('kafkajs/src/protocol/message/compression/index.js') as {
@@ -148,6 +150,14 @@ test('varints are written as the unpatched kafkajs wrote them, and after bytes a
   const filler = Buffer.alloc(506, 0xab);
   const encoder = new Encoder(511).writeBytes(filler).writeUVarInt(2 ** 32 - 1);
   assert.equal(encoder.buffer.toString('hex'), `000001fa${filler.toString('hex')}ffffffff0f`);
+});
+
+test('varlongs (a record\'s timestamp delta) are written and sized as the unpatched kafkajs did, 32-bit or not', () => {
+  const values = [0, -0, 1, -1, 63, -64, 64, -65, 2 ** 20, -(2 ** 20), 2 ** 30, -(2 ** 30), 2 ** 31 - 1, -(2 ** 31), 2 ** 31, -(2 ** 31) - 1, 2 ** 32, 2 ** 40 + 5, -(2 ** 45), Number.MAX_SAFE_INTEGER, 1.5e9, 1_700_000_000_000, '12345', '-99'];
+  assert.deepEqual(
+    values.map((v) => `${new Encoder().writeVarLong(v).buffer.toString('hex')}:${Encoder.sizeOfVarLong(v)}`),
+    ["00:1", "00:1", "02:1", "01:1", "7e:1", "7f:1", "8001:2", "8101:2", "80808001:4", "ffff7f:3", "8080808008:5", "ffffffff07:5", "feffffff0f:5", "ffffffff0f:5", "8080808010:5", "8180808010:5", "8080808020:5", "8a8080808040:6", "ffffffffffff0f:7", "feffffffffffff1f:8", "80bcc1960b:5", "80a0abfef962:6", "f2c001:3", "c501:2"],
+  );
 });
 
 test('the patch is applied: an encoder starts in Node\'s shared Buffer pool, not in a zero-filled buffer of its own', () => {
