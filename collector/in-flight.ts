@@ -45,10 +45,7 @@ export class InFlightCalls {
   /** The call held under `id` for `via`, no longer held; undefined when there is none. */
   take(id: unknown, via: object | undefined): ToolCall | undefined {
     const call = this.find(id, via);
-    if (call === undefined) return undefined;
-    this.slots[slotOf(id as number, this.slots.length)] = undefined;
-    this.held--;
-    call.heldVia = undefined;
+    if (call !== undefined) this.release(slotOf(id as number, this.slots.length), call);
     return call;
   }
 
@@ -65,11 +62,16 @@ export class InFlightCalls {
     for (let at = 0; at < this.slots.length; at++) {
       const call = this.slots[at];
       if (call === undefined || call.heldVia !== via) continue;
-      this.slots[at] = undefined;
-      this.held--;
-      call.heldVia = undefined;
+      this.release(at, call);
       each(call);
     }
+  }
+
+  /** Empties the slot `at`, which holds `call`. */
+  private release(at: number, call: ToolCall): void {
+    this.slots[at] = undefined;
+    this.held--;
+    call.heldVia = undefined;
   }
 
   /** Twice the slots. Two ids in different slots of N are in different slots of 2N, so no call is displaced. */
