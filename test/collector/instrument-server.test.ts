@@ -358,8 +358,12 @@ test('instrumentServer ends a call at its response, and a cancelled or cut-off c
     });
   });
   const transport = (server.server as unknown as { transport: object }).transport;
-  const released = async (n: number) => {
+  /** Until n calls are inside the slow tool. */
+  const reached = async (n: number) => {
     while (waiting.length < n) await new Promise((resolve) => setImmediate(resolve));
+  };
+  const released = async (n: number) => {
+    await reached(n);
     await new Promise((resolve) => setTimeout(resolve, 30));
     waiting.splice(0).forEach((resolve) => resolve());
   };
@@ -376,14 +380,14 @@ test('instrumentServer ends a call at its response, and a cancelled or cut-off c
   // Cancelled by the client: no response is sent, the call is audited when its handler settles.
   const abort = new AbortController();
   const cancelled = h.client.callTool({ name: 'slow', arguments: {} }, undefined, { signal: abort.signal });
-  while (waiting.length < 1) await new Promise((resolve) => setImmediate(resolve));
+  await reached(1);
   abort.abort('the agent gave up');
   await assert.rejects(cancelled);
   await released(1);
 
   // The connection closes under two calls in flight: each is audited when its handler settles.
   const cut = [h.client.callTool({ name: 'slow', arguments: {} }), h.client.callTool({ name: 'slow', arguments: {} })];
-  while (waiting.length < 2) await new Promise((resolve) => setImmediate(resolve));
+  await reached(2);
   await h.client.close();
   await Promise.allSettled(cut);
   await released(2);

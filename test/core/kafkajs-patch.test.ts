@@ -54,11 +54,22 @@ function messages(n: number, seed: string): Message[] {
   return out;
 }
 
-/** Two topics, three partitions, messages of every kind: what the expected hashes were written for. */
-const twoTopics = () => [
-  { topic: 'audit', partitions: [{ partition: 0, firstSequence: 5, messages: messages(3, 'a') }, { partition: 2, firstSequence: 70000, messages: messages(400, 'b') }] },
-  { topic: 'spans', partitions: [{ partition: 1, firstSequence: 0, messages: messages(130, 'c') }] },
-];
+/**
+ * A produce request of two topics, three partitions and messages of every kind (what the expected
+ * hashes were written for), with `options` beside the fixed ones, encoded.
+ */
+const twoTopicRequest = (options: object) =>
+  produceRequest({
+    acks: -1,
+    timeout: 30000,
+    producerId: Long.fromInt(4242),
+    producerEpoch: 3,
+    topicData: [
+      { topic: 'audit', partitions: [{ partition: 0, firstSequence: 5, messages: messages(3, 'a') }, { partition: 2, firstSequence: 70000, messages: messages(400, 'b') }] },
+      { topic: 'spans', partitions: [{ partition: 1, firstSequence: 0, messages: messages(130, 'c') }] },
+    ],
+    ...options,
+  }).encode();
 
 const SMALL_REQUEST_HEX =
   'ffffffff0000753000000001000561756469740000000100000000000002f30000000000000000000002e7000000000216c0' +
@@ -88,14 +99,7 @@ test('a produce request is encoded to the same bytes as by the unpatched kafkajs
   }).encode();
   assert.equal(small.buffer.toString('hex'), SMALL_REQUEST_HEX);
 
-  const big = await produceRequest({
-    acks: -1,
-    timeout: 30000,
-    transactionalId: 'tx',
-    producerId: Long.fromInt(4242),
-    producerEpoch: 3,
-    topicData: twoTopics(),
-  }).encode();
+  const big = await twoTopicRequest({ transactionalId: 'tx' });
   assert.equal(big.buffer.length, 7386322);
   assert.equal(createHash('sha256').update(big.buffer).digest('hex'), 'db3f74fa4833877bae3860a59c0196112fa496bb278283b7bf98a3870ce4a3b9');
 });
@@ -112,14 +116,7 @@ test('a compressed produce request is encoded to the same bytes as by the unpatc
   t.after(() => {
     Codecs[Types.Snappy] = installed;
   });
-  const request = await produceRequest({
-    acks: -1,
-    timeout: 30000,
-    compression: Types.Snappy,
-    producerId: Long.fromInt(4242),
-    producerEpoch: 3,
-    topicData: twoTopics(),
-  }).encode();
+  const request = await twoTopicRequest({ compression: Types.Snappy });
   assert.equal(request.buffer.length, 7386320);
   assert.equal(createHash('sha256').update(request.buffer).digest('hex'), '8bdfeb74c843f519da90c9c0491c919752b3c841f2a88cd423532138737f6393');
 });
