@@ -27,7 +27,10 @@
  *    pooled; each round's ratio and their spread shown; the verdict is marked not conclusive when the
  *    collector-off p99 moves by more than the 10 % margin from round to round), and ≤ 1 KB allocated
  *    per call added by the collector (median over the rounds, with the spread). npm run bench --
- *    collector-alloc measures the bytes more finely, without GC in its windows.
+ *    collector-alloc measures the bytes more finely, without GC in its windows. The target row's rounds
+ *    also run the plain gateway beside raw kafkajs sending the same messages the collector would
+ *    (`startRawDelivery`), between the other two runs: the raw limit of delivery, and the instrumented
+ *    p99 against it.
  * 3. Collector → Kafka records/s, against raw kafkajs sendBatch (kafkajs as installed: with
  *    patches/) of the same messages with the same batch size (1,000), partitioner, compression (gzip,
  *    at the collector's level), acks (-1) and idempotent producer, in the same run, alternating; CPU
@@ -54,12 +57,19 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { createCollector, type AuditRecord, type Collector } from '../collector/index.ts';
-import { COLLECTOR_GZIP_LEVEL } from '../core/kafka.ts';
+import { COLLECTOR_GZIP_LEVEL, gzipInCallingThread } from '../core/kafka.ts';
 import { DefaultPartitioner } from '../core/kafka-partitioner.ts';
 import { auditMessageKey, type Publisher } from '../core/publisher.ts';
 import { normalizeAuditRecord } from '../model/audit-event.ts';
 import { newEventId } from '../model/ids.ts';
-import { startWorker } from '../collector/worker-thread.ts';
+import { lowerThreadPriority, startCollectorThread, startWorker } from '../collector/worker-thread.ts';
+import { createPrepare } from '../collector/prepare.ts';
+import type { SpoolRecord } from '../collector/spool-format.ts';
+import { ToolCall } from '../collector/tool-call.ts';
+import { createToolCallReader, ToolCallWriter } from '../collector/tool-call-wire.ts';
+import { createWarnings } from '../collector/warnings.ts';
+import type { InstrumentationScope } from '@opentelemetry/core';
+import type { Resource } from '@opentelemetry/resources';
 import { printTable, type Row } from './table.ts';
 
 // 'error': kafkajs warns on every idempotent producer about the collector's short retry budget (core/kafka.ts).
@@ -411,6 +421,90 @@ function startControlLoad(): Worker[] {
   return [0, 1].map(() => new Worker(code, { eval: true }));
 }
 
+/**
+ * The raw limit of the collector's delivery, a third run in each round of the target row: the plain
+ * gateway beside the Kafka traffic the collector makes of its calls, sent by raw kafkajs from bytes
+ * encoded beforehand. One thread set up as the collector's Kafka thread (nice 10, the same young
+ * generation, gzip level 1 in the thread, an idempotent producer, acks -1) sends each call's audit
+ * record and a 64-span message per 64 calls as the calls come, in batches as the collector's sender
+ * makes them (up to BATCH records, or what 200 ms gathered). What producing the same messages costs
+ * the gateway, with nothing encoded per call and nothing on the gateway's thread.
+ */
+interface RawDeliverySpec {
+  role: 'raw-delivery';
+  brokers: string;
+  topics: { audit: string; spans: string };
+  callsPerSecond: number;
+}
+
+async function startRawDelivery(brokers: string, callsPerSecond: number): Promise<Worker> {
+  const topics = { audit: `bench-raw-calls-${randomBytes(3).toString('hex')}`, spans: `bench-raw-spans-${randomBytes(3).toString('hex')}` };
+  await createTopic(brokers, topics.audit);
+  await createTopic(brokers, topics.spans);
+  const spec: RawDeliverySpec = { role: 'raw-delivery', brokers, topics, callsPerSecond };
+  const worker = startCollectorThread(new URL(import.meta.url), { workerData: spec, name: 'bench-raw' });
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve());
+    worker.once('error', reject);
+  });
+  return worker;
+}
+
+/** The messages of `count` calls as the collector's encoder makes them: their audit records, and their spans' messages. */
+function encodedCalls(topics: { audit: string; spans: string }, count: number): { audits: SpoolRecord[]; spans: SpoolRecord[] } {
+  const warnings = createWarnings(() => undefined);
+  const tracer = new BasicTracerProvider().getTracer('mcp-audit-analytics/collector', '0.1.0') as unknown as { _resource: Resource; instrumentationScope: InstrumentationScope };
+  const route = { resource: tracer._resource, scope: tracer.instrumentationScope };
+  const writer = new ToolCallWriter(count);
+  const start = performance.now();
+  for (let i = 0; i < count; i++) {
+    const call = new ToolCall(start + i / 10, 'users.Users.Get', 'port', undefined, { name: 'bench-agent', version: '1.0.0' }, undefined, i + 2);
+    call.end = call.start + 1000 + Math.random();
+    call.requestBytes = 120;
+    call.responseBytes = 110;
+    call.route = route;
+    call.sampled = true;
+    writer.add(call);
+  }
+  const read = createToolCallReader({ tenant: 'default', spansTopic: topics.spans, maxMessageBytes: 1_000_000, timeOrigin: performance.timeOrigin, warnings, onError: (error) => { throw error; } })(writer.take());
+  const prepare = createPrepare({ tenant: 'default', auditTopic: topics.audit, warnings });
+  const counters = { sent: 0, spilled: 0, dropped: 0, failed: 0, invalid: 0 };
+  const audits = prepare(read.records, counters);
+  if (audits.length !== count || read.spans.length !== 1) throw new Error(`raw delivery: ${audits.length} records and ${read.spans.length} span messages of ${count} calls`);
+  return { audits, spans: read.spans };
+}
+
+/** The raw delivery's thread: sends the calls' messages as they come, at most BATCH records a request, one request at a time. */
+async function runRawDelivery(spec: RawDeliverySpec): Promise<void> {
+  lowerThreadPriority();
+  gzipInCallingThread();
+  const SAMPLE = 64;
+  const { audits, spans } = encodedCalls(spec.topics, SAMPLE);
+  const kafka = new kafkajs.Kafka({ clientId: 'bench-raw-delivery', brokers: [spec.brokers], logLevel: kafkajs.logLevel.WARN });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: DefaultPartitioner });
+  await producer.connect();
+  parentPort!.postMessage('ready');
+  const started = performance.now();
+  let made = 0;
+  let lastSend = started;
+  for (;;) {
+    const due = Math.floor(((performance.now() - started) / 1000) * spec.callsPerSecond);
+    // As the collector's sender: a batch when BATCH calls wait, or when its oldest has waited 200 ms.
+    if (due - made >= BATCH || (due > made && performance.now() - lastSend >= 200)) {
+      const n = Math.min(BATCH, due - made);
+      const messages = Array.from({ length: n }, (_, k) => audits[(made + k) % SAMPLE]!);
+      const spanMessages = Array.from({ length: Math.floor((made + n) / SAMPLE) - Math.floor(made / SAMPLE) }, () => spans[0]!);
+      made += n;
+      lastSend = performance.now();
+      const topicMessages = [{ topic: spec.topics.audit, messages }];
+      if (spanMessages.length > 0) topicMessages.push({ topic: spec.topics.spans, messages: spanMessages });
+      await producer.sendBatch({ topicMessages, acks: -1, compression: kafkajs.CompressionTypes.GZIP });
+    } else {
+      await sleep(5);
+    }
+  }
+}
+
 /** Mean bytes kept per scavenge, from a GCProfiler's record: the young generation after it, plus the old generation's growth in it. */
 function survivedPerScavenge(profile: GcProfile | undefined): number {
   const used = (spaces: { spaceName: string; spaceUsedSize: number }[], name: string) => spaces.find((x) => x.spaceName === name)?.spaceUsedSize ?? 0;
@@ -436,7 +530,8 @@ interface GcProfile {
 }
 
 /** An MCP server whose tool awaits `toolMs`, driven by the client thread; instrumented: collector → Kafka, spans too. */
-async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSpec, 'role' | 'port'>): Promise<Window> {
+/** A plain run, a plain run beside the raw delivery of its calls' messages (`rawDelivery`), or an instrumented run. */
+async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSpec, 'role' | 'port'>, rawDelivery = false): Promise<Window> {
   const server = new McpServer({ name: 'bench-gateway', version: '1.0.0' });
   let provider: BasicTracerProvider | undefined;
   let collector: Collector | undefined;
@@ -461,7 +556,11 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
     if (spec.toolMs > 0) await sleep(spec.toolMs);
     return { content: [{ type: 'text', text: 'user 42: Ada Lovelace' }] };
   });
-  const controlLoad = !instrumented && spec.mode === 'steady' ? startControlLoad() : [];
+  const controlLoad = rawDelivery
+    ? [await startRawDelivery(brokers, (spec.inFlight / spec.toolMs) * 1000)]
+    : !instrumented && spec.mode === 'steady'
+      ? startControlLoad()
+      : [];
   const channel = new MessageChannel();
   let windowStart = Infinity;
   let windowEnd = Infinity;
@@ -626,18 +725,23 @@ async function concurrency(brokers: string): Promise<void> {
     /** Per round: p99 in the gateway, instrumented / plain; bytes the gateway thread allocated per call, added. */
     const ratios: number[] = [];
     const bytesAdded: number[] = [];
-    const windows = { plain: [] as Window[], inst: [] as Window[] };
+    const windows = { plain: [] as Window[], inst: [] as Window[], raw: [] as Window[] };
+    // The target row also runs the raw limit of delivery (startRawDelivery), between the other two.
+    const withRaw = toolMs === TARGET_TOOL_MS;
     for (let run = 1; run <= REPEAT; run++) {
       // Odd rounds run plain first, even rounds instrumented first (ABBA): whatever a run leaves to the
       // next one (the broker's work on what it was sent, the heap) falls on both sides alike.
       const plainFirst = run % 2 === 1;
       const first = await drive(!plainFirst, brokers, spec);
+      const raw = withRaw ? await drive(false, brokers, spec, true) : undefined;
       const second = await drive(plainFirst, brokers, spec);
       const [plain, inst] = plainFirst ? [first, second] : [second, first];
       const [p, i] = [plain.gatewayLatencies, inst.gatewayLatencies];
-      console.error(`  ${toolMs / 1000} s tool, round ${run} (${plainFirst ? 'plain first' : 'instrumented first'}): p99 in the gateway ${quantile(p, 0.99).toFixed(2)} → ${quantile(i, 0.99).toFixed(2)} ms; calls ${p.length} / ${i.length} (end to end ${plain.latencies.length} / ${inst.latencies.length}); load ${os.loadavg()[0]!.toFixed(1)}`);
+      const rawNote = raw ? `; beside the raw delivery ${quantile(raw.gatewayLatencies, 0.99).toFixed(2)} ms` : '';
+      console.error(`  ${toolMs / 1000} s tool, round ${run} (${plainFirst ? 'plain first' : 'instrumented first'}): p99 in the gateway ${quantile(p, 0.99).toFixed(2)} → ${quantile(i, 0.99).toFixed(2)} ms${rawNote}; calls ${p.length} / ${i.length} (end to end ${plain.latencies.length} / ${inst.latencies.length}); load ${os.loadavg()[0]!.toFixed(1)}`);
       windows.plain.push(plain);
       windows.inst.push(inst);
+      if (raw) windows.raw.push(raw);
       added.push(quantile(i, 0.99) - quantile(p, 0.99));
       ratios.push(quantile(i, 0.99) / quantile(p, 0.99));
       const perResponse = (w: Window) => w.allocated / Math.max(1, w.responses);
@@ -703,6 +807,32 @@ async function concurrency(brokers: string): Promise<void> {
       '≤ 1.1',
       judged ? p99Verdict : '',
     ]);
+    const mean = (runs: Window[], of: (w: Window) => number) => runs.reduce((sum, w) => sum + of(w), 0) / runs.length;
+    const perSec = (of: (w: Window) => number) => (w: Window) => msPerWindowSecond(w, of(w));
+    if (windows.raw.length > 0) {
+      // The same rule with the raw delivery in the place of each side: what delivering these messages at
+      // all costs the gateway on this machine, and the collector against that.
+      const rawAll = all(windows.raw, inGateway);
+      const byRound = (over: Window[], under: Window[]) => over.map((w, k) => (quantile(w.gatewayLatencies, 0.99) / quantile(under[k]!.gatewayLatencies, 0.99)).toFixed(2)).join(', ');
+      rows.push([
+        '  the raw limit: plain beside raw kafkajs sending the same messages / plain',
+        `${(quantile(rawAll, 0.99) / quantile(plainAll, 0.99)).toFixed(2)} (${quantile(plainAll, 0.99).toFixed(2)} → ${quantile(rawAll, 0.99).toFixed(2)} ms; round by round ${byRound(windows.raw, windows.plain)})`,
+        '',
+        '',
+      ]);
+      rows.push([
+        '  instrumented / the raw limit',
+        `${(quantile(instAll, 0.99) / quantile(rawAll, 0.99)).toFixed(2)} (round by round ${byRound(windows.inst, windows.raw)})`,
+        '',
+        '',
+      ]);
+      rows.push([
+        '  cores beside the raw delivery (ms per s of window)',
+        `gateway thread waited for a core ${mean(windows.raw, perSec((w) => w.cpu.mainWaited)).toFixed(0)}; gateway thread ran ${mean(windows.raw, perSec((w) => w.cpu.main)).toFixed(0)}; the process's other threads ${mean(windows.raw, perSec((w) => w.cpu.rest)).toFixed(0)}; broker ${brokerPid ? mean(windows.raw, perSec((w) => w.cpu.broker)).toFixed(0) : 'not on this machine'} (mean of ${REPEAT} rounds)`,
+        '',
+        '',
+      ]);
+    }
     rows.push([
       `  bytes allocated per call on the gateway thread, added by the collector`,
       `median ${Math.round(median(sortedBytes))} B (${Math.round(sortedBytes[0]!)}–${Math.round(sortedBytes.at(-1)!)} over ${REPEAT} rounds)`,
@@ -732,7 +862,6 @@ async function concurrency(brokers: string): Promise<void> {
       '',
     ]);
     // Where the p99 comes from: the gateway's GC pauses, by kind, as the mean of the rounds.
-    const mean = (runs: Window[], of: (w: Window) => number) => runs.reduce((sum, w) => sum + of(w), 0) / runs.length;
     const change = (of: (w: Window) => number, digits = 1) => `${mean(windows.plain, of).toFixed(digits)} → ${mean(windows.inst, of).toFixed(digits)}`;
     rows.push([
       `  GC pauses in the gateway, plain → instrumented${CONTROL ? ` (plain beside the ${CONTROL[1]} control load)` : ''}`,
@@ -742,7 +871,6 @@ async function concurrency(brokers: string): Promise<void> {
     ]);
     // Where else it can come from: the gateway thread ready to run but without a core, while the
     // collector's threads, the agents' thread and the broker (here on the same cores) run.
-    const perSec = (of: (w: Window) => number) => (w: Window) => msPerWindowSecond(w, of(w));
     rows.push([
       '  cores, plain → instrumented (ms per s of window)',
       `gateway thread waited for a core ${change(perSec((w) => w.cpu.mainWaited), 0)}; gateway thread ran ${change(perSec((w) => w.cpu.main), 0)}; the process's other threads ${change(perSec((w) => w.cpu.rest), 0)}; broker ${brokerPid ? change(perSec((w) => w.cpu.broker), 0) : 'not on this machine'} (mean of ${REPEAT} rounds)`,
@@ -908,4 +1036,5 @@ async function main(): Promise<void> {
 }
 
 if (isMainThread) await main();
+else if ((workerData as { role: string }).role === 'raw-delivery') await runRawDelivery(workerData as RawDeliverySpec);
 else await runClient(workerData as ClientSpec);
