@@ -257,6 +257,25 @@ function fixed64Time(time: HrTime): void {
 }
 
 function string(text: string): void {
+  // Most texts here are short and ASCII (attribute keys, names, ids): written by char, as their length
+  // in bytes is then their length in chars; anything else goes through Buffer's UTF-8 writer, whose
+  // two native calls cost more than these texts' bytes do.
+  const chars = text.length;
+  if (chars < 0x80) {
+    ensure(1 + chars);
+    const at = pos + 1;
+    let i = 0;
+    for (; i < chars; i++) {
+      const code = text.charCodeAt(i);
+      if (code >= 0x80) break;
+      buf[at + i] = code;
+    }
+    if (i === chars) {
+      buf[pos] = chars;
+      pos = at + chars;
+      return;
+    }
+  }
   const length = Buffer.byteLength(text, 'utf8');
   varint(length);
   ensure(length);
@@ -277,18 +296,26 @@ function nibble(code: number): number {
   return code - 55;
 }
 
-/** Where a length-delimited message starts: its length is written in front of it by `endMessage`. */
+/**
+ * Where a length-delimited message starts. One byte is kept for its length, which `endMessage` writes
+ * there: enough for most messages (an attribute, a status); a longer one is moved up to make room.
+ */
 function startMessage(): number {
-  return pos;
+  ensure(1);
+  return pos++;
 }
 
 function endMessage(start: number): void {
-  const length = pos - start;
+  const length = pos - start - 1;
+  if (length < 0x80) {
+    buf[start] = length;
+    return;
+  }
   let size = 1;
   for (let v = length; v > 0x7f; v = Math.floor(v / 0x80)) size++;
-  ensure(size);
-  buf.copyWithin(start + size, start, pos);
-  const end = pos + size;
+  ensure(size - 1);
+  buf.copyWithin(start + size, start + 1, pos);
+  const end = pos + size - 1;
   pos = start;
   varint(length);
   pos = end;

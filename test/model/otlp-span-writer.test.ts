@@ -46,3 +46,27 @@ test('writeTraceRequest writes what the OpenTelemetry serializer writes', () => 
   const many = Array.from({ length: 200 }, () => spans).flat();
   assert.equal(Buffer.compare(writeTraceRequest(many), Buffer.from(encodeTraceRequest(many))), 0);
 });
+
+test('writeTraceRequest writes texts and lengths at their one-byte borders as the serializer does', () => {
+  const exporter = new InMemorySpanExporter();
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const tracer = provider.getTracer('borders');
+  const attributes: Record<string, string> = {};
+  // Values from 100 to 140 chars: their AnyValue and KeyValue lengths cross 127/128 bytes, and so do
+  // the texts themselves; some ASCII, some with a non-ASCII char at the start, in the middle or at the
+  // end (longer in bytes than in chars), and lone surrogates (which UTF-8 writes as U+FFFD).
+  const odd = ['é', '✓', '😀', '\ud800', '\udfff'];
+  for (let n = 100; n <= 140; n++) {
+    attributes[`ascii.${n}`] = 'a'.repeat(n);
+    const c = odd[n % odd.length]!;
+    attributes[`first.${n}`] = c + 'b'.repeat(n - c.length);
+    attributes[`middle.${n}`] = 'c'.repeat(n >> 1) + c + 'c'.repeat(n - (n >> 1) - c.length);
+    attributes[`last.${n}`] = 'd'.repeat(n - c.length) + c;
+  }
+  attributes['k'.repeat(127)] = '';
+  attributes['ü'.repeat(64)] = 'x';
+  tracer.startSpan('borders', { attributes }).end();
+  tracer.startSpan('ü'.repeat(127)).end();
+  const spans = exporter.getFinishedSpans();
+  assert.equal(Buffer.compare(writeTraceRequest(spans), Buffer.from(encodeTraceRequest(spans))), 0);
+});
