@@ -529,8 +529,11 @@ interface GcProfile {
   }[];
 }
 
-/** An MCP server whose tool awaits `toolMs`, driven by the client thread; instrumented: collector → Kafka, spans too. */
-/** A plain run, a plain run beside the raw delivery of its calls' messages (`rawDelivery`), or an instrumented run. */
+/**
+ * An MCP server whose tool awaits `toolMs`, driven by the client thread; instrumented: collector →
+ * Kafka, spans too. With `rawDelivery`, a plain server beside the raw delivery of its calls' messages
+ * (startRawDelivery), in the place of any `--control` load.
+ */
 async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSpec, 'role' | 'port'>, rawDelivery = false): Promise<Window> {
   const server = new McpServer({ name: 'bench-gateway', version: '1.0.0' });
   let provider: BasicTracerProvider | undefined;
