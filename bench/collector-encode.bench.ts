@@ -18,35 +18,27 @@
 import os from 'node:os';
 import type { Attributes } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
-import type { InstrumentationScope } from '@opentelemetry/core';
-import type { Resource } from '@opentelemetry/resources';
 import { createPrepare } from '../collector/prepare.ts';
-import { ToolCall } from '../collector/tool-call.ts';
+import type { ToolCall } from '../collector/tool-call.ts';
 import { createToolCallBatch } from '../collector/tool-call-spans.ts';
 import { createToolCallReader, ToolCallWriter, type WireCalls } from '../collector/tool-call-wire.ts';
 import { createWarnings } from '../collector/warnings.ts';
 import { encodeTraceRequest } from '../model/otlp.ts';
 import { writeTraceRequest } from '../model/otlp-span-writer.ts';
 import { printTable, type Row } from './table.ts';
+import { collectorRoute, recordedCall } from './tool-calls.ts';
 
 const SLICE = 1_000;
 const SLICES = 20;
 const ROUNDS = 9;
 
 const warnings = createWarnings(() => undefined);
-const tracer = new BasicTracerProvider().getTracer('mcp-audit-analytics/collector', '0.1.0') as unknown as { _resource: Resource; instrumentationScope: InstrumentationScope };
-const route = { resource: tracer._resource, scope: tracer.instrumentationScope };
+const route = collectorRoute();
+const client = { name: 'claude-desktop', version: '1.2.3' };
 
-/** An ordinary recorded call, ended, as the gateway's thread leaves it. */
+/** The `n`th call: 50 accounts and sessions, 20–26 ms. */
 function call(n: number, start: number): ToolCall {
-  const c = new ToolCall(start, 'users.Users.Get', 'http', `acct-${n % 50}`, { name: 'claude-desktop', version: '1.2.3' }, `session-${n % 50}`, n + 2);
-  c.end = start + 20 + (n % 7);
-  c.requestBytes = 120;
-  c.responseBytes = 480;
-  c.route = route;
-  c.sampled = true;
-  return c;
+  return recordedCall(route, start, { transport: 'http', accountId: `acct-${n % 50}`, client, sessionId: `session-${n % 50}`, requestId: n + 2, durationMs: 20 + (n % 7), requestBytes: 120, responseBytes: 480 });
 }
 
 /** A slice of calls, as the gateway's thread posts it. */

@@ -65,12 +65,10 @@ import { newEventId } from '../model/ids.ts';
 import { lowerThreadPriority, startCollectorThread, startWorker } from '../collector/worker-thread.ts';
 import { createPrepare } from '../collector/prepare.ts';
 import type { SpoolRecord } from '../collector/spool-format.ts';
-import { ToolCall } from '../collector/tool-call.ts';
 import { createToolCallReader, ToolCallWriter } from '../collector/tool-call-wire.ts';
 import { createWarnings } from '../collector/warnings.ts';
-import type { InstrumentationScope } from '@opentelemetry/core';
-import type { Resource } from '@opentelemetry/resources';
 import { printTable, type Row } from './table.ts';
+import { collectorRoute, recordedCall } from './tool-calls.ts';
 
 // 'error': kafkajs warns on every idempotent producer about the collector's short retry budget (core/kafka.ts).
 const logger = pino({ level: 'error' }, pino.destination(2));
@@ -453,18 +451,12 @@ async function startRawDelivery(brokers: string, callsPerSecond: number): Promis
 /** The messages of `count` calls as the collector's encoder makes them: their audit records, and their spans' messages. */
 function encodedCalls(topics: { audit: string; spans: string }, count: number): { audits: SpoolRecord[]; spans: SpoolRecord[] } {
   const warnings = createWarnings(() => undefined);
-  const tracer = new BasicTracerProvider().getTracer('mcp-audit-analytics/collector', '0.1.0') as unknown as { _resource: Resource; instrumentationScope: InstrumentationScope };
-  const route = { resource: tracer._resource, scope: tracer.instrumentationScope };
+  const route = collectorRoute();
   const writer = new ToolCallWriter(count);
   const start = performance.now();
   for (let i = 0; i < count; i++) {
-    const call = new ToolCall(start + i / 10, 'users.Users.Get', 'port', undefined, { name: 'bench-agent', version: '1.0.0' }, undefined, i + 2);
-    call.end = call.start + 1000 + Math.random();
-    call.requestBytes = 120;
-    call.responseBytes = 110;
-    call.route = route;
-    call.sampled = true;
-    writer.add(call);
+    const fields = { transport: 'port', client: { name: 'bench-agent', version: '1.0.0' }, requestId: i + 2, durationMs: 1000 + Math.random(), requestBytes: 120, responseBytes: 110 };
+    writer.add(recordedCall(route, start + i / 10, fields));
   }
   const read = createToolCallReader({ tenant: 'default', spansTopic: topics.spans, maxMessageBytes: 1_000_000, timeOrigin: performance.timeOrigin, warnings, onError: (error) => { throw error; } })(writer.take());
   const prepare = createPrepare({ tenant: 'default', auditTopic: topics.audit, warnings });

@@ -122,8 +122,9 @@ export interface Collector {
   stats(): CollectorStats;
 }
 
-const INSTRUMENTATION_SCOPE = 'mcp-audit-analytics/collector';
-const VERSION = '0.1.0';
+/** The instrumentation scope (name, version) of the collector's tracer: its tool-call spans carry it. */
+export const INSTRUMENTATION_SCOPE = 'mcp-audit-analytics/collector';
+export const VERSION = '0.1.0';
 
 export function createCollector(options: CollectorOptions): Collector {
   const logger = options.logger ?? pino({ name: 'mcp-collector', level: 'info' }, pino.destination({ fd: 2, sync: false }));
