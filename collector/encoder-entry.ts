@@ -18,7 +18,7 @@ import type { DeliveryCounters } from './sender.ts';
 import type { SpoolRecord } from './spool.ts';
 import { createToolCallReader, type WireCalls } from './tool-call-wire.ts';
 import type { ToWorker } from './worker-entry.ts';
-import { lowerThreadPriority, threadLogging, type ThreadLogMessage } from './worker-thread.ts';
+import { lowerThreadPriority, threadLogging, type ThreadLogMessage, type ThreadPriority } from './worker-thread.ts';
 
 export interface EncoderConfig {
   tenant: string;
@@ -31,6 +31,8 @@ export interface EncoderConfig {
   /** The gateway thread's `performance.timeOrigin`: the tool calls' times are relative to it. */
   timeOrigin: number;
   logLevel: string;
+  /** This thread's scheduling (worker-thread.ts); default `idle`. */
+  threadPriority?: ThreadPriority;
   /** Where the gateway posts. */
   port: MessagePort;
 }
@@ -52,10 +54,11 @@ export interface EncodedBatch {
 export type FromEncoder = { type: 'ready' } | EncodedBatch | Extract<ToWorker, { type: 'flush' | 'close' }> | ThreadLogMessage;
 
 const config = workerData as EncoderConfig;
-lowerThreadPriority();
+const priority = lowerThreadPriority(config.threadPriority);
 const parent = parentPort!;
 const post = (message: FromEncoder) => parent.postMessage(message);
 const { logger, warnings } = threadLogging(post, config.logLevel);
+logger.debug({ threadPriority: priority, asked: config.threadPriority ?? 'idle' }, 'the collector\'s encoder thread started');
 const prepare = createPrepare({ tenant: config.tenant, auditTopic: config.auditTopic, warnings });
 
 const readCalls = createToolCallReader({ ...config, warnings, onError: (error) => logger.debug({ err: error }, 'could not audit a tool call') });

@@ -38,6 +38,7 @@ import { wireable } from './tool-call-wire.ts';
 import { createSpanProcessor, createSpanSink, untraced } from './tracing.ts';
 import { createWarnings } from './warnings.ts';
 import { createWorkerSender, type WorkerSender } from './worker-sender.ts';
+import { THREAD_PRIORITIES, type ThreadPriority } from './worker-thread.ts';
 
 export { ToolDeniedError, TOOL_DENIED_CODE, type ToolDeniedOptions, type InstrumentOptions } from './instrument-server.ts';
 
@@ -86,6 +87,12 @@ export interface CollectorOptions {
    * threads (default; the gateway's event loop only queues records), or in the gateway's own thread.
    */
   thread?: 'worker' | 'gateway';
+  /**
+   * Scheduling of those worker threads on Linux (collector/worker-thread.ts): `idle` (default, the
+   * SCHED_IDLE policy: a gateway thread that wakes takes their core at once, but on a host whose cores
+   * are all busy they get almost no CPU), `low` (nice 10: about a tenth of a busy core) or `normal`.
+   */
+  threadPriority?: ThreadPriority;
   /** Default: pino, level info, on stderr (stdout may be an MCP stdio transport). */
   logger?: Logger;
 }
@@ -138,6 +145,10 @@ export function createCollector(options: CollectorOptions): Collector {
   const spoolMaxBytes = positive('spoolMaxBytes', options.spoolMaxBytes ?? 256 * 1024 * 1024);
   const maxMessageBytes = positive('maxMessageBytes', options.maxMessageBytes ?? 1_000_000);
   if (!options.spoolDir) throw new TypeError('createCollector: spoolDir is required');
+  const threadPriority = options.threadPriority ?? 'idle';
+  if (!THREAD_PRIORITIES.includes(threadPriority)) {
+    throw new RangeError(`createCollector: threadPriority must be one of ${THREAD_PRIORITIES.join(', ')}, got ${JSON.stringify(threadPriority)}`);
+  }
   if (!options.publisher && !options.kafka?.brokers.length) throw new TypeError('createCollector: give either publisher or kafka.brokers');
 
   const warnings = createWarnings(logger);
@@ -207,6 +218,7 @@ export function createCollector(options: CollectorOptions): Collector {
               batchMaxWaitMs,
               maxMessageBytes,
               retryMaxMs: options.retryMaxMs,
+              threadPriority,
             },
             logger,
             warnings,

@@ -25,7 +25,7 @@ import { createPrepare, EncodedMessage, type QueueItem } from './prepare.ts';
 import { createSender, type SenderStats } from './sender.ts';
 import { openSpool, type SpoolRecord } from './spool.ts';
 import { createToolCallReader, type WireCalls } from './tool-call-wire.ts';
-import { lowerThreadPriority, startCollectorThread, threadLogging, type ThreadLogMessage } from './worker-thread.ts';
+import { lowerThreadPriority, startCollectorThread, threadLogging, type ThreadLogMessage, type ThreadPriority } from './worker-thread.ts';
 
 export interface WorkerConfig {
   brokers: string[];
@@ -48,6 +48,8 @@ export interface WorkerConfig {
   logLevel: string;
   /** Validate and encode in a thread of their own (default true). */
   encoderThread?: boolean;
+  /** This thread's and the encoder's scheduling (worker-thread.ts); default `idle`. */
+  threadPriority?: ThreadPriority;
 }
 
 export type ToWorker =
@@ -63,13 +65,14 @@ export type FromWorker =
   | ThreadLogMessage;
 
 const port = parentPort!;
-lowerThreadPriority();
+const config = workerData as WorkerConfig;
+const priority = lowerThreadPriority(config.threadPriority);
 // kafkajs gzips in libuv's thread pool, whose threads keep the process's priority: here instead.
 gzipInCallingThread();
-const config = workerData as WorkerConfig;
 const post = (message: FromWorker, transfer?: MessagePort[]) => port.postMessage(message, transfer);
 
 const { logger, warnings } = threadLogging(post, config.logLevel);
+logger.debug({ threadPriority: priority, asked: config.threadPriority ?? 'idle' }, 'the collector\'s Kafka thread started');
 const kafka = createKafka({
   brokers: config.brokers,
   clientId: config.clientId,
@@ -199,6 +202,7 @@ function startEncoder(): Promise<MessagePort | undefined> {
     timeOrigin: config.timeOrigin,
     maxMessageBytes: config.maxMessageBytes,
     logLevel: config.logLevel,
+    threadPriority: config.threadPriority,
     port: channel.port1,
   };
   let encoder: Worker;

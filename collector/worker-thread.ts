@@ -3,6 +3,7 @@
  * worker, which travel to the parent thread as messages (`{ type: 'log', line }` with a pino line,
  * `{ type: 'warn', kind, fields, message }`) and end in the gateway's logger.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
@@ -50,12 +51,24 @@ function plain(fields: Record<string, unknown>): Record<string, unknown> {
 }
 
 /**
- * Nice value of the collector's own threads. Their work (encoding, gzip, kafkajs) can wait; the
- * gateway's thread and the V8 helper threads of its garbage collector cannot: on a busy machine a
- * runnable collector thread at the same priority takes the core a parallel scavenge or a request
- * would have had. At nice 10 the kernel gives such a thread about a tenth of a core's share when it
- * competes with the host's threads, and all the idle CPU otherwise.
+ * How the collector's own threads (the encoder and its Kafka producer) are scheduled, on Linux; their
+ * work (encoding, gzip, kafkajs) can wait, the gateway's thread and its garbage collector's helpers
+ * cannot.
+ * - `idle` (default): the SCHED_IDLE policy. They run on whatever core time the host's threads leave,
+ *   and a host thread that wakes takes its core from them at once. At nice 10 it did not: the kernel's
+ *   scheduler (EEVDF, Linux 6.6 and later) lets a running thread finish its slice, a few ms, before a
+ *   thread that woke on its core preempts it unless that thread's slice is shorter, whatever the nice
+ *   values; a SCHED_IDLE thread has no such protection. The cost: on a host whose cores are all busy
+ *   they get almost nothing (a weight of 3 against 1,024 for a host thread), so records wait in the
+ *   collector's queues (`queueMaxRecords`), and past those are dropped and counted (`stats().dropped`).
+ * - `low`: nice 10, about a tenth of a core's share against each busy host thread, and all the idle
+ *   time otherwise.
+ * - `normal`: the priority of the thread that started them.
  */
+export const THREAD_PRIORITIES = ['idle', 'low', 'normal'] as const;
+export type ThreadPriority = (typeof THREAD_PRIORITIES)[number];
+
+/** Nice value of the collector's own threads at `low`, and at `idle` where SCHED_IDLE cannot be set. */
 export const COLLECTOR_THREAD_NICE = 10;
 
 /**
@@ -70,21 +83,44 @@ export const COLLECTOR_RESOURCE_LIMITS = Object.freeze({ maxYoungGenerationSizeM
 
 /** Starts one of the collector's own threads (the Kafka thread, the encoder): startWorker with its limits. */
 export function startCollectorThread(entry: URL, options: Omit<WorkerOptions, 'eval' | 'resourceLimits'>): Worker {
+  // libuv's thread pool is made by the first thread that uses it, and its threads inherit that
+  // thread's priority. Made by a collector thread (its first DNS lookup or file read), the pool the
+  // gateway's fs, dns, crypto and zlib calls share would run at the collector's lowered priority:
+  // made here, from this thread, it runs at this one's. A call on an existing pool is a no-op's cost.
+  fs.access('.', () => undefined);
   return startWorker(entry, { ...options, resourceLimits: COLLECTOR_RESOURCE_LIMITS });
 }
 
 /**
- * Lowers the calling thread's scheduling priority (Linux: setpriority on the thread's id, which
- * /proc/thread-self names; a thread may always lower its own). Elsewhere, or if refused, nothing.
+ * Lowers the calling thread's scheduling priority to `priority`, and answers what it got. Linux only:
+ * the thread's id is what /proc/thread-self names. Nice 10 by setpriority (a thread may always lower
+ * its own), then SCHED_IDLE by util-linux's `chrt` (a thread may always move itself there, but back only with CAP_SYS_NICE or a high RLIMIT_NICE):
+ * Node has no call for a scheduling policy. Where `chrt` is missing or refused, the thread keeps nice
+ * 10; elsewhere, or if refused, the priority it had.
  */
-export function lowerThreadPriority(nice = COLLECTOR_THREAD_NICE): boolean {
+export function lowerThreadPriority(priority: ThreadPriority = 'idle'): ThreadPriority {
+  if (priority === 'normal') return 'normal';
+  let tid: number;
   try {
-    const tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
-    if (!Number.isInteger(tid) || tid <= 0) return false;
-    if (os.getPriority(tid) >= nice) return true;
-    os.setPriority(tid, nice);
-    return true;
+    tid = Number(fs.readlinkSync('/proc/thread-self').split('/').pop());
   } catch {
-    return false;
+    return 'normal';
   }
+  if (!Number.isInteger(tid) || tid <= 0) return 'normal';
+  let got: ThreadPriority = 'normal';
+  try {
+    if (os.getPriority(tid) < COLLECTOR_THREAD_NICE) os.setPriority(tid, COLLECTOR_THREAD_NICE);
+    got = 'low';
+  } catch {
+    // refused: the thread keeps its priority.
+  }
+  if (priority === 'idle') {
+    try {
+      execFileSync('chrt', ['--idle', '--pid', '0', String(tid)], { stdio: 'ignore', timeout: 5_000 });
+      got = 'idle';
+    } catch {
+      // no chrt, or refused: nice 10 stays.
+    }
+  }
+  return got;
 }

@@ -1,11 +1,16 @@
 // The collector against the real broker of the test run (KAFKA_TEST_BROKERS): every record reported
 // through auditFunc reaches the audit topic exactly once, validated and in order.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { createCollector } from '../../collector/index.ts';
 import { normalizeAuditRecord } from '../../model/audit-event.ts';
 import { newEventId } from '../../model/ids.ts';
 import { captureLogger, consumeExactly, createTopic, goMicroRecord, suffix, tempDir } from './helpers.ts';
+import { processThreads, SCHED_IDLE, SCHED_OTHER } from './thread-scheduling.ts';
 
 const brokers = process.env.KAFKA_TEST_BROKERS;
 const SKIP = brokers ? false : 'KAFKA_TEST_BROKERS is not set; run through `npm test`, which starts a broker';
@@ -72,4 +77,45 @@ test('collector: N records through auditFunc arrive exactly once on the audit to
   assert.deepEqual(collector.stats(), { queued: 0, sent: N, spilled: 0, dropped: 0, failed: 0, invalid: 2, spooledBytes: 0, spooledRecords: 0 });
   assert.equal(lines.filter((l) => /invalid audit record/.test(l.msg)).length, 1, 'invalid records are warned about once');
   assert.equal(lines.filter((l) => l.level >= 50).length, 0, `no errors logged (the worker thread ran): ${JSON.stringify(lines.filter((l) => l.level >= 50))}`);
+});
+
+const linux = fs.existsSync('/proc/thread-self');
+const chrt = linux && spawnSync('chrt', ['--version']).status === 0;
+
+for (const threadPriority of [undefined, 'low'] as const) {
+  test(`collector: threadPriority ${threadPriority ?? 'unset (idle)'} schedules its two threads so; the gateway thread and libuv's pool keep theirs`, { skip: !linux && 'no /proc/thread-self' }, async () => {
+    const before = processThreads();
+    const { logger, lines } = captureLogger('debug');
+    // Nothing listens on port 9: the threads start all the same, and retry.
+    const collector = createCollector({ kafka: { brokers: ['127.0.0.1:9'] }, spoolDir: await tempDir('collector-priority'), shutdownTimeoutMs: 1_000, threadPriority, logger });
+    try {
+      // Each thread logs once it has set its own scheduling.
+      const started = () => lines.filter((l) => /^the collector's (Kafka|encoder) thread started$/.test(l.msg));
+      for (let waited = 0; started().length < 2 && waited < 20_000; waited += 50) await sleep(50);
+      const asked = threadPriority ?? 'idle';
+      const idle = asked === 'idle' && chrt;
+      const got = idle ? 'idle' : 'low';
+      assert.deepEqual(started().map((l) => ({ msg: l.msg, threadPriority: l.threadPriority, asked: l.asked })).sort((a, b) => a.msg.localeCompare(b.msg)), [
+        { msg: "the collector's encoder thread started", threadPriority: got, asked },
+        { msg: "the collector's Kafka thread started", threadPriority: got, asked },
+      ]);
+      const own = processThreads().filter((t) => !before.some((b) => b.tid === t.tid) && t.name.startsWith('mcp-collector'));
+      assert.deepEqual(own.map((t) => t.name).sort(), ['mcp-collector', 'mcp-collector-e'], 'the Kafka thread and the encoder (names cut at 15 chars)');
+      for (const t of own) assert.deepEqual({ name: t.name, policy: t.policy, nice: t.nice }, { name: t.name, policy: idle ? SCHED_IDLE : SCHED_OTHER, nice: Math.max(10, os.getPriority()) });
+      for (const t of before.filter((b) => !b.name.startsWith('mcp-collector'))) {
+        const now = processThreads().find((x) => x.tid === t.tid);
+        if (now) assert.deepEqual(now, t, `thread ${t.name} (${t.tid}) unchanged`);
+      }
+    } finally {
+      await collector.shutdown();
+    }
+  });
+}
+
+test('collector: a threadPriority that is not idle, low or normal is refused, naming it', async () => {
+  const spoolDir = await tempDir('collector-priority');
+  assert.throws(() => createCollector({ kafka: { brokers: ['127.0.0.1:9'] }, spoolDir, threadPriority: 'lowest' as never }), {
+    name: 'RangeError',
+    message: 'createCollector: threadPriority must be one of idle, low, normal, got "lowest"',
+  });
 });
