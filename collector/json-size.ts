@@ -80,8 +80,35 @@ function numberSize(value: number): number {
 /** Characters JSON.stringify may escape: `"`, `\`, control characters, surrogates (when lone). */
 const MAYBE_ESCAPED = /["\\\u0000-\u001f\ud800-\udfff]/;
 
+/**
+ * Strings up to this length (most keys and short values) are measured char by char: for them the
+ * regular expression and the native byte count cost more than the loop.
+ */
+const SHORT_STRING = 64;
+
 /** A string's JSON size: its UTF-8 bytes and quotes; a string with something to escape, from its JSON. */
 function stringSize(text: string): number {
+  if (text.length <= SHORT_STRING) {
+    let bytes = 2;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 0x80) {
+        if (c < 0x20 || c === 0x22 || c === 0x5c) return escapedSize(text);
+        bytes += 1;
+      } else if (c < 0x800) {
+        bytes += 2;
+      } else if (c >= 0xd800 && c <= 0xdfff) {
+        return escapedSize(text); // a pair is 4 bytes, a lone one is escaped: JSON.stringify decides
+      } else {
+        bytes += 3;
+      }
+    }
+    return bytes;
+  }
   if (!MAYBE_ESCAPED.test(text)) return Buffer.byteLength(text, 'utf8') + 2;
+  return escapedSize(text);
+}
+
+function escapedSize(text: string): number {
   return Buffer.byteLength(JSON.stringify(text), 'utf8');
 }

@@ -20,6 +20,21 @@ describe('jsonByteLength', () => {
     }
   });
 
+  it('is exact for strings at the short-string border, with each kind of char at the start, middle and end', () => {
+    // Strings of up to 64 chars are measured char by char, longer ones by a regular expression.
+    const chars = ['a', '~', '\u007f', '\u0080', 'é', '\u07ff', '\u0800', '日', '\uffff', '\u001f', ' ', '"', '\\', '\n', '\ud83d\ude00', '\ud83d', '\ude00', '\ud7ff', '\ud800', '\udfff', '\ue000'];
+    for (const length of [0, 1, 2, 63, 64, 65, 66, 128]) {
+      for (const char of chars) {
+        for (const at of [0, Math.floor(length / 2), length - 1]) {
+          if (at < 0) continue;
+          const text = 'x'.repeat(at) + char + 'x'.repeat(Math.max(0, length - at - 1));
+          assert.equal(jsonByteLength(text), expected(text), `${JSON.stringify(char)} at ${at} of ${text.length}`);
+          assert.equal(jsonByteLength({ [text]: text }), expected({ [text]: text }), `key ${JSON.stringify(char)} at ${at} of ${text.length}`);
+        }
+      }
+    }
+  });
+
   it('is exact for MCP results and arguments', () => {
     const values = [
       { content: [{ type: 'text', text: 'user 42: Ada Lovelace' }] },
