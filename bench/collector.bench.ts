@@ -422,8 +422,8 @@ function startControlLoad(): Worker[] {
 /**
  * The raw limit of the collector's delivery, a third run in each round of the target row: the plain
  * gateway beside the Kafka traffic the collector makes of its calls, sent by raw kafkajs from bytes
- * encoded beforehand. One thread set up as the collector's Kafka thread (nice 10, the same young
- * generation, gzip level 1 in the thread, an idempotent producer, acks -1) sends each call's audit
+ * encoded beforehand. One thread set up as the collector's Kafka thread (its default scheduling, the
+ * same young generation, gzip level 1 in the thread, an idempotent producer, acks -1) sends each call's audit
  * record and a 64-span message per 64 calls as the calls come, in batches as the collector's sender
  * makes them (up to BATCH records, or what 200 ms gathered). What producing the same messages costs
  * the gateway, with nothing encoded per call and nothing on the gateway's thread.
