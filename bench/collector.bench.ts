@@ -37,8 +37,8 @@
  *    per record of each thread group.
  *
  * The machine's load average is printed: on a shared 2-core machine other processes move every number.
- * Each round's line also gives, per window, the CPU of the machine's other processes and the steal
- * time (the hypervisor running something else), so a window slowed by either shows it.
+ * Each round's line also gives each window's steal time (from /proc/stat: the hypervisor running
+ * something else while this machine's CPUs wanted to run), so a window it slowed shows it.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -114,8 +114,6 @@ interface CpuSample {
   broker: number;
   /** Milliseconds this thread was ready to run but waited for a core (the kernel's run-queue wait). */
   mainWaited: number;
-  /** CPU milliseconds of the whole machine, all processes (user, nice, system, irq, softirq). */
-  machine: number;
   /** Milliseconds the hypervisor ran something else while this machine's CPUs wanted to run (steal). */
   steal: number;
 }
@@ -151,20 +149,17 @@ function cpuNow(brokerPid?: number): CpuSample {
     } catch {
       mainWaited = 0;
     }
-    let machine = 0;
     let steal = 0;
     try {
       // The first line of /proc/stat: cpu user nice system idle iowait irq softirq steal …, in 1/100 s.
-      const jiffies = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-      machine = (jiffies[0]! + jiffies[1]! + jiffies[2]! + jiffies[5]! + jiffies[6]!) * 10;
-      steal = jiffies[7]! * 10;
+      steal = Number(fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/)[8]) * 10;
     } catch {
-      machine = 0;
+      steal = 0;
     }
-    return { main, rest: all - main, broker, mainWaited, machine, steal };
+    return { main, rest: all - main, broker, mainWaited, steal };
   } catch {
     const { user, system } = process.cpuUsage();
-    return { main: (user + system) / 1000, rest: 0, broker: 0, mainWaited: 0, machine: 0, steal: 0 };
+    return { main: (user + system) / 1000, rest: 0, broker: 0, mainWaited: 0, steal: 0 };
   }
 }
 
@@ -173,7 +168,6 @@ const cpuSince = (start: CpuSample, end: CpuSample): CpuSample => ({
   rest: end.rest - start.rest,
   broker: end.broker - start.broker,
   mainWaited: end.mainWaited - start.mainWaited,
-  machine: end.machine - start.machine,
   steal: end.steal - start.steal,
 });
 
@@ -600,7 +594,7 @@ async function drive(instrumented: boolean, brokers: string, spec: Omit<ClientSp
   });
   let eluStart: EventLoopUtilization | undefined;
   let cpuStart: CpuSample | undefined;
-  const result = { elu: 0, cpu: { main: 0, rest: 0, broker: 0, mainWaited: 0, machine: 0, steal: 0 } as CpuSample, windowMs: 1, heapLoaded: 0, allocated: 0, survivedPerScavenge: 0 };
+  const result = { elu: 0, cpu: { main: 0, rest: 0, broker: 0, mainWaited: 0, steal: 0 } as CpuSample, windowMs: 1, heapLoaded: 0, allocated: 0, survivedPerScavenge: 0 };
   const allocation = new v8.GCProfiler();
   let heapAtStart = 0;
 
@@ -751,11 +745,10 @@ async function concurrency(brokers: string): Promise<void> {
       const [plain, inst] = plainFirst ? [first, second] : [second, first];
       const [p, i] = [plain.gatewayLatencies, inst.gatewayLatencies];
       const rawNote = raw ? `; beside the raw delivery ${quantile(raw.gatewayLatencies, 0.99).toFixed(2)} ms` : '';
-      // What else ran: a window that other processes or the hypervisor (steal) slowed shows it here.
-      const ran = [plain, inst, ...(raw ? [raw] : [])];
-      const perWindow = (of: (w: Window) => number) => ran.map((w) => ((of(w) * 1000) / w.windowMs).toFixed(0)).join(' / ');
-      const machineNote = `; ms/s ${raw ? 'plain / instr. / raw' : 'plain / instr.'}: other processes ${perWindow((w) => w.cpu.machine - w.cpu.main - w.cpu.rest - w.cpu.broker)}, steal ${perWindow((w) => w.cpu.steal)}`;
-      console.error(`  ${toolMs / 1000} s tool, round ${run} (${plainFirst ? 'plain first' : 'instrumented first'}): p99 in the gateway ${quantile(p, 0.99).toFixed(2)} → ${quantile(i, 0.99).toFixed(2)} ms${rawNote}; calls ${p.length} / ${i.length} (end to end ${plain.latencies.length} / ${inst.latencies.length}); load ${os.loadavg()[0]!.toFixed(1)}${machineNote}`);
+      // A window the hypervisor slowed (it ran something else while this machine's CPUs wanted to run) shows it here.
+      const steal = [plain, inst, ...(raw ? [raw] : [])].map((w) => ((w.cpu.steal * 1000) / w.windowMs).toFixed(0)).join(' / ');
+      const stealNote = `; steal ms/s, ${raw ? 'plain / instr. / raw' : 'plain / instr.'}: ${steal}`;
+      console.error(`  ${toolMs / 1000} s tool, round ${run} (${plainFirst ? 'plain first' : 'instrumented first'}): p99 in the gateway ${quantile(p, 0.99).toFixed(2)} → ${quantile(i, 0.99).toFixed(2)} ms${rawNote}; calls ${p.length} / ${i.length} (end to end ${plain.latencies.length} / ${inst.latencies.length}); load ${os.loadavg()[0]!.toFixed(1)}${stealNote}`);
       windows.plain.push(plain);
       windows.inst.push(inst);
       if (raw) windows.raw.push(raw);
