@@ -435,10 +435,10 @@ function startControlLoad(): Worker[] {
  * The raw limit of the collector's delivery, a third run in each round of the target row: the plain
  * gateway beside the Kafka traffic the collector makes of its calls, sent by raw kafkajs from bytes
  * encoded beforehand. One thread set up as the collector's Kafka thread (its default scheduling, the
- * same young generation, gzip level 1 in the thread, an idempotent producer, acks -1) sends each call's audit
- * record and a 64-span message per 64 calls as the calls come, in batches as the collector's sender
- * makes them (up to BATCH records, or what 200 ms gathered). What producing the same messages costs
- * the gateway, with nothing encoded per call and nothing on the gateway's thread.
+ * same young generation, gzip level 1 in the thread, an idempotent producer, acks -1) sends each
+ * call's audit record and a 64-span message per 64 calls as the calls come, in batches as the
+ * collector's sender makes them (up to BATCH records, or what 200 ms gathered). What producing the
+ * same messages costs the gateway, with nothing encoded per call and nothing on the gateway's thread.
  */
 interface RawDeliverySpec {
   role: 'raw-delivery';
@@ -745,7 +745,7 @@ async function concurrency(brokers: string): Promise<void> {
       const [plain, inst] = plainFirst ? [first, second] : [second, first];
       const [p, i] = [plain.gatewayLatencies, inst.gatewayLatencies];
       const rawNote = raw ? `; beside the raw delivery ${quantile(raw.gatewayLatencies, 0.99).toFixed(2)} ms` : '';
-      // A window the hypervisor slowed (it ran something else while this machine's CPUs wanted to run) shows it here.
+      // A window the hypervisor slowed (running something else while this machine's CPUs wanted to) shows it.
       const steal = [plain, inst, ...(raw ? [raw] : [])].map((w) => ((w.cpu.steal * 1000) / w.windowMs).toFixed(0)).join(' / ');
       const stealNote = `; steal ms/s, ${raw ? 'plain / instr. / raw' : 'plain / instr.'}: ${steal}`;
       console.error(`  ${toolMs / 1000} s tool, round ${run} (${plainFirst ? 'plain first' : 'instrumented first'}): p99 in the gateway ${quantile(p, 0.99).toFixed(2)} → ${quantile(i, 0.99).toFixed(2)} ms${rawNote}; calls ${p.length} / ${i.length} (end to end ${plain.latencies.length} / ${inst.latencies.length}); load ${os.loadavg()[0]!.toFixed(1)}${stealNote}`);

@@ -94,9 +94,9 @@ export function startCollectorThread(entry: URL, options: Omit<WorkerOptions, 'e
 /**
  * Lowers the calling thread's scheduling priority to `priority`, and answers what it got. Linux only:
  * the thread's id is what /proc/thread-self names. Nice 10 by setpriority (a thread may always lower
- * its own), then SCHED_IDLE by util-linux's `chrt` (a thread may always move itself there, but back only with CAP_SYS_NICE or a high RLIMIT_NICE):
- * Node has no call for a scheduling policy. Where `chrt` is missing or refused, the thread keeps nice
- * 10; elsewhere, or if refused, the priority it had.
+ * its own), then SCHED_IDLE by util-linux's `chrt`, as Node has no call for a scheduling policy (a
+ * thread may always move itself there, and back only with CAP_SYS_NICE or a high RLIMIT_NICE). Where
+ * `chrt` is missing or refused, the thread keeps nice 10; elsewhere, or if refused, what it had.
  */
 export function lowerThreadPriority(priority: ThreadPriority = 'idle'): ThreadPriority {
   if (priority === 'normal') return 'normal';

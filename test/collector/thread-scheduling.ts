@@ -12,7 +12,13 @@ export function threadScheduling(tid: number): { name: string; nice: number; pol
   return { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), nice: Number(fields[19 - 3]), policy: Number(fields[41 - 3]) };
 }
 
-/** Every thread of this process. */
+/** Every thread of this process (one that ends while they are read is left out). */
 export function processThreads(): { tid: number; name: string; nice: number; policy: number }[] {
-  return fs.readdirSync('/proc/self/task').map((tid) => ({ tid: Number(tid), ...threadScheduling(Number(tid)) }));
+  return fs.readdirSync('/proc/self/task').flatMap((tid) => {
+    try {
+      return [{ tid: Number(tid), ...threadScheduling(Number(tid)) }];
+    } catch {
+      return [];
+    }
+  });
 }
