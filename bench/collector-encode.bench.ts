@@ -18,21 +18,18 @@
 import os from 'node:os';
 import type { Attributes } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { createPrepare } from '../collector/prepare.ts';
 import type { ToolCall } from '../collector/tool-call.ts';
 import { createToolCallBatch } from '../collector/tool-call-spans.ts';
-import { createToolCallReader, ToolCallWriter, type WireCalls } from '../collector/tool-call-wire.ts';
-import { createWarnings } from '../collector/warnings.ts';
+import { ToolCallWriter, type WireCalls } from '../collector/tool-call-wire.ts';
 import { encodeTraceRequest } from '../model/otlp.ts';
 import { writeTraceRequest } from '../model/otlp-span-writer.ts';
 import { printTable, type Row } from './table.ts';
-import { collectorRoute, recordedCall } from './tool-calls.ts';
+import { callEncoder, collectorRoute, recordedCall } from './tool-calls.ts';
 
 const SLICE = 1_000;
 const SLICES = 20;
 const ROUNDS = 9;
 
-const warnings = createWarnings(() => undefined);
 const route = collectorRoute();
 const client = { name: 'claude-desktop', version: '1.2.3' };
 
@@ -55,9 +52,7 @@ const spread = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...
 /** Microseconds per call, per round: the encoder's reader and prepare on posted slices. */
 function encoding(): number[] {
   const writer = new ToolCallWriter(SLICE);
-  const read = createToolCallReader({ tenant: 'default', spansTopic: 'spans', maxMessageBytes: 1_000_000, timeOrigin: performance.timeOrigin, warnings, onError: fail });
-  const prepare = createPrepare({ tenant: 'default', auditTopic: 'audit', warnings });
-  const counters = { sent: 0, spilled: 0, dropped: 0, failed: 0, invalid: 0 };
+  const encode = callEncoder({ audit: 'audit', spans: 'spans' });
   const perCall: number[] = [];
   // Two rounds of warm-up (JIT), not kept.
   for (let round = 0; round < ROUNDS + 2; round++) {
@@ -65,10 +60,9 @@ function encoding(): number[] {
     for (let k = 0; k < SLICES; k++) {
       const wire = slice(writer, (round * SLICES + k) * SLICE);
       const started = performance.now();
-      const made = read(wire);
-      const records = prepare(made.records, counters);
+      const { records, spans } = encode(wire);
       elapsed += performance.now() - started;
-      if (records.length !== SLICE || made.spans.length === 0) throw new Error(`${SLICE} calls made ${records.length} records and ${made.spans.length} span messages`);
+      if (records.length !== SLICE || spans.length === 0) throw new Error(`${SLICE} calls made ${records.length} records and ${spans.length} span messages`);
     }
     if (round >= 2) perCall.push((elapsed * 1000) / (SLICES * SLICE));
   }

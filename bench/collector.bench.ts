@@ -65,12 +65,10 @@ import { auditMessageKey, type Publisher } from '../core/publisher.ts';
 import { normalizeAuditRecord } from '../model/audit-event.ts';
 import { newEventId } from '../model/ids.ts';
 import { lowerThreadPriority, startCollectorThread, startWorker } from '../collector/worker-thread.ts';
-import { createPrepare } from '../collector/prepare.ts';
 import type { SpoolRecord } from '../collector/spool-format.ts';
-import { createToolCallReader, ToolCallWriter } from '../collector/tool-call-wire.ts';
-import { createWarnings } from '../collector/warnings.ts';
+import { ToolCallWriter } from '../collector/tool-call-wire.ts';
 import { printTable, type Row } from './table.ts';
-import { collectorRoute, recordedCall } from './tool-calls.ts';
+import { callEncoder, collectorRoute, recordedCall } from './tool-calls.ts';
 
 // 'error': kafkajs warns on every idempotent producer about the collector's short retry budget (core/kafka.ts).
 const logger = pino({ level: 'error' }, pino.destination(2));
@@ -462,7 +460,6 @@ async function startRawDelivery(brokers: string, callsPerSecond: number): Promis
 
 /** The messages of `count` calls as the collector's encoder makes them: their audit records, and their spans' messages. */
 function encodedCalls(topics: { audit: string; spans: string }, count: number): { audits: SpoolRecord[]; spans: SpoolRecord[] } {
-  const warnings = createWarnings(() => undefined);
   const route = collectorRoute();
   const writer = new ToolCallWriter(count);
   const start = performance.now();
@@ -470,12 +467,9 @@ function encodedCalls(topics: { audit: string; spans: string }, count: number): 
     const fields = { transport: 'port', client: { name: 'bench-agent', version: '1.0.0' }, requestId: i + 2, durationMs: 1000 + Math.random(), requestBytes: 120, responseBytes: 110 };
     writer.add(recordedCall(route, start + i / 10, fields));
   }
-  const read = createToolCallReader({ tenant: 'default', spansTopic: topics.spans, maxMessageBytes: 1_000_000, timeOrigin: performance.timeOrigin, warnings, onError: (error) => { throw error; } })(writer.take());
-  const prepare = createPrepare({ tenant: 'default', auditTopic: topics.audit, warnings });
-  const counters = { sent: 0, spilled: 0, dropped: 0, failed: 0, invalid: 0 };
-  const audits = prepare(read.records, counters);
-  if (audits.length !== count || read.spans.length !== 1) throw new Error(`raw delivery: ${audits.length} records and ${read.spans.length} span messages of ${count} calls`);
-  return { audits, spans: read.spans };
+  const { records: audits, spans } = callEncoder(topics)(writer.take());
+  if (audits.length !== count || spans.length !== 1) throw new Error(`raw delivery: ${audits.length} records and ${spans.length} span messages of ${count} calls`);
+  return { audits, spans };
 }
 
 /** The raw delivery's thread: sends the calls' messages as they come, at most BATCH records a request, one request at a time. */
