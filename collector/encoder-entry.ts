@@ -58,7 +58,7 @@ const priority = lowerThreadPriority(config.threadPriority);
 const parent = parentPort!;
 const post = (message: FromEncoder) => parent.postMessage(message);
 const { logger, warnings } = threadLogging(post, config.logLevel);
-logger.debug({ threadPriority: priority, asked: config.threadPriority ?? 'idle' }, 'the collector\'s encoder thread started');
+logger.debug({ threadPriority: priority, asked: config.threadPriority }, 'the collector\'s encoder thread started');
 const prepare = createPrepare({ tenant: config.tenant, auditTopic: config.auditTopic, warnings });
 
 const readCalls = createToolCallReader({ ...config, warnings, onError: (error) => logger.debug({ err: error }, 'could not audit a tool call') });

@@ -72,7 +72,7 @@ gzipInCallingThread();
 const post = (message: FromWorker, transfer?: MessagePort[]) => port.postMessage(message, transfer);
 
 const { logger, warnings } = threadLogging(post, config.logLevel);
-logger.debug({ threadPriority: priority, asked: config.threadPriority ?? 'idle' }, 'the collector\'s Kafka thread started');
+logger.debug({ threadPriority: priority, asked: config.threadPriority }, 'the collector\'s Kafka thread started');
 const kafka = createKafka({
   brokers: config.brokers,
   clientId: config.clientId,

@@ -4,9 +4,9 @@ import fs from 'node:fs';
 export const SCHED_OTHER = 0;
 export const SCHED_IDLE = 5;
 
-/** A thread of this process: its name, nice value and scheduling policy, from /proc/self/task/<tid>/stat. */
-export function threadScheduling(tid: number): { name: string; nice: number; policy: number } {
-  const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+/** A thread of this process (default: the calling one): its name, nice value and scheduling policy, from its /proc stat. */
+export function threadScheduling(tid?: number): { name: string; nice: number; policy: number } {
+  const stat = fs.readFileSync(tid === undefined ? '/proc/thread-self/stat' : `/proc/self/task/${tid}/stat`, 'utf8');
   // "pid (comm) state …": the name may hold spaces and parentheses; the fields after it start at field 3.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return { name: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), nice: Number(fields[19 - 3]), policy: Number(fields[41 - 3]) };
